@@ -1,1 +1,17 @@
-//! placeholder
+//! A drop-in replacement for QEMU's `qemu-pr-helper`: the privileged daemon
+//! that runs SCSI PERSISTENT RESERVE IN/OUT commands on behalf of virtual
+//! machines, over QEMU's `pr-manager-helper` wire protocol.
+//!
+//! # Layout
+//! - [`domain`]: pure logic (CDB and parameter-list rules, sense data, wire
+//!   framing, SG_IO result mapping). No I/O.
+//! - [`ports`]: the traits the service is written against: the transport, the
+//!   SCSI executor, privilege control.
+//! - [`adapters`]: their implementations: Unix socket with SCM_RIGHTS, Linux
+//!   SG_IO, capabilities and uid/gid, systemd activation, the pidfile.
+//! - [`server`]: the request-serving logic, written once against the ports.
+//! - [`config`]: the daemon's settings, from the command line and a TOML file.
+#![deny(missing_docs)]
+
+pub mod domain;
+pub mod ports;
