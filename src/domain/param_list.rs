@@ -364,7 +364,7 @@ mod tests {
             Err(ParamListError::InvalidField(28))
         );
         // SPEC_I_PT with no room for the length field.
-        let mut b = vec![0u8; 27];
+        let mut b = [0u8; 27];
         b[20] = 0x08;
         assert_eq!(
             PrOutParameters::try_from(&b[..]),

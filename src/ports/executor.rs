@@ -153,10 +153,11 @@ mod tests {
         };
         // makedev(8, 16) and makedev(259, 70000).
         assert_eq!((info(0x810).major(), info(0x810).minor()), (8, 16));
-        let big = ((259u64 & 0xfffff000) << 32)
-            | ((259u64 & 0xfff) << 8)
-            | ((70000u64 & 0xffffff00) << 12)
-            | (70000u64 & 0xff);
+        let (major, minor) = (259u64, 70000u64);
+        let big = ((major & 0xfffff000) << 32)
+            | ((major & 0xfff) << 8)
+            | ((minor & 0xffffff00) << 12)
+            | (minor & 0xff);
         assert_eq!((info(big).major(), info(big).minor()), (259, 70000));
     }
 
