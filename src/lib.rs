@@ -13,5 +13,9 @@
 //! - [`config`]: the daemon's settings, from the command line and a TOML file.
 #![deny(missing_docs)]
 
+pub mod adapters;
+pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod ports;
+pub mod server;
