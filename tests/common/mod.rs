@@ -215,10 +215,16 @@ impl Client {
         })
     }
 
-    /// Whether the helper closed the connection (EOF or reset).
+    /// Whether the helper closed the connection (EOF or reset) rather than
+    /// sending something. Panics if it does neither within the timeout.
     pub fn is_closed(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+        match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if is_timeout(&e) => panic!("helper neither replied nor closed"),
+            Err(_) => true,
+        }
     }
 
     /// One full command: request then reply.
@@ -228,12 +234,23 @@ impl Client {
     }
 }
 
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Fills `buf`; an error means the helper closed the connection. A timeout
+/// panics: a helper that neither answers nor closes is a bug.
 fn read_full(s: &mut UnixStream, buf: &mut [u8]) -> std::io::Result<()> {
     let mut at = 0;
     while at < buf.len() {
-        match s.read(&mut buf[at..])? {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n => at += n,
+        match s.read(&mut buf[at..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => at += n,
+            Err(e) if is_timeout(&e) => panic!("helper neither replied nor closed"),
+            Err(e) => return Err(e),
         }
     }
     Ok(())
