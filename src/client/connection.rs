@@ -31,6 +31,17 @@ pub enum Phase {
     Payload,
 }
 
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Negotiation => "during feature negotiation",
+            Phase::Request => "while the request was being sent",
+            Phase::Reply => "after the request, before replying",
+            Phase::Payload => "in the middle of the reply",
+        })
+    }
+}
+
 impl Phase {
     /// Which rule the helper most likely enforced by closing.
     pub fn hint(self) -> &'static str {
@@ -77,16 +88,16 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The helper closed the connection.
-    #[error("the helper closed the connection during {phase:?}: {}", phase.hint())]
+    #[error("the helper closed the connection {phase}: {}", phase.hint())]
     Closed {
         /// Where in the exchange.
         phase: Phase,
     },
     /// No answer in time.
-    #[error("no answer from the helper within {0:?} (during {1:?})")]
+    #[error("no answer from the helper within {0:?} ({1})")]
     Timeout(Duration, Phase),
     /// Another socket error.
-    #[error("socket error during {phase:?}: {source}")]
+    #[error("socket error {phase}: {source}")]
     Io {
         /// Where in the exchange.
         phase: Phase,
