@@ -14,6 +14,10 @@
 //! - [`client`]: the client side of the protocol, for `qemu-pr-client` and tests.
 #![deny(missing_docs)]
 
+pub mod adapters;
 pub mod client;
+pub mod config;
+pub mod daemon;
 pub mod domain;
 pub mod ports;
+pub mod server;

@@ -1,0 +1,10 @@
+//! Implementations of the ports for Linux: the Unix socket, SG_IO,
+//! capabilities and identity, systemd, the pidfile. `unsafe` lives only here,
+//! each block with its reason.
+
+pub mod device;
+pub mod pidfile;
+pub mod privileges;
+pub mod sg_io;
+pub mod systemd;
+pub mod unix_socket;
