@@ -27,10 +27,12 @@ const C_HELPER: &str = "/usr/bin/qemu-pr-helper";
 /// PERSISTENT RESERVE IN, READ KEYS, allocation length 256.
 const READ_KEYS: [u8; 16] = [0x5e, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0];
 const REPLY_HEADER: usize = 104;
+/// How long a helper may take to negotiate: the C helper polls every
+/// connection on each wake-up, so with thousands open it is slow.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 /// How much to measure.
 struct Plan {
-    quick: bool,
     latency_samples: usize,
     latency_budget: Duration,
     idle_levels: [usize; 3],
@@ -45,7 +47,6 @@ impl Plan {
     fn new(quick: bool) -> Plan {
         if quick {
             Plan {
-                quick,
                 latency_samples: 300,
                 latency_budget: Duration::from_millis(500),
                 idle_levels: [0, 100, 1000],
@@ -57,7 +58,6 @@ impl Plan {
             }
         } else {
             Plan {
-                quick,
                 latency_samples: 5000,
                 latency_budget: Duration::from_secs(5),
                 idle_levels: [0, 1000, 10_000],
@@ -91,15 +91,20 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if let Some(soft) = nofile_soft {
-            // SAFETY: the closure runs in the forked child before exec and
-            // only calls setrlimit, which is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(move || {
+        // SAFETY: the closure runs in the forked child before exec and only
+        // calls prctl, getrlimit and setrlimit, which are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                // The helper dies with the bench (all spawns are from main).
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if let Some(soft) = nofile_soft {
                     let (_, hard) = getrlimit_nofile()?;
-                    setrlimit_nofile(soft, hard)
-                });
-            }
+                    setrlimit_nofile(soft, hard)?;
+                }
+                Ok(())
+            });
         }
         let child = cmd.spawn()?;
         Ok(Daemon {
@@ -127,6 +132,19 @@ impl Daemon {
             std::thread::sleep(Duration::from_micros(100));
         }
         None
+    }
+
+    /// Waits until the helper holds fewer than `n` fds.
+    fn wait_fds_below(&self, n: usize, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let open =
+                std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| d.count());
+            if open < n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// VmRSS in KiB.
@@ -187,9 +205,10 @@ fn setrlimit_nofile(soft: u64, hard: u64) -> io::Result<()> {
 }
 
 /// Connects and does the features handshake (reads the server's word, answers 0).
-fn connect_negotiated(path: &Path) -> io::Result<UnixStream> {
+/// `patience` bounds the wait for the server's word.
+fn connect_negotiated(path: &Path, patience: Duration) -> io::Result<UnixStream> {
     let mut s = UnixStream::connect(path)?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_read_timeout(Some(patience))?;
     let mut f = [0u8; 4];
     s.read_exact(&mut f)?;
     s.write_all(&[0; 4])?;
@@ -229,7 +248,7 @@ struct Latency {
 
 /// Round trips on one connection: a warm-up, then up to `samples` or `budget`.
 fn measure_latency(path: &Path, fd: RawFd, samples: usize, budget: Duration) -> Latency {
-    let mut s = connect_negotiated(path).expect("connect for latency");
+    let mut s = connect_negotiated(path, PATIENCE).expect("connect for latency");
     let mut buf = vec![0u8; REPLY_HEADER + 8192];
     for _ in 0..(samples / 10).max(20) {
         round_trip(&mut s, fd, &mut buf).expect("warm-up round trip");
@@ -271,7 +290,7 @@ fn measure_throughput(daemon: &Daemon, fd: RawFd, clients: usize, plan: &Plan) -
         rt.block_on(async move {
             let mut tasks = Vec::new();
             for _ in 0..clients {
-                let s = connect_negotiated(&path).expect("connect for throughput");
+                let s = connect_negotiated(&path, PATIENCE).expect("connect for throughput");
                 s.set_nonblocking(true).expect("nonblocking");
                 let s = tokio::net::UnixStream::from_std(s).expect("register");
                 let (c, st) = (Arc::clone(&c), Arc::clone(&st));
@@ -285,6 +304,11 @@ fn measure_throughput(daemon: &Daemon, fd: RawFd, clients: usize, plan: &Plan) -
         thread_cpu_seconds()
     });
     while ready.load(Ordering::Acquire) == 0 {
+        if generator.is_finished() {
+            // It failed while connecting: let the panic through.
+            generator.join().expect("generator thread");
+            unreachable!("the generator returned before it was ready");
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(plan.warmup);
@@ -451,7 +475,7 @@ fn measure_helper(binary: &Path, extra: &[&str], dev: &std::fs::File, plan: &Pla
     let mut rss_at_zero = 0;
     for &level in &plan.idle_levels {
         while idle.len() < level {
-            idle.push(connect_negotiated(&d.socket).expect("idle connection"));
+            idle.push(connect_negotiated(&d.socket, PATIENCE).expect("idle connection"));
         }
         r.latency.push((
             level,
@@ -468,7 +492,7 @@ fn measure_helper(binary: &Path, extra: &[&str], dev: &std::fs::File, plan: &Pla
     }
     drop(idle);
     // Let the helper tear the idle connections down before loading it.
-    std::thread::sleep(Duration::from_millis(if plan.quick { 100 } else { 500 }));
+    d.wait_fds_below(64, Duration::from_secs(120));
 
     for &clients in &plan.clients {
         let t = measure_throughput(&d, fd, clients, plan);
@@ -484,7 +508,7 @@ fn measure_helper(binary: &Path, extra: &[&str], dev: &std::fs::File, plan: &Pla
             .expect("helper did not start");
         let mut held = Vec::new();
         while held.len() < plan.nofile_probe {
-            match connect_negotiated(&d.socket) {
+            match connect_negotiated(&d.socket, Duration::from_secs(2)) {
                 Ok(s) => held.push(s),
                 Err(_) => break,
             }
