@@ -98,8 +98,26 @@ pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, Daem
     }
 }
 
+/// Raises the soft limit on open files to the hard limit. Every connection
+/// holds an fd (and a command briefly one more); service managers commonly
+/// leave the soft limit at 1024, which would make `accept` fail with EMFILE
+/// past about a thousand clients. Returns the new soft limit.
+pub fn raise_fd_limit() -> nix::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard.max(soft))
+}
+
 /// Runs the daemon to completion.
 pub fn run(settings: Settings) -> Result<(), DaemonError> {
+    // 0. Room for as many connections as the hard limit allows.
+    match raise_fd_limit() {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => tracing::warn!(cause = %e, "cannot raise the open file limit"),
+    }
     // 1. The listening socket, while privileged.
     let activated = systemd::activation_requested();
     if activated && settings.socket_given {

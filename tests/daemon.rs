@@ -559,3 +559,43 @@ mod command_line {
         assert!(!from_file.exists());
     }
 }
+
+/// Soft and hard "Max open files" of a process, from /proc/PID/limits.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    (f[3].to_string(), f[4].to_string())
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("pr.sock");
+    let mut cmd = Command::new(our_helper());
+    cmd.arg("-k")
+        .arg(&socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: runs in the forked child before exec and only calls
+    // getrlimit/setrlimit, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::sys::resource::{getrlimit, setrlimit, Resource};
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+            setrlimit(Resource::RLIMIT_NOFILE, 64.min(hard), hard)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let h = Helper { child, dir, socket };
+    h.wait_for_socket();
+    let (soft, hard) = open_file_limits(h.pid());
+    assert_eq!(soft, hard, "soft limit left at {soft}");
+}
