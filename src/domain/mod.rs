@@ -6,6 +6,7 @@
 
 pub mod cdb;
 pub mod framing;
+pub mod multipath;
 pub mod param_list;
 pub mod pr_in_data;
 pub mod sense;
