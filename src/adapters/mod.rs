@@ -3,6 +3,8 @@
 //! each block with its reason.
 
 pub mod device;
+pub mod multipath;
+pub mod multipathd;
 pub mod pidfile;
 pub mod privileges;
 pub mod sg_io;
