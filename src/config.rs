@@ -30,6 +30,8 @@ pub struct ExecutorFile {
     pub kind: Option<ExecutorKind>,
     /// SG_IO timeout in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Route commands on dm-multipath maps through every path (default true).
+    pub multipath: Option<bool>,
 }
 
 /// The TOML configuration file; every key is optional.
@@ -149,6 +151,8 @@ pub struct Settings {
     pub executor: ExecutorKind,
     /// SG_IO timeout.
     pub timeout: Duration,
+    /// Handle dm-multipath maps path by path (with `ExecutorKind::SgIo`).
+    pub multipath: bool,
 }
 
 impl Settings {
@@ -196,6 +200,7 @@ impl Settings {
             trace: cli.trace.or(file.trace),
             executor,
             timeout: Duration::from_millis(timeout_ms),
+            multipath: file.executor.multipath.unwrap_or(true),
         })
     }
 }
@@ -267,6 +272,15 @@ mod tests {
         assert!(!s.write_pidfile && !s.daemon && !s.socket_given);
         assert_eq!(s.executor, ExecutorKind::SgIo);
         assert_eq!(s.timeout, Duration::from_secs(30));
+        assert!(s.multipath);
+    }
+
+    #[test]
+    fn multipath_can_be_turned_off() {
+        let file = ConfigFile::parse("[executor]\nmultipath = false\n").unwrap();
+        let s = Settings::merge(file, CommandLine::default()).unwrap();
+        assert!(!s.multipath);
+        assert!(ConfigFile::parse("[executor]\nmultipath = \"yes\"\n").is_err());
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use nix::unistd::{Group, User};
 
+use crate::adapters::multipath::MultipathExecutor;
+use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::pidfile::{Pidfile, PidfileError};
 use crate::adapters::privileges::LinuxPrivileges;
 use crate::adapters::sg_io::SgIoExecutor;
@@ -90,9 +92,23 @@ pub fn resolve_identity(
     Ok((uid, gid))
 }
 
-/// Builds the executor the settings ask for.
+/// Builds the executor the settings ask for. Runs while still privileged, so
+/// the multipathd connection (root peers only) is made here.
 pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, DaemonError> {
     match settings.executor {
+        ExecutorKind::SgIo if settings.multipath => {
+            let notifier = Arc::new(MultipathdNotifier::from_env());
+            match notifier.connect() {
+                Ok(()) => tracing::info!("connected to multipathd"),
+                Err(e) if settings.user.is_some() => tracing::warn!(
+                    cause = %e,
+                    "multipathd not reachable before dropping privileges: it will not learn \
+                     reservation keys, so paths added later will not be registered"
+                ),
+                Err(e) => tracing::info!(cause = %e, "multipathd not reachable yet"),
+            }
+            Ok(Arc::new(MultipathExecutor::new(settings.timeout, notifier)))
+        }
         ExecutorKind::SgIo => Ok(Arc::new(SgIoExecutor::new(settings.timeout))),
         other => Err(DaemonError::ExecutorUnavailable(other)),
     }
@@ -137,6 +153,8 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let plan = PrivilegePlan {
         uid,
         gid,
+        // Multipath discovery reads sysfs; no device-mapper ioctl needs
+        // CAP_SYS_ADMIN.
         keep_sys_admin: false,
     };
     match LinuxPrivileges.drop_privileges(&plan)? {
