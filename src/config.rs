@@ -276,6 +276,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_files_parse() {
+        let f = ConfigFile::parse(include_str!("../config/qemu-pr-helper.toml")).unwrap();
+        assert_eq!(f.executor.multipath, Some(true));
+        ConfigFile::parse(include_str!("../config/emulated.toml")).unwrap();
+    }
+
+    #[test]
     fn multipath_can_be_turned_off() {
         let file = ConfigFile::parse("[executor]\nmultipath = false\n").unwrap();
         let s = Settings::merge(file, CommandLine::default()).unwrap();
