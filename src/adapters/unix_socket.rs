@@ -245,6 +245,13 @@ impl Connection for UnixConnection {
         Ok(ReadOutcome::Complete)
     }
 
+    async fn readable(&mut self) -> Result<(), TransportError> {
+        self.stream
+            .readable()
+            .await
+            .map_err(TransportError::Receive)
+    }
+
     async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {
         self.stream
             .write_all(buf)

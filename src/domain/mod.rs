@@ -4,6 +4,8 @@
 //! SG_IO outcome mean, what does a parameter list say) is decided here, so it
 //! can be tested byte for byte without a device or a socket.
 
+pub mod access;
+pub mod audit;
 pub mod cdb;
 pub mod framing;
 pub mod param_list;
