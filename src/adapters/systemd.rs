@@ -19,6 +19,9 @@ pub enum ActivationError {
     /// `LISTEN_FDS=0`.
     #[error("socket activation passed no file descriptor")]
     None,
+    /// LISTEN_FDS=1 but fd 3 is not open.
+    #[error("socket activation fd 3 is not open")]
+    NotOpen,
 }
 
 /// Takes the listening fd if this process was socket-activated (LISTEN_PID is
@@ -42,8 +45,18 @@ pub fn take_activation_fd() -> Result<Option<OwnedFd>, ActivationError> {
     match count {
         0 => Err(ActivationError::None),
         1 => {
-            // SAFETY: systemd's protocol hands fd 3 to this process (LISTEN_PID
-            // matched our pid); nothing else in the process has claimed it.
+            let open = nix::fcntl::fcntl(SD_LISTEN_FDS_START, nix::fcntl::FcntlArg::F_GETFD);
+            if open.is_err() {
+                return Err(ActivationError::NotOpen);
+            }
+            // Not for children (there are none, but stay tidy).
+            let _ = nix::fcntl::fcntl(
+                SD_LISTEN_FDS_START,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+            // SAFETY: fd 3 is open (checked above) and systemd's protocol hands
+            // it to this process (LISTEN_PID matched our pid); nothing else in
+            // the process has claimed it.
             let fd = unsafe { OwnedFd::from_raw_fd(SD_LISTEN_FDS_START) };
             Ok(Some(fd))
         }
