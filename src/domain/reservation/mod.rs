@@ -32,9 +32,11 @@
 //! - PREEMPT AND ABORT acts as PREEMPT: there is no task set to abort.
 //!
 //! # Where the model differs from LIO
+//! As read in the LIO sources; LIO changed over kernel releases, and where it
+//! disagrees with SPC-4 the model follows SPC-4.
 //! - RELEASE whose TYPE or SCOPE differs from the reservation's: ILLEGAL
-//!   REQUEST / INVALID RELEASE OF PERSISTENT RESERVATION (SPC-4); older LIO
-//!   answers RESERVATION CONFLICT.
+//!   REQUEST / INVALID RELEASE OF PERSISTENT RESERVATION (SPC-4); LIO answers
+//!   RESERVATION CONFLICT.
 //! - SCOPE other than LU_SCOPE on RESERVE and PREEMPT: INVALID FIELD IN CDB;
 //!   LIO answers INVALID FIELD IN PARAMETER LIST.
 //! - RELEASE checks the RESERVATION KEY before anything else; LIO answers GOOD
@@ -51,9 +53,12 @@
 //! - PREEMPT with key zero of an All Registrants reservation held by the
 //!   preempting nexus alone succeeds; LIO answers RESERVATION CONFLICT because
 //!   it removed no registration.
-//! - READ KEYS and READ RESERVATION accept any ALLOCATION LENGTH (SPC-4); LIO
-//!   answers INVALID FIELD IN CDB below 8.
-//! - No SPC-2 RESERVE/RELEASE, no ALUA, no multiple target ports.
+//! - PR IN accepts any ALLOCATION LENGTH (SPC-4: zero is not an error); LIO
+//!   answers INVALID FIELD IN CDB below 8 (below 6 for REPORT CAPABILITIES).
+//! - A PR OUT parameter list of the wrong length is PARAMETER LIST LENGTH
+//!   ERROR (SPC-4, newer LIO); older LIO answers INVALID FIELD IN PARAMETER
+//!   LIST.
+//! - No SPC-2 RESERVE/RELEASE, no ALUA, one target port.
 //!
 //! # Layout
 //! - [`nexus`]: the I_T nexus identity, [`NexusId`].
