@@ -955,10 +955,25 @@ fn invariants_hold_over_random_command_sequences() {
         let mut lu = Lu::default();
         for _ in 0..60 {
             let who = 1 + rng.below(4);
-            let key = rng.below(4);
-            let sa_key = rng.below(4);
+            // Mostly well-formed commands, so that most of them get past the
+            // key checks: the current key of the sender, a registered victim.
+            let own = lu.0.registration(&n(who)).map_or(0, |r| r.key.0);
+            let key = if rng.below(4) != 0 { own } else { rng.below(4) };
+            let registered: Vec<u64> = lu.0.registrations().iter().map(|r| r.key.0).collect();
+            let sa_key = match rng.below(8) {
+                0 => 0,
+                1..=4 if !registered.is_empty() => {
+                    registered[rng.below(registered.len() as u64) as usize]
+                }
+                _ => 1 + rng.below(3),
+            };
             let t = types[rng.below(types.len() as u64) as usize];
-            let sa = Out::from_code(rng.below(9) as u8);
+            const WEIGHTED: [u8; 18] = [0, 0, 0, 6, 6, 6, 1, 1, 1, 2, 2, 3, 4, 4, 5, 5, 7, 7];
+            let sa = if rng.below(40) == 0 {
+                Out::from_code(8 + rng.below(24) as u8)
+            } else {
+                Out::from_code(WEIGHTED[rng.below(WEIGHTED.len() as u64) as usize])
+            };
             let before = lu.0.clone();
             let reply = if sa == Out::RegisterAndMove {
                 lu.r#move(
