@@ -13,9 +13,11 @@
 //!   in-memory emulated device.
 //! - [`server`]: the request-serving logic, written once against the ports.
 //! - [`config`]: the daemon's settings, from the command line and a TOML file.
+//! - [`client`]: the client side of the protocol, for `qemu-pr-client` and tests.
 #![deny(missing_docs)]
 
 pub mod adapters;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod domain;

@@ -209,3 +209,281 @@ async fn until_stopped<F: Future>(stop: &mut watch::Receiver<bool>, fut: F) -> O
         _ = stop.wait_for(|&s| s) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::cdb::PrCdb;
+    use crate::domain::framing::REPLY_HEADER_LEN;
+    use crate::domain::sense::{ScsiStatus, SenseBuffer};
+    use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
+    use crate::ports::executor::{DeviceInfo, DeviceKind, Initiator, MockScsiExecutor};
+    use crate::ports::transport::MockConnection;
+    use std::sync::Mutex;
+
+    fn device(access: AccessMode) -> DeviceFd {
+        DeviceFd {
+            fd: std::fs::File::open("/dev/null").unwrap().into(),
+            info: DeviceInfo {
+                kind: DeviceKind::Block,
+                access,
+                dev: 1,
+                ino: 2,
+                rdev: 0x810,
+            },
+        }
+    }
+
+    /// One read the mock connection answers: bytes and how many fds.
+    enum Chunk {
+        Bytes(Vec<u8>, usize, AccessMode),
+        Eof,
+    }
+
+    /// A connection that plays `chunks` in order and records what is written.
+    fn scripted(chunks: Vec<Chunk>) -> (MockConnection, Arc<Mutex<Vec<u8>>>) {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let mut conn = MockConnection::new();
+        let w = Arc::clone(&written);
+        conn.expect_write_all().returning(move |b| {
+            w.lock().unwrap().extend_from_slice(b);
+            Ok(())
+        });
+        conn.expect_initiator().returning(Initiator::default);
+        let chunks = Arc::new(Mutex::new(std::collections::VecDeque::from(chunks)));
+        conn.expect_read_exact().returning(move |buf, fds| {
+            match chunks.lock().unwrap().pop_front() {
+                Some(Chunk::Bytes(bytes, nfds, access)) => {
+                    assert_eq!(bytes.len(), buf.len(), "scripted chunk has the wrong size");
+                    buf.copy_from_slice(&bytes);
+                    for _ in 0..nfds {
+                        fds.push(device(access));
+                    }
+                    Ok(ReadOutcome::Complete)
+                }
+                Some(Chunk::Eof) | None => Ok(ReadOutcome::Eof { read: 0 }),
+            }
+        });
+        (conn, written)
+    }
+
+    fn features() -> Chunk {
+        Chunk::Bytes(vec![0; 4], 0, AccessMode::ReadWrite)
+    }
+
+    fn running() -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(false);
+        std::mem::forget(tx);
+        rx
+    }
+
+    #[tokio::test]
+    async fn pr_in_runs_on_the_executor_and_the_payload_is_cut_to_the_allocation_length() {
+        let cdb = PrCdb::pr_in(PrInServiceAction::ReadKeys, 8);
+        let (mut conn, written) = scripted(vec![
+            features(),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadOnly),
+            Chunk::Eof,
+        ]);
+        let mut exec = MockScsiExecutor::new();
+        exec.expect_execute()
+            .withf(move |_, command, _| command.cdb == cdb && command.data_out.is_empty())
+            .times(1)
+            .returning(|_, _, _| PrReply::good((0..16).collect()));
+        let end = serve_connection(&mut conn, &exec, running()).await.unwrap();
+        assert_eq!(end, ConnectionEnd::ClientClosed);
+        let w = written.lock().unwrap();
+        assert_eq!(&w[..4], &[0, 0, 0, 0], "features word first");
+        let reply = &w[4..];
+        assert_eq!(reply.len(), REPLY_HEADER_LEN + 8);
+        assert_eq!(&reply[..8], &[0, 0, 0, 0, 0, 0, 0, 8]);
+        assert_eq!(&reply[REPLY_HEADER_LEN..], &[0, 1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    #[tokio::test]
+    async fn pr_out_reads_its_parameter_list_and_never_returns_a_payload() {
+        let cdb = PrCdb::pr_out(PrOutServiceAction::Register, 0, 24);
+        let list: Vec<u8> = (0..24).collect();
+        let expected = list.clone();
+        let (mut conn, written) = scripted(vec![
+            features(),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadWrite),
+            Chunk::Bytes(list, 0, AccessMode::ReadWrite),
+            Chunk::Eof,
+        ]);
+        let mut exec = MockScsiExecutor::new();
+        exec.expect_execute()
+            .withf(move |_, command, _| command.data_out == expected)
+            .times(1)
+            .returning(|_, _, _| PrReply::good(vec![1, 2, 3]));
+        serve_connection(&mut conn, &exec, running()).await.unwrap();
+        let w = written.lock().unwrap();
+        assert_eq!(w.len(), 4 + REPLY_HEADER_LEN);
+        assert_eq!(&w[4..12], &[0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[tokio::test]
+    async fn read_only_pr_out_is_answered_without_the_executor() {
+        let cdb = PrCdb::pr_out(PrOutServiceAction::Reserve, 1, 24);
+        let (mut conn, written) = scripted(vec![
+            features(),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadOnly),
+            Chunk::Bytes(vec![0; 24], 0, AccessMode::ReadOnly),
+            Chunk::Eof,
+        ]);
+        let mut exec = MockScsiExecutor::new();
+        exec.expect_execute().times(0);
+        serve_connection(&mut conn, &exec, running()).await.unwrap();
+        let w = written.lock().unwrap();
+        let expected = PrReply::check_condition(SenseCode::INVALID_OPCODE).encode_header();
+        assert_eq!(&w[4..], &expected[..]);
+    }
+
+    #[tokio::test]
+    async fn violations_end_the_connection_without_running_anything() {
+        let in_cdb = PrCdb::pr_in(PrInServiceAction::ReadKeys, 8)
+            .bytes()
+            .to_vec();
+        let out_cdb = PrCdb::pr_out(PrOutServiceAction::Register, 0, 24)
+            .bytes()
+            .to_vec();
+        let mut bad_opcode = in_cdb.clone();
+        bad_opcode[0] = 0x12;
+        let cases: Vec<(Vec<Chunk>, ProtocolViolation)> = vec![
+            (
+                vec![Chunk::Bytes(vec![0, 0, 0, 2], 0, AccessMode::ReadWrite)],
+                ProtocolViolation::UnsupportedFeatures(2),
+            ),
+            (
+                vec![
+                    features(),
+                    Chunk::Bytes(bad_opcode, 1, AccessMode::ReadWrite),
+                ],
+                ProtocolViolation::UnsupportedOpcode(0x12),
+            ),
+            (
+                vec![
+                    features(),
+                    Chunk::Bytes(in_cdb.clone(), 0, AccessMode::ReadWrite),
+                ],
+                ProtocolViolation::MissingFd,
+            ),
+            (
+                vec![features(), Chunk::Bytes(in_cdb, 3, AccessMode::ReadWrite)],
+                ProtocolViolation::TooManyFds(3),
+            ),
+            (
+                vec![
+                    features(),
+                    Chunk::Bytes(out_cdb.clone(), 1, AccessMode::ReadWrite),
+                    Chunk::Bytes(vec![0; 24], 1, AccessMode::ReadWrite),
+                ],
+                ProtocolViolation::TooManyFds(2),
+            ),
+            (
+                vec![
+                    features(),
+                    Chunk::Bytes(out_cdb, 1, AccessMode::ReadWrite),
+                    Chunk::Eof,
+                ],
+                ProtocolViolation::TruncatedRequest,
+            ),
+        ];
+        for (chunks, expected) in cases {
+            let (mut conn, written) = scripted(chunks);
+            let mut exec = MockScsiExecutor::new();
+            exec.expect_execute().times(0);
+            match serve_connection(&mut conn, &exec, running()).await {
+                Err(ConnectionError::Protocol(v)) => assert_eq!(v, expected),
+                other => panic!("expected {expected:?}, got {other:?}"),
+            }
+            assert_eq!(
+                written.lock().unwrap().len(),
+                4,
+                "{expected:?}: nothing but features"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_ends_at_shutdown() {
+        let mut conn = MockConnection::new();
+        conn.expect_write_all().returning(|_| Ok(()));
+        conn.expect_initiator().returning(Initiator::default);
+        conn.expect_read_exact()
+            .returning(|_, _| Ok(ReadOutcome::Eof { read: 0 }))
+            .times(0);
+        let (tx, rx) = watch::channel(true);
+        let exec = MockScsiExecutor::new();
+        let end = serve_connection(&mut conn, &exec, rx).await.unwrap();
+        assert_eq!(end, ConnectionEnd::Shutdown);
+        drop(tx);
+    }
+
+    /// A listener that yields prepared connections, then waits forever.
+    struct FakeListener(Vec<MockConnection>);
+
+    #[async_trait::async_trait]
+    impl Listener for FakeListener {
+        type Conn = MockConnection;
+        async fn accept(&mut self) -> Result<MockConnection, TransportError> {
+            match self.0.pop() {
+                Some(c) => Ok(c),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    struct SlowExecutor {
+        started: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl ScsiExecutor for SlowExecutor {
+        async fn execute(&self, _: DeviceFd, _: PrCommand, _: &Initiator) -> PrReply {
+            self.started.notify_one();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT)
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_command_in_flight_finish_and_reply() {
+        let cdb = PrCdb::pr_in(PrInServiceAction::ReadKeys, 8);
+        let (busy, written) = scripted(vec![
+            features(),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadWrite),
+        ]);
+        // An idle one too: it must not hold the exit back.
+        let mut idle = MockConnection::new();
+        idle.expect_write_all().returning(|_| Ok(()));
+        idle.expect_initiator().returning(Initiator::default);
+        idle.expect_read_exact()
+            .returning(|_, _| Ok(ReadOutcome::Complete))
+            .times(1);
+        let exec = Arc::new(SlowExecutor {
+            started: tokio::sync::Notify::new(),
+        });
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let e = Arc::clone(&exec);
+        let waiter = tokio::spawn(async move {
+            e.started.notified().await;
+            let _ = go_tx.send(());
+        });
+        let started = std::time::Instant::now();
+        run(FakeListener(vec![busy, idle]), exec, async {
+            let _ = go_rx.await;
+        })
+        .await;
+        waiter.await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let w = written.lock().unwrap();
+        assert_eq!(
+            w.len(),
+            4 + REPLY_HEADER_LEN,
+            "the in-flight command was answered"
+        );
+        assert_eq!(&w[4..8], &[0, 0, 0, 0x18]);
+        let _ = SenseBuffer::empty();
+    }
+}
