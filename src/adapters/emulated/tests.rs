@@ -420,3 +420,46 @@ async fn concurrent_connections_all_register() {
     assert_eq!(unit.registrations().len(), 32);
     assert_eq!(unit.generation(), 32);
 }
+
+#[tokio::test]
+async fn by_peer_uid_every_connection_of_one_user_is_one_nexus() {
+    let disk = tempfile::NamedTempFile::new().unwrap();
+    let exec = EmulatedExecutor::with_identity(InitiatorIdentity::PeerUid);
+    let as_user = |connection_id, uid| Initiator {
+        connection_id,
+        uid,
+        ..Default::default()
+    };
+    let run = |sa: Out, t: u8, key: u64, sa_key: u64| PrCommand {
+        cdb: PrCdb::pr_out(sa, t, 24),
+        data_out: params(key, sa_key).encode(),
+    };
+    // One tool run per command, as sg_persist-like clients do.
+    let r = exec
+        .execute(
+            open(disk.path()),
+            run(Out::Register, 0, 0, 0xa),
+            &as_user(1, Some(1000)),
+        )
+        .await;
+    good(&r);
+    let r = exec
+        .execute(
+            open(disk.path()),
+            run(Out::Reserve, 1, 0xa, 0),
+            &as_user(2, Some(1000)),
+        )
+        .await;
+    good(&r);
+    // Another user is another nexus; so is a peer of unknown uid.
+    for other in [as_user(3, Some(1001)), as_user(4, None)] {
+        let r = exec
+            .execute(open(disk.path()), run(Out::Release, 1, 0xa, 0), &other)
+            .await;
+        assert_eq!(r.status, ScsiStatus::RESERVATION_CONFLICT);
+    }
+    let unit = exec.unit(unit_of(disk.path())).unwrap();
+    let holder = InitiatorIdentity::PeerUid.nexus_of(&as_user(9, Some(1000)));
+    assert!(unit.is_holder(&holder));
+    assert_eq!(holder.initiator(), &TransportId::sas(UID_SAS_BASE + 1000));
+}
