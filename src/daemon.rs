@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use nix::unistd::{Group, User};
 
+use crate::adapters::emulated::EmulatedExecutor;
 use crate::adapters::pidfile::{Pidfile, PidfileError};
 use crate::adapters::privileges::LinuxPrivileges;
 use crate::adapters::sg_io::SgIoExecutor;
@@ -94,7 +95,7 @@ pub fn resolve_identity(
 pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, DaemonError> {
     match settings.executor {
         ExecutorKind::SgIo => Ok(Arc::new(SgIoExecutor::new(settings.timeout))),
-        other => Err(DaemonError::ExecutorUnavailable(other)),
+        ExecutorKind::Emulated => Ok(Arc::new(EmulatedExecutor::new())),
     }
 }
 

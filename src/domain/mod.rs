@@ -10,6 +10,7 @@ pub mod cdb;
 pub mod framing;
 pub mod param_list;
 pub mod pr_in_data;
+pub mod reservation;
 pub mod sense;
 pub mod service_action;
 pub mod sg_io_result;
