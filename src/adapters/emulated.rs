@@ -50,6 +50,10 @@ pub const TARGET_PORT: u16 = 1;
 /// uid `u` is this + `u`.
 pub const UID_SAS_BASE: u64 = 0x5000_0001_0000_0000;
 
+/// SAS address of session 0's initiator port under
+/// [`InitiatorIdentity::PeerSession`]; session `s` is this + `s`.
+pub const SESSION_SAS_BASE: u64 = 0x5000_0002_0000_0000;
+
 /// What makes two commands come from the same I_T nexus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InitiatorIdentity {
@@ -59,6 +63,11 @@ pub enum InitiatorIdentity {
     /// Every connection of one peer user is one nexus; a peer whose uid is
     /// unknown falls back to its connection.
     PeerUid,
+    /// Every connection from one session (one terminal, or what `setsid`
+    /// starts) is one nexus: run commands from two terminals and they are two
+    /// cluster nodes. A peer whose session is unknown falls back to its
+    /// connection.
+    PeerSession,
 }
 
 /// `(st_dev, st_ino)`: the identity of an emulated logical unit.
@@ -72,8 +81,17 @@ pub fn nexus_of(initiator: &Initiator) -> NexusId {
 impl InitiatorIdentity {
     /// The I_T nexus `initiator` is under this rule.
     pub fn nexus_of(self, initiator: &Initiator) -> NexusId {
+        let session = || {
+            let pid = nix::unistd::Pid::from_raw(initiator.pid?);
+            let sid = nix::unistd::getsid(Some(pid)).ok()?;
+            u64::try_from(sid.as_raw()).ok()
+        };
         let address = match (self, initiator.uid) {
             (InitiatorIdentity::PeerUid, Some(uid)) => UID_SAS_BASE + u64::from(uid),
+            (InitiatorIdentity::PeerSession, _) => match session() {
+                Some(sid) => SESSION_SAS_BASE + sid,
+                None => INITIATOR_SAS_BASE.wrapping_add(initiator.connection_id),
+            },
             _ => INITIATOR_SAS_BASE.wrapping_add(initiator.connection_id),
         };
         NexusId::new(TransportId::sas(address), TARGET_PORT)

@@ -198,7 +198,9 @@ impl Client {
         c[..cdb.len()].copy_from_slice(cdb);
         self.send_with_fds(&c, fds);
         if !data.is_empty() {
-            self.stream.write_all(data).unwrap();
+            // The helper may already have closed the connection over the CDB;
+            // reading the reply tells.
+            let _ = self.stream.write_all(data);
         }
     }
 
