@@ -1,8 +1,10 @@
 //! Implementations of the ports for Linux: the Unix socket, SG_IO,
-//! capabilities and identity, systemd, the pidfile. `unsafe` lives only here,
+//! capabilities and identity, systemd, the pidfile; and an emulated device
+//! that keeps persistent reservations in memory. `unsafe` lives only here,
 //! each block with its reason.
 
 pub mod device;
+pub mod emulated;
 pub mod multipath;
 pub mod multipathd;
 pub mod pidfile;
