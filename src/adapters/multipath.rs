@@ -7,12 +7,13 @@
 //! cannot be opened, counts as failed. Any fd that is not a multipath map
 //! goes to the plain [`SgIoExecutor`].
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -149,12 +150,13 @@ pub fn open_path(dev_root: &Path, name: &str, dev: (u32, u32)) -> io::Result<Own
 
 /// Runs path commands with SG_IO on the opened paths; `None` is a path that
 /// could not be opened (routing never picks it: it is marked failed).
-struct SgIoPaths {
+struct SgIoPaths<'a> {
+    map: &'a MultipathMap,
     fds: Vec<Option<OwnedFd>>,
     timeout: Duration,
 }
 
-impl PathRunner for SgIoPaths {
+impl PathRunner for SgIoPaths<'_> {
     fn run(&mut self, path: usize, command: &PathCommand) -> PathReply {
         let Some(fd) = self.fds.get(path).and_then(Option::as_ref) else {
             return PathReply::transport(PrReply::check_condition(PATH_FAILURE));
@@ -164,6 +166,15 @@ impl PathRunner for SgIoPaths {
             data_out: command.data_out.clone(),
         };
         let (reply, origin) = send_pr_command_with_origin(fd.as_fd(), &command, self.timeout);
+        tracing::debug!(
+            map = %self.map.name,
+            path = %self.map.paths.get(path).map_or("?", |p| p.name.as_str()),
+            cdb = ?command.cdb.command(),
+            status = %reply.status,
+            sense = ?reply.sense,
+            origin = ?origin,
+            "path answered"
+        );
         PathReply { reply, origin }
     }
 }
@@ -177,6 +188,21 @@ pub struct MultipathExecutor {
     sysfs: Sysfs,
     dev_root: PathBuf,
     notifier: Arc<MultipathdNotifier>,
+    busy: Arc<MapLocks>,
+}
+
+/// One lock per map name: two clients' commands on the same map must not
+/// interleave path by path (a REGISTER and its rollback would race).
+#[derive(Debug, Default)]
+struct MapLocks(Mutex<HashMap<String, Arc<Mutex<()>>>>);
+
+impl MapLocks {
+    fn for_map(&self, name: &str) -> Arc<Mutex<()>> {
+        // A poisoned table still maps names to locks correctly.
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        table.retain(|_, lock| Arc::strong_count(lock) > 1);
+        table.entry(name.to_string()).or_default().clone()
+    }
 }
 
 impl MultipathExecutor {
@@ -198,12 +224,17 @@ impl MultipathExecutor {
             sysfs,
             dev_root: dev_root.into(),
             notifier,
+            busy: Arc::default(),
         }
     }
 
     /// Opens the paths, routes the command over them and notifies
     /// multipathd. Blocking. Every path fd is closed when this returns.
     fn run_on_map(&self, map: &MultipathMap, command: PrCommand) -> PrReply {
+        let lock = self.busy.for_map(&map.name);
+        // Nothing that panics runs under this lock but SG_IO bookkeeping;
+        // a poisoned lock still serializes.
+        let _serialized = lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut views = Vec::with_capacity(map.paths.len());
         let mut fds = Vec::with_capacity(map.paths.len());
         for path in &map.paths {
@@ -235,6 +266,7 @@ impl MultipathExecutor {
             data_out: command.data_out,
         };
         let mut runner = SgIoPaths {
+            map,
             fds,
             timeout: self.timeout,
         };
@@ -368,6 +400,33 @@ mod tests {
         assert!(open_path(tmp.path(), "../sdb", (8, 16)).is_err());
         assert!(open_path(tmp.path(), "", (8, 16)).is_err());
         assert!(open_path(Path::new("/dev"), "null", (1, 3)).is_err());
+    }
+
+    #[test]
+    fn one_lock_per_map_and_unused_locks_are_forgotten() {
+        let locks = MapLocks::default();
+        let a = locks.for_map("mpatha");
+        assert!(Arc::ptr_eq(&a, &locks.for_map("mpatha")));
+        assert!(!Arc::ptr_eq(&a, &locks.for_map("mpathb")));
+        drop(a);
+        let _c = locks.for_map("mpathc");
+        assert_eq!(locks.0.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_path_that_was_not_opened_is_a_transport_failure() {
+        let map = MultipathMap {
+            name: "m".into(),
+            paths: Vec::new(),
+        };
+        let mut runner = SgIoPaths {
+            map: &map,
+            fds: vec![None],
+            timeout: Duration::from_secs(1),
+        };
+        let r = runner.run(0, &PathCommand::read_reservation());
+        assert_eq!(r.origin, crate::domain::sg_io_result::Origin::Transport);
+        assert_eq!(runner.run(5, &PathCommand::read_reservation()), r);
     }
 
     fn executor(sysfs: &Path, dev: &Path) -> MultipathExecutor {
