@@ -273,10 +273,26 @@ impl Connection for UnixConnection {
     }
 
     async fn readable(&mut self) -> Result<(), TransportError> {
-        self.stream
-            .readable()
-            .await
-            .map_err(TransportError::Receive)
+        // tokio's readiness can be stale (it is cleared only by a read that
+        // would block): peek to be sure a byte, or EOF, is really there.
+        let raw = self.stream.as_raw_fd();
+        loop {
+            self.stream
+                .readable()
+                .await
+                .map_err(TransportError::Receive)?;
+            let mut byte = [0u8; 1];
+            let peeked = self.stream.try_io(Interest::READABLE, || {
+                nix::sys::socket::recv(raw, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT)
+                    .map_err(io::Error::from)
+            });
+            match peeked {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TransportError::Receive(e)),
+            }
+        }
     }
 
     async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {
