@@ -619,6 +619,65 @@ mod tests {
     }
 
     #[test]
+    fn no_parameter_list_stops_the_routing() {
+        // Any service action with any list, on any mix of path answers:
+        // always one reply, never a panic, and nothing but GOOD notifies.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let answers = [
+            PathReply::device(PrReply::good(vec![])),
+            conflict(),
+            ua(),
+            lost(),
+            PathReply::device(PrReply::good(vec![0xff; 3])),
+        ];
+        for _ in 0..2000 {
+            let action = PrOutServiceAction::from_code((next() % 10) as u8);
+            let len = match next() % 4 {
+                0 => 24,
+                1 => (next() % 64) as usize,
+                _ => 24 + (next() % 200) as usize,
+            };
+            let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if len > 28 && next() % 2 == 0 {
+                data[20] |= 0x08;
+                let tpdl = (len - 28) as u32;
+                data[24..28].copy_from_slice(&tpdl.to_be_bytes());
+            }
+            let command = PathCommand {
+                cdb: PrCdb::pr_out(action, (next() % 256) as u8, len as u16),
+                data_out: data,
+            };
+            let paths: Vec<PathView> = (0..(next() % 4))
+                .map(|h| {
+                    if next() % 3 == 0 {
+                        PathView::failed(h as u32)
+                    } else {
+                        PathView::active((next() % 2) as u32)
+                    }
+                })
+                .collect();
+            let mut s = Script::default();
+            for p in 0..paths.len() {
+                let script: Vec<PathReply> = (0..(next() % 6))
+                    .map(|_| answers[(next() % answers.len() as u64) as usize].clone())
+                    .collect();
+                s = s.on(p, &script);
+            }
+            let o = execute(&mut s, &paths, &command);
+            if o.reply.status != ScsiStatus::GOOD {
+                assert!(o.events.is_empty());
+            }
+            assert!(s.sent.len() <= 4 * (2 * paths.len() + 1) * 2);
+        }
+    }
+
+    #[test]
     fn release_unchecked_when_read_reservation_fails_is_good() {
         let mut s = Script::default()
             .on(0, &[PathReply::device(PrReply::good(vec![])), lost()])
