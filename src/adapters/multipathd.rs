@@ -105,6 +105,9 @@ pub struct MultipathdNotifier {
     was_connected: AtomicBool,
     /// Whether the "will not register new paths" warning was logged.
     warned: AtomicBool,
+    /// Whether a refusal was logged: multipathd refuses keys for every map
+    /// when `reservation_key` is not `file` in multipath.conf, so once is enough.
+    warned_refusal: AtomicBool,
 }
 
 impl MultipathdNotifier {
@@ -115,6 +118,7 @@ impl MultipathdNotifier {
             connection: Mutex::new(None),
             was_connected: AtomicBool::new(false),
             warned: AtomicBool::new(false),
+            warned_refusal: AtomicBool::new(false),
         }
     }
 
@@ -163,8 +167,16 @@ impl MultipathdNotifier {
                     self.warned.store(false, Ordering::Relaxed);
                     tracing::debug!(command = %command, "multipathd updated");
                 }
+                Ok(reply) if !self.warned_refusal.swap(true, Ordering::Relaxed) => {
+                    tracing::warn!(
+                        command = %command,
+                        reply = %reply,
+                        "multipathd refused (is reservation_key set to \"file\" in \
+                         multipath.conf?); further refusals are logged at debug level"
+                    );
+                }
                 Ok(reply) => {
-                    tracing::warn!(command = %command, reply = %reply, "multipathd refused");
+                    tracing::debug!(command = %command, reply = %reply, "multipathd refused");
                 }
                 Err(e) => {
                     if !self.warned.swap(true, Ordering::Relaxed) {
@@ -355,6 +367,7 @@ mod tests {
         n.notify("m", &[MapEvent::UnsetKey]);
         assert_eq!(handle.join().unwrap(), "unsetprkey map m");
         assert!(!n.warned.load(Ordering::Relaxed));
+        assert!(n.warned_refusal.load(Ordering::Relaxed));
     }
 
     #[test]
