@@ -75,6 +75,9 @@ pub struct SecurityFile {
     pub max_connections: Option<usize>,
     /// Milliseconds a started request may take to arrive whole.
     pub request_timeout_ms: Option<u64>,
+    /// System-call filter: "kill" (release default), "log" (debug default)
+    /// or "off".
+    pub seccomp: Option<crate::adapters::seccomp::SeccompMode>,
 }
 
 /// Log line format.
@@ -183,6 +186,8 @@ pub struct CommandLine {
     pub emulate: bool,
     /// `--timeout`, milliseconds.
     pub timeout_ms: Option<u64>,
+    /// `--seccomp`.
+    pub seccomp: Option<crate::adapters::seccomp::SeccompMode>,
 }
 
 /// The merged, validated settings the daemon runs with.
@@ -268,7 +273,10 @@ impl Settings {
             multipath: file.executor.multipath.unwrap_or(true),
             initiator: file.executor.initiator.unwrap_or_default(),
             log_format: file.log_format.unwrap_or_default(),
-            security: file.security,
+            security: SecurityFile {
+                seccomp: cli.seccomp.or(file.security.seccomp),
+                ..file.security
+            },
         })
     }
 }

@@ -12,6 +12,7 @@ use crate::adapters::multipath::MultipathExecutor;
 use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::pidfile::{Pidfile, PidfileError};
 use crate::adapters::privileges::LinuxPrivileges;
+use crate::adapters::seccomp::SeccompMode;
 use crate::adapters::sg_io::SgIoExecutor;
 use crate::adapters::systemd::{self, ActivationError};
 use crate::adapters::unix_socket::{ListenError, SocketPermissions, UnixSocketListener};
@@ -51,6 +52,9 @@ pub enum DaemonError {
     /// The async runtime or the signal handlers could not be set up.
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The system-call filter could not be installed.
+    #[error(transparent)]
+    Seccomp(crate::adapters::seccomp::SeccompError),
     /// A `[security]` setting is invalid.
     #[error("invalid [security] setting: {0}")]
     Security(String),
@@ -271,7 +275,15 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         ),
     }
 
-    // 5. Serve.
+    // 5. The system-call allowlist, inherited by every thread from here on.
+    let mode = settings
+        .security
+        .seccomp
+        .unwrap_or_else(SeccompMode::default_for_build);
+    crate::adapters::seccomp::install(mode).map_err(DaemonError::Seccomp)?;
+    tracing::debug!(?mode, "seccomp filter installed");
+
+    // 6. Serve.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,6 +9,7 @@ pub mod multipath;
 pub mod multipathd;
 pub mod pidfile;
 pub mod privileges;
+pub mod seccomp;
 pub mod sg_io;
 pub mod systemd;
 pub mod unix_socket;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser};
+use qemu_pr_helper::adapters::seccomp::SeccompMode;
 use qemu_pr_helper::config::{
     glob_match, CommandLine, ConfigFile, LogFormat, Settings, TraceOptions,
 };
@@ -58,9 +59,21 @@ struct Cli {
     /// SG_IO timeout in milliseconds [default: 30000].
     #[arg(long, value_name = "MS")]
     timeout: Option<u64>,
+    /// System-call filter: kill (release default), log (debug default), off.
+    #[arg(long, value_name = "MODE", value_parser = parse_seccomp)]
+    seccomp: Option<SeccompMode>,
     /// Output version information and exit.
     #[arg(short = 'V', long, action = ArgAction::Version)]
     version: (),
+}
+
+fn parse_seccomp(s: &str) -> Result<SeccompMode, String> {
+    match s {
+        "kill" => Ok(SeccompMode::Kill),
+        "log" => Ok(SeccompMode::Log),
+        "off" => Ok(SeccompMode::Off),
+        other => Err(format!("'{other}' is not kill, log or off")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -106,6 +119,7 @@ fn run(cli: Cli) -> Result<(), String> {
             trace: cli.trace,
             emulate: cli.emulate,
             timeout_ms: cli.timeout,
+            seccomp: cli.seccomp,
         },
     )
     .map_err(|e| e.to_string())?;

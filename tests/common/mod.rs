@@ -31,9 +31,17 @@ impl Helper {
         // The log goes to a file: a pipe nobody reads would fill up and
         // block the daemon.
         let log = std::fs::File::create(dir.path().join("helper.log")).unwrap();
+        // Ours always runs under the production system-call filter, so that
+        // every test also proves the filter lets it serve.
+        let filter: &[&str] = if binary == our_helper() {
+            &["--seccomp", "kill"]
+        } else {
+            &[]
+        };
         let child = Command::new(binary)
             .arg("-k")
             .arg(&socket)
+            .args(filter)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
