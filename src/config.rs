@@ -22,6 +22,19 @@ pub enum ExecutorKind {
     Emulated,
 }
 
+/// For the emulated device: what makes two commands one I_T nexus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InitiatorModel {
+    /// Each client connection (QEMU keeps one per VM).
+    #[default]
+    Connection,
+    /// Each peer user.
+    Uid,
+    /// Each peer session (one terminal): for one-command-per-run tools.
+    Session,
+}
+
 /// The `[executor]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +43,52 @@ pub struct ExecutorFile {
     pub kind: Option<ExecutorKind>,
     /// SG_IO timeout in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Route commands on dm-multipath maps through every path (default true).
+    pub multipath: Option<bool>,
+    /// Emulated device only: `initiator = "connection" | "uid" | "session"`.
+    pub initiator: Option<InitiatorModel>,
+}
+
+/// How audit lines show reservation keys.
+pub use crate::domain::audit::KeyDisplay;
+
+/// The `[security]` table: who may connect, to which devices, and limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityFile {
+    /// Peer user ids allowed to connect (empty: anyone who can open the socket).
+    #[serde(default)]
+    pub allowed_uids: Vec<u32>,
+    /// Peer group ids allowed to connect.
+    #[serde(default)]
+    pub allowed_gids: Vec<u32>,
+    /// Socket file mode, octal string such as "0660".
+    pub socket_mode: Option<String>,
+    /// Socket file group (name or number).
+    pub socket_group: Option<String>,
+    /// Devices commands may go to: "MAJOR:MINOR" or "wwid:NAME" (empty: any).
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Keys in audit lines: "full", "hashed" or "omitted".
+    pub audit_keys: Option<KeyDisplay>,
+    /// Connections served at once.
+    pub max_connections: Option<usize>,
+    /// Milliseconds a started request may take to arrive whole.
+    pub request_timeout_ms: Option<u64>,
+    /// System-call filter: "kill" (release default), "log" (debug default)
+    /// or "off".
+    pub seccomp: Option<crate::adapters::seccomp::SeccompMode>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// The TOML configuration file; every key is optional.
@@ -50,9 +109,14 @@ pub struct ConfigFile {
     pub verbose: Option<i8>,
     /// Trace options, as `-T`.
     pub trace: Option<String>,
+    /// Log format: "text" (default) or "json".
+    pub log_format: Option<LogFormat>,
     /// The executor.
     #[serde(default)]
     pub executor: ExecutorFile,
+    /// Access control and limits.
+    #[serde(default)]
+    pub security: SecurityFile,
 }
 
 /// A configuration problem a human can fix.
@@ -122,6 +186,8 @@ pub struct CommandLine {
     pub emulate: bool,
     /// `--timeout`, milliseconds.
     pub timeout_ms: Option<u64>,
+    /// `--seccomp`.
+    pub seccomp: Option<crate::adapters::seccomp::SeccompMode>,
 }
 
 /// The merged, validated settings the daemon runs with.
@@ -149,6 +215,14 @@ pub struct Settings {
     pub executor: ExecutorKind,
     /// SG_IO timeout.
     pub timeout: Duration,
+    /// Handle dm-multipath maps path by path (with `ExecutorKind::SgIo`).
+    pub multipath: bool,
+    /// Emulated device: what one I_T nexus is.
+    pub initiator: InitiatorModel,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Access control and limits, as in the file.
+    pub security: SecurityFile,
 }
 
 impl Settings {
@@ -196,6 +270,13 @@ impl Settings {
             trace: cli.trace.or(file.trace),
             executor,
             timeout: Duration::from_millis(timeout_ms),
+            multipath: file.executor.multipath.unwrap_or(true),
+            initiator: file.executor.initiator.unwrap_or_default(),
+            log_format: file.log_format.unwrap_or_default(),
+            security: SecurityFile {
+                seccomp: cli.seccomp.or(file.security.seccomp),
+                ..file.security
+            },
         })
     }
 }
@@ -267,6 +348,22 @@ mod tests {
         assert!(!s.write_pidfile && !s.daemon && !s.socket_given);
         assert_eq!(s.executor, ExecutorKind::SgIo);
         assert_eq!(s.timeout, Duration::from_secs(30));
+        assert!(s.multipath);
+    }
+
+    #[test]
+    fn the_example_files_parse() {
+        let f = ConfigFile::parse(include_str!("../config/qemu-pr-helper.toml")).unwrap();
+        assert_eq!(f.executor.multipath, Some(true));
+        ConfigFile::parse(include_str!("../config/emulated.toml")).unwrap();
+    }
+
+    #[test]
+    fn multipath_can_be_turned_off() {
+        let file = ConfigFile::parse("[executor]\nmultipath = false\n").unwrap();
+        let s = Settings::merge(file, CommandLine::default()).unwrap();
+        assert!(!s.multipath);
+        assert!(ConfigFile::parse("[executor]\nmultipath = \"yes\"\n").is_err());
     }
 
     #[test]
@@ -309,6 +406,23 @@ mod tests {
                 .unwrap()
                 .write_pidfile
         );
+    }
+
+    #[test]
+    fn security_table_parses() {
+        let file = ConfigFile::parse(
+            "log_format = \"json\"\n[security]\nallowed_uids = [107]\nsocket_mode = \"0660\"\n\
+             devices = [\"8:16\", \"wwid:naa.1\"]\naudit_keys = \"hashed\"\nmax_connections = 10\n",
+        )
+        .unwrap();
+        let s = Settings::merge(file, CommandLine::default()).unwrap();
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.security.allowed_uids, vec![107]);
+        assert_eq!(s.security.socket_mode.as_deref(), Some("0660"));
+        assert_eq!(s.security.devices.len(), 2);
+        assert_eq!(s.security.audit_keys, Some(KeyDisplay::Hashed));
+        assert_eq!(s.security.max_connections, Some(10));
+        assert!(ConfigFile::parse("[security]\nbogus = 1").is_err());
     }
 
     #[test]

@@ -7,14 +7,20 @@ use std::sync::Arc;
 
 use nix::unistd::{Group, User};
 
+use crate::adapters::emulated::{EmulatedExecutor, InitiatorIdentity};
+use crate::adapters::multipath::MultipathExecutor;
+use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::pidfile::{Pidfile, PidfileError};
 use crate::adapters::privileges::LinuxPrivileges;
+use crate::adapters::seccomp::SeccompMode;
 use crate::adapters::sg_io::SgIoExecutor;
 use crate::adapters::systemd::{self, ActivationError};
-use crate::adapters::unix_socket::{ListenError, UnixSocketListener};
-use crate::config::{ExecutorKind, Settings};
+use crate::adapters::unix_socket::{ListenError, SocketPermissions, UnixSocketListener};
+use crate::config::{ExecutorKind, InitiatorModel, Settings};
+use crate::domain::access::{DeviceAllowlist, DeviceSelector, PeerPolicy};
 use crate::ports::executor::ScsiExecutor;
 use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
+use crate::server::ServerOptions;
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +52,12 @@ pub enum DaemonError {
     /// The async runtime or the signal handlers could not be set up.
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The system-call filter could not be installed.
+    #[error(transparent)]
+    Seccomp(crate::adapters::seccomp::SeccompError),
+    /// A `[security]` setting is invalid.
+    #[error("invalid [security] setting: {0}")]
+    Security(String),
     /// The selected executor is not available in this build.
     #[error("executor {0:?} is not available")]
     ExecutorUnavailable(ExecutorKind),
@@ -90,34 +102,127 @@ pub fn resolve_identity(
     Ok((uid, gid))
 }
 
-/// Builds the executor the settings ask for.
+/// Builds the executor the settings ask for. Runs while still privileged, so
+/// the multipathd connection (root peers only) is made here.
 pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, DaemonError> {
     match settings.executor {
+        ExecutorKind::SgIo if settings.multipath => {
+            let notifier = Arc::new(MultipathdNotifier::from_env());
+            match notifier.connect() {
+                Ok(()) => tracing::info!("connected to multipathd"),
+                Err(e) if settings.user.is_some() => tracing::warn!(
+                    cause = %e,
+                    "multipathd not reachable before dropping privileges: it will not learn \
+                     reservation keys, so paths added later will not be registered"
+                ),
+                Err(e) => tracing::info!(cause = %e, "multipathd not reachable yet"),
+            }
+            Ok(Arc::new(MultipathExecutor::new(settings.timeout, notifier)))
+        }
         ExecutorKind::SgIo => Ok(Arc::new(SgIoExecutor::new(settings.timeout))),
-        other => Err(DaemonError::ExecutorUnavailable(other)),
+        ExecutorKind::Emulated => {
+            let identity = match settings.initiator {
+                InitiatorModel::Connection => InitiatorIdentity::Connection,
+                InitiatorModel::Uid => InitiatorIdentity::PeerUid,
+                InitiatorModel::Session => InitiatorIdentity::PeerSession,
+            };
+            tracing::warn!(
+                initiator = ?settings.initiator,
+                "EMULATED DEVICE: commands run on an in-memory SPC-4 device; \
+                 no real device is touched and nothing reaches storage"
+            );
+            Ok(Arc::new(EmulatedExecutor::with_identity(identity)))
+        }
     }
 }
 
-/// Raises the soft limit on open files to the hard limit. Every connection
-/// holds an fd (and a command briefly one more); service managers commonly
-/// leave the soft limit at 1024, which would make `accept` fail with EMFILE
-/// past about a thousand clients. Returns the new soft limit.
-pub fn raise_fd_limit() -> nix::Result<u64> {
+/// The server's policy and limits from the `[security]` table.
+pub fn server_options(settings: &Settings) -> Result<ServerOptions, DaemonError> {
+    let sec = &settings.security;
+    let devices = sec
+        .devices
+        .iter()
+        .map(|d| d.parse::<DeviceSelector>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(DaemonError::Security)?;
+    let defaults = ServerOptions::default();
+    Ok(ServerOptions {
+        peers: PeerPolicy {
+            uids: sec.allowed_uids.clone(),
+            gids: sec.allowed_gids.clone(),
+        },
+        devices: DeviceAllowlist(devices),
+        wwid_lookup: Some(Arc::new(crate::adapters::device::wwid)),
+        max_connections: sec.max_connections.unwrap_or(defaults.max_connections),
+        request_timeout: sec
+            .request_timeout_ms
+            .map_or(defaults.request_timeout, std::time::Duration::from_millis),
+        audit_keys: sec.audit_keys.unwrap_or_default(),
+    })
+}
+
+/// Socket mode and group from the `[security]` table.
+pub fn socket_permissions(settings: &Settings) -> Result<SocketPermissions, DaemonError> {
+    let sec = &settings.security;
+    let mode = match &sec.socket_mode {
+        None => None,
+        Some(m) => Some(
+            u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| DaemonError::Security(format!("socket_mode {m:?} is not octal")))?,
+        ),
+    };
+    let gid = match &sec.socket_group {
+        None => None,
+        Some(g) => match resolve_identity(None, Some(g)) {
+            Ok((_, gid)) => gid,
+            Err(_) => {
+                return Err(DaemonError::Security(format!(
+                    "socket_group {g:?} is unknown"
+                )))
+            }
+        },
+    };
+    Ok(SocketPermissions { mode, gid })
+}
+
+/// Raises the soft open-file limit to the hard limit: every idle VM holds a
+/// connection, and running out of fds would refuse the next one.
+fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(cause = %e, "cannot raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(cause = %e, "cannot read the open-file limit"),
     }
-    Ok(hard.max(soft))
+}
+
+/// The signals that stop the daemon. They are blocked from the start, so one
+/// that arrives before the handlers exist waits for them instead of killing
+/// the process (the socket is already accepting by then).
+fn shutdown_sigset() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGHUP);
+    set
 }
 
 /// Runs the daemon to completion.
 pub fn run(settings: Settings) -> Result<(), DaemonError> {
-    // 0. Room for as many connections as the hard limit allows.
-    match raise_fd_limit() {
-        Ok(limit) => tracing::debug!(limit, "open file limit"),
-        Err(e) => tracing::warn!(cause = %e, "cannot raise the open file limit"),
-    }
+    // 0. Everything that can be wrong in the settings, before touching anything.
+    let (uid, gid) = resolve_identity(settings.user.as_deref(), settings.group.as_deref())?;
+    let options = server_options(&settings)?;
+    let permissions = socket_permissions(&settings)?;
+    let _ = shutdown_sigset().thread_block();
+    raise_fd_limit();
+
     // 1. The listening socket, while privileged.
     let activated = systemd::activation_requested();
     if activated && settings.socket_given {
@@ -126,14 +231,13 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let (std_listener, owned_path): (_, Option<PathBuf>) = match systemd::take_activation_fd()? {
         Some(fd) => (UnixSocketListener::adopt_std(fd)?, None),
         None => (
-            UnixSocketListener::bind_std(&settings.socket)?,
+            UnixSocketListener::bind_std(&settings.socket, permissions)?,
             Some(settings.socket.clone()),
         ),
     };
     // From here on, a failure must not leave our socket file behind.
     let cleanup = SocketFileGuard(owned_path.clone());
 
-    let (uid, gid) = resolve_identity(settings.user.as_deref(), settings.group.as_deref())?;
     let executor = build_executor(&settings)?;
 
     // 2. The pidfile, locked before forking so a second instance fails now.
@@ -155,6 +259,8 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let plan = PrivilegePlan {
         uid,
         gid,
+        // Multipath discovery reads sysfs; no device-mapper ioctl needs
+        // CAP_SYS_ADMIN.
         keep_sys_admin: false,
     };
     match LinuxPrivileges.drop_privileges(&plan)? {
@@ -169,7 +275,15 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         ),
     }
 
-    // 5. Serve.
+    // 5. The system-call allowlist, inherited by every thread from here on.
+    let mode = settings
+        .security
+        .seccomp
+        .unwrap_or_else(SeccompMode::default_for_build);
+    crate::adapters::seccomp::install(mode).map_err(DaemonError::Seccomp)?;
+    tracing::debug!(?mode, "seccomp filter installed");
+
+    // 6. Serve.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -178,6 +292,8 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         std::mem::forget(cleanup);
         let listener = UnixSocketListener::from_std(std_listener, owned_path)?;
         let shutdown = shutdown_signal().map_err(DaemonError::Runtime)?;
+        // The handlers exist now: let pending and later signals through.
+        let _ = shutdown_sigset().thread_unblock();
         match &listener.owned_path() {
             Some(path) => tracing::info!(socket = %path.display(), "listening"),
             None => tracing::info!("listening on the socket passed by systemd"),
@@ -187,7 +303,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             Ok(false) => {}
             Err(e) => tracing::warn!(cause = %e, "cannot notify systemd"),
         }
-        crate::server::run(listener, executor, shutdown).await;
+        crate::server::run_with(listener, executor, shutdown, options).await;
         tracing::info!("exiting");
         Ok(())
     });

@@ -4,11 +4,13 @@
 //!
 //! # Layout
 //! - [`domain`]: pure logic (CDB and parameter-list rules, sense data, wire
-//!   framing, SG_IO result mapping). No I/O.
+//!   framing, SG_IO result mapping, the persistent reservation model of the
+//!   emulated device, routing over dm-multipath paths). No I/O.
 //! - [`ports`]: the traits the service is written against: the transport, the
 //!   SCSI executor, privilege control.
 //! - [`adapters`]: their implementations: Unix socket with SCM_RIGHTS, Linux
-//!   SG_IO, capabilities and uid/gid, systemd activation, the pidfile.
+//!   SG_IO, dm-multipath path discovery and multipathd, capabilities and
+//!   uid/gid, systemd activation, the pidfile, the in-memory emulated device.
 //! - [`server`]: the request-serving logic, written once against the ports.
 //! - [`config`]: the daemon's settings, from the command line and a TOML file.
 //! - [`client`]: the client side of the protocol, for `qemu-pr-client` and tests.

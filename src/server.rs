@@ -12,14 +12,64 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::domain::access::{DeviceAllowlist, PeerCredentials, PeerPolicy};
+use crate::domain::audit::{sense_text, KeyDisplay, PrOutAudit};
 use crate::domain::cdb::{PrCdb, PrDirection, CDB_LEN};
 use crate::domain::framing::{
     check_client_features, check_fd_count, PrReply, ProtocolViolation, FEATURES_LEN,
     SUPPORTED_FEATURES,
 };
 use crate::domain::sense::SenseCode;
-use crate::ports::executor::{AccessMode, DeviceFd, PrCommand, ScsiExecutor};
+use crate::ports::executor::{
+    AccessMode, DeviceFd, DeviceInfo, Initiator, PrCommand, ScsiExecutor,
+};
 use crate::ports::transport::{Connection, Listener, ReadOutcome, TransportError};
+
+/// Finds the WWID of a device (from sysfs, in production).
+pub type WwidLookup = Arc<dyn Fn(&DeviceInfo) -> Option<String> + Send + Sync>;
+
+/// The policy and limits the server enforces.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Which peers may connect.
+    pub peers: PeerPolicy,
+    /// Which devices commands may be sent to.
+    pub devices: DeviceAllowlist,
+    /// How the device allowlist learns a device's WWID.
+    pub wwid_lookup: Option<WwidLookup>,
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Once a request has started, it must be complete within this time.
+    /// Idle connections between commands are not limited.
+    pub request_timeout: Duration,
+    /// How keys appear in audit lines.
+    pub audit_keys: KeyDisplay,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            peers: PeerPolicy::default(),
+            devices: DeviceAllowlist::default(),
+            wwid_lookup: None,
+            max_connections: 16384,
+            request_timeout: Duration::from_secs(30),
+            audit_keys: KeyDisplay::Full,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("peers", &self.peers)
+            .field("devices", &self.devices)
+            .field("max_connections", &self.max_connections)
+            .field("request_timeout", &self.request_timeout)
+            .field("audit_keys", &self.audit_keys)
+            .finish()
+    }
+}
 
 /// How a connection ended, when it ended without a transport error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +86,9 @@ pub enum ConnectionError {
     /// The client broke the wire contract.
     #[error("protocol violation: {0}")]
     Protocol(#[from] ProtocolViolation),
+    /// A request started but was not complete within the request timeout.
+    #[error("request stalled for more than {0:?}")]
+    Stalled(Duration),
     /// The socket failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -44,12 +97,27 @@ pub enum ConnectionError {
 /// Serves connections from `listener` with `executor` until `shutdown`
 /// completes; then stops accepting, lets commands in flight finish and
 /// returns. Idle connections do not hold the return back.
-pub async fn run<L, E, S>(mut listener: L, executor: Arc<E>, shutdown: S)
+pub async fn run<L, E, S>(listener: L, executor: Arc<E>, shutdown: S)
 where
     L: Listener,
     E: ScsiExecutor + ?Sized + 'static,
     S: Future<Output = ()>,
 {
+    run_with(listener, executor, shutdown, ServerOptions::default()).await
+}
+
+/// [`run`] with explicit policy and limits.
+pub async fn run_with<L, E, S>(
+    mut listener: L,
+    executor: Arc<E>,
+    shutdown: S,
+    options: ServerOptions,
+) where
+    L: Listener,
+    E: ScsiExecutor + ?Sized + 'static,
+    S: Future<Output = ()>,
+{
+    let options = Arc::new(options);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -59,6 +127,9 @@ where
             accepted = listener.accept() => match accepted {
                 Ok(conn) => {
                     let initiator = conn.initiator();
+                    if !admitted(&options, &initiator, tasks.len()) {
+                        continue;
+                    }
                     let span = tracing::info_span!(
                         "connection",
                         id = initiator.connection_id,
@@ -66,15 +137,16 @@ where
                         peer_uid = ?initiator.uid,
                     );
                     let executor = Arc::clone(&executor);
+                    let options = Arc::clone(&options);
                     let stop = stop_rx.clone();
                     tasks.spawn(
                         async move {
                             tracing::debug!("accepted");
                             let mut conn = conn;
-                            match serve_connection(&mut conn, &*executor, stop).await {
+                            match serve_connection_with(&mut conn, &*executor, stop, &options).await {
                                 Ok(end) => tracing::debug!(?end, "connection closed"),
-                                Err(ConnectionError::Protocol(v)) => {
-                                    tracing::warn!(violation = %v, "closing connection")
+                                Err(e @ (ConnectionError::Protocol(_) | ConnectionError::Stalled(_))) => {
+                                    tracing::warn!(cause = %e, "closing connection")
                                 }
                                 Err(e) => tracing::debug!(cause = %e, "connection dropped"),
                             }
@@ -88,7 +160,7 @@ where
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => log_task_end(done),
         }
     }
     drop(listener);
@@ -97,7 +169,45 @@ where
     if in_flight > 0 {
         tracing::info!(connections = in_flight, "waiting for commands in flight");
     }
-    while tasks.join_next().await.is_some() {}
+    while let Some(done) = tasks.join_next().await {
+        log_task_end(done);
+    }
+}
+
+/// A connection task that panicked is a bug worth an error line; the daemon
+/// itself goes on.
+fn log_task_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(cause = %e, "connection task failed");
+    }
+}
+
+/// The checks made at accept, before negotiation: the peer allowlist and the
+/// connection cap. A refused connection is dropped (closed) by the caller.
+fn admitted(options: &ServerOptions, initiator: &Initiator, open: usize) -> bool {
+    let creds = initiator
+        .uid
+        .zip(initiator.gid)
+        .map(|(uid, gid)| PeerCredentials { uid, gid });
+    if !options.peers.admits(creds) {
+        tracing::warn!(
+            target: "audit",
+            peer_pid = ?initiator.pid,
+            peer_uid = ?initiator.uid,
+            peer_gid = ?initiator.gid,
+            "peer refused: not in allowed_uids/allowed_gids"
+        );
+        return false;
+    }
+    if open >= options.max_connections {
+        tracing::warn!(
+            peer_pid = ?initiator.pid,
+            limit = options.max_connections,
+            "connection refused: connection limit reached"
+        );
+        return false;
+    }
+    true
 }
 
 /// Speaks the protocol on one connection: negotiation, then commands until
@@ -105,7 +215,21 @@ where
 pub async fn serve_connection<C, E>(
     conn: &mut C,
     executor: &E,
+    stop: watch::Receiver<bool>,
+) -> Result<ConnectionEnd, ConnectionError>
+where
+    C: Connection + ?Sized,
+    E: ScsiExecutor + ?Sized,
+{
+    serve_connection_with(conn, executor, stop, &ServerOptions::default()).await
+}
+
+/// [`serve_connection`] with explicit policy and limits.
+pub async fn serve_connection_with<C, E>(
+    conn: &mut C,
+    executor: &E,
     mut stop: watch::Receiver<bool>,
+    options: &ServerOptions,
 ) -> Result<ConnectionEnd, ConnectionError>
 where
     C: Connection + ?Sized,
@@ -114,8 +238,12 @@ where
     conn.write_all(&SUPPORTED_FEATURES.to_be_bytes()).await?;
     let mut features = [0u8; FEATURES_LEN];
     let mut stray = Vec::new();
-    if let Some(end) = read_part(conn, &mut stop, &mut features, &mut stray, true).await? {
-        return Ok(end);
+    let negotiation = read_part(conn, &mut stop, &mut features, &mut stray, true);
+    match tokio::time::timeout(options.request_timeout, negotiation).await {
+        Err(_) => return Err(ConnectionError::Stalled(options.request_timeout)),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Some(end))) => return Ok(end),
+        Ok(Ok(None)) => {}
     }
     // Fds sent during negotiation are closed here, as the C helper does.
     drop(stray);
@@ -123,51 +251,21 @@ where
 
     let initiator = conn.initiator();
     loop {
-        let mut cdb = [0u8; CDB_LEN];
-        let mut fds: Vec<DeviceFd> = Vec::new();
-        if let Some(end) = read_part(conn, &mut stop, &mut cdb, &mut fds, true).await? {
-            return Ok(end);
+        // Idle between commands: no time limit.
+        match until_stopped(&mut stop, conn.readable()).await {
+            None => return Ok(ConnectionEnd::Shutdown),
+            Some(ready) => ready?,
         }
-        check_fd_count(fds.len())?;
-        let cdb = PrCdb::try_from(&cdb)?;
-
-        let mut data_out = Vec::new();
-        if cdb.direction() == PrDirection::Out && cdb.transfer_len() > 0 {
-            // Allocated only now that a command is in flight: idle
-            // connections cost no data buffer.
-            data_out = vec![0u8; cdb.transfer_len()];
-            if let Some(end) = read_part(conn, &mut stop, &mut data_out, &mut fds, false).await? {
-                return Ok(end);
-            }
-            check_fd_count(fds.len())?;
-        }
-        let Some(device) = fds.pop() else {
-            return Err(ProtocolViolation::MissingFd.into());
-        };
-
-        let allocation_len = match cdb.direction() {
-            PrDirection::In => cdb.transfer_len(),
-            PrDirection::Out => 0,
-        };
-        let reply =
-            if cdb.direction() == PrDirection::Out && device.info.access == AccessMode::ReadOnly {
-                // Same answer as the C helper: a read-only fd may not change
-                // reservations. The fd is dropped (closed) right here.
-                drop(device);
-                PrReply::check_condition(SenseCode::INVALID_OPCODE)
-            } else {
-                let command = PrCommand { cdb, data_out };
-                executor.execute(device, command, &initiator).await
-            }
-            .fit_to(allocation_len);
-        tracing::debug!(
-            cdb = ?&cdb.command(),
-            status = %reply.status,
-            sense = ?reply.sense,
-            payload_len = reply.payload.len(),
-            "command done"
-        );
-
+        // Once a request has started it must arrive whole in time.
+        let limit = options.request_timeout;
+        let (cdb, data_out, device) =
+            match tokio::time::timeout(limit, read_request(conn, &mut stop)).await {
+                Err(_) => return Err(ConnectionError::Stalled(limit)),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Request::End(end))) => return Ok(end),
+                Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
+            };
+        let reply = answer(executor, options, &initiator, cdb, data_out, device).await;
         conn.write_all(&reply.encode_header()).await?;
         if !reply.payload.is_empty() {
             conn.write_all(&reply.payload).await?;
@@ -176,6 +274,114 @@ where
             return Ok(ConnectionEnd::Shutdown);
         }
     }
+}
+
+/// A complete request, or the end of the connection.
+enum Request {
+    /// The CDB, the PR OUT parameter list (empty for PR IN) and the fd.
+    Command(PrCdb, Vec<u8>, DeviceFd),
+    /// The connection ends without error.
+    End(ConnectionEnd),
+}
+
+/// Reads one request: the CDB with its fd and, for PR OUT, the parameter list.
+async fn read_request<C: Connection + ?Sized>(
+    conn: &mut C,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Request, ConnectionError> {
+    let mut cdb = [0u8; CDB_LEN];
+    let mut fds: Vec<DeviceFd> = Vec::new();
+    if let Some(end) = read_part(conn, stop, &mut cdb, &mut fds, true).await? {
+        return Ok(Request::End(end));
+    }
+    check_fd_count(fds.len())?;
+    let cdb = PrCdb::try_from(&cdb)?;
+
+    let mut data_out = Vec::new();
+    if cdb.direction() == PrDirection::Out && cdb.transfer_len() > 0 {
+        // Allocated only now that a command is in flight: idle connections
+        // cost no data buffer.
+        data_out = vec![0u8; cdb.transfer_len()];
+        if let Some(end) = read_part(conn, stop, &mut data_out, &mut fds, false).await? {
+            return Ok(Request::End(end));
+        }
+        check_fd_count(fds.len())?;
+    }
+    let Some(device) = fds.pop() else {
+        return Err(ProtocolViolation::MissingFd.into());
+    };
+    Ok(Request::Command(cdb, data_out, device))
+}
+
+/// Runs (or refuses) one command and writes its audit line.
+async fn answer<E: ScsiExecutor + ?Sized>(
+    executor: &E,
+    options: &ServerOptions,
+    initiator: &Initiator,
+    cdb: PrCdb,
+    data_out: Vec<u8>,
+    device: DeviceFd,
+) -> PrReply {
+    let info = device.info;
+    let is_out = cdb.direction() == PrDirection::Out;
+    let allocation_len = if is_out { 0 } else { cdb.transfer_len() };
+    let restricted = options.devices.is_restricted();
+    let wwid = match &options.wwid_lookup {
+        Some(lookup) if restricted || is_out => lookup(&info),
+        _ => None,
+    };
+    // The keys, for the audit line only.
+    let keys = if is_out {
+        data_out.get(..16).unwrap_or(&data_out).to_vec()
+    } else {
+        Vec::new()
+    };
+    let device_refused = restricted
+        && !options
+            .devices
+            .allows(info.major(), info.minor(), wwid.as_deref());
+    let reply = if device_refused {
+        // Not on the allowlist: the ioctl never runs; the fd closes here.
+        drop(device);
+        PrReply::check_condition(SenseCode::LOGICAL_UNIT_NOT_SUPPORTED)
+    } else if is_out && info.access == AccessMode::ReadOnly {
+        // Same answer as the C helper: a read-only fd may not change
+        // reservations.
+        drop(device);
+        PrReply::check_condition(SenseCode::INVALID_OPCODE)
+    } else {
+        let command = PrCommand { cdb, data_out };
+        executor.execute(device, command, initiator).await
+    }
+    .fit_to(allocation_len);
+    tracing::debug!(
+        cdb = ?&cdb.command(),
+        status = %reply.status,
+        sense = ?reply.sense,
+        payload_len = reply.payload.len(),
+        "command done"
+    );
+    if is_out || device_refused {
+        let record = PrOutAudit::new(&cdb, &keys, &reply, options.audit_keys);
+        tracing::info!(
+            target: "audit",
+            peer_pid = ?initiator.pid,
+            peer_uid = ?initiator.uid,
+            peer_gid = ?initiator.gid,
+            device = %format_args!("{}:{}", info.major(), info.minor()),
+            wwid = wwid.as_deref().unwrap_or("-"),
+            action = %record.action,
+            scope = record.scope,
+            r#type = record.type_code,
+            key = %record.key,
+            sa_key = %record.sa_key,
+            status = %record.status,
+            sense = %sense_text(&reply),
+            "{}",
+            if device_refused { "device refused" } else { "PR OUT" }
+        );
+    }
+    reply
 }
 
 /// Reads one part of a request. `Ok(None)`: the buffer is full. `Ok(Some)`:
@@ -250,6 +456,7 @@ mod tests {
             Ok(())
         });
         conn.expect_initiator().returning(Initiator::default);
+        conn.expect_readable().returning(|| Ok(()));
         let chunks = Arc::new(Mutex::new(std::collections::VecDeque::from(chunks)));
         conn.expect_read_exact().returning(move |buf, fds| {
             match chunks.lock().unwrap().pop_front() {
@@ -420,13 +627,58 @@ mod tests {
         drop(tx);
     }
 
+    /// A negotiated client that then never sends anything.
+    struct IdleConnection;
+
+    #[async_trait::async_trait]
+    impl Connection for IdleConnection {
+        async fn read_exact(
+            &mut self,
+            buf: &mut [u8],
+            _: &mut Vec<DeviceFd>,
+        ) -> Result<ReadOutcome, TransportError> {
+            assert_eq!(buf.len(), FEATURES_LEN, "only the features word is read");
+            buf.fill(0);
+            Ok(ReadOutcome::Complete)
+        }
+        async fn readable(&mut self) -> Result<(), TransportError> {
+            std::future::pending().await
+        }
+        async fn write_all(&mut self, _: &[u8]) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn initiator(&self) -> Initiator {
+            Initiator::default()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Connection for Box<dyn Connection> {
+        async fn read_exact(
+            &mut self,
+            buf: &mut [u8],
+            fds: &mut Vec<DeviceFd>,
+        ) -> Result<ReadOutcome, TransportError> {
+            (**self).read_exact(buf, fds).await
+        }
+        async fn readable(&mut self) -> Result<(), TransportError> {
+            (**self).readable().await
+        }
+        async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {
+            (**self).write_all(buf).await
+        }
+        fn initiator(&self) -> Initiator {
+            (**self).initiator()
+        }
+    }
+
     /// A listener that yields prepared connections, then waits forever.
-    struct FakeListener(Vec<MockConnection>);
+    struct FakeListener(Vec<Box<dyn Connection>>);
 
     #[async_trait::async_trait]
     impl Listener for FakeListener {
-        type Conn = MockConnection;
-        async fn accept(&mut self) -> Result<MockConnection, TransportError> {
+        type Conn = Box<dyn Connection>;
+        async fn accept(&mut self) -> Result<Box<dyn Connection>, TransportError> {
             match self.0.pop() {
                 Some(c) => Ok(c),
                 None => std::future::pending().await,
@@ -455,12 +707,7 @@ mod tests {
             Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadWrite),
         ]);
         // An idle one too: it must not hold the exit back.
-        let mut idle = MockConnection::new();
-        idle.expect_write_all().returning(|_| Ok(()));
-        idle.expect_initiator().returning(Initiator::default);
-        idle.expect_read_exact()
-            .returning(|_, _| Ok(ReadOutcome::Complete))
-            .times(1);
+        let idle = IdleConnection;
         let exec = Arc::new(SlowExecutor {
             started: tokio::sync::Notify::new(),
         });
@@ -471,9 +718,13 @@ mod tests {
             let _ = go_tx.send(());
         });
         let started = std::time::Instant::now();
-        run(FakeListener(vec![busy, idle]), exec, async {
-            let _ = go_rx.await;
-        })
+        run(
+            FakeListener(vec![Box::new(busy), Box::new(idle)]),
+            exec,
+            async {
+                let _ = go_rx.await;
+            },
+        )
         .await;
         waiter.await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(200));

@@ -156,7 +156,6 @@ fn opts(
 /// the emulated device each connection is one I_T nexus, as QEMU's one
 /// long-lived connection per VM is.
 #[test]
-#[ignore = "needs the daemon's --emulate executor (emu branch)"]
 fn emulated_register_reserve_preempt_release_cycle() {
     use PrOutServiceAction::*;
     let we_ro = Some(ReservationType::WriteExclusiveRegistrantsOnly);

@@ -599,3 +599,68 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
     let (soft, hard) = open_file_limits(h.pid());
     assert_eq!(soft, hard, "soft limit left at {soft}");
 }
+
+#[test]
+fn privileges_are_dropped_to_cap_sys_rawio_with_no_new_privs() {
+    let h = Helper::start(&our_helper(), &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", h.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    if nix::unistd::geteuid().is_root() {
+        // CAP_SYS_RAWIO is bit 17.
+        let rawio = format!("{:016x}", 1u64 << 17);
+        assert_eq!(field("CapEff:"), rawio);
+        assert_eq!(field("CapPrm:"), rawio);
+        let bnd = u64::from_str_radix(&field("CapBnd:"), 16).unwrap();
+        assert_eq!(bnd & !(1u64 << 17), 0, "bounding set not cleared: {bnd:x}");
+        assert_eq!(field("CapInh:"), "0000000000000000");
+        assert_eq!(field("CapAmb:"), "0000000000000000");
+    } else {
+        eprintln!("*** not root: only NoNewPrivs checked ***");
+    }
+}
+
+#[test]
+fn switching_user_and_group_with_u_and_g() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("*** SKIPPED: needs root to switch users ***");
+        return;
+    }
+    let h = Helper::start(&our_helper(), &["-u", "65534", "-g", "65534"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", h.pid())).unwrap();
+    let line = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line("Uid:")
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == "65534"),
+        "{}",
+        line("Uid:")
+    );
+    assert!(
+        line("Gid:")
+            .split_whitespace()
+            .skip(1)
+            .all(|g| g == "65534"),
+        "{}",
+        line("Gid:")
+    );
+    assert_eq!(line("Groups:").trim(), "Groups:");
+    assert!(line("CapEff:").ends_with(&format!("{:016x}", 1u64 << 17)));
+    // Still serving.
+    let mut c = h.connect().negotiate();
+    let null = rw(std::path::Path::new("/dev/null"));
+    assert!(c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).is_some());
+}

@@ -56,6 +56,22 @@ pub fn inspect(fd: OwnedFd) -> DeviceFd {
     DeviceFd { fd, info }
 }
 
+/// The WWID of a device node, from sysfs: a device-mapper map's `dm/uuid`
+/// or a SCSI device's `device/wwid`. `None` for anything else.
+pub fn wwid(info: &DeviceInfo) -> Option<String> {
+    let class = match info.kind {
+        DeviceKind::Block => "block",
+        DeviceKind::ScsiGeneric | DeviceKind::Bsg => "char",
+        _ => return None,
+    };
+    let base = format!("/sys/dev/{class}/{}:{}", info.major(), info.minor());
+    ["dm/uuid", "device/wwid"].iter().find_map(|leaf| {
+        let text = std::fs::read_to_string(format!("{base}/{leaf}")).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_string())
+    })
+}
+
 /// bsg nodes have a dynamic major: ask sysfs which class the node belongs to.
 fn is_bsg(major: u32, minor: u32) -> bool {
     std::fs::read_link(format!("/sys/dev/char/{major}:{minor}/subsystem"))

@@ -30,6 +30,13 @@ fn id_err(step: &'static str) -> impl FnOnce(nix::errno::Errno) -> PrivilegeErro
     }
 }
 
+fn cap_err_errno(step: &'static str) -> impl FnOnce(nix::errno::Errno) -> PrivilegeError {
+    move |e| PrivilegeError::Capability {
+        step,
+        source: io::Error::from(e),
+    }
+}
+
 /// The capabilities the daemon keeps.
 pub fn kept_capabilities(plan: &PrivilegePlan) -> CapsHashSet {
     let mut keep = CapsHashSet::new();
@@ -56,6 +63,7 @@ impl PrivilegeControl for LinuxPrivileges {
             if let Some(uid) = plan.uid {
                 setuid(Uid::from_raw(uid)).map_err(id_err("switch user"))?;
             }
+            nix::sys::prctl::set_no_new_privs().map_err(cap_err_errno("set no_new_privs"))?;
             return Ok(PrivilegeOutcome::Unprivileged);
         }
 
@@ -98,7 +106,11 @@ impl PrivilegeControl for LinuxPrivileges {
         caps::set(None, CapSet::Permitted, &keep).map_err(cap_err("reduce the permitted set"))?;
         caps::set(None, CapSet::Effective, &keep).map_err(cap_err("set the effective set"))?;
 
-        // 4. Verify.
+        // 4. No exec may ever gain privileges again (setuid binaries, file
+        // capabilities): the daemon never execs, so this costs nothing.
+        nix::sys::prctl::set_no_new_privs().map_err(cap_err_errno("set no_new_privs"))?;
+
+        // 5. Verify.
         let left =
             caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
         if !left.is_subset(&keep) {

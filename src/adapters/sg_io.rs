@@ -16,7 +16,8 @@ use crate::domain::cdb::PrDirection;
 use crate::domain::framing::PrReply;
 use crate::domain::sense::{SenseCode, SENSE_LEN};
 use crate::domain::sg_io_result::{
-    reply_for_completion, reply_for_ioctl_failure, IoctlFailure, SgIoCompletion,
+    origin_of_completion, origin_of_ioctl_failure, reply_for_completion, reply_for_ioctl_failure,
+    IoctlFailure, Origin, SgIoCompletion,
 };
 use crate::ports::executor::{DeviceFd, Initiator, PrCommand, ScsiExecutor};
 
@@ -69,6 +70,16 @@ mod bindings {
 /// Runs one PR command through SG_IO on `fd`, blocking, and turns the outcome
 /// into a reply. Shared by every executor that talks to real devices.
 pub fn send_pr_command(fd: BorrowedFd<'_>, command: &PrCommand, timeout: Duration) -> PrReply {
+    send_pr_command_with_origin(fd, command, timeout).0
+}
+
+/// As [`send_pr_command`], and also says whether the answer came from the
+/// device or from the path: multipath fails over to another path on the latter.
+pub fn send_pr_command_with_origin(
+    fd: BorrowedFd<'_>,
+    command: &PrCommand,
+    timeout: Duration,
+) -> (PrReply, Origin) {
     let mut sense = [0u8; SENSE_LEN];
     let (mut data, direction) = match command.cdb.direction() {
         PrDirection::In => (
@@ -116,7 +127,11 @@ pub fn send_pr_command(fd: BorrowedFd<'_>, command: &PrCommand, timeout: Duratio
     match rc {
         Err(errno) => {
             tracing::debug!(errno = %errno, "SG_IO failed");
-            reply_for_ioctl_failure(classify_errno(errno))
+            let failure = classify_errno(errno);
+            (
+                reply_for_ioctl_failure(failure),
+                origin_of_ioctl_failure(failure),
+            )
         }
         Ok(_) => {
             let completion = SgIoCompletion {
@@ -136,7 +151,8 @@ pub fn send_pr_command(fd: BorrowedFd<'_>, command: &PrCommand, timeout: Duratio
             if command.cdb.direction() == PrDirection::Out {
                 data = Vec::new();
             }
-            reply_for_completion(&completion, data)
+            let origin = origin_of_completion(&completion);
+            (reply_for_completion(&completion, data), origin)
         }
     }
 }

@@ -22,6 +22,15 @@ const MAX_FDS_PER_MESSAGE: usize = 16;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Mode and group given to the socket file before it appears under its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketPermissions {
+    /// File mode bits (e.g. 0o660); `None` keeps what the umask gives.
+    pub mode: Option<u32>,
+    /// Group owner; `None` keeps the daemon's group.
+    pub gid: Option<u32>,
+}
+
 /// Where the listening socket came from: whether the daemon owns the path.
 #[derive(Debug)]
 pub struct UnixSocketListener {
@@ -57,14 +66,19 @@ impl UnixSocketListener {
     /// only once it accepts, and a stale socket from a crashed run is replaced.
     /// Must be called inside a tokio runtime.
     pub fn bind(path: &Path) -> Result<UnixSocketListener, ListenError> {
-        let std = bind_std(path)?;
+        let std = bind_std(path, SocketPermissions::default())?;
         Self::from_std(std, Some(path.to_path_buf()))
     }
 
     /// Binds a std listener the same way, before any runtime exists (so that
     /// the daemon can bind, daemonize and only then start tokio).
-    pub fn bind_std(path: &Path) -> Result<std::os::unix::net::UnixListener, ListenError> {
-        bind_std(path)
+    /// `permissions` are applied before the rename, so no client ever sees
+    /// the socket with other permissions.
+    pub fn bind_std(
+        path: &Path,
+        permissions: SocketPermissions,
+    ) -> Result<std::os::unix::net::UnixListener, ListenError> {
+        bind_std(path, permissions)
     }
 
     /// Wraps an already listening std socket; `owned_path` is removed on drop.
@@ -116,7 +130,10 @@ impl UnixSocketListener {
     }
 }
 
-fn bind_std(path: &Path) -> Result<std::os::unix::net::UnixListener, ListenError> {
+fn bind_std(
+    path: &Path,
+    permissions: SocketPermissions,
+) -> Result<std::os::unix::net::UnixListener, ListenError> {
     let bind_err = |source| ListenError::Bind {
         path: path.to_path_buf(),
         source,
@@ -126,7 +143,17 @@ fn bind_std(path: &Path) -> Result<std::os::unix::net::UnixListener, ListenError
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     let listener = std::os::unix::net::UnixListener::bind(&tmp).map_err(bind_err)?;
-    if let Err(e) = std::fs::rename(&tmp, path) {
+    let applied = (|| {
+        if let Some(gid) = permissions.gid {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+        }
+        if let Some(mode) = permissions.mode {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = applied {
         let _ = std::fs::remove_file(&tmp);
         return Err(bind_err(e));
     }
@@ -243,6 +270,29 @@ impl Connection for UnixConnection {
             filled += n;
         }
         Ok(ReadOutcome::Complete)
+    }
+
+    async fn readable(&mut self) -> Result<(), TransportError> {
+        // tokio's readiness can be stale (it is cleared only by a read that
+        // would block): peek to be sure a byte, or EOF, is really there.
+        let raw = self.stream.as_raw_fd();
+        loop {
+            self.stream
+                .readable()
+                .await
+                .map_err(TransportError::Receive)?;
+            let mut byte = [0u8; 1];
+            let peeked = self.stream.try_io(Interest::READABLE, || {
+                nix::sys::socket::recv(raw, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT)
+                    .map_err(io::Error::from)
+            });
+            match peeked {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TransportError::Receive(e)),
+            }
+        }
     }
 
     async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser};
-use qemu_pr_helper::config::{glob_match, CommandLine, ConfigFile, Settings, TraceOptions};
+use qemu_pr_helper::adapters::seccomp::SeccompMode;
+use qemu_pr_helper::config::{
+    glob_match, CommandLine, ConfigFile, LogFormat, Settings, TraceOptions,
+};
 use qemu_pr_helper::daemon;
 
 /// Persistent Reservation helper program for QEMU.
@@ -56,9 +59,21 @@ struct Cli {
     /// SG_IO timeout in milliseconds [default: 30000].
     #[arg(long, value_name = "MS")]
     timeout: Option<u64>,
+    /// System-call filter: kill (release default), log (debug default), off.
+    #[arg(long, value_name = "MODE", value_parser = parse_seccomp)]
+    seccomp: Option<SeccompMode>,
     /// Output version information and exit.
     #[arg(short = 'V', long, action = ArgAction::Version)]
     version: (),
+}
+
+fn parse_seccomp(s: &str) -> Result<SeccompMode, String> {
+    match s {
+        "kill" => Ok(SeccompMode::Kill),
+        "log" => Ok(SeccompMode::Log),
+        "off" => Ok(SeccompMode::Off),
+        other => Err(format!("'{other}' is not kill, log or off")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -104,6 +119,7 @@ fn run(cli: Cli) -> Result<(), String> {
             trace: cli.trace,
             emulate: cli.emulate,
             timeout_ms: cli.timeout,
+            seccomp: cli.seccomp,
         },
     )
     .map_err(|e| e.to_string())?;
@@ -119,6 +135,8 @@ const TARGETS: &[&str] = &[
     "qemu_pr_helper::adapters::unix_socket",
     "qemu_pr_helper::adapters::pidfile",
     "qemu_pr_helper::adapters::privileges",
+    "qemu_pr_helper::adapters::emulated",
+    "audit",
 ];
 
 fn init_logging(settings: &Settings) -> Result<(), String> {
@@ -155,23 +173,31 @@ fn init_logging(settings: &Settings) -> Result<(), String> {
         log_file = opts.log_file;
     }
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match log_file {
+    let writer: Box<dyn Fn() -> Box<dyn std::io::Write> + Send + Sync> = match log_file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
                 .map_err(|e| format!("cannot open trace file {}: {e}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
+            Box::new(move || match file.try_clone() {
+                Ok(f) => Box::new(f) as Box<dyn std::io::Write>,
+                Err(_) => Box::new(std::io::stderr()),
+            })
         }
-        None if under_journald => builder.without_time().with_ansi(false).init(),
-        None => builder.with_writer(std::io::stderr).init(),
+        None => Box::new(|| Box::new(std::io::stderr()) as Box<dyn std::io::Write>),
+    };
+    let to_terminal = settings.trace.is_none() && !under_journald;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(to_terminal && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
+    match (settings.log_format, under_journald) {
+        (LogFormat::Json, true) => builder.json().without_time().init(),
+        (LogFormat::Json, false) => builder.json().init(),
+        (LogFormat::Text, true) => builder.without_time().init(),
+        (LogFormat::Text, false) => builder.init(),
     }
     Ok(())
 }

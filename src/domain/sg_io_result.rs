@@ -43,6 +43,40 @@ pub struct SgIoCompletion<'a> {
     pub sense: &'a [u8],
 }
 
+/// Where an answer came from: the device itself, or the path to it. Multipath
+/// routing tries another path only when the path, not the device, failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The device answered (any SCSI status, its sense passed through).
+    Device,
+    /// The command did not complete on the device: the ioctl failed, the
+    /// host (transport) reported an error, or the driver timed out.
+    Transport,
+}
+
+/// The origin of a failed ioctl. `EDOM` and `EBADE` are the kernel relaying
+/// the device's TASK SET FULL and RESERVATION CONFLICT, and `EINVAL` is a bad
+/// command, which another path would refuse the same way.
+pub fn origin_of_ioctl_failure(failure: IoctlFailure) -> Origin {
+    match failure {
+        IoctlFailure::TaskSetFull
+        | IoctlFailure::ReservationConflict
+        | IoctlFailure::InvalidArgument => Origin::Device,
+        _ => Origin::Transport,
+    }
+}
+
+/// The origin of a completed SG_IO: any host status but NEXUS_FAILURE (the
+/// kernel's RESERVATION CONFLICT) and a driver timeout are the path's doing.
+pub fn origin_of_completion(c: &SgIoCompletion<'_>) -> Origin {
+    const DID_NEXUS_FAILURE: u16 = 0x11;
+    match c.host_status {
+        0 if c.driver_status & 0x0f == DRIVER_TIMEOUT => Origin::Transport,
+        0 | DID_NEXUS_FAILURE => Origin::Device,
+        _ => Origin::Transport,
+    }
+}
+
 /// Linux `DRIVER_TIMEOUT`.
 const DRIVER_TIMEOUT: u16 = 0x06;
 /// Linux `DRIVER_SENSE`: the device returned sense.
@@ -123,6 +157,37 @@ mod tests {
             resid,
             sense: &[],
         }
+    }
+
+    #[test]
+    fn origins_separate_path_failures_from_device_answers() {
+        assert_eq!(
+            origin_of_ioctl_failure(IoctlFailure::ReservationConflict),
+            Origin::Device
+        );
+        assert_eq!(
+            origin_of_ioctl_failure(IoctlFailure::TargetFailure),
+            Origin::Transport
+        );
+        assert_eq!(
+            origin_of_ioctl_failure(IoctlFailure::Other(5)),
+            Origin::Transport
+        );
+        assert_eq!(origin_of_completion(&done(0x18, 0, 0, 0)), Origin::Device);
+        assert_eq!(origin_of_completion(&done(2, 0, 0x08, 0)), Origin::Device);
+        assert_eq!(
+            origin_of_completion(&done(0, 0x0e, 0, 0)),
+            Origin::Transport
+        );
+        assert_eq!(
+            origin_of_completion(&done(0, 0x01, 0, 0)),
+            Origin::Transport
+        );
+        assert_eq!(origin_of_completion(&done(0, 0x11, 0, 0)), Origin::Device);
+        assert_eq!(
+            origin_of_completion(&done(0, 0, 0x06, 0)),
+            Origin::Transport
+        );
     }
 
     #[test]

@@ -47,6 +47,11 @@ pub trait Connection: Send {
         fds: &mut Vec<DeviceFd>,
     ) -> Result<ReadOutcome, TransportError>;
 
+    /// Waits until the peer has sent something (or closed), without
+    /// consuming it: how the server tells an idle connection from a request
+    /// that has started.
+    async fn readable(&mut self) -> Result<(), TransportError>;
+
     /// Writes all of `buf`.
     async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError>;
 

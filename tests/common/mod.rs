@@ -28,18 +28,34 @@ impl Helper {
     pub fn start(binary: &Path, extra: &[&str]) -> Helper {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("pr.sock");
+        // The log goes to a file: a pipe nobody reads would fill up and
+        // block the daemon.
+        let log = std::fs::File::create(dir.path().join("helper.log")).unwrap();
+        // Ours always runs under the production system-call filter, so that
+        // every test also proves the filter lets it serve.
+        let filter: &[&str] = if binary == our_helper() {
+            &["--seccomp", "kill"]
+        } else {
+            &[]
+        };
         let child = Command::new(binary)
             .arg("-k")
             .arg(&socket)
+            .args(filter)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .unwrap();
         let h = Helper { child, dir, socket };
         h.wait_for_socket();
         h
+    }
+
+    /// What the helper logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
     }
 
     pub fn wait_for_socket(&self) {
@@ -107,11 +123,7 @@ impl Helper {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                return (status.code(), err);
+                return (status.code(), self.log());
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
@@ -194,7 +206,9 @@ impl Client {
         c[..cdb.len()].copy_from_slice(cdb);
         self.send_with_fds(&c, fds);
         if !data.is_empty() {
-            self.stream.write_all(data).unwrap();
+            // The helper may already have closed the connection over the CDB;
+            // reading the reply tells.
+            let _ = self.stream.write_all(data);
         }
     }
 

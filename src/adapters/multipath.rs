@@ -1,0 +1,517 @@
+//! The dm-multipath executor: finds the paths of a map in sysfs, opens them,
+//! lets the domain's routing drive SG_IO on them, and tells multipathd.
+//!
+//! Discovery reads sysfs only (`dm/uuid`, `dm/name`, `slaves/`, each path's
+//! `dev` and `device/state`): no device-mapper ioctl, so the daemon needs no
+//! CAP_SYS_ADMIN. A path whose SCSI device state is not `running`, or that
+//! cannot be opened, counts as failed. Any fd that is not a multipath map
+//! goes to the plain [`SgIoExecutor`].
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::adapters::multipathd::MultipathdNotifier;
+use crate::adapters::sg_io::{send_pr_command_with_origin, SgIoExecutor};
+use crate::domain::framing::PrReply;
+use crate::domain::multipath::command::PathCommand;
+use crate::domain::multipath::path::{PathState, PathView};
+use crate::domain::multipath::runner::{execute, PathRunner};
+use crate::domain::multipath::verdict::PathReply;
+use crate::domain::multipath::PATH_FAILURE;
+use crate::domain::sense::SenseCode;
+use crate::ports::executor::{DeviceFd, DeviceKind, Initiator, PrCommand, ScsiExecutor};
+
+/// The prefix of a multipath map's device-mapper UUID.
+const MPATH_UUID_PREFIX: &str = "mpath-";
+
+/// One path of a map as found in sysfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapPath {
+    /// Kernel name (`sdb`), also its devtmpfs node name.
+    pub name: String,
+    /// Major and minor number.
+    pub dev: (u32, u32),
+    /// State and SCSI host, for routing.
+    pub view: PathView,
+}
+
+/// A multipath map and its paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipathMap {
+    /// The map name multipathd knows it by (`dm/name`).
+    pub name: String,
+    /// The paths, sorted by name.
+    pub paths: Vec<MapPath>,
+}
+
+/// Reads maps from a sysfs tree; the root is injectable for tests.
+#[derive(Debug, Clone)]
+pub struct Sysfs {
+    root: PathBuf,
+}
+
+impl Default for Sysfs {
+    fn default() -> Sysfs {
+        Sysfs::new("/sys")
+    }
+}
+
+impl Sysfs {
+    /// Sysfs mounted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Sysfs {
+        Sysfs { root: root.into() }
+    }
+
+    /// The multipath map that block device `major:minor` is, or `None` when
+    /// it is not one (not device-mapper, or another target type).
+    pub fn multipath_map(&self, major: u32, minor: u32) -> Option<MultipathMap> {
+        let dir = self.root.join(format!("dev/block/{major}:{minor}"));
+        let uuid = read_trimmed(&dir.join("dm/uuid"))?;
+        if !uuid.starts_with(MPATH_UUID_PREFIX) {
+            return None;
+        }
+        let name = read_trimmed(&dir.join("dm/name")).unwrap_or_default();
+        let mut paths: Vec<MapPath> = std::fs::read_dir(dir.join("slaves"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| read_path(&e.path(), e.file_name().to_str()?))
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(MultipathMap { name, paths })
+    }
+}
+
+/// One `slaves/NAME` entry.
+fn read_path(dir: &Path, name: &str) -> Option<MapPath> {
+    let dev = read_trimmed(&dir.join("dev"))?;
+    let (major, minor) = dev.split_once(':')?;
+    let dev = (major.parse().ok()?, minor.parse().ok()?);
+    let running = read_trimmed(&dir.join("device/state")).is_some_and(|s| s == "running");
+    // `device` links to the SCSI device directory, named H:C:T:L.
+    let host = std::fs::read_link(dir.join("device"))
+        .ok()
+        .and_then(|t| t.file_name()?.to_str()?.split(':').next()?.parse().ok());
+    Some(MapPath {
+        name: name.to_string(),
+        dev,
+        view: PathView {
+            state: if running {
+                PathState::Active
+            } else {
+                PathState::Failed
+            },
+            host,
+        },
+    })
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Opens path `name` under `dev_root` for SG_IO, and checks that the node is
+/// the block device sysfs named, so a stale or planted node is never used.
+pub fn open_path(dev_root: &Path, name: &str, dev: (u32, u32)) -> io::Result<OwnedFd> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad device name {name:?}"),
+        ));
+    }
+    let file: File = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(dev_root.join(name))?;
+    let meta = file.metadata()?;
+    let rdev = meta.rdev();
+    let found = (libc::major(rdev), libc::minor(rdev));
+    if !meta.file_type().is_block_device() || found != dev {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{name} is not block device {}:{}", dev.0, dev.1),
+        ));
+    }
+    Ok(file.into())
+}
+
+/// Runs path commands with SG_IO on the opened paths; `None` is a path that
+/// could not be opened (routing never picks it: it is marked failed).
+struct SgIoPaths<'a> {
+    map: &'a MultipathMap,
+    fds: Vec<Option<OwnedFd>>,
+    timeout: Duration,
+}
+
+impl PathRunner for SgIoPaths<'_> {
+    fn run(&mut self, path: usize, command: &PathCommand) -> PathReply {
+        let Some(fd) = self.fds.get(path).and_then(Option::as_ref) else {
+            return PathReply::transport(PrReply::check_condition(PATH_FAILURE));
+        };
+        let command = PrCommand {
+            cdb: command.cdb,
+            data_out: command.data_out.clone(),
+        };
+        let (reply, origin) = send_pr_command_with_origin(fd.as_fd(), &command, self.timeout);
+        tracing::debug!(
+            map = %self.map.name,
+            path = %self.map.paths.get(path).map_or("?", |p| p.name.as_str()),
+            cdb = ?command.cdb.command(),
+            status = %reply.status,
+            sense = ?reply.sense,
+            origin = ?origin,
+            "path answered"
+        );
+        PathReply { reply, origin }
+    }
+}
+
+/// Executes PR commands on multipath maps path by path, and on anything else
+/// with plain SG_IO.
+#[derive(Debug, Clone)]
+pub struct MultipathExecutor {
+    plain: SgIoExecutor,
+    timeout: Duration,
+    sysfs: Sysfs,
+    dev_root: PathBuf,
+    notifier: Arc<MultipathdNotifier>,
+    busy: Arc<MapLocks>,
+}
+
+/// One lock per map name: two clients' commands on the same map must not
+/// interleave path by path (a REGISTER and its rollback would race).
+#[derive(Debug, Default)]
+struct MapLocks(Mutex<HashMap<String, Arc<Mutex<()>>>>);
+
+impl MapLocks {
+    fn for_map(&self, name: &str) -> Arc<Mutex<()>> {
+        // A poisoned table still maps names to locks correctly.
+        let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        table.retain(|_, lock| Arc::strong_count(lock) > 1);
+        table.entry(name.to_string()).or_default().clone()
+    }
+}
+
+impl MultipathExecutor {
+    /// An executor on the real `/sys` and `/dev`.
+    pub fn new(timeout: Duration, notifier: Arc<MultipathdNotifier>) -> MultipathExecutor {
+        MultipathExecutor::with_roots(timeout, notifier, Sysfs::default(), "/dev")
+    }
+
+    /// An executor reading `sysfs` and opening paths under `dev_root`.
+    pub fn with_roots(
+        timeout: Duration,
+        notifier: Arc<MultipathdNotifier>,
+        sysfs: Sysfs,
+        dev_root: impl Into<PathBuf>,
+    ) -> MultipathExecutor {
+        MultipathExecutor {
+            plain: SgIoExecutor::new(timeout),
+            timeout,
+            sysfs,
+            dev_root: dev_root.into(),
+            notifier,
+            busy: Arc::default(),
+        }
+    }
+
+    /// Opens the paths, routes the command over them and notifies
+    /// multipathd. Blocking. Every path fd is closed when this returns.
+    fn run_on_map(&self, map: &MultipathMap, command: PrCommand) -> PrReply {
+        let lock = self.busy.for_map(&map.name);
+        // Nothing that panics runs under this lock but SG_IO bookkeeping;
+        // a poisoned lock still serializes.
+        let _serialized = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut views = Vec::with_capacity(map.paths.len());
+        let mut fds = Vec::with_capacity(map.paths.len());
+        for path in &map.paths {
+            let fd = if path.view.state == PathState::Active {
+                match open_path(&self.dev_root, &path.name, path.dev) {
+                    Ok(fd) => Some(fd),
+                    Err(e) => {
+                        tracing::warn!(map = %map.name, path = %path.name, cause = %e,
+                            "cannot open path, treating it as failed");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            views.push(PathView {
+                state: if fd.is_some() {
+                    PathState::Active
+                } else {
+                    PathState::Failed
+                },
+                host: path.view.host,
+            });
+            fds.push(fd);
+        }
+        tracing::debug!(map = %map.name, paths = ?views, "routing through multipath map");
+        let command = PathCommand {
+            cdb: command.cdb,
+            data_out: command.data_out,
+        };
+        let mut runner = SgIoPaths {
+            map,
+            fds,
+            timeout: self.timeout,
+        };
+        let outcome = execute(&mut runner, &views, &command);
+        drop(runner);
+        self.notifier.notify(&map.name, &outcome.events);
+        outcome.reply
+    }
+}
+
+#[async_trait]
+impl ScsiExecutor for MultipathExecutor {
+    async fn execute(
+        &self,
+        device: DeviceFd,
+        command: PrCommand,
+        initiator: &Initiator,
+    ) -> PrReply {
+        if device.info.kind != DeviceKind::Block {
+            return self.plain.execute(device, command, initiator).await;
+        }
+        let (major, minor) = (device.info.major(), device.info.minor());
+        let sysfs = self.sysfs.clone();
+        let map = tokio::task::spawn_blocking(move || sysfs.multipath_map(major, minor))
+            .await
+            .ok()
+            .flatten();
+        let Some(map) = map else {
+            return self.plain.execute(device, command, initiator).await;
+        };
+        // The paths are opened by the helper itself: the client's fd of the
+        // map is not needed any more.
+        drop(device);
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.run_on_map(&map, command)).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::error!(cause = %e, "multipath worker failed");
+                PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::multipathd::MultipathdAddress;
+    use crate::domain::cdb::PrCdb;
+    use crate::domain::sense::ScsiStatus;
+    use crate::domain::service_action::PrInServiceAction;
+    use crate::ports::executor::{AccessMode, DeviceInfo};
+    use std::fs;
+
+    /// Builds `dev/block/MAJ:MIN` with a dm uuid and name and the given
+    /// slaves (name, dev, state, H:C:T:L).
+    fn fake_map(root: &Path, dev: &str, uuid: &str, slaves: &[(&str, &str, &str, &str)]) {
+        let dir = root.join("dev/block").join(dev);
+        fs::create_dir_all(dir.join("dm")).unwrap();
+        fs::write(dir.join("dm/uuid"), format!("{uuid}\n")).unwrap();
+        fs::write(dir.join("dm/name"), "mpatha\n").unwrap();
+        fs::create_dir_all(dir.join("slaves")).unwrap();
+        for (name, devno, state, hctl) in slaves {
+            let scsi = root.join("devices").join(hctl);
+            fs::create_dir_all(&scsi).unwrap();
+            fs::write(scsi.join("state"), format!("{state}\n")).unwrap();
+            let s = dir.join("slaves").join(name);
+            fs::create_dir_all(&s).unwrap();
+            fs::write(s.join("dev"), format!("{devno}\n")).unwrap();
+            std::os::unix::fs::symlink(&scsi, s.join("device")).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_multipath_map_and_its_paths_are_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_map(
+            tmp.path(),
+            "253:0",
+            "mpath-36001405abcdef",
+            &[
+                ("sdc", "8:32", "offline", "3:0:0:1"),
+                ("sdb", "8:16", "running", "2:0:0:1"),
+            ],
+        );
+        let map = Sysfs::new(tmp.path()).multipath_map(253, 0).unwrap();
+        assert_eq!(map.name, "mpatha");
+        assert_eq!(
+            map.paths,
+            vec![
+                MapPath {
+                    name: "sdb".into(),
+                    dev: (8, 16),
+                    view: PathView::active(2),
+                },
+                MapPath {
+                    name: "sdc".into(),
+                    dev: (8, 32),
+                    view: PathView::failed(3),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn other_devices_are_not_maps() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_map(tmp.path(), "253:1", "LVM-abc", &[]);
+        fs::create_dir_all(tmp.path().join("dev/block/8:16")).unwrap();
+        let sysfs = Sysfs::new(tmp.path());
+        assert_eq!(sysfs.multipath_map(253, 1), None);
+        assert_eq!(sysfs.multipath_map(8, 16), None);
+        assert_eq!(sysfs.multipath_map(9, 9), None);
+    }
+
+    #[test]
+    fn a_map_without_slaves_has_no_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_map(tmp.path(), "253:2", "mpath-x", &[]);
+        fs::remove_dir(tmp.path().join("dev/block/253:2/slaves")).unwrap();
+        let map = Sysfs::new(tmp.path()).multipath_map(253, 2).unwrap();
+        assert!(map.paths.is_empty());
+    }
+
+    #[test]
+    fn only_the_named_block_device_is_opened() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("sdb"), b"").unwrap();
+        assert!(open_path(tmp.path(), "sdb", (8, 16)).is_err());
+        assert!(open_path(tmp.path(), "sdz", (8, 16)).is_err());
+        assert!(open_path(tmp.path(), "../sdb", (8, 16)).is_err());
+        assert!(open_path(tmp.path(), "", (8, 16)).is_err());
+        assert!(open_path(Path::new("/dev"), "null", (1, 3)).is_err());
+    }
+
+    #[test]
+    fn one_lock_per_map_and_unused_locks_are_forgotten() {
+        let locks = MapLocks::default();
+        let a = locks.for_map("mpatha");
+        assert!(Arc::ptr_eq(&a, &locks.for_map("mpatha")));
+        assert!(!Arc::ptr_eq(&a, &locks.for_map("mpathb")));
+        drop(a);
+        let _c = locks.for_map("mpathc");
+        assert_eq!(locks.0.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_path_that_was_not_opened_is_a_transport_failure() {
+        let map = MultipathMap {
+            name: "m".into(),
+            paths: Vec::new(),
+        };
+        let mut runner = SgIoPaths {
+            map: &map,
+            fds: vec![None],
+            timeout: Duration::from_secs(1),
+        };
+        let r = runner.run(0, &PathCommand::read_reservation());
+        assert_eq!(r.origin, crate::domain::sg_io_result::Origin::Transport);
+        assert_eq!(runner.run(5, &PathCommand::read_reservation()), r);
+    }
+
+    fn executor(sysfs: &Path, dev: &Path) -> MultipathExecutor {
+        let notifier = Arc::new(MultipathdNotifier::new(MultipathdAddress::Path(
+            dev.join("no-multipathd"),
+        )));
+        MultipathExecutor::with_roots(Duration::from_secs(1), notifier, Sysfs::new(sysfs), dev)
+    }
+
+    fn block_fd(major: u64, minor: u64) -> DeviceFd {
+        let file = tempfile::tempfile().unwrap();
+        DeviceFd {
+            fd: file.into(),
+            info: DeviceInfo {
+                kind: DeviceKind::Block,
+                access: AccessMode::ReadWrite,
+                dev: 0,
+                ino: 0,
+                rdev: (major << 8) | minor,
+            },
+        }
+    }
+
+    fn read_keys() -> PrCommand {
+        PrCommand {
+            cdb: PrCdb::pr_in(PrInServiceAction::ReadKeys, 64),
+            data_out: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_map_whose_paths_cannot_be_opened_is_not_ready() {
+        let sys = tempfile::tempdir().unwrap();
+        let dev = tempfile::tempdir().unwrap();
+        fake_map(
+            sys.path(),
+            "253:0",
+            "mpath-1",
+            &[("sdb", "8:16", "running", "2:0:0:1")],
+        );
+        // A regular file where the node should be: refused, path failed.
+        fs::write(dev.path().join("sdb"), b"").unwrap();
+        let reply = executor(sys.path(), dev.path())
+            .execute(block_fd(253, 0), read_keys(), &Initiator::default())
+            .await;
+        assert_eq!(reply.status, ScsiStatus::CHECK_CONDITION);
+        assert_eq!(reply.sense.code(), Some(SenseCode::LUN_NOT_READY));
+    }
+
+    #[tokio::test]
+    async fn a_short_list_on_a_map_is_a_length_error() {
+        let sys = tempfile::tempdir().unwrap();
+        let dev = tempfile::tempdir().unwrap();
+        fake_map(sys.path(), "253:0", "mpath-1", &[]);
+        let command = PrCommand {
+            cdb: PrCdb::pr_out(
+                crate::domain::service_action::PrOutServiceAction::Register,
+                0,
+                8,
+            ),
+            data_out: vec![0; 8],
+        };
+        let reply = executor(sys.path(), dev.path())
+            .execute(block_fd(253, 0), command, &Initiator::default())
+            .await;
+        assert_eq!(
+            reply.sense.code(),
+            Some(SenseCode::PARAMETER_LIST_LENGTH_ERROR)
+        );
+    }
+
+    #[tokio::test]
+    async fn anything_else_takes_the_plain_sg_io_path() {
+        let sys = tempfile::tempdir().unwrap();
+        let dev = tempfile::tempdir().unwrap();
+        // Not a map: plain SG_IO on the (regular file) fd fails with ENOTTY.
+        let reply = executor(sys.path(), dev.path())
+            .execute(block_fd(8, 16), read_keys(), &Initiator::default())
+            .await;
+        assert_eq!(reply.sense.code(), Some(SenseCode::IO_PROCESS_TERMINATED));
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let fd = crate::adapters::device::inspect(File::open(file.path()).unwrap().into());
+        let reply = executor(sys.path(), dev.path())
+            .execute(fd, read_keys(), &Initiator::default())
+            .await;
+        assert_eq!(reply.sense.code(), Some(SenseCode::IO_PROCESS_TERMINATED));
+    }
+}

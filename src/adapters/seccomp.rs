@@ -1,0 +1,174 @@
+//! The system-call allowlist installed after privileges are dropped: the
+//! daemon then can do what serving needs and nothing else, even if a bug
+//! let a client steer it.
+//!
+//! Built from what the daemon was seen to call while serving every command
+//! (SG_IO, emulated and multipath executors, logging, shutdown), plus what
+//! tokio's runtime calls while it grows. `ioctl` is allowed for SG_IO and the
+//! few fd requests the standard library makes, nothing else.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
+};
+
+/// What the kernel does with a call outside the allowlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeccompMode {
+    /// Kill the process (production default).
+    Kill,
+    /// Allow it, but log it to the kernel audit log (for finding gaps).
+    Log,
+    /// No filter.
+    Off,
+}
+
+impl SeccompMode {
+    /// Kill in release builds, log in debug builds.
+    pub fn default_for_build() -> SeccompMode {
+        if cfg!(debug_assertions) {
+            SeccompMode::Log
+        } else {
+            SeccompMode::Kill
+        }
+    }
+}
+
+/// The filter could not be built or installed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the seccomp filter: {0}")]
+pub struct SeccompError(String);
+
+/// Every system call the daemon makes once it serves.
+const ALLOWED: &[libc::c_long] = &[
+    libc::SYS_accept4,
+    libc::SYS_brk,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_clone,
+    libc::SYS_clone3,
+    libc::SYS_close,
+    libc::SYS_connect,
+    libc::SYS_epoll_create1,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_wait,
+    libc::SYS_eventfd2,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_fcntl,
+    libc::SYS_flock,
+    libc::SYS_fstat,
+    libc::SYS_futex,
+    libc::SYS_getpid,
+    libc::SYS_getrandom,
+    libc::SYS_getsid,
+    libc::SYS_getsockopt,
+    libc::SYS_gettid,
+    libc::SYS_lseek,
+    libc::SYS_madvise,
+    libc::SYS_mmap,
+    libc::SYS_mprotect,
+    libc::SYS_mremap,
+    libc::SYS_munmap,
+    libc::SYS_nanosleep,
+    libc::SYS_newfstatat,
+    libc::SYS_openat,
+    libc::SYS_pipe2,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_pread64,
+    libc::SYS_read,
+    libc::SYS_readlink,
+    libc::SYS_readlinkat,
+    libc::SYS_readv,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_rseq,
+    libc::SYS_rt_sigaction,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_sched_yield,
+    libc::SYS_sendmsg,
+    libc::SYS_sendto,
+    libc::SYS_set_robust_list,
+    libc::SYS_shutdown,
+    libc::SYS_sigaltstack,
+    libc::SYS_socket,
+    libc::SYS_socketpair,
+    libc::SYS_statx,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_write,
+    libc::SYS_writev,
+];
+
+/// `ioctl` requests allowed: SG_IO, and FIONBIO/FIOCLEX/FIONCLEX/TCGETS that
+/// the standard library issues on its own fds.
+const ALLOWED_IOCTLS: &[u64] = &[0x2285, 0x5421, 0x5451, 0x5450, 0x5401];
+
+/// Builds the filter for `mode`; `None` for [`SeccompMode::Off`].
+pub fn build(mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
+    let mismatch = match mode {
+        SeccompMode::Off => return Ok(None),
+        SeccompMode::Kill => SeccompAction::KillProcess,
+        SeccompMode::Log => SeccompAction::Log,
+    };
+    let err = |e: &dyn std::fmt::Display| SeccompError(e.to_string());
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+    let ioctl_rules = ALLOWED_IOCTLS
+        .iter()
+        .map(|&request| {
+            let cond = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
+                .map_err(|e| err(&e))?;
+            SeccompRule::new(vec![cond]).map_err(|e| err(&e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_ioctl, ioctl_rules);
+    // Thread names (PR_SET_NAME, PR_GET_NAME), nothing else of prctl.
+    let prctl_rules = [libc::PR_SET_NAME, libc::PR_GET_NAME]
+        .iter()
+        .map(|&option| {
+            let cond =
+                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, option as u64)
+                    .map_err(|e| err(&e))?;
+            SeccompRule::new(vec![cond]).map_err(|e| err(&e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_prctl, prctl_rules);
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| err(&e))?;
+    let filter =
+        SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch).map_err(|e| err(&e))?;
+    let program: BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| err(&e))?;
+    Ok(Some(program))
+}
+
+/// Installs the filter on the calling thread; threads it creates later
+/// inherit it, so call this before the runtime starts.
+pub fn install(mode: SeccompMode) -> Result<(), SeccompError> {
+    if let Some(program) = build(mode)? {
+        seccompiler::apply_filter(&program).map_err(|e| SeccompError(e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_build_for_each_mode() {
+        assert!(build(SeccompMode::Off).unwrap().is_none());
+        assert!(!build(SeccompMode::Kill).unwrap().unwrap().is_empty());
+        assert!(!build(SeccompMode::Log).unwrap().unwrap().is_empty());
+    }
+}

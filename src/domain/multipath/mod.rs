@@ -1,0 +1,25 @@
+//! Persistent reservations through a dm-multipath map, decided without I/O.
+//!
+//! A key is registered per I_T nexus, so a map with two paths is two
+//! registrations. What goes down which path, when to try another path, how
+//! to undo a half-done REGISTER and what to tell multipathd afterwards is
+//! decided here, following the behaviour libmpathpersist established; the
+//! adapter only discovers, opens and drives the paths.
+
+pub mod command;
+pub mod events;
+pub mod path;
+pub mod plan;
+pub mod runner;
+pub mod verdict;
+
+use super::sense::SenseCode;
+
+/// The answer when the map has no usable path. The C helper's documents do
+/// not fix a code for this libmpathpersist error class: NOT READY tells the
+/// initiator to retry later, which is right while paths come back.
+pub const NO_ACTIVE_PATH: SenseCode = SenseCode::LUN_NOT_READY;
+
+/// The answer when the multipath logic itself could not finish (the holder
+/// of a reservation cannot be reached): the nexus is as good as lost.
+pub const PATH_FAILURE: SenseCode = SenseCode::I_T_NEXUS_LOSS;

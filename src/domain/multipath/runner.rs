@@ -1,0 +1,693 @@
+//! Carries out a [`plan`] over a set of paths through a
+//! [`PathRunner`], synchronously: retries, failover, rollback and the merge
+//! of the paths' answers into one reply all happen here, so all of it is
+//! tested with a scripted runner.
+
+use crate::domain::framing::PrReply;
+use crate::domain::pr_in_data::ReadReservation;
+use crate::domain::sense::ScsiStatus;
+
+use super::command::PathCommand;
+use super::events::MapEvent;
+use super::path::{active_paths, one_per_host, PathView};
+use super::plan::{plan, Route};
+use super::verdict::{verdict, PathReply, Verdict, MAX_RETRIES};
+use super::{NO_ACTIVE_PATH, PATH_FAILURE};
+
+/// Sends one command down one path and reports the answer. Implemented by
+/// the adapter with SG_IO, and by tests with a script.
+pub trait PathRunner {
+    /// Runs `command` on path `path` (an index into the map's paths).
+    fn run(&mut self, path: usize, command: &PathCommand) -> PathReply;
+}
+
+/// The merged answer for the client, and what to tell multipathd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The reply for the client.
+    pub reply: PrReply,
+    /// Events for multipathd; empty unless the reply is GOOD.
+    pub events: Vec<MapEvent>,
+}
+
+/// Runs `command` on the map whose paths are `paths`.
+pub fn execute<R: PathRunner>(
+    runner: &mut R,
+    paths: &[PathView],
+    command: &PathCommand,
+) -> Outcome {
+    let plan = match plan(command) {
+        Ok(plan) => plan,
+        Err(code) => return failed(PrReply::check_condition(code)),
+    };
+    let active = active_paths(paths);
+    if active.is_empty() {
+        return failed(PrReply::check_condition(NO_ACTIVE_PATH));
+    }
+    let reply = match &plan.route {
+        Route::OnePath => one_path(runner, &active, command).0.reply,
+        Route::OnePathThenReregister { reregister } => {
+            let (first, used) = one_path(runner, &active, command);
+            match used {
+                Some(used) if verdict(&first) == Verdict::Good => {
+                    let others: Vec<usize> =
+                        active.iter().copied().filter(|&p| p != used).collect();
+                    every_path_until_failure(runner, &others, reregister, reregister)
+                        .1
+                        .unwrap_or(first.reply)
+                }
+                _ => first.reply,
+            }
+        }
+        Route::EveryPath {
+            rest,
+            rollback,
+            once_per_host: once,
+        } => {
+            let targets = if *once {
+                one_per_host(paths, &active)
+            } else {
+                active
+            };
+            let (done, failure) = every_path_until_failure(runner, &targets, command, rest);
+            match failure {
+                None => PrReply::good(Vec::new()),
+                Some(failure) => {
+                    if let Some(undo) = rollback {
+                        for &p in &done {
+                            // Best effort: the client gets the first failure.
+                            let _ = with_retries(runner, p, undo);
+                        }
+                    }
+                    failure
+                }
+            }
+        }
+        Route::Release { key } => release(runner, &active, command, key.0),
+    };
+    let events = if reply.status == ScsiStatus::GOOD {
+        plan.events
+    } else {
+        Vec::new()
+    };
+    Outcome { reply, events }
+}
+
+fn failed(reply: PrReply) -> Outcome {
+    Outcome {
+        reply,
+        events: Vec::new(),
+    }
+}
+
+/// Runs `command` on `path`, again while the device says a condition will
+/// clear, at most [`MAX_RETRIES`] more times.
+fn with_retries<R: PathRunner>(runner: &mut R, path: usize, command: &PathCommand) -> PathReply {
+    let mut tries = 0;
+    loop {
+        let reply = runner.run(path, command);
+        if verdict(&reply) != Verdict::Retry || tries == MAX_RETRIES {
+            return reply;
+        }
+        tries += 1;
+    }
+}
+
+/// The first of `paths` whose answer is not a transport failure, and which
+/// path gave it; with every path failed, the last failure and `None`.
+fn one_path<R: PathRunner>(
+    runner: &mut R,
+    paths: &[usize],
+    command: &PathCommand,
+) -> (PathReply, Option<usize>) {
+    let mut last = PathReply::transport(PrReply::check_condition(NO_ACTIVE_PATH));
+    for &p in paths {
+        let reply = with_retries(runner, p, command);
+        if verdict(&reply) != Verdict::Transport {
+            return (reply, Some(p));
+        }
+        last = reply;
+    }
+    (last, None)
+}
+
+/// `first` on the first path and `rest` on the others, stopping at the first
+/// answer that is not GOOD. Returns the paths that succeeded and that answer.
+fn every_path_until_failure<R: PathRunner>(
+    runner: &mut R,
+    paths: &[usize],
+    first: &PathCommand,
+    rest: &PathCommand,
+) -> (Vec<usize>, Option<PrReply>) {
+    let mut done = Vec::new();
+    for (n, &p) in paths.iter().enumerate() {
+        let command = if n == 0 { first } else { rest };
+        let reply = with_retries(runner, p, command);
+        if verdict(&reply) != Verdict::Good {
+            return (done, Some(reply.reply));
+        }
+        done.push(p);
+    }
+    (done, None)
+}
+
+/// RELEASE down every path, then READ RESERVATION: GOOD once no nexus of the
+/// map holds the reservation.
+fn release<R: PathRunner>(
+    runner: &mut R,
+    paths: &[usize],
+    command: &PathCommand,
+    key: u64,
+) -> PrReply {
+    let mut any_good = false;
+    let mut first_bad = None;
+    for &p in paths {
+        let reply = with_retries(runner, p, command);
+        if verdict(&reply) == Verdict::Good {
+            any_good = true;
+        } else if first_bad.is_none() {
+            first_bad = Some(reply.reply);
+        }
+    }
+    if !any_good {
+        // No path released anything: the device's answer stands.
+        return first_bad.unwrap_or_else(|| PrReply::check_condition(PATH_FAILURE));
+    }
+    let (check, _) = one_path(runner, paths, &PathCommand::read_reservation());
+    let still_ours = check.reply.status == ScsiStatus::GOOD
+        && ReadReservation::decode(&check.reply.payload)
+            .ok()
+            .and_then(|d| d.value.reservation)
+            .is_some_and(|r| key != 0 && r.key.0 == key);
+    if still_ours {
+        // The holder is a path we could not reach, or it refused.
+        return first_bad.unwrap_or_else(|| PrReply::check_condition(PATH_FAILURE));
+    }
+    PrReply::good(Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, VecDeque};
+
+    use super::*;
+    use crate::domain::cdb::PrCdb;
+    use crate::domain::param_list::{PrOutParameters, TransportId};
+    use crate::domain::pr_in_data::Reservation;
+    use crate::domain::sense::SenseCode;
+    use crate::domain::service_action::{
+        PrInServiceAction, PrOutServiceAction, ReservationKey, ReservationType,
+    };
+
+    /// Answers from a per-path script (GOOD once the script runs out) and
+    /// records every command sent.
+    #[derive(Default)]
+    struct Script {
+        answers: HashMap<usize, VecDeque<PathReply>>,
+        reservation: Option<u64>,
+        sent: Vec<(usize, PathCommand)>,
+    }
+
+    impl Script {
+        fn on(mut self, path: usize, replies: &[PathReply]) -> Script {
+            self.answers
+                .entry(path)
+                .or_default()
+                .extend(replies.iter().cloned());
+            self
+        }
+
+        fn paths_sent(&self) -> Vec<usize> {
+            self.sent.iter().map(|(p, _)| *p).collect()
+        }
+
+        fn actions_sent(&self) -> Vec<(usize, Option<PrOutServiceAction>)> {
+            self.sent
+                .iter()
+                .map(|(p, c)| (*p, c.cdb.pr_out_action()))
+                .collect()
+        }
+    }
+
+    impl PathRunner for Script {
+        fn run(&mut self, path: usize, command: &PathCommand) -> PathReply {
+            self.sent.push((path, command.clone()));
+            if let Some(r) = self.answers.get_mut(&path).and_then(|q| q.pop_front()) {
+                return r;
+            }
+            if command.cdb.pr_in_action() == Some(PrInServiceAction::ReadReservation) {
+                let data = ReadReservation {
+                    generation: 1,
+                    reservation: self.reservation.map(|k| {
+                        Reservation::new(ReservationKey(k), ReservationType::WriteExclusive)
+                    }),
+                };
+                return PathReply::device(PrReply::good(data.encode()));
+            }
+            PathReply::device(PrReply::good(vec![0xaa; 8]))
+        }
+    }
+
+    fn two_paths() -> Vec<PathView> {
+        vec![PathView::active(1), PathView::active(2)]
+    }
+
+    fn read_keys() -> PathCommand {
+        PathCommand {
+            cdb: PrCdb::pr_in(PrInServiceAction::ReadKeys, 64),
+            data_out: Vec::new(),
+        }
+    }
+
+    fn out(action: PrOutServiceAction, old: u64, new: u64) -> PathCommand {
+        let p = PrOutParameters {
+            reservation_key: ReservationKey(old),
+            service_action_key: ReservationKey(new),
+            ..Default::default()
+        };
+        PathCommand::pr_out(action, 0x01, &p)
+    }
+
+    fn lost() -> PathReply {
+        PathReply::transport(PrReply::check_condition(SenseCode::I_T_NEXUS_LOSS))
+    }
+
+    fn not_responding() -> PathReply {
+        PathReply::transport(PrReply::check_condition(SenseCode::LUN_NOT_RESPONDING))
+    }
+
+    fn conflict() -> PathReply {
+        PathReply::device(PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT))
+    }
+
+    fn ua() -> PathReply {
+        PathReply::device(PrReply::check_condition(SenseCode::RESERVATIONS_PREEMPTED))
+    }
+
+    fn sent_params(c: &PathCommand) -> PrOutParameters {
+        PrOutParameters::try_from(&c.data_out[..]).unwrap()
+    }
+
+    #[test]
+    fn pr_in_uses_the_first_active_path_only() {
+        let mut s = Script::default();
+        let paths = [
+            PathView::failed(0),
+            PathView::active(1),
+            PathView::active(2),
+        ];
+        let o = execute(&mut s, &paths, &read_keys());
+        assert_eq!(o.reply, PrReply::good(vec![0xaa; 8]));
+        assert_eq!(s.paths_sent(), vec![1]);
+        assert!(o.events.is_empty());
+    }
+
+    #[test]
+    fn pr_in_fails_over_on_transport_failure_and_reports_the_last() {
+        let mut s = Script::default().on(0, &[lost()]);
+        let o = execute(&mut s, &two_paths(), &read_keys());
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        assert_eq!(s.paths_sent(), vec![0, 1]);
+
+        let mut s = Script::default()
+            .on(0, &[lost()])
+            .on(1, &[not_responding()]);
+        let o = execute(&mut s, &two_paths(), &read_keys());
+        assert_eq!(o.reply.sense.code(), Some(SenseCode::LUN_NOT_RESPONDING));
+    }
+
+    #[test]
+    fn a_device_answer_is_not_tried_elsewhere() {
+        let bad = PathReply::device(PrReply::check_condition(SenseCode::INVALID_FIELD_IN_CDB));
+        let mut s = Script::default().on(0, std::slice::from_ref(&bad));
+        let o = execute(&mut s, &two_paths(), &read_keys());
+        assert_eq!(o.reply, bad.reply);
+        assert_eq!(s.paths_sent(), vec![0]);
+    }
+
+    #[test]
+    fn no_active_path_is_not_ready() {
+        let mut s = Script::default();
+        let o = execute(&mut s, &[PathView::failed(0)], &read_keys());
+        assert_eq!(o.reply.sense.code(), Some(SenseCode::LUN_NOT_READY));
+        let o = execute(&mut s, &[], &out(PrOutServiceAction::Register, 0, 1));
+        assert_eq!(o.reply.sense.code(), Some(SenseCode::LUN_NOT_READY));
+        assert!(s.sent.is_empty());
+    }
+
+    #[test]
+    fn short_parameter_list_never_reaches_a_path() {
+        let mut s = Script::default();
+        let c = PathCommand {
+            cdb: PrCdb::pr_out(PrOutServiceAction::Register, 0, 10),
+            data_out: vec![0; 10],
+        };
+        let o = execute(&mut s, &two_paths(), &c);
+        assert_eq!(
+            o.reply.sense.code(),
+            Some(SenseCode::PARAMETER_LIST_LENGTH_ERROR)
+        );
+        assert!(s.sent.is_empty());
+    }
+
+    #[test]
+    fn unit_attention_and_in_progress_are_retried_a_bounded_number_of_times() {
+        let in_progress = PathReply::device(PrReply::check_condition(SenseCode {
+            key: crate::domain::sense::SenseKey::NOT_READY,
+            asc: 0x04,
+            ascq: 0x07,
+        }));
+        let mut s = Script::default().on(0, &[ua(), in_progress]);
+        let o = execute(&mut s, &two_paths(), &read_keys());
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        assert_eq!(s.paths_sent(), vec![0, 0, 0]);
+
+        let mut s = Script::default().on(0, &[ua(), ua(), ua(), ua(), ua()]);
+        let o = execute(&mut s, &two_paths(), &read_keys());
+        assert_eq!(o.reply, ua().reply);
+        assert_eq!(s.paths_sent(), vec![0; 1 + MAX_RETRIES as usize]);
+    }
+
+    #[test]
+    fn register_goes_to_every_active_path_and_tells_multipathd() {
+        let mut s = Script::default().on(2, &[ua()]);
+        let paths = [
+            PathView::active(1),
+            PathView::failed(2),
+            PathView::active(3),
+        ];
+        let o = execute(&mut s, &paths, &out(PrOutServiceAction::Register, 0, 0x77));
+        assert_eq!(o.reply, PrReply::good(Vec::new()));
+        assert_eq!(s.paths_sent(), vec![0, 2, 2]);
+        assert_eq!(
+            o.events,
+            vec![
+                MapEvent::SetKey {
+                    key: ReservationKey(0x77),
+                    aptpl: false
+                },
+                MapEvent::SetStatus
+            ]
+        );
+    }
+
+    #[test]
+    fn spec_i_pt_list_goes_down_the_first_path_only() {
+        let p = PrOutParameters {
+            service_action_key: ReservationKey(5),
+            transport_ids: Some(vec![TransportId::sas(0x5000)]),
+            ..Default::default()
+        };
+        let c = PathCommand::pr_out(PrOutServiceAction::Register, 0, &p);
+        let mut s = Script::default();
+        let o = execute(&mut s, &two_paths(), &c);
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        assert_eq!(s.sent[0].1, c);
+        assert_eq!(s.sent[1].1.data_out.len(), 24);
+        assert_eq!(sent_params(&s.sent[1].1).transport_ids, None);
+        assert_eq!(
+            sent_params(&s.sent[1].1).service_action_key,
+            ReservationKey(5)
+        );
+    }
+
+    #[test]
+    fn a_failed_register_is_rolled_back_to_the_old_key() {
+        let mut s = Script::default().on(1, &[conflict()]);
+        let paths = [
+            PathView::active(1),
+            PathView::active(2),
+            PathView::active(3),
+        ];
+        let o = execute(&mut s, &paths, &out(PrOutServiceAction::Register, 0xa, 0xb));
+        assert_eq!(o.reply, conflict().reply);
+        assert!(o.events.is_empty());
+        use PrOutServiceAction::*;
+        assert_eq!(
+            s.actions_sent(),
+            vec![
+                (0, Some(Register)),
+                (1, Some(Register)),
+                (0, Some(RegisterAndIgnoreExistingKey))
+            ]
+        );
+        let undo = sent_params(&s.sent[2].1);
+        assert_eq!(undo.service_action_key, ReservationKey(0xa));
+    }
+
+    #[test]
+    fn a_failed_fresh_register_unregisters_and_a_path_failure_is_answered() {
+        let mut s = Script::default().on(1, &[lost()]);
+        let o = execute(
+            &mut s,
+            &two_paths(),
+            &out(PrOutServiceAction::Register, 0, 0xb),
+        );
+        assert_eq!(o.reply, lost().reply);
+        assert_eq!(s.sent.len(), 3);
+        assert_eq!(
+            sent_params(&s.sent[2].1).service_action_key,
+            ReservationKey(0)
+        );
+    }
+
+    #[test]
+    fn a_failed_unregister_registers_the_key_again() {
+        let mut s = Script::default().on(1, &[conflict()]);
+        let o = execute(
+            &mut s,
+            &two_paths(),
+            &out(PrOutServiceAction::Register, 0xc, 0),
+        );
+        assert_eq!(o.reply, conflict().reply);
+        assert_eq!(
+            sent_params(&s.sent[2].1).service_action_key,
+            ReservationKey(0xc)
+        );
+    }
+
+    #[test]
+    fn first_path_failure_needs_no_rollback() {
+        let mut s = Script::default().on(0, &[conflict()]);
+        let o = execute(
+            &mut s,
+            &two_paths(),
+            &out(PrOutServiceAction::Register, 1, 2),
+        );
+        assert_eq!(o.reply, conflict().reply);
+        assert_eq!(s.paths_sent(), vec![0]);
+    }
+
+    #[test]
+    fn all_tg_pt_registers_once_per_host() {
+        let p = PrOutParameters {
+            service_action_key: ReservationKey(5),
+            all_tg_pt: true,
+            ..Default::default()
+        };
+        let c = PathCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &p);
+        let paths = [
+            PathView::active(1),
+            PathView::active(1),
+            PathView::active(2),
+        ];
+        let mut s = Script::default();
+        assert_eq!(execute(&mut s, &paths, &c).reply.status, ScsiStatus::GOOD);
+        assert_eq!(s.paths_sent(), vec![0, 2]);
+    }
+
+    #[test]
+    fn reserve_preempt_clear_use_one_path_with_failover() {
+        use PrOutServiceAction::*;
+        for (action, events) in [
+            (Reserve, vec![MapEvent::SetHold]),
+            (Preempt, vec![]),
+            (PreemptAndAbort, vec![]),
+            (
+                Clear,
+                vec![
+                    MapEvent::UnsetKey,
+                    MapEvent::UnsetStatus,
+                    MapEvent::UnsetHold,
+                ],
+            ),
+        ] {
+            let mut s = Script::default().on(0, &[lost()]);
+            let o = execute(&mut s, &two_paths(), &out(action, 1, 2));
+            assert_eq!(o.reply.status, ScsiStatus::GOOD, "{action:?}");
+            assert_eq!(s.paths_sent(), vec![0, 1], "{action:?}");
+            assert_eq!(o.events, events, "{action:?}");
+        }
+        let mut s = Script::default().on(0, &[conflict()]);
+        let o = execute(&mut s, &two_paths(), &out(Reserve, 1, 0));
+        assert_eq!(o.reply, conflict().reply);
+        assert_eq!(s.paths_sent(), vec![0]);
+        assert!(o.events.is_empty());
+    }
+
+    #[test]
+    fn preempting_our_own_key_registers_the_other_paths_again() {
+        use PrOutServiceAction::*;
+        let paths = [
+            PathView::active(1),
+            PathView::active(2),
+            PathView::active(3),
+        ];
+        let mut s = Script::default().on(0, &[lost()]);
+        let o = execute(&mut s, &paths, &out(Preempt, 4, 4));
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        assert_eq!(
+            s.actions_sent(),
+            vec![
+                (0, Some(Preempt)),
+                (1, Some(Preempt)),
+                (0, Some(RegisterAndIgnoreExistingKey)),
+                (2, Some(RegisterAndIgnoreExistingKey)),
+            ]
+        );
+        assert_eq!(
+            sent_params(&s.sent[3].1).service_action_key,
+            ReservationKey(4)
+        );
+
+        let mut s = Script::default().on(1, &[conflict()]);
+        let o = execute(&mut s, &two_paths(), &out(Preempt, 4, 4));
+        assert_eq!(o.reply, conflict().reply);
+    }
+
+    #[test]
+    fn release_goes_everywhere_and_is_checked() {
+        use PrOutServiceAction::*;
+        // Path 1 holds the reservation; path 0 is a registered non-holder.
+        let mut s = Script::default();
+        let o = execute(&mut s, &two_paths(), &out(Release, 3, 0));
+        assert_eq!(o.reply, PrReply::good(Vec::new()));
+        assert_eq!(o.events, vec![MapEvent::UnsetHold]);
+        assert_eq!(
+            s.actions_sent(),
+            vec![(0, Some(Release)), (1, Some(Release)), (0, None)]
+        );
+        assert_eq!(
+            s.sent[2].1.cdb.pr_in_action(),
+            Some(PrInServiceAction::ReadReservation)
+        );
+    }
+
+    #[test]
+    fn release_held_elsewhere_is_good_held_by_us_is_not() {
+        use PrOutServiceAction::*;
+        // Another host holds it: our RELEASE is a no-op, and GOOD.
+        let mut s = Script {
+            reservation: Some(0x99),
+            ..Default::default()
+        };
+        assert_eq!(
+            execute(&mut s, &two_paths(), &out(Release, 3, 0))
+                .reply
+                .status,
+            ScsiStatus::GOOD
+        );
+        // Still ours: the holding path failed.
+        let paths = [PathView::active(1), PathView::failed(2)];
+        let mut s = Script {
+            reservation: Some(3),
+            ..Default::default()
+        };
+        let o = execute(&mut s, &paths, &out(Release, 3, 0));
+        assert_eq!(o.reply.sense.code(), Some(SenseCode::I_T_NEXUS_LOSS));
+        assert!(o.events.is_empty());
+        // Still ours, and one path said why.
+        let mut s = Script {
+            reservation: Some(3),
+            ..Default::default()
+        }
+        .on(1, &[conflict()]);
+        let o = execute(&mut s, &two_paths(), &out(Release, 3, 0));
+        assert_eq!(o.reply, conflict().reply);
+    }
+
+    #[test]
+    fn release_refused_by_every_path_passes_the_answer() {
+        let mut s = Script::default().on(0, &[conflict()]).on(1, &[conflict()]);
+        let o = execute(
+            &mut s,
+            &two_paths(),
+            &out(PrOutServiceAction::Release, 0, 0),
+        );
+        assert_eq!(o.reply, conflict().reply);
+        assert_eq!(s.sent.len(), 2);
+    }
+
+    #[test]
+    fn no_parameter_list_stops_the_routing() {
+        // Any service action with any list, on any mix of path answers:
+        // always one reply, never a panic, and nothing but GOOD notifies.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let answers = [
+            PathReply::device(PrReply::good(vec![])),
+            conflict(),
+            ua(),
+            lost(),
+            PathReply::device(PrReply::good(vec![0xff; 3])),
+        ];
+        for _ in 0..2000 {
+            let action = PrOutServiceAction::from_code((next() % 10) as u8);
+            let len = match next() % 4 {
+                0 => 24,
+                1 => (next() % 64) as usize,
+                _ => 24 + (next() % 200) as usize,
+            };
+            let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if len > 28 && next() % 2 == 0 {
+                data[20] |= 0x08;
+                let tpdl = (len - 28) as u32;
+                data[24..28].copy_from_slice(&tpdl.to_be_bytes());
+            }
+            let command = PathCommand {
+                cdb: PrCdb::pr_out(action, (next() % 256) as u8, len as u16),
+                data_out: data,
+            };
+            let paths: Vec<PathView> = (0..(next() % 4))
+                .map(|h| {
+                    if next() % 3 == 0 {
+                        PathView::failed(h as u32)
+                    } else {
+                        PathView::active((next() % 2) as u32)
+                    }
+                })
+                .collect();
+            let mut s = Script::default();
+            for p in 0..paths.len() {
+                let script: Vec<PathReply> = (0..(next() % 6))
+                    .map(|_| answers[(next() % answers.len() as u64) as usize].clone())
+                    .collect();
+                s = s.on(p, &script);
+            }
+            let o = execute(&mut s, &paths, &command);
+            if o.reply.status != ScsiStatus::GOOD {
+                assert!(o.events.is_empty());
+            }
+            assert!(s.sent.len() <= 4 * (2 * paths.len() + 1) * 2);
+        }
+    }
+
+    #[test]
+    fn release_unchecked_when_read_reservation_fails_is_good() {
+        let mut s = Script::default()
+            .on(0, &[PathReply::device(PrReply::good(vec![])), lost()])
+            .on(1, &[PathReply::device(PrReply::good(vec![])), lost()]);
+        let o = execute(
+            &mut s,
+            &two_paths(),
+            &out(PrOutServiceAction::Release, 3, 0),
+        );
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        assert_eq!(s.sent.len(), 4);
+    }
+}
