@@ -543,10 +543,12 @@ fn measure_helper(binary: &Path, extra: &[&str], dev: &std::fs::File, plan: &Pla
 }
 
 /// Ours, the C helper (if any) and the floor, fresh, with no idle
-/// connections, measured round-robin: [ours, floor, C].
+/// connections, measured round-robin: [ours, floor, C, ours with `variant`
+/// arguments added].
 fn measure_side_by_side(
     ours: (&Path, &[&str]),
     c: Option<&Path>,
+    variant: Option<&[&str]>,
     dev: &std::fs::File,
     plan: &Plan,
 ) -> Vec<Latency> {
@@ -565,6 +567,15 @@ fn measure_side_by_side(
         paths.push(d.socket.clone());
         c_daemon = Some(d);
     }
+    let mut v_daemon = None;
+    if let Some(extra) = variant {
+        let args: Vec<&str> = ours.1.iter().chain(extra).copied().collect();
+        let mut d = Daemon::spawn(ours.0, &args, None).expect("spawn the variant");
+        d.wait_accepting(Duration::from_secs(10))
+            .expect("the variant did not start");
+        paths.push(d.socket.clone());
+        v_daemon = Some(d);
+    }
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let r = measure_interleaved(
         &refs,
@@ -572,7 +583,7 @@ fn measure_side_by_side(
         plan.latency_samples,
         plan.latency_budget,
     );
-    drop(c_daemon);
+    drop((c_daemon, v_daemon));
     r
 }
 
@@ -658,6 +669,12 @@ fn main() {
         .open(&dev_path)
         .expect("open device file");
 
+    // A second configuration of ours for the taking-turns rows, e.g.
+    // BENCH_OURS_VARIANT="--seccomp off" to see what a setting costs.
+    let variant_text = std::env::var("BENCH_OURS_VARIANT").ok();
+    let variant: Option<Vec<&str>> = variant_text
+        .as_deref()
+        .map(|v| v.split_whitespace().collect());
     let emulated = emulate_available(&ours);
     let our_args: &[&str] = if emulated {
         &["--emulate", "-q"]
@@ -676,8 +693,16 @@ fn main() {
         None
     };
     eprintln!("measuring ours, the floor and the C helper side by side...");
-    let side = measure_side_by_side((&ours, our_args), have_c.then_some(c_helper), &dev, &plan);
-    let (side_ours, floor, side_c) = (side[0], side[1], side.get(2).copied());
+    let side = measure_side_by_side(
+        (&ours, our_args),
+        have_c.then_some(c_helper),
+        variant.as_deref(),
+        &dev,
+        &plan,
+    );
+    let (side_ours, floor) = (side[0], side[1]);
+    let side_c = have_c.then(|| side[2]);
+    let side_variant = variant.as_ref().map(|_| side[side.len() - 1]);
 
     let mut t = Table { rows: Vec::new() };
     let na = || "-".to_string();
@@ -733,6 +758,16 @@ fn main() {
             r.map_or_else(na, |r| format!("{r:.2}")),
             "ours/C <= 1.0",
             r.map_or("-", |r| met(r <= 1.0)),
+        );
+    }
+    if let (Some(v), Some(text)) = (side_variant, &variant_text) {
+        t.row(
+            &format!("ours {text}: p50 / p99, taking turns"),
+            format!("{:.1} / {:.1} us", v.p50, v.p99),
+            na(),
+            ratio(v.p50, side_ours.p50),
+            "",
+            "",
         );
     }
     t.row(
