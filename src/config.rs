@@ -417,7 +417,24 @@ mod tests {
     fn the_example_files_parse() {
         let f = ConfigFile::parse(include_str!("../config/qemu-pr-helper.toml")).unwrap();
         assert_eq!(f.executor.multipath, Some(true));
-        ConfigFile::parse(include_str!("../config/emulated.toml")).unwrap();
+        let emulated = include_str!("../config/emulated.toml");
+        ConfigFile::parse(emulated).unwrap();
+        // The commented fault example, uncommented, is a valid config too.
+        let example = emulated
+            .lines()
+            .skip_while(|l| !l.starts_with("# timeout_ms"))
+            .map(|l| l.trim_start_matches('#').trim_start())
+            .collect::<Vec<_>>()
+            .join("\n");
+        // It sits at the end, in the [executor] table.
+        let uncommented = format!("{emulated}\n{example}\n");
+        let s = Settings::merge(
+            ConfigFile::parse(&uncommented).unwrap(),
+            CommandLine::default(),
+        )
+        .unwrap();
+        assert_eq!(s.faults.len(), 2);
+        assert_eq!(s.timeout, Duration::from_millis(2000));
     }
 
     #[test]
