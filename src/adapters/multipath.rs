@@ -307,6 +307,7 @@ impl ScsiExecutor for MultipathExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::sense::SenseCode;
     use crate::adapters::multipathd::MultipathdAddress;
     use crate::domain::cdb::PrCdb;
     use crate::domain::sense::ScsiStatus;
