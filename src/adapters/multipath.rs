@@ -307,10 +307,10 @@ impl ScsiExecutor for MultipathExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::sense::SenseCode;
     use crate::adapters::multipathd::MultipathdAddress;
     use crate::domain::cdb::PrCdb;
     use crate::domain::sense::ScsiStatus;
+    use crate::domain::sense::SenseCode;
     use crate::domain::service_action::PrInServiceAction;
     use crate::ports::executor::{AccessMode, DeviceInfo};
     use std::fs;
