@@ -18,6 +18,7 @@ begin() {
     SCEN=$1
     SCEN_FAIL=0
     SCEN_NOTE=""
+    SCEN_T0=$(cut -d. -f1 /proc/uptime)
     if [ -n "$ONLY" ]; then
         case "$SCEN" in *"$ONLY"*) ;; *) SCEN=""; return 1 ;; esac
     fi
@@ -30,6 +31,7 @@ fail() {
 note() { SCEN_NOTE="$SCEN_NOTE $*"; }
 end() {
     [ -n "$SCEN" ] || return 0
+    SCEN_NOTE="$SCEN_NOTE ($(($(cut -d. -f1 /proc/uptime) - SCEN_T0))s)"
     if [ $SCEN_FAIL = 0 ]; then
         echo "@@RESULT $SCEN PASS$SCEN_NOTE"
     else
@@ -177,7 +179,7 @@ step() {
         echo "$label rc=$RC status=$st sense=$sense payload=$payload" >>"$RES/$B/${SCEN#*.}"
     fi
     if [ "$RC" != "$want" ]; then
-        fail "step $label: ran [$*] expected exit $want, got $RC: $OUT"
+        fail "step $label: ran [$*] expected exit $want, got $RC: $(echo "$OUT" | sed 's/"sense":"\(.\{36\}\)0*"/"sense":"\1..."/')"
     fi
 }
 
