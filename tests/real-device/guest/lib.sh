@@ -51,12 +51,38 @@ prin_raw() {
     hexof /tmp/prin.bin
 }
 
-# Consume pending unit attentions (LIO raises them on other nexuses after
-# PREEMPT, CLEAR, RELEASE ...) so that they do not land on the next command.
+# Unit attentions: LIO queues one on the other I_T nexuses when a PR OUT
+# (PREEMPT, CLEAR, RELEASE ...) changes their state, and hands it to the next
+# command through that nexus. They are consumed with TEST UNIT READY before a
+# command goes through a nexus that another nexus's PR OUT may have touched,
+# so that both helpers and the baseline see the same device. Exec is slow
+# under TCG (~0.1 s per dynamically linked program): only dirty nexuses are
+# drained.
+DIRTY1=1
+DIRTY2=1
+DIRTY3=1
+nexus_of() {
+    case "$1" in
+    "$PATH1" | "$SG1") echo 1 ;;
+    "$PATH2" | "$SG2") echo 2 ;;
+    "$PATH3" | "$SG3") echo 3 ;;
+    *) echo 1 2 ;;
+    esac
+}
+# touched N...: a PR OUT went through nexus N...; the others may hold a UA.
+touched() {
+    for x in 1 2 3; do
+        case " $* " in *" $x "*) ;; *) eval "DIRTY$x=1" ;; esac
+    done
+}
+# drain [N...]: consume pending UAs on the given (default: all) dirty nexuses.
 drain() {
-    for d in $SG1 $SG2 $SG3; do
+    for x in ${*:-1 2 3}; do
+        eval "dirty=\$DIRTY$x; d=\$SG$x"
+        [ "$dirty" = 1 ] || continue
         i=0
         while [ $i -lt 5 ] && ! sg_turs "$d" >/dev/null 2>&1; do i=$((i + 1)); done
+        eval "DIRTY$x=0"
     done
 }
 
@@ -64,7 +90,7 @@ drain() {
 # reservation holder(s), from READ FULL STATUS; "-" when nothing is registered.
 # NEXUS is 1, 2 (this host's paths) or 3 (the other node).
 dev_state() {
-    drain
+    drain 1
     h=$(prin_raw "$SG1" 03 4096) || { echo "ERROR(read full status failed)"; return; }
     echo "$h" | awk '
     function hv(s,  i, v) { v = 0; for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
@@ -102,6 +128,7 @@ reset_lu() {
     drain
     sg_persist -n -o -I -S 0xfeed "$SG1" >/dev/null 2>&1
     sg_persist -n -o -C -K 0xfeed "$SG1" >/dev/null 2>&1
+    touched 1
     drain
     st=$(dev_state)
     [ "$st" = "-" ] || fail "reset: LU still has registrations: $st"
@@ -109,8 +136,9 @@ reset_lu() {
 
 # Direct actions of the other cluster node (nexus 3), via sg_persist.
 other() {
-    drain
+    drain 3
     sg_persist -n "$@" "$SG3" >/tmp/other.out 2>&1 || fail "other node: sg_persist $* failed: $(tail -1 /tmp/other.out)"
+    touched 3
 }
 
 # ---------------------------------------------------------------- backends
@@ -166,8 +194,14 @@ step() {
     label=$1
     want=$2
     shift 2
-    drain
+    eval "dev=\${$#}"
+    nx=$(nexus_of "$dev")
+    # shellcheck disable=SC2086
+    drain $nx
     pr_cmd "$@"
+    case " $* " in
+    *" -o "* | *" --out "*) touched $nx ;;
+    esac
     if [ "$B" != direct ]; then
         st=$(json_field status)
         sense=$(json_field sense)

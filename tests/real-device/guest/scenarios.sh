@@ -181,12 +181,13 @@ sc_contend() {
         reset_lu
         step "register-a-$round" 0 -o -G -S 0xa1 "$PATH1"
         step "register-b-$round" 0 -o -G -S 0xb2 "$PATH2"
-        drain
+        drain 1 2
         (pr_cmd -o -R -K 0xa1 -T 1 "$PATH1"; echo "$RC" >/tmp/rc.a) &
         pa=$!
         (pr_cmd -o -R -K 0xb2 -T 1 "$PATH2"; echo "$RC" >/tmp/rc.b) &
         pb=$!
         wait $pa $pb
+        touched 1 2
         ra=$(cat /tmp/rc.a)
         rb=$(cat /tmp/rc.b)
         case "$ra$rb" in
@@ -306,8 +307,8 @@ run_all() {
         scenarios
         eval "kill \$HELPER_PID_$B" 2>/dev/null
     done
-    case " $HELPERS " in
-    *" rs "*" c "* | *" c "*" rs "*) [ "$HAVE_CLIENT" = 1 ] && compare ;;
-    esac
+    case " $HELPERS " in *" rs "*) case " $HELPERS " in *" c "*)
+        [ "$HAVE_CLIENT" = 1 ] && compare ;;
+    esac ;; esac
     return 0
 }
