@@ -129,7 +129,7 @@ get_kernel() {
         deb=$(find "$CACHE/debs" -name "${pkg}_*.deb" | head -1)
         if [ -z "$deb" ]; then
             say "downloading $pkg"
-            (cd "$CACHE/debs" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+            (cd "$CACHE/debs" && { apt-get download "$pkg" 2>&1 | grep -v "^W: Download is performed unsandboxed"; true; })
             deb=$(find "$CACHE/debs" -name "${pkg}_*.deb" | head -1)
             [ -n "$deb" ] || skip "apt-get download $pkg failed"
         fi

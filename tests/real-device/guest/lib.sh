@@ -1,4 +1,6 @@
-# shellcheck shell=sh
+# shellcheck shell=dash disable=SC3043
+# Variables set through eval (DIRTYn, SGn, HELPER_PID_x) look unused/unassigned:
+# shellcheck disable=SC2034,SC2154
 # Helpers for the guest scenarios (busybox ash). Sourced by /init.
 #
 # Backends ($B):
@@ -77,7 +79,8 @@ touched() {
 }
 # drain [N...]: consume pending UAs on the given (default: all) dirty nexuses.
 drain() {
-    for x in ${*:-1 2 3}; do
+    [ $# -gt 0 ] || set -- 1 2 3
+    for x in "$@"; do
         eval "dirty=\$DIRTY$x; d=\$SG$x"
         [ "$dirty" = 1 ] || continue
         i=0
@@ -158,6 +161,7 @@ pr_cmd() {
 # The client's options are sg_persist's; translate the few that differ and
 # map sg_persist's exit codes onto the client's.
 direct_cmd() {
+    # shellcheck disable=SC2046
     set -- $(echo " $* " | sed -e 's/ --alloc-length / --maxlen=/' -e 's/ --json / /')
     args=""
     while [ $# -gt 0 ]; do
@@ -199,6 +203,7 @@ step() {
     # shellcheck disable=SC2086
     drain $nx
     pr_cmd "$@"
+    # shellcheck disable=SC2086
     case " $* " in
     *" -o "* | *" --out "*) touched $nx ;;
     esac
