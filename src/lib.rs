@@ -1,1 +1,25 @@
-//! placeholder
+//! A drop-in replacement for QEMU's `qemu-pr-helper`: the privileged daemon
+//! that runs SCSI PERSISTENT RESERVE IN/OUT commands on behalf of virtual
+//! machines, over QEMU's `pr-manager-helper` wire protocol.
+//!
+//! # Layout
+//! - [`domain`]: pure logic (CDB and parameter-list rules, sense data, wire
+//!   framing, SG_IO result mapping, the persistent reservation model of the
+//!   emulated device). No I/O.
+//! - [`ports`]: the traits the service is written against: the transport, the
+//!   SCSI executor, privilege control.
+//! - [`adapters`]: their implementations: Unix socket with SCM_RIGHTS, Linux
+//!   SG_IO, capabilities and uid/gid, systemd activation, the pidfile, the
+//!   in-memory emulated device.
+//! - [`server`]: the request-serving logic, written once against the ports.
+//! - [`config`]: the daemon's settings, from the command line and a TOML file.
+//! - [`client`]: the client side of the protocol, for `qemu-pr-client` and tests.
+#![deny(missing_docs)]
+
+pub mod adapters;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod ports;
+pub mod server;

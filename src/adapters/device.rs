@@ -1,0 +1,117 @@
+//! Inspecting a received fd once, when it arrives: what kind of file it is and
+//! how the client opened it. The service and executors decide on these facts.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::stat::{fstat, SFlag};
+
+use crate::ports::executor::{AccessMode, DeviceFd, DeviceInfo, DeviceKind};
+
+/// Linux's SCSI generic (sg) character major.
+const SCSI_GENERIC_MAJOR: u32 = 21;
+
+/// Gathers [`DeviceInfo`] for `fd`. A failing `fstat` or `fcntl` (which only
+/// happens for a closed fd) yields [`DeviceKind::Other`] so that the fd is
+/// still owned and closed, and never reaches an ioctl.
+pub fn inspect(fd: OwnedFd) -> DeviceFd {
+    let access = match fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
+        Ok(flags) => match OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE {
+            OFlag::O_WRONLY => AccessMode::WriteOnly,
+            OFlag::O_RDWR => AccessMode::ReadWrite,
+            _ => AccessMode::ReadOnly,
+        },
+        Err(_) => AccessMode::ReadOnly,
+    };
+    let info = match fstat(fd.as_raw_fd()) {
+        Ok(st) => {
+            let mut info = DeviceInfo {
+                kind: DeviceKind::Other,
+                access,
+                dev: st.st_dev,
+                ino: st.st_ino,
+                rdev: st.st_rdev,
+            };
+            info.kind = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+                SFlag::S_IFBLK => DeviceKind::Block,
+                SFlag::S_IFCHR if info.major() == SCSI_GENERIC_MAJOR => DeviceKind::ScsiGeneric,
+                SFlag::S_IFCHR if is_bsg(info.major(), info.minor()) => DeviceKind::Bsg,
+                SFlag::S_IFCHR => DeviceKind::OtherChar,
+                SFlag::S_IFREG => DeviceKind::Regular,
+                SFlag::S_IFDIR => DeviceKind::Directory,
+                SFlag::S_IFSOCK => DeviceKind::Socket,
+                SFlag::S_IFIFO => DeviceKind::Fifo,
+                _ => DeviceKind::Other,
+            };
+            info
+        }
+        Err(_) => DeviceInfo {
+            kind: DeviceKind::Other,
+            access,
+            dev: 0,
+            ino: 0,
+            rdev: 0,
+        },
+    };
+    DeviceFd { fd, info }
+}
+
+/// The WWID of a device node, from sysfs: a device-mapper map's `dm/uuid`
+/// or a SCSI device's `device/wwid`. `None` for anything else.
+pub fn wwid(info: &DeviceInfo) -> Option<String> {
+    let class = match info.kind {
+        DeviceKind::Block => "block",
+        DeviceKind::ScsiGeneric | DeviceKind::Bsg => "char",
+        _ => return None,
+    };
+    let base = format!("/sys/dev/{class}/{}:{}", info.major(), info.minor());
+    ["dm/uuid", "device/wwid"].iter().find_map(|leaf| {
+        let text = std::fs::read_to_string(format!("{base}/{leaf}")).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_string())
+    })
+}
+
+/// bsg nodes have a dynamic major: ask sysfs which class the node belongs to.
+fn is_bsg(major: u32, minor: u32) -> bool {
+    std::fs::read_link(format!("/sys/dev/char/{major}:{minor}/subsystem"))
+        .map(|target| target.file_name().is_some_and(|name| name == "bsg"))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::{File, OpenOptions};
+
+    #[test]
+    fn regular_file_access_modes() {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let ro = inspect(File::open(tmp.path()).unwrap().into());
+        assert_eq!(ro.info.kind, DeviceKind::Regular);
+        assert_eq!(ro.info.access, AccessMode::ReadOnly);
+        let rw = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(tmp.path())
+            .unwrap();
+        let rw = inspect(rw.into());
+        assert_eq!(rw.info.access, AccessMode::ReadWrite);
+        assert_eq!((rw.info.dev, rw.info.ino), (ro.info.dev, ro.info.ino));
+        let wo = OpenOptions::new().write(true).open(tmp.path()).unwrap();
+        assert_eq!(inspect(wo.into()).info.access, AccessMode::WriteOnly);
+    }
+
+    #[test]
+    fn other_kinds_are_recognised() {
+        let dir = inspect(File::open("/").unwrap().into());
+        assert_eq!(dir.info.kind, DeviceKind::Directory);
+        let null = inspect(File::open("/dev/null").unwrap().into());
+        assert_eq!(null.info.kind, DeviceKind::OtherChar);
+        assert_eq!((null.info.major(), null.info.minor()), (1, 3));
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        assert_eq!(inspect(r).info.kind, DeviceKind::Fifo);
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(inspect(a.into()).info.kind, DeviceKind::Socket);
+    }
+}

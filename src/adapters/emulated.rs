@@ -1,0 +1,168 @@
+//! An emulated SCSI device: persistent reservations kept in memory, with no
+//! SG_IO and no privilege, for testing clusters (fence_scsi, Windows failover
+//! clustering, QEMU itself) against the helper without shared storage.
+//!
+//! # Model
+//! - **Logical unit** = the file the client's fd refers to, identified by
+//!   `(st_dev, st_ino)`. Any kind of file stands in for a logical unit: a
+//!   regular file is the point, so two VMs given the same image file share
+//!   one reservation state. The fd itself is never read, written or kept.
+//! - **I_T nexus** = by default the client connection
+//!   ([`Initiator::connection_id`], [`InitiatorIdentity::Connection`]): QEMU
+//!   keeps one connection per VM, so each VM is one initiator port. Its
+//!   TransportID is the SAS address [`INITIATOR_SAS_BASE`] + connection id
+//!   (what READ FULL STATUS shows, and what SPEC_I_PT and REGISTER AND MOVE
+//!   must name), through the one target port [`TARGET_PORT`]. A client that
+//!   reconnects is a new nexus: its old registration stays behind, as a real
+//!   initiator port's would if it went away without unregistering. A
+//!   one-command-per-run tool is therefore a new nexus on every run;
+//!   [`InitiatorIdentity::PeerUid`] makes every connection of one user one
+//!   nexus instead (SAS address [`UID_SAS_BASE`] + uid), for such tools.
+//! - **State** lives for the life of the executor (the daemon); APTPL is
+//!   accepted and reported but nothing survives a restart.
+//! - **Semantics** are those of [`crate::domain::reservation`]: SPC-4 as LIO
+//!   implements it, with pending unit attentions reported on the next PR IN
+//!   or PR OUT of the nexus they are for.
+//!
+//! The server refuses PR OUT on a read-only fd before the executor is asked,
+//! as for real devices; this executor does not check the access mode again.
+//! The state sits behind a `std::sync::Mutex` that is held only while one
+//! command runs, never across an await.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::domain::framing::PrReply;
+use crate::domain::param_list::TransportId;
+use crate::domain::reservation::{LogicalUnit, NexusId};
+use crate::ports::executor::{DeviceFd, Initiator, PrCommand, ScsiExecutor};
+
+/// SAS address of connection 0's initiator port; connection `n` is this + `n`
+/// (NAA 5, so `sg_persist` shows a plausible SAS address).
+pub const INITIATOR_SAS_BASE: u64 = 0x5000_0000_0000_0000;
+
+/// RELATIVE TARGET PORT IDENTIFIER of the emulated device's only target port.
+pub const TARGET_PORT: u16 = 1;
+
+/// SAS address of uid 0's initiator port under [`InitiatorIdentity::PeerUid`];
+/// uid `u` is this + `u`.
+pub const UID_SAS_BASE: u64 = 0x5000_0001_0000_0000;
+
+/// SAS address of session 0's initiator port under
+/// [`InitiatorIdentity::PeerSession`]; session `s` is this + `s`.
+pub const SESSION_SAS_BASE: u64 = 0x5000_0002_0000_0000;
+
+/// What makes two commands come from the same I_T nexus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitiatorIdentity {
+    /// Each client connection is its own nexus (QEMU: one per VM).
+    #[default]
+    Connection,
+    /// Every connection of one peer user is one nexus; a peer whose uid is
+    /// unknown falls back to its connection.
+    PeerUid,
+    /// Every connection from one session (one terminal, or what `setsid`
+    /// starts) is one nexus: run commands from two terminals and they are two
+    /// cluster nodes. A peer whose session is unknown falls back to its
+    /// connection.
+    PeerSession,
+}
+
+/// `(st_dev, st_ino)`: the identity of an emulated logical unit.
+pub type UnitId = (u64, u64);
+
+/// The I_T nexus a client connection is, under [`InitiatorIdentity::Connection`].
+pub fn nexus_of(initiator: &Initiator) -> NexusId {
+    InitiatorIdentity::Connection.nexus_of(initiator)
+}
+
+impl InitiatorIdentity {
+    /// The I_T nexus `initiator` is under this rule.
+    pub fn nexus_of(self, initiator: &Initiator) -> NexusId {
+        let session = || {
+            let pid = nix::unistd::Pid::from_raw(initiator.pid?);
+            let sid = nix::unistd::getsid(Some(pid)).ok()?;
+            u64::try_from(sid.as_raw()).ok()
+        };
+        let address = match (self, initiator.uid) {
+            (InitiatorIdentity::PeerUid, Some(uid)) => UID_SAS_BASE + u64::from(uid),
+            (InitiatorIdentity::PeerSession, _) => match session() {
+                Some(sid) => SESSION_SAS_BASE + sid,
+                None => INITIATOR_SAS_BASE.wrapping_add(initiator.connection_id),
+            },
+            _ => INITIATOR_SAS_BASE.wrapping_add(initiator.connection_id),
+        };
+        NexusId::new(TransportId::sas(address), TARGET_PORT)
+    }
+}
+
+/// Serves PR commands from in-memory logical units, one per file.
+#[derive(Debug, Default)]
+pub struct EmulatedExecutor {
+    identity: InitiatorIdentity,
+    units: Mutex<HashMap<UnitId, LogicalUnit>>,
+}
+
+impl EmulatedExecutor {
+    /// An executor with no logical unit yet (each appears on first use),
+    /// one nexus per connection.
+    pub fn new() -> EmulatedExecutor {
+        EmulatedExecutor::default()
+    }
+
+    /// As [`EmulatedExecutor::new`], telling nexuses apart by `identity`.
+    pub fn with_identity(identity: InitiatorIdentity) -> EmulatedExecutor {
+        EmulatedExecutor {
+            identity,
+            ..EmulatedExecutor::default()
+        }
+    }
+
+    /// A copy of the state of the logical unit `unit`, if it was ever used.
+    pub fn unit(&self, unit: UnitId) -> Option<LogicalUnit> {
+        self.lock().get(&unit).cloned()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<UnitId, LogicalUnit>> {
+        // A panic while the lock was held cannot leave a unit half-changed
+        // in a way later commands could not cope with: every unit is a plain
+        // value, and the model's invariants are checked on each command in
+        // debug builds. Keep serving rather than fail every later command.
+        self.units
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl ScsiExecutor for EmulatedExecutor {
+    async fn execute(
+        &self,
+        device: DeviceFd,
+        command: PrCommand,
+        initiator: &Initiator,
+    ) -> PrReply {
+        let unit = (device.info.dev, device.info.ino);
+        // The fd only names the unit: close it now.
+        drop(device);
+        let nexus = self.identity.nexus_of(initiator);
+        let reply =
+            self.lock()
+                .entry(unit)
+                .or_default()
+                .execute(&nexus, &command.cdb, &command.data_out);
+        tracing::debug!(
+            connection = initiator.connection_id,
+            dev = unit.0,
+            ino = unit.1,
+            status = %reply.status,
+            "emulated PR command"
+        );
+        reply
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,12 @@
+//! Implementations of the ports for Linux: the Unix socket, SG_IO,
+//! capabilities and identity, systemd, the pidfile; and an emulated device
+//! that keeps persistent reservations in memory. `unsafe` lives only here,
+//! each block with its reason.
+
+pub mod device;
+pub mod emulated;
+pub mod pidfile;
+pub mod privileges;
+pub mod sg_io;
+pub mod systemd;
+pub mod unix_socket;

@@ -1,0 +1,154 @@
+//! Dropping privileges in one ordered sequence: bounding set, supplementary
+//! groups, gid, uid, then the capability sets, then a check that nothing more
+//! than planned is left.
+//!
+//! Capabilities are per thread on Linux, so this runs before any other thread
+//! (the tokio runtime) exists; threads created later inherit the result.
+
+use std::io;
+
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::unistd::{getegid, geteuid, getgid, getuid, setgid, setgroups, setuid, Gid, Uid};
+
+use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
+
+/// Drops capabilities with the `caps` crate and identities with `nix`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinuxPrivileges;
+
+fn cap_err(step: &'static str) -> impl FnOnce(caps::errors::CapsError) -> PrivilegeError {
+    move |e| PrivilegeError::Capability {
+        step,
+        source: io::Error::other(e.to_string()),
+    }
+}
+
+fn id_err(step: &'static str) -> impl FnOnce(nix::errno::Errno) -> PrivilegeError {
+    move |e| PrivilegeError::Identity {
+        step,
+        source: io::Error::from(e),
+    }
+}
+
+fn cap_err_errno(step: &'static str) -> impl FnOnce(nix::errno::Errno) -> PrivilegeError {
+    move |e| PrivilegeError::Capability {
+        step,
+        source: io::Error::from(e),
+    }
+}
+
+/// The capabilities the daemon keeps.
+pub fn kept_capabilities(plan: &PrivilegePlan) -> CapsHashSet {
+    let mut keep = CapsHashSet::new();
+    keep.insert(Capability::CAP_SYS_RAWIO);
+    if plan.keep_sys_admin {
+        keep.insert(Capability::CAP_SYS_ADMIN);
+    }
+    keep
+}
+
+impl PrivilegeControl for LinuxPrivileges {
+    fn drop_privileges(&self, plan: &PrivilegePlan) -> Result<PrivilegeOutcome, PrivilegeError> {
+        let permitted =
+            caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
+        let switching = plan.uid.is_some_and(|u| u != getuid().as_raw())
+            || plan.gid.is_some_and(|g| g != getgid().as_raw());
+
+        if permitted.is_empty() && !geteuid().is_root() {
+            // Nothing to drop; an identity change can only fail, and must
+            // fail loudly rather than be ignored.
+            if let Some(gid) = plan.gid {
+                setgid(Gid::from_raw(gid)).map_err(id_err("switch group"))?;
+            }
+            if let Some(uid) = plan.uid {
+                setuid(Uid::from_raw(uid)).map_err(id_err("switch user"))?;
+            }
+            nix::sys::prctl::set_no_new_privs().map_err(cap_err_errno("set no_new_privs"))?;
+            return Ok(PrivilegeOutcome::Unprivileged);
+        }
+
+        let keep = kept_capabilities(plan);
+
+        // 1. Bounding set: needs CAP_SETPCAP, so it goes first.
+        for cap in caps::all() {
+            if !keep.contains(&cap)
+                && caps::has_cap(None, CapSet::Bounding, cap)
+                    .map_err(cap_err("read the bounding set"))?
+            {
+                caps::drop(None, CapSet::Bounding, cap)
+                    .map_err(cap_err("clear the capability bounding set"))?;
+            }
+        }
+        caps::clear(None, CapSet::Ambient).map_err(cap_err("clear the ambient set"))?;
+        caps::clear(None, CapSet::Inheritable).map_err(cap_err("clear the inheritable set"))?;
+
+        // 2. Identity. Keep the permitted set across setuid; reduce it below.
+        if switching {
+            caps::securebits::set_keepcaps(true).map_err(cap_err("set PR_SET_KEEPCAPS"))?;
+        }
+        if geteuid().is_root() || permitted.contains(&Capability::CAP_SETGID) {
+            setgroups(&[]).map_err(id_err("drop supplementary groups"))?;
+        }
+        if let Some(gid) = plan.gid {
+            setgid(Gid::from_raw(gid)).map_err(id_err("switch group"))?;
+        }
+        if let Some(uid) = plan.uid {
+            setuid(Uid::from_raw(uid)).map_err(id_err("switch user"))?;
+        }
+        if switching {
+            caps::securebits::set_keepcaps(false).map_err(cap_err("clear PR_SET_KEEPCAPS"))?;
+        }
+
+        // 3. Capability sets: only what PR commands need.
+        let keep: CapsHashSet = keep.intersection(&permitted).copied().collect();
+        caps::set(None, CapSet::Effective, &CapsHashSet::new())
+            .map_err(cap_err("clear the effective set"))?;
+        caps::set(None, CapSet::Permitted, &keep).map_err(cap_err("reduce the permitted set"))?;
+        caps::set(None, CapSet::Effective, &keep).map_err(cap_err("set the effective set"))?;
+
+        // 4. No exec may ever gain privileges again (setuid binaries, file
+        // capabilities): the daemon never execs, so this costs nothing.
+        nix::sys::prctl::set_no_new_privs().map_err(cap_err_errno("set no_new_privs"))?;
+
+        // 5. Verify.
+        let left =
+            caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
+        if !left.is_subset(&keep) {
+            return Err(PrivilegeError::NotDropped(format!(
+                "permitted set {left:?}"
+            )));
+        }
+        if let Some(uid) = plan.uid {
+            if uid != 0 && (getuid().as_raw() != uid || geteuid().as_raw() != uid) {
+                return Err(PrivilegeError::NotDropped("user id".into()));
+            }
+            if uid != 0 && setuid(Uid::from_raw(0)).is_ok() {
+                return Err(PrivilegeError::NotDropped("root can be regained".into()));
+            }
+        }
+        if let Some(gid) = plan.gid {
+            if getegid().as_raw() != gid {
+                return Err(PrivilegeError::NotDropped("group id".into()));
+            }
+        }
+        Ok(PrivilegeOutcome::Dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_rawio_and_sys_admin_only_when_asked() {
+        let plan = PrivilegePlan::default();
+        let keep = kept_capabilities(&plan);
+        assert_eq!(keep.len(), 1);
+        assert!(keep.contains(&Capability::CAP_SYS_RAWIO));
+        let plan = PrivilegePlan {
+            keep_sys_admin: true,
+            ..Default::default()
+        };
+        assert!(kept_capabilities(&plan).contains(&Capability::CAP_SYS_ADMIN));
+    }
+}

@@ -1,0 +1,308 @@
+//! The Unix-socket transport: a tokio listener on a path or on a socket handed
+//! over by systemd, and connections that receive fds with SCM_RIGHTS.
+
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::device::inspect;
+use crate::ports::executor::{DeviceFd, Initiator};
+use crate::ports::transport::{Connection, Listener, ReadOutcome, TransportError};
+
+/// Room for this many fds per message: more than one is already a violation,
+/// a few more let the helper see (and close) them instead of the kernel
+/// silently truncating.
+const MAX_FDS_PER_MESSAGE: usize = 16;
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Mode and group given to the socket file before it appears under its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketPermissions {
+    /// File mode bits (e.g. 0o660); `None` keeps what the umask gives.
+    pub mode: Option<u32>,
+    /// Group owner; `None` keeps the daemon's group.
+    pub gid: Option<u32>,
+}
+
+/// Where the listening socket came from: whether the daemon owns the path.
+#[derive(Debug)]
+pub struct UnixSocketListener {
+    listener: UnixListener,
+    owned_path: Option<PathBuf>,
+}
+
+/// Binding or adopting the listening socket failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// The socket could not be created, bound or made to listen.
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The fd handed over by systemd is not a listening Unix stream socket.
+    #[error("socket activation fd {fd} is not a listening Unix stream socket: {reason}")]
+    NotAListener {
+        /// The fd number.
+        fd: RawFd,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl UnixSocketListener {
+    /// Creates the socket at `path`. The socket is bound and listening under a
+    /// temporary name first and then renamed into place, so the path appears
+    /// only once it accepts, and a stale socket from a crashed run is replaced.
+    /// Must be called inside a tokio runtime.
+    pub fn bind(path: &Path) -> Result<UnixSocketListener, ListenError> {
+        let std = bind_std(path, SocketPermissions::default())?;
+        Self::from_std(std, Some(path.to_path_buf()))
+    }
+
+    /// Binds a std listener the same way, before any runtime exists (so that
+    /// the daemon can bind, daemonize and only then start tokio).
+    /// `permissions` are applied before the rename, so no client ever sees
+    /// the socket with other permissions.
+    pub fn bind_std(
+        path: &Path,
+        permissions: SocketPermissions,
+    ) -> Result<std::os::unix::net::UnixListener, ListenError> {
+        bind_std(path, permissions)
+    }
+
+    /// Wraps an already listening std socket; `owned_path` is removed on drop.
+    pub fn from_std(
+        std: std::os::unix::net::UnixListener,
+        owned_path: Option<PathBuf>,
+    ) -> Result<UnixSocketListener, ListenError> {
+        let fd = std.as_raw_fd();
+        let not_listener = |reason: String| ListenError::NotAListener { fd, reason };
+        std.set_nonblocking(true)
+            .map_err(|e| not_listener(e.to_string()))?;
+        let listener = UnixListener::from_std(std).map_err(|e| not_listener(e.to_string()))?;
+        Ok(UnixSocketListener {
+            listener,
+            owned_path,
+        })
+    }
+
+    /// Adopts the fd systemd passed (fd 3), after checking that it is a
+    /// listening Unix stream socket.
+    pub fn adopt_std(fd: OwnedFd) -> Result<std::os::unix::net::UnixListener, ListenError> {
+        use nix::sys::socket::{getsockname, getsockopt, sockopt, SockType, UnixAddr};
+        let raw = fd.as_raw_fd();
+        let not_listener = |reason: String| ListenError::NotAListener { fd: raw, reason };
+        match getsockopt(&fd, sockopt::SockType) {
+            Ok(SockType::Stream) => {}
+            Ok(other) => return Err(not_listener(format!("socket type {other:?}"))),
+            Err(e) => return Err(not_listener(e.to_string())),
+        }
+        if getsockname::<UnixAddr>(raw).is_err() {
+            return Err(not_listener("not a Unix-domain socket".into()));
+        }
+        match getsockopt(&fd, sockopt::AcceptConn) {
+            Ok(true) => {}
+            Ok(false) => return Err(not_listener("not listening".into())),
+            Err(e) => return Err(not_listener(e.to_string())),
+        }
+        Ok(std::os::unix::net::UnixListener::from(fd))
+    }
+
+    /// The path this daemon created, if any.
+    pub fn owned_path(&self) -> Option<&Path> {
+        self.owned_path.as_deref()
+    }
+
+    /// Forgets the path so it is not removed (for a forked parent's copy).
+    pub fn disown_path(&mut self) {
+        self.owned_path = None;
+    }
+}
+
+fn bind_std(
+    path: &Path,
+    permissions: SocketPermissions,
+) -> Result<std::os::unix::net::UnixListener, ListenError> {
+    let bind_err = |source| ListenError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = std::os::unix::net::UnixListener::bind(&tmp).map_err(bind_err)?;
+    let applied = (|| {
+        if let Some(gid) = permissions.gid {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+        }
+        if let Some(mode) = permissions.mode {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = applied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(bind_err(e));
+    }
+    Ok(listener)
+}
+
+impl Drop for UnixSocketListener {
+    fn drop(&mut self) {
+        if let Some(path) = &self.owned_path {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), cause = %e, "cannot remove socket file");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Listener for UnixSocketListener {
+    type Conn = UnixConnection;
+
+    async fn accept(&mut self) -> Result<UnixConnection, TransportError> {
+        let (stream, _) = self
+            .listener
+            .accept()
+            .await
+            .map_err(TransportError::Accept)?;
+        Ok(UnixConnection::new(stream))
+    }
+}
+
+/// One accepted client.
+#[derive(Debug)]
+pub struct UnixConnection {
+    stream: UnixStream,
+    initiator: Initiator,
+}
+
+impl UnixConnection {
+    /// Wraps an accepted stream, reading the peer's credentials once.
+    pub fn new(stream: UnixStream) -> UnixConnection {
+        let cred = stream.peer_cred().ok();
+        let initiator = Initiator {
+            connection_id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            pid: cred.as_ref().and_then(|c| c.pid()),
+            uid: cred.as_ref().map(|c| c.uid()),
+            gid: cred.as_ref().map(|c| c.gid()),
+        };
+        UnixConnection { stream, initiator }
+    }
+}
+
+/// One non-blocking `recvmsg`: returns the bytes read and appends the fds
+/// that came with them, each owned and inspected at once. Sets `truncated`
+/// when the kernel had to drop fds that did not fit.
+fn recv_with_fds(
+    fd: RawFd,
+    buf: &mut [u8],
+    fds: &mut Vec<DeviceFd>,
+    truncated: &mut bool,
+) -> io::Result<usize> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let msg = recvmsg::<()>(
+        fd,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+    )?;
+    *truncated |= msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw_fds) = cmsg {
+            for raw in raw_fds {
+                // SAFETY: SCM_RIGHTS just installed `raw` in this process and
+                // nothing else refers to it: we take sole ownership here.
+                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                fds.push(inspect(owned));
+            }
+        }
+    }
+    Ok(msg.bytes)
+}
+
+#[async_trait]
+impl Connection for UnixConnection {
+    async fn read_exact(
+        &mut self,
+        buf: &mut [u8],
+        fds: &mut Vec<DeviceFd>,
+    ) -> Result<ReadOutcome, TransportError> {
+        let mut filled = 0;
+        let mut truncated = false;
+        while filled < buf.len() {
+            let raw = self.stream.as_raw_fd();
+            let n = loop {
+                self.stream
+                    .readable()
+                    .await
+                    .map_err(TransportError::Receive)?;
+                match self.stream.try_io(Interest::READABLE, || {
+                    recv_with_fds(raw, &mut buf[filled..], fds, &mut truncated)
+                }) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(TransportError::Receive(e)),
+                }
+            };
+            if truncated {
+                return Err(TransportError::FdsTruncated);
+            }
+            if n == 0 {
+                return Ok(ReadOutcome::Eof { read: filled });
+            }
+            filled += n;
+        }
+        Ok(ReadOutcome::Complete)
+    }
+
+    async fn readable(&mut self) -> Result<(), TransportError> {
+        // tokio's readiness can be stale (it is cleared only by a read that
+        // would block): peek to be sure a byte, or EOF, is really there.
+        let raw = self.stream.as_raw_fd();
+        loop {
+            self.stream
+                .readable()
+                .await
+                .map_err(TransportError::Receive)?;
+            let mut byte = [0u8; 1];
+            let peeked = self.stream.try_io(Interest::READABLE, || {
+                nix::sys::socket::recv(raw, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT)
+                    .map_err(io::Error::from)
+            });
+            match peeked {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TransportError::Receive(e)),
+            }
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {
+        self.stream
+            .write_all(buf)
+            .await
+            .map_err(TransportError::Send)
+    }
+
+    fn initiator(&self) -> Initiator {
+        self.initiator.clone()
+    }
+}

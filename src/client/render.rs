@@ -1,0 +1,790 @@
+//! Turning a reply into what the operator reads: sg_persist-like text, one
+//! line of JSON, or a hex dump. Pure functions of the request and reply.
+
+use std::fmt::Write as _;
+
+use super::request::{PrRequest, Reply};
+use crate::domain::param_list::protocol_id;
+use crate::domain::pr_in_data::{
+    Capabilities, Decoded, FullStatusDescriptor, PrInData, ReadFullStatus, ReadKeys,
+    ReadReservation,
+};
+use crate::domain::sense::{ScsiStatus, SenseCode};
+use crate::domain::service_action::{PrInServiceAction, ReservationType};
+
+/// Exit status for a SCSI status: 0 GOOD, 2 CHECK CONDITION,
+/// 3 RESERVATION CONFLICT, 4 anything else.
+pub fn exit_code(status: ScsiStatus) -> u8 {
+    match status {
+        ScsiStatus::GOOD => 0,
+        ScsiStatus::CHECK_CONDITION => 2,
+        ScsiStatus::RESERVATION_CONFLICT => 3,
+        _ => 4,
+    }
+}
+
+/// Text for standard output and standard error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendered {
+    /// What goes to standard output.
+    pub stdout: String,
+    /// What goes to standard error.
+    pub stderr: String,
+}
+
+/// The name of a sense code the helper or a PR-capable device commonly uses.
+pub fn sense_name(code: SenseCode) -> Option<&'static str> {
+    const NAMES: &[(SenseCode, &str)] = &[
+        (SenseCode::INVALID_OPCODE, "INVALID COMMAND OPERATION CODE"),
+        (SenseCode::INVALID_FIELD_IN_CDB, "INVALID FIELD IN CDB"),
+        (
+            SenseCode::INVALID_FIELD_IN_PARAMETER_LIST,
+            "INVALID FIELD IN PARAMETER LIST",
+        ),
+        (
+            SenseCode::PARAMETER_LIST_LENGTH_ERROR,
+            "PARAMETER LIST LENGTH ERROR",
+        ),
+        (
+            SenseCode::LOGICAL_UNIT_NOT_SUPPORTED,
+            "LOGICAL UNIT NOT SUPPORTED",
+        ),
+        (
+            SenseCode::INSUFFICIENT_REGISTRATION_RESOURCES,
+            "INSUFFICIENT REGISTRATION RESOURCES",
+        ),
+        (SenseCode::IO_PROCESS_TERMINATED, "I/O PROCESS TERMINATED"),
+        (SenseCode::I_T_NEXUS_LOSS, "I_T NEXUS LOSS OCCURRED"),
+        (
+            SenseCode::LUN_COMM_FAILURE,
+            "LOGICAL UNIT COMMUNICATION FAILURE",
+        ),
+        (
+            SenseCode::COMMAND_TIMEOUT,
+            "COMMAND TIMEOUT DURING PROCESSING",
+        ),
+        (
+            SenseCode::COMMAND_ABORTED,
+            "NO ADDITIONAL SENSE INFORMATION",
+        ),
+        (
+            SenseCode::INTERNAL_TARGET_FAILURE,
+            "INTERNAL TARGET FAILURE",
+        ),
+        (
+            SenseCode::LUN_NOT_READY,
+            "LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE",
+        ),
+        (
+            SenseCode::LUN_NOT_RESPONDING,
+            "LOGICAL UNIT NOT RESPONDING TO SELECTION",
+        ),
+        (SenseCode::NO_MEDIUM, "MEDIUM NOT PRESENT"),
+        (SenseCode::READ_ERROR, "UNRECOVERED READ ERROR"),
+        (
+            SenseCode::DEVICE_RESET,
+            "POWER ON, RESET, OR BUS DEVICE RESET OCCURRED",
+        ),
+        (SenseCode::SCSI_BUS_RESET, "SCSI BUS RESET OCCURRED"),
+        (SenseCode::RESERVATIONS_PREEMPTED, "RESERVATIONS PREEMPTED"),
+        (SenseCode::RESERVATIONS_RELEASED, "RESERVATIONS RELEASED"),
+        (
+            SenseCode::REGISTRATIONS_PREEMPTED,
+            "REGISTRATIONS PREEMPTED",
+        ),
+        (
+            SenseCode::SPACE_ALLOC_FAILED,
+            "SPACE ALLOCATION FAILED WRITE PROTECT",
+        ),
+    ];
+    NAMES.iter().find(|(c, _)| *c == code).map(|&(_, n)| n)
+}
+
+/// What the command was, for messages: "PR in (READ KEYS)".
+pub fn command_name(request: &PrRequest) -> String {
+    match (request.cdb().pr_in_action(), request.cdb().pr_out_action()) {
+        (Some(a), _) => format!("PR in ({a})"),
+        (_, Some(a)) => format!("PR out ({a})"),
+        _ => "command".to_string(),
+    }
+}
+
+/// sg_persist-like text.
+pub fn human(request: &PrRequest, reply: &Reply) -> Rendered {
+    let mut out = Rendered::default();
+    let status = reply.header.scsi_status();
+    let what = command_name(request);
+    if status != ScsiStatus::GOOD {
+        let _ = write!(out.stderr, "{what}: {}", status.name());
+        if status == ScsiStatus::CHECK_CONDITION {
+            match reply.header.sense.code() {
+                Some(code) => {
+                    let _ = write!(out.stderr, ": {code}");
+                    if let Some(name) = sense_name(code) {
+                        let _ = write!(out.stderr, " {name}");
+                    }
+                    if code == SenseCode::INVALID_OPCODE && request.cdb().pr_out_action().is_some()
+                    {
+                        out.stderr.push_str(
+                            "\n  (the helper answers this to PR OUT on a device opened \
+                             read-only: drop --readonly)",
+                        );
+                    }
+                }
+                None => out.stderr.push_str(": no recognisable sense data"),
+            }
+        }
+        out.stderr.push('\n');
+        return out;
+    }
+    let Some(action) = request.cdb().pr_in_action() else {
+        let _ = writeln!(out.stdout, "{what}: command successful");
+        return out;
+    };
+    match PrInData::decode(action, &reply.payload) {
+        Err(e) => {
+            let _ = writeln!(
+                out.stderr,
+                "{what}: {e}; raw data: {}",
+                hex_string(&reply.payload)
+            );
+        }
+        Ok(None) => {
+            let _ = writeln!(out.stdout, "{}", hex_string(&reply.payload));
+        }
+        Ok(Some(data)) => {
+            match &data {
+                PrInData::Keys(d) => human_keys(&mut out.stdout, d),
+                PrInData::Reservation(d) => human_reservation(&mut out.stdout, d),
+                PrInData::Capabilities(d) => human_capabilities(&mut out.stdout, d),
+                PrInData::FullStatus(d) => human_full_status(&mut out.stdout, d),
+            }
+            completeness_note(&mut out.stderr, &data, request);
+        }
+    }
+    out
+}
+
+fn completeness_note(err: &mut String, data: &PrInData, request: &PrRequest) {
+    let (truncated, claimed, received, leftover) = match data {
+        PrInData::Keys(d) => (d.truncated, d.claimed_total(8), d.received, d.leftover),
+        PrInData::Reservation(d) => (d.truncated, d.claimed_total(8), d.received, d.leftover),
+        PrInData::Capabilities(d) => (d.truncated, d.claimed_total(0), d.received, d.leftover),
+        PrInData::FullStatus(d) => (d.truncated, d.claimed_total(8), d.received, d.leftover),
+    };
+    if truncated {
+        let _ = writeln!(
+            err,
+            "warning: response truncated: {received} of {claimed} bytes (allocation length {}); \
+             raise --alloc-length",
+            request.cdb().transfer_len()
+        );
+    }
+    if leftover != 0 {
+        let _ = writeln!(
+            err,
+            "warning: {leftover} bytes of the response form no whole item: malformed data"
+        );
+    }
+}
+
+fn human_keys(out: &mut String, d: &Decoded<ReadKeys>) {
+    let keys = &d.value.keys;
+    let _ = write!(out, "  PR generation=0x{:x}, ", d.value.generation);
+    match keys.len() {
+        0 if d.truncated => out.push_str("registered reservation keys were cut off\n"),
+        0 => out.push_str("there are NO registered reservation keys\n"),
+        1 => out.push_str("1 registered reservation key follows:\n"),
+        n => {
+            let _ = writeln!(out, "{n} registered reservation keys follow:");
+        }
+    }
+    for k in keys {
+        let _ = writeln!(out, "    {k}");
+    }
+}
+
+/// sg_persist's name for a TYPE nibble.
+pub fn type_name(code: u8) -> String {
+    match ReservationType::from_code(code) {
+        Some(t) => t.to_string(),
+        None => format!("obsolete [{:#x}]", code & 0x0f),
+    }
+}
+
+fn scope_type_line(out: &mut String, indent: &str, scope: u8, type_code: u8) {
+    if scope == 0 {
+        let _ = write!(out, "{indent}scope: LU_SCOPE, ");
+    } else {
+        let _ = write!(out, "{indent}scope: {scope} ");
+    }
+    let _ = writeln!(out, " type: {}", type_name(type_code));
+}
+
+fn human_reservation(out: &mut String, d: &Decoded<ReadReservation>) {
+    let _ = write!(out, "  PR generation=0x{:x}, ", d.value.generation);
+    match &d.value.reservation {
+        Some(r) => {
+            out.push_str("Reservation follows:\n");
+            let _ = writeln!(out, "    Key={}", r.key);
+            scope_type_line(out, "    ", r.scope, r.type_code);
+        }
+        None if d.truncated => out.push_str("the reservation was cut off\n"),
+        None => out.push_str("there is NO reservation held\n"),
+    }
+}
+
+fn human_capabilities(out: &mut String, d: &Decoded<Capabilities>) {
+    let c = &d.value;
+    let b = u8::from;
+    out.push_str("Report capabilities response:\n");
+    let _ = writeln!(
+        out,
+        "  Replace Lost Reservation Capable(RLR_C): {}",
+        b(c.rlr_c)
+    );
+    let _ = writeln!(out, "  Compatible Reservation Handling(CRH): {}", b(c.crh));
+    let _ = writeln!(
+        out,
+        "  Specify Initiator Ports Capable(SIP_C): {}",
+        b(c.sip_c)
+    );
+    let _ = writeln!(out, "  All Target Ports Capable(ATP_C): {}", b(c.atp_c));
+    let _ = writeln!(
+        out,
+        "  Persist Through Power Loss Capable(PTPL_C): {}",
+        b(c.ptpl_c)
+    );
+    let _ = writeln!(out, "  Type Mask Valid(TMV): {}", b(c.tmv));
+    let _ = writeln!(out, "  Allow Commands: {}", c.allow_commands);
+    let _ = writeln!(
+        out,
+        "  Persist Through Power Loss Active(PTPL_A): {}",
+        b(c.ptpl_a)
+    );
+    if c.tmv {
+        out.push_str("    Support indicated in Type mask:\n");
+        // sg_persist's order: the mask's bit order.
+        for t in [
+            ReservationType::WriteExclusiveAllRegistrants,
+            ReservationType::ExclusiveAccessRegistrantsOnly,
+            ReservationType::WriteExclusiveRegistrantsOnly,
+            ReservationType::ExclusiveAccess,
+            ReservationType::WriteExclusive,
+            ReservationType::ExclusiveAccessAllRegistrants,
+        ] {
+            let on = c.type_mask & Capabilities::type_mask_bit(t) != 0;
+            let _ = writeln!(out, "      {t}: {}", u8::from(on));
+        }
+    }
+}
+
+fn human_full_status(out: &mut String, d: &Decoded<ReadFullStatus>) {
+    let _ = writeln!(out, "  PR generation=0x{:x}", d.value.generation);
+    if d.value.descriptors.is_empty() && !d.truncated {
+        out.push_str("  No full status descriptors\n");
+    }
+    for desc in &d.value.descriptors {
+        let _ = writeln!(out, "    Key={}", desc.key);
+        if desc.all_tg_pt {
+            out.push_str("      All target ports bit set\n");
+        } else {
+            out.push_str("      All target ports bit clear\n");
+            let _ = writeln!(
+                out,
+                "      Relative port address: 0x{:x}",
+                desc.relative_target_port
+            );
+        }
+        if desc.r_holder {
+            out.push_str("      << Reservation holder >>\n");
+            scope_type_line(out, "      ", desc.scope, desc.type_code);
+        } else {
+            out.push_str("      not reservation holder\n");
+        }
+        if !desc.transport_id.is_empty() {
+            human_transport_id(out, "      ", desc);
+        }
+    }
+}
+
+fn human_transport_id(out: &mut String, indent: &str, desc: &FullStatusDescriptor) {
+    let t = &desc.transport_id;
+    let _ = writeln!(out, "{indent}Transport Id of initiator:");
+    let format = t[0] >> 6;
+    match t[0] & 0x0f {
+        protocol_id::SAS if t.len() >= 12 => {
+            let _ = writeln!(out, "{indent}  SAS address: 0x{}", hex_string(&t[4..12]));
+        }
+        protocol_id::FC if t.len() >= 16 => {
+            let _ = writeln!(
+                out,
+                "{indent}  FCP-2 World Wide Name: 0x{}",
+                hex_string(&t[8..16])
+            );
+        }
+        protocol_id::ISCSI if t.len() > 4 => {
+            let label = if format == 1 {
+                "name and session id"
+            } else {
+                "name"
+            };
+            let _ = writeln!(out, "{indent}  iSCSI {label}: {}", iscsi_name(&t[4..]));
+        }
+        p => {
+            let _ = writeln!(
+                out,
+                "{indent}  protocol id=0x{p:x} format code={format}: {}",
+                hex_string(t)
+            );
+        }
+    }
+}
+
+/// An iSCSI name up to its NUL, with anything unprintable escaped.
+fn iscsi_name(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end])
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// Lower-case hex without separators.
+pub fn hex_string(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for byte in b {
+        let _ = write!(s, "{byte:02x}");
+    }
+    s
+}
+
+/// The raw reply (header, then payload) as a hex dump, 16 bytes a line.
+pub fn hex(reply: &Reply) -> String {
+    let mut all = reply.raw_header.to_vec();
+    all.extend_from_slice(&reply.payload);
+    let mut s = String::new();
+    for (i, chunk) in all.chunks(16).enumerate() {
+        let _ = write!(s, "{:04x}:", i * 16);
+        for b in chunk {
+            let _ = write!(s, " {b:02x}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// One line of JSON: status, sense and payload, the sense decoded with
+/// CHECK CONDITION, and the PR IN data decoded with GOOD. Keys are strings
+/// ("0x…") because JSON numbers cannot hold 64 bits exactly.
+pub fn json(request: &PrRequest, reply: &Reply) -> String {
+    let status = reply.header.scsi_status();
+    let mut j = format!(
+        "{{\"status\":{},\"status_name\":{},\"sense\":\"{}\",\"payload\":\"{}\"",
+        status.0,
+        json_str(status.name()),
+        hex_string(&reply.header.sense.0),
+        hex_string(&reply.payload)
+    );
+    if status == ScsiStatus::CHECK_CONDITION {
+        if let Some(code) = reply.header.sense.code() {
+            let _ = write!(
+                j,
+                ",\"sense_key\":{},\"sense_key_name\":{},\"asc\":{},\"ascq\":{}",
+                code.key.0,
+                json_str(code.key.name()),
+                code.asc,
+                code.ascq
+            );
+            if let Some(name) = sense_name(code) {
+                let _ = write!(j, ",\"sense_name\":{}", json_str(name));
+            }
+        }
+    }
+    if status == ScsiStatus::GOOD {
+        if let Some(action) = request.cdb().pr_in_action() {
+            json_pr_in(&mut j, action, &reply.payload);
+        }
+    }
+    j.push('}');
+    j
+}
+
+fn json_completeness<T>(j: &mut String, d: &Decoded<T>) {
+    let _ = write!(
+        j,
+        ",\"additional_length\":{},\"truncated\":{},\"leftover\":{}",
+        d.claimed_len, d.truncated, d.leftover
+    );
+}
+
+fn json_pr_in(j: &mut String, action: PrInServiceAction, payload: &[u8]) {
+    match PrInData::decode(action, payload) {
+        Err(e) => {
+            let _ = write!(j, ",\"decode_error\":{}", json_str(&e.to_string()));
+        }
+        Ok(None) => {}
+        Ok(Some(PrInData::Keys(d))) => {
+            let keys: Vec<String> = d
+                .value
+                .keys
+                .iter()
+                .map(|k| json_str(&k.to_string()))
+                .collect();
+            let _ = write!(
+                j,
+                ",\"generation\":{},\"keys\":[{}]",
+                d.value.generation,
+                keys.join(",")
+            );
+            json_completeness(j, &d);
+        }
+        Ok(Some(PrInData::Reservation(d))) => {
+            let _ = write!(j, ",\"generation\":{},\"reservation\":", d.value.generation);
+            match &d.value.reservation {
+                None => j.push_str("null"),
+                Some(r) => {
+                    let _ = write!(
+                        j,
+                        "{{\"key\":{},\"scope\":{},\"type\":{},\"type_name\":{}}}",
+                        json_str(&r.key.to_string()),
+                        r.scope,
+                        r.type_code,
+                        json_str(&type_name(r.type_code))
+                    );
+                }
+            }
+            json_completeness(j, &d);
+        }
+        Ok(Some(PrInData::Capabilities(d))) => {
+            let c = &d.value;
+            let types: Vec<String> = c
+                .supported_types()
+                .iter()
+                .map(|t| t.code().to_string())
+                .collect();
+            let _ = write!(
+                j,
+                ",\"capabilities\":{{\"rlr_c\":{},\"crh\":{},\"sip_c\":{},\"atp_c\":{},\
+                 \"ptpl_c\":{},\"tmv\":{},\"allow_commands\":{},\"ptpl_a\":{},\
+                 \"type_mask\":{},\"types\":[{}]}}",
+                c.rlr_c,
+                c.crh,
+                c.sip_c,
+                c.atp_c,
+                c.ptpl_c,
+                c.tmv,
+                c.allow_commands,
+                c.ptpl_a,
+                c.type_mask,
+                types.join(",")
+            );
+            json_completeness(j, &d);
+        }
+        Ok(Some(PrInData::FullStatus(d))) => {
+            let regs: Vec<String> = d
+                .value
+                .descriptors
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{{\"key\":{},\"all_tg_pt\":{},\"r_holder\":{},\"scope\":{},\"type\":{},\
+                         \"relative_target_port\":{},\"transport_id\":\"{}\"}}",
+                        json_str(&r.key.to_string()),
+                        r.all_tg_pt,
+                        r.r_holder,
+                        r.scope,
+                        r.type_code,
+                        r.relative_target_port,
+                        hex_string(&r.transport_id)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                j,
+                ",\"generation\":{},\"registrations\":[{}]",
+                d.value.generation,
+                regs.join(",")
+            );
+            json_completeness(j, &d);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::request::PrOutOptions;
+    use crate::domain::framing::{PrReply, ReplyHeader};
+    use crate::domain::param_list::TransportId;
+    use crate::domain::pr_in_data::Reservation;
+    use crate::domain::service_action::{PrOutServiceAction, ReservationKey};
+
+    fn reply(r: PrReply) -> Reply {
+        let raw_header = r.encode_header();
+        Reply {
+            raw_header,
+            header: ReplyHeader::try_from(&raw_header).unwrap(),
+            payload: r.payload,
+        }
+    }
+
+    fn pr_in(a: PrInServiceAction) -> PrRequest {
+        PrRequest::pr_in(a, 8192).unwrap()
+    }
+
+    #[test]
+    fn read_keys_like_sg_persist() {
+        let data = ReadKeys {
+            generation: 3,
+            keys: vec![ReservationKey(0x1234), ReservationKey(0x5678)],
+        };
+        let r = human(
+            &pr_in(PrInServiceAction::ReadKeys),
+            &reply(PrReply::good(data.encode())),
+        );
+        assert_eq!(
+            r.stdout,
+            "  PR generation=0x3, 2 registered reservation keys follow:\n    0x1234\n    0x5678\n"
+        );
+        assert_eq!(r.stderr, "");
+        let none = human(
+            &pr_in(PrInServiceAction::ReadKeys),
+            &reply(PrReply::good(ReadKeys::default().encode())),
+        );
+        assert_eq!(
+            none.stdout,
+            "  PR generation=0x0, there are NO registered reservation keys\n"
+        );
+    }
+
+    #[test]
+    fn truncated_reply_warns_on_stderr() {
+        let data = ReadKeys {
+            generation: 1,
+            keys: vec![ReservationKey(1), ReservationKey(2)],
+        };
+        let req = PrRequest::pr_in(PrInServiceAction::ReadKeys, 16).unwrap();
+        let r = human(&req, &reply(PrReply::good(data.encode()).fit_to(16)));
+        assert!(r.stdout.contains("1 registered reservation key follows:"));
+        assert!(
+            r.stderr.contains("truncated: 16 of 24 bytes"),
+            "{}",
+            r.stderr
+        );
+    }
+
+    #[test]
+    fn reservation_and_none() {
+        let data = ReadReservation {
+            generation: 4,
+            reservation: Some(Reservation::new(
+                ReservationKey(0xabc),
+                ReservationType::WriteExclusiveRegistrantsOnly,
+            )),
+        };
+        let r = human(
+            &pr_in(PrInServiceAction::ReadReservation),
+            &reply(PrReply::good(data.encode())),
+        );
+        assert_eq!(
+            r.stdout,
+            "  PR generation=0x4, Reservation follows:\n    Key=0xabc\n    scope: LU_SCOPE,  \
+             type: Write Exclusive, registrants only\n"
+        );
+        let r = human(
+            &pr_in(PrInServiceAction::ReadReservation),
+            &reply(PrReply::good(ReadReservation::default().encode())),
+        );
+        assert_eq!(
+            r.stdout,
+            "  PR generation=0x0, there is NO reservation held\n"
+        );
+    }
+
+    #[test]
+    fn capabilities_list_the_type_mask() {
+        let c = Capabilities {
+            atp_c: true,
+            tmv: true,
+            type_mask: Capabilities::mask_of(&[ReservationType::WriteExclusive]),
+            ..Default::default()
+        };
+        let r = human(
+            &pr_in(PrInServiceAction::ReportCapabilities),
+            &reply(PrReply::good(c.encode())),
+        );
+        assert!(r.stdout.contains("  All Target Ports Capable(ATP_C): 1\n"));
+        assert!(r.stdout.contains("      Write Exclusive: 1\n"));
+        assert!(r.stdout.contains("      Exclusive Access: 0\n"));
+    }
+
+    #[test]
+    fn full_status_shows_holder_and_transport_id() {
+        let mut iscsi = vec![0x05, 0, 0, 20];
+        iscsi.extend_from_slice(b"iqn.x:\x1bnode\0\0\0\0\0\0\0\0\0");
+        let fs = ReadFullStatus {
+            generation: 2,
+            descriptors: vec![
+                FullStatusDescriptor {
+                    key: ReservationKey(0x11),
+                    all_tg_pt: false,
+                    r_holder: true,
+                    scope: 0,
+                    type_code: 1,
+                    relative_target_port: 1,
+                    transport_id: TransportId::sas(0x5001_4050_0000_0001).as_bytes().to_vec(),
+                },
+                FullStatusDescriptor {
+                    key: ReservationKey(0x22),
+                    all_tg_pt: true,
+                    r_holder: false,
+                    scope: 0,
+                    type_code: 0,
+                    relative_target_port: 0,
+                    transport_id: iscsi,
+                },
+            ],
+        };
+        let r = human(
+            &pr_in(PrInServiceAction::ReadFullStatus),
+            &reply(PrReply::good(fs.encode())),
+        );
+        let expected = "  PR generation=0x2
+    Key=0x11
+      All target ports bit clear
+      Relative port address: 0x1
+      << Reservation holder >>
+      scope: LU_SCOPE,  type: Write Exclusive
+      Transport Id of initiator:
+        SAS address: 0x5001405000000001
+    Key=0x22
+      All target ports bit set
+      not reservation holder
+      Transport Id of initiator:
+        iSCSI name: iqn.x:\\u{1b}node
+";
+        assert_eq!(r.stdout, expected);
+        let j = json(
+            &pr_in(PrInServiceAction::ReadFullStatus),
+            &reply(PrReply::good(fs.encode())),
+        );
+        assert!(j.contains(
+            "\"registrations\":[{\"key\":\"0x11\",\"all_tg_pt\":false,\"r_holder\":true"
+        ));
+    }
+
+    #[test]
+    fn check_condition_goes_to_stderr_with_names() {
+        let mut o = PrOutOptions::new(PrOutServiceAction::Register);
+        o.service_action_key = 1;
+        let req = o.build().unwrap();
+        let rep = reply(PrReply::check_condition(SenseCode::INVALID_OPCODE));
+        let r = human(&req, &rep);
+        assert_eq!(r.stdout, "");
+        assert!(r.stderr.starts_with(
+            "PR out (REGISTER): CHECK CONDITION: ILLEGAL REQUEST (5h) asc/ascq 20h/00h \
+             INVALID COMMAND OPERATION CODE\n"
+        ));
+        assert!(r.stderr.contains("read-only"));
+        assert_eq!(exit_code(rep.header.scsi_status()), 2);
+        let j = json(&req, &rep);
+        assert!(j.starts_with(
+            "{\"status\":2,\"status_name\":\"CHECK CONDITION\",\"sense\":\"7000050000000"
+        ));
+        assert!(j.ends_with(
+            "\"payload\":\"\",\"sense_key\":5,\"sense_key_name\":\"ILLEGAL REQUEST\",\"asc\":32,\
+             \"ascq\":0,\"sense_name\":\"INVALID COMMAND OPERATION CODE\"}"
+        ));
+        assert!(!j.contains('\n'));
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(exit_code(ScsiStatus::GOOD), 0);
+        assert_eq!(exit_code(ScsiStatus::CHECK_CONDITION), 2);
+        assert_eq!(exit_code(ScsiStatus::RESERVATION_CONFLICT), 3);
+        assert_eq!(exit_code(ScsiStatus::BUSY), 4);
+        assert_eq!(exit_code(ScsiStatus::TASK_SET_FULL), 4);
+    }
+
+    #[test]
+    fn reservation_conflict_and_pr_out_good() {
+        let req = PrOutOptions::new(PrOutServiceAction::Release)
+            .build()
+            .unwrap();
+        let r = human(
+            &req,
+            &reply(PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT)),
+        );
+        assert_eq!(r.stderr, "PR out (RELEASE): RESERVATION CONFLICT\n");
+        let r = human(&req, &reply(PrReply::good(Vec::new())));
+        assert_eq!(r.stdout, "PR out (RELEASE): command successful\n");
+    }
+
+    #[test]
+    fn json_keys_and_reservation() {
+        let data = ReadKeys {
+            generation: 3,
+            keys: vec![ReservationKey(u64::MAX)],
+        };
+        let j = json(
+            &pr_in(PrInServiceAction::ReadKeys),
+            &reply(PrReply::good(data.encode())),
+        );
+        assert!(j.starts_with("{\"status\":0,\"status_name\":\"GOOD\",\"sense\":\"0000"));
+        assert!(j.ends_with(
+            "\"payload\":\"0000000300000008ffffffffffffffff\",\"generation\":3,\
+             \"keys\":[\"0xffffffffffffffff\"],\"additional_length\":8,\"truncated\":false,\
+             \"leftover\":0}"
+        ));
+        let j = json(
+            &pr_in(PrInServiceAction::ReadReservation),
+            &reply(PrReply::good(ReadReservation::default().encode())),
+        );
+        assert!(j.contains("\"reservation\":null"));
+        let short = json(
+            &pr_in(PrInServiceAction::ReadKeys),
+            &reply(PrReply::good(vec![0, 0])),
+        );
+        assert!(short.contains("\"decode_error\":"));
+    }
+
+    #[test]
+    fn hex_dump_covers_header_and_payload() {
+        let h = hex(&reply(PrReply::good(vec![0xaa; 4])));
+        let lines: Vec<&str> = h.lines().collect();
+        assert_eq!(lines.len(), 7);
+        assert!(lines[0].starts_with("0000: 00 00 00 00 00 00 00 04 00"));
+        assert_eq!(lines[6], "0060: 00 00 00 00 00 00 00 00 aa aa aa aa");
+    }
+
+    #[test]
+    fn json_escapes_control_characters() {
+        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+}

@@ -1,0 +1,337 @@
+//! The daemon's lifecycle, in the order that keeps it safe: listen (or adopt
+//! the systemd socket), lock the pidfile, daemonize, drop privileges, and only
+//! then start the async runtime and serve until a signal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nix::unistd::{Group, User};
+
+use crate::adapters::emulated::{EmulatedExecutor, InitiatorIdentity};
+use crate::adapters::pidfile::{Pidfile, PidfileError};
+use crate::adapters::privileges::LinuxPrivileges;
+use crate::adapters::sg_io::SgIoExecutor;
+use crate::adapters::systemd::{self, ActivationError};
+use crate::adapters::unix_socket::{ListenError, SocketPermissions, UnixSocketListener};
+use crate::config::{ExecutorKind, InitiatorModel, Settings};
+use crate::domain::access::{DeviceAllowlist, DeviceSelector, PeerPolicy};
+use crate::ports::executor::ScsiExecutor;
+use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
+use crate::server::ServerOptions;
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// `-k` together with socket activation.
+    #[error("Unix socket can't be set when using socket activation")]
+    SocketWithActivation,
+    /// Socket activation variables are wrong.
+    #[error("socket activation failed: {0}")]
+    Activation(#[from] ActivationError),
+    /// The listening socket.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// The pidfile.
+    #[error(transparent)]
+    Pidfile(#[from] PidfileError),
+    /// `-u` names no user.
+    #[error("invalid user '{0}'")]
+    InvalidUser(String),
+    /// `-g` names no group.
+    #[error("invalid group '{0}'")]
+    InvalidGroup(String),
+    /// Forking into the background failed.
+    #[error("cannot daemonize: {0}")]
+    Daemonize(#[source] std::io::Error),
+    /// Dropping privileges failed: the daemon does not run with more.
+    #[error("failed to drop privileges: {0}")]
+    Privileges(#[from] PrivilegeError),
+    /// The async runtime or the signal handlers could not be set up.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A `[security]` setting is invalid.
+    #[error("invalid [security] setting: {0}")]
+    Security(String),
+    /// The selected executor is not available in this build.
+    #[error("executor {0:?} is not available")]
+    ExecutorUnavailable(ExecutorKind),
+}
+
+/// Resolves `-u`/`-g` (names or numbers) to ids. With only `-u`, the user's
+/// primary group is used, so that the daemon never keeps root's group.
+pub fn resolve_identity(
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<(Option<u32>, Option<u32>), DaemonError> {
+    let mut primary_gid = None;
+    let uid = match user {
+        None => None,
+        Some(name) => match User::from_name(name).ok().flatten() {
+            Some(u) => {
+                primary_gid = Some(u.gid.as_raw());
+                Some(u.uid.as_raw())
+            }
+            None => match name.parse::<u32>() {
+                Ok(n) if n != u32::MAX => {
+                    primary_gid = User::from_uid(n.into())
+                        .ok()
+                        .flatten()
+                        .map(|u| u.gid.as_raw());
+                    Some(n)
+                }
+                _ => return Err(DaemonError::InvalidUser(name.to_string())),
+            },
+        },
+    };
+    let gid = match group {
+        None => primary_gid,
+        Some(name) => match Group::from_name(name).ok().flatten() {
+            Some(g) => Some(g.gid.as_raw()),
+            None => match name.parse::<u32>() {
+                Ok(n) if n != u32::MAX => Some(n),
+                _ => return Err(DaemonError::InvalidGroup(name.to_string())),
+            },
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// Builds the executor the settings ask for.
+pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, DaemonError> {
+    match settings.executor {
+        ExecutorKind::SgIo => Ok(Arc::new(SgIoExecutor::new(settings.timeout))),
+        ExecutorKind::Emulated => {
+            let identity = match settings.initiator {
+                InitiatorModel::Connection => InitiatorIdentity::Connection,
+                InitiatorModel::Uid => InitiatorIdentity::PeerUid,
+                InitiatorModel::Session => InitiatorIdentity::PeerSession,
+            };
+            tracing::warn!(
+                initiator = ?settings.initiator,
+                "EMULATED DEVICE: commands run on an in-memory SPC-4 device; \
+                 no real device is touched and nothing reaches storage"
+            );
+            Ok(Arc::new(EmulatedExecutor::with_identity(identity)))
+        }
+    }
+}
+
+/// The server's policy and limits from the `[security]` table.
+pub fn server_options(settings: &Settings) -> Result<ServerOptions, DaemonError> {
+    let sec = &settings.security;
+    let devices = sec
+        .devices
+        .iter()
+        .map(|d| d.parse::<DeviceSelector>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(DaemonError::Security)?;
+    let defaults = ServerOptions::default();
+    Ok(ServerOptions {
+        peers: PeerPolicy {
+            uids: sec.allowed_uids.clone(),
+            gids: sec.allowed_gids.clone(),
+        },
+        devices: DeviceAllowlist(devices),
+        wwid_lookup: Some(Arc::new(crate::adapters::device::wwid)),
+        max_connections: sec.max_connections.unwrap_or(defaults.max_connections),
+        request_timeout: sec
+            .request_timeout_ms
+            .map_or(defaults.request_timeout, std::time::Duration::from_millis),
+        audit_keys: sec.audit_keys.unwrap_or_default(),
+    })
+}
+
+/// Socket mode and group from the `[security]` table.
+pub fn socket_permissions(settings: &Settings) -> Result<SocketPermissions, DaemonError> {
+    let sec = &settings.security;
+    let mode = match &sec.socket_mode {
+        None => None,
+        Some(m) => Some(
+            u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| DaemonError::Security(format!("socket_mode {m:?} is not octal")))?,
+        ),
+    };
+    let gid = match &sec.socket_group {
+        None => None,
+        Some(g) => match resolve_identity(None, Some(g)) {
+            Ok((_, gid)) => gid,
+            Err(_) => {
+                return Err(DaemonError::Security(format!(
+                    "socket_group {g:?} is unknown"
+                )))
+            }
+        },
+    };
+    Ok(SocketPermissions { mode, gid })
+}
+
+/// Raises the soft open-file limit to the hard limit: every idle VM holds a
+/// connection, and running out of fds would refuse the next one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(cause = %e, "cannot raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(cause = %e, "cannot read the open-file limit"),
+    }
+}
+
+/// The signals that stop the daemon. They are blocked from the start, so one
+/// that arrives before the handlers exist waits for them instead of killing
+/// the process (the socket is already accepting by then).
+fn shutdown_sigset() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGHUP);
+    set
+}
+
+/// Runs the daemon to completion.
+pub fn run(settings: Settings) -> Result<(), DaemonError> {
+    // 0. Everything that can be wrong in the settings, before touching anything.
+    let (uid, gid) = resolve_identity(settings.user.as_deref(), settings.group.as_deref())?;
+    let options = server_options(&settings)?;
+    let permissions = socket_permissions(&settings)?;
+    let _ = shutdown_sigset().thread_block();
+    raise_fd_limit();
+
+    // 1. The listening socket, while privileged.
+    let activated = systemd::activation_requested();
+    if activated && settings.socket_given {
+        return Err(DaemonError::SocketWithActivation);
+    }
+    let (std_listener, owned_path): (_, Option<PathBuf>) = match systemd::take_activation_fd()? {
+        Some(fd) => (UnixSocketListener::adopt_std(fd)?, None),
+        None => (
+            UnixSocketListener::bind_std(&settings.socket, permissions)?,
+            Some(settings.socket.clone()),
+        ),
+    };
+    // From here on, a failure must not leave our socket file behind.
+    let cleanup = SocketFileGuard(owned_path.clone());
+
+    let executor = build_executor(&settings)?;
+
+    // 2. The pidfile, locked before forking so a second instance fails now.
+    let mut pidfile = if settings.write_pidfile {
+        Some(Pidfile::lock(&settings.pidfile)?)
+    } else {
+        None
+    };
+
+    // 3. Background.
+    if settings.daemon {
+        nix::unistd::daemon(false, false).map_err(|e| DaemonError::Daemonize(e.into()))?;
+    }
+    if let Some(p) = pidfile.as_mut() {
+        p.write_pid()?;
+    }
+
+    // 4. Privileges, before any other thread exists.
+    let plan = PrivilegePlan {
+        uid,
+        gid,
+        keep_sys_admin: false,
+    };
+    match LinuxPrivileges.drop_privileges(&plan)? {
+        PrivilegeOutcome::Dropped => tracing::info!(
+            uid = ?uid,
+            gid = ?gid,
+            "privileges dropped: keeping CAP_SYS_RAWIO only"
+        ),
+        PrivilegeOutcome::Unprivileged => tracing::warn!(
+            "running without privileges: the kernel will refuse PERSISTENT RESERVE \
+             commands through SG_IO (they need CAP_SYS_RAWIO)"
+        ),
+    }
+
+    // 5. Serve.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let result = runtime.block_on(async {
+        std::mem::forget(cleanup);
+        let listener = UnixSocketListener::from_std(std_listener, owned_path)?;
+        let shutdown = shutdown_signal().map_err(DaemonError::Runtime)?;
+        // The handlers exist now: let pending and later signals through.
+        let _ = shutdown_sigset().thread_unblock();
+        match &listener.owned_path() {
+            Some(path) => tracing::info!(socket = %path.display(), "listening"),
+            None => tracing::info!("listening on the socket passed by systemd"),
+        }
+        match systemd::notify_ready() {
+            Ok(true) => tracing::debug!("notified systemd"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(cause = %e, "cannot notify systemd"),
+        }
+        crate::server::run_with(listener, executor, shutdown, options).await;
+        tracing::info!("exiting");
+        Ok(())
+    });
+    if let Some(p) = pidfile {
+        p.remove();
+    }
+    result
+}
+
+/// Completes on SIGTERM, SIGINT or SIGHUP.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => "SIGHUP",
+        };
+        tracing::info!(signal = which, "shutting down");
+    })
+}
+
+/// Removes the socket file if start-up fails after binding it.
+struct SocketFileGuard(Option<PathBuf>);
+
+impl Drop for SocketFileGuard {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_by_name_and_number() {
+        assert_eq!(resolve_identity(None, None).unwrap(), (None, None));
+        assert_eq!(
+            resolve_identity(Some("root"), None).unwrap(),
+            (Some(0), Some(0))
+        );
+        assert_eq!(
+            resolve_identity(Some("12345"), Some("54321")).unwrap(),
+            (Some(12345), Some(54321))
+        );
+        assert!(matches!(
+            resolve_identity(Some("no-such-user-here"), None),
+            Err(DaemonError::InvalidUser(_))
+        ));
+        assert!(matches!(
+            resolve_identity(None, Some("no-such-group-here")),
+            Err(DaemonError::InvalidGroup(_))
+        ));
+    }
+}

@@ -1,0 +1,16 @@
+//! Pure protocol and SCSI logic: no I/O, no async, no unsafe.
+//!
+//! Everything the helper decides (is this request acceptable, what does this
+//! SG_IO outcome mean, what does a parameter list say) is decided here, so it
+//! can be tested byte for byte without a device or a socket.
+
+pub mod access;
+pub mod audit;
+pub mod cdb;
+pub mod framing;
+pub mod param_list;
+pub mod pr_in_data;
+pub mod reservation;
+pub mod sense;
+pub mod service_action;
+pub mod sg_io_result;

@@ -1,0 +1,70 @@
+//! The transport port: accept connections, read request bytes with the fds
+//! that come with them, write replies.
+
+use async_trait::async_trait;
+
+use super::executor::{DeviceFd, Initiator};
+
+/// How a read of an exact number of bytes ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// The buffer was filled.
+    Complete,
+    /// The peer closed the stream after `read` bytes of this buffer.
+    Eof {
+        /// Bytes of the buffer that did arrive.
+        read: usize,
+    },
+}
+
+/// A transport failure (not a protocol violation): the connection is dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Reading from the peer failed.
+    #[error("receive failed: {0}")]
+    Receive(#[source] std::io::Error),
+    /// Writing to the peer failed (it went away, typically).
+    #[error("send failed: {0}")]
+    Send(#[source] std::io::Error),
+    /// Accepting a connection failed.
+    #[error("accept failed: {0}")]
+    Accept(#[source] std::io::Error),
+    /// The peer sent more fds in one message than the helper makes room for;
+    /// the kernel closed the ones that did not fit.
+    #[error("control data truncated: too many file descriptors in one message")]
+    FdsTruncated,
+}
+
+/// One client connection.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait Connection: Send {
+    /// Fills `buf` completely unless the peer closes first. Every fd that
+    /// arrives with these bytes is appended to `fds`, already owned.
+    async fn read_exact(
+        &mut self,
+        buf: &mut [u8],
+        fds: &mut Vec<DeviceFd>,
+    ) -> Result<ReadOutcome, TransportError>;
+
+    /// Waits until the peer has sent something (or closed), without
+    /// consuming it: how the server tells an idle connection from a request
+    /// that has started.
+    async fn readable(&mut self) -> Result<(), TransportError>;
+
+    /// Writes all of `buf`.
+    async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError>;
+
+    /// Who is on the other end.
+    fn initiator(&self) -> Initiator;
+}
+
+/// A source of connections.
+#[async_trait]
+pub trait Listener: Send {
+    /// The connection type it yields.
+    type Conn: Connection + 'static;
+
+    /// Waits for the next client.
+    async fn accept(&mut self) -> Result<Self::Conn, TransportError>;
+}

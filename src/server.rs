@@ -1,0 +1,740 @@
+//! The request-serving logic, written once against the ports.
+//!
+//! [`run`] accepts connections until shutdown and serves each on its own task;
+//! [`serve_connection`] speaks the protocol on one connection. Protocol
+//! violations end that connection only; everything else is a SCSI answer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::domain::access::{DeviceAllowlist, PeerCredentials, PeerPolicy};
+use crate::domain::audit::{sense_text, KeyDisplay, PrOutAudit};
+use crate::domain::cdb::{PrCdb, PrDirection, CDB_LEN};
+use crate::domain::framing::{
+    check_client_features, check_fd_count, PrReply, ProtocolViolation, FEATURES_LEN,
+    SUPPORTED_FEATURES,
+};
+use crate::domain::sense::SenseCode;
+use crate::ports::executor::{
+    AccessMode, DeviceFd, DeviceInfo, Initiator, PrCommand, ScsiExecutor,
+};
+use crate::ports::transport::{Connection, Listener, ReadOutcome, TransportError};
+
+/// Finds the WWID of a device (from sysfs, in production).
+pub type WwidLookup = Arc<dyn Fn(&DeviceInfo) -> Option<String> + Send + Sync>;
+
+/// The policy and limits the server enforces.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Which peers may connect.
+    pub peers: PeerPolicy,
+    /// Which devices commands may be sent to.
+    pub devices: DeviceAllowlist,
+    /// How the device allowlist learns a device's WWID.
+    pub wwid_lookup: Option<WwidLookup>,
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Once a request has started, it must be complete within this time.
+    /// Idle connections between commands are not limited.
+    pub request_timeout: Duration,
+    /// How keys appear in audit lines.
+    pub audit_keys: KeyDisplay,
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            peers: PeerPolicy::default(),
+            devices: DeviceAllowlist::default(),
+            wwid_lookup: None,
+            max_connections: 16384,
+            request_timeout: Duration::from_secs(30),
+            audit_keys: KeyDisplay::Full,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("peers", &self.peers)
+            .field("devices", &self.devices)
+            .field("max_connections", &self.max_connections)
+            .field("request_timeout", &self.request_timeout)
+            .field("audit_keys", &self.audit_keys)
+            .finish()
+    }
+}
+
+/// How a connection ended, when it ended without a transport error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    /// The client closed the connection between commands.
+    ClientClosed,
+    /// The daemon is shutting down and the connection was idle.
+    Shutdown,
+}
+
+/// Why a connection was dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The client broke the wire contract.
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] ProtocolViolation),
+    /// A request started but was not complete within the request timeout.
+    #[error("request stalled for more than {0:?}")]
+    Stalled(Duration),
+    /// The socket failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Serves connections from `listener` with `executor` until `shutdown`
+/// completes; then stops accepting, lets commands in flight finish and
+/// returns. Idle connections do not hold the return back.
+pub async fn run<L, E, S>(listener: L, executor: Arc<E>, shutdown: S)
+where
+    L: Listener,
+    E: ScsiExecutor + ?Sized + 'static,
+    S: Future<Output = ()>,
+{
+    run_with(listener, executor, shutdown, ServerOptions::default()).await
+}
+
+/// [`run`] with explicit policy and limits.
+pub async fn run_with<L, E, S>(
+    mut listener: L,
+    executor: Arc<E>,
+    shutdown: S,
+    options: ServerOptions,
+) where
+    L: Listener,
+    E: ScsiExecutor + ?Sized + 'static,
+    S: Future<Output = ()>,
+{
+    let options = Arc::new(options);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => {
+                    let initiator = conn.initiator();
+                    if !admitted(&options, &initiator, tasks.len()) {
+                        continue;
+                    }
+                    let span = tracing::info_span!(
+                        "connection",
+                        id = initiator.connection_id,
+                        peer_pid = ?initiator.pid,
+                        peer_uid = ?initiator.uid,
+                    );
+                    let executor = Arc::clone(&executor);
+                    let options = Arc::clone(&options);
+                    let stop = stop_rx.clone();
+                    tasks.spawn(
+                        async move {
+                            tracing::debug!("accepted");
+                            let mut conn = conn;
+                            match serve_connection_with(&mut conn, &*executor, stop, &options).await {
+                                Ok(end) => tracing::debug!(?end, "connection closed"),
+                                Err(e @ (ConnectionError::Protocol(_) | ConnectionError::Stalled(_))) => {
+                                    tracing::warn!(cause = %e, "closing connection")
+                                }
+                                Err(e) => tracing::debug!(cause = %e, "connection dropped"),
+                            }
+                        }
+                        .instrument(span),
+                    );
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::error!(cause = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => log_task_end(done),
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let in_flight = tasks.len();
+    if in_flight > 0 {
+        tracing::info!(connections = in_flight, "waiting for commands in flight");
+    }
+    while let Some(done) = tasks.join_next().await {
+        log_task_end(done);
+    }
+}
+
+/// A connection task that panicked is a bug worth an error line; the daemon
+/// itself goes on.
+fn log_task_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(cause = %e, "connection task failed");
+    }
+}
+
+/// The checks made at accept, before negotiation: the peer allowlist and the
+/// connection cap. A refused connection is dropped (closed) by the caller.
+fn admitted(options: &ServerOptions, initiator: &Initiator, open: usize) -> bool {
+    let creds = initiator
+        .uid
+        .zip(initiator.gid)
+        .map(|(uid, gid)| PeerCredentials { uid, gid });
+    if !options.peers.admits(creds) {
+        tracing::warn!(
+            target: "audit",
+            peer_pid = ?initiator.pid,
+            peer_uid = ?initiator.uid,
+            peer_gid = ?initiator.gid,
+            "peer refused: not in allowed_uids/allowed_gids"
+        );
+        return false;
+    }
+    if open >= options.max_connections {
+        tracing::warn!(
+            peer_pid = ?initiator.pid,
+            limit = options.max_connections,
+            "connection refused: connection limit reached"
+        );
+        return false;
+    }
+    true
+}
+
+/// Speaks the protocol on one connection: negotiation, then commands until
+/// the client closes, breaks a rule, or `stop` turns true between commands.
+pub async fn serve_connection<C, E>(
+    conn: &mut C,
+    executor: &E,
+    stop: watch::Receiver<bool>,
+) -> Result<ConnectionEnd, ConnectionError>
+where
+    C: Connection + ?Sized,
+    E: ScsiExecutor + ?Sized,
+{
+    serve_connection_with(conn, executor, stop, &ServerOptions::default()).await
+}
+
+/// [`serve_connection`] with explicit policy and limits.
+pub async fn serve_connection_with<C, E>(
+    conn: &mut C,
+    executor: &E,
+    mut stop: watch::Receiver<bool>,
+    options: &ServerOptions,
+) -> Result<ConnectionEnd, ConnectionError>
+where
+    C: Connection + ?Sized,
+    E: ScsiExecutor + ?Sized,
+{
+    conn.write_all(&SUPPORTED_FEATURES.to_be_bytes()).await?;
+    let mut features = [0u8; FEATURES_LEN];
+    let mut stray = Vec::new();
+    let negotiation = read_part(conn, &mut stop, &mut features, &mut stray, true);
+    match tokio::time::timeout(options.request_timeout, negotiation).await {
+        Err(_) => return Err(ConnectionError::Stalled(options.request_timeout)),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Some(end))) => return Ok(end),
+        Ok(Ok(None)) => {}
+    }
+    // Fds sent during negotiation are closed here, as the C helper does.
+    drop(stray);
+    check_client_features(features)?;
+
+    let initiator = conn.initiator();
+    loop {
+        // Idle between commands: no time limit.
+        match until_stopped(&mut stop, conn.readable()).await {
+            None => return Ok(ConnectionEnd::Shutdown),
+            Some(ready) => ready?,
+        }
+        // Once a request has started it must arrive whole in time.
+        let limit = options.request_timeout;
+        let (cdb, data_out, device) =
+            match tokio::time::timeout(limit, read_request(conn, &mut stop)).await {
+                Err(_) => return Err(ConnectionError::Stalled(limit)),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Request::End(end))) => return Ok(end),
+                Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
+            };
+        let reply = answer(executor, options, &initiator, cdb, data_out, device).await;
+        conn.write_all(&reply.encode_header()).await?;
+        if !reply.payload.is_empty() {
+            conn.write_all(&reply.payload).await?;
+        }
+        if *stop.borrow() {
+            return Ok(ConnectionEnd::Shutdown);
+        }
+    }
+}
+
+/// A complete request, or the end of the connection.
+enum Request {
+    /// The CDB, the PR OUT parameter list (empty for PR IN) and the fd.
+    Command(PrCdb, Vec<u8>, DeviceFd),
+    /// The connection ends without error.
+    End(ConnectionEnd),
+}
+
+/// Reads one request: the CDB with its fd and, for PR OUT, the parameter list.
+async fn read_request<C: Connection + ?Sized>(
+    conn: &mut C,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Request, ConnectionError> {
+    let mut cdb = [0u8; CDB_LEN];
+    let mut fds: Vec<DeviceFd> = Vec::new();
+    if let Some(end) = read_part(conn, stop, &mut cdb, &mut fds, true).await? {
+        return Ok(Request::End(end));
+    }
+    check_fd_count(fds.len())?;
+    let cdb = PrCdb::try_from(&cdb)?;
+
+    let mut data_out = Vec::new();
+    if cdb.direction() == PrDirection::Out && cdb.transfer_len() > 0 {
+        // Allocated only now that a command is in flight: idle connections
+        // cost no data buffer.
+        data_out = vec![0u8; cdb.transfer_len()];
+        if let Some(end) = read_part(conn, stop, &mut data_out, &mut fds, false).await? {
+            return Ok(Request::End(end));
+        }
+        check_fd_count(fds.len())?;
+    }
+    let Some(device) = fds.pop() else {
+        return Err(ProtocolViolation::MissingFd.into());
+    };
+    Ok(Request::Command(cdb, data_out, device))
+}
+
+/// Runs (or refuses) one command and writes its audit line.
+async fn answer<E: ScsiExecutor + ?Sized>(
+    executor: &E,
+    options: &ServerOptions,
+    initiator: &Initiator,
+    cdb: PrCdb,
+    data_out: Vec<u8>,
+    device: DeviceFd,
+) -> PrReply {
+    let info = device.info;
+    let is_out = cdb.direction() == PrDirection::Out;
+    let allocation_len = if is_out { 0 } else { cdb.transfer_len() };
+    let restricted = options.devices.is_restricted();
+    let wwid = match &options.wwid_lookup {
+        Some(lookup) if restricted || is_out => lookup(&info),
+        _ => None,
+    };
+    // The keys, for the audit line only.
+    let keys = if is_out {
+        data_out.get(..16).unwrap_or(&data_out).to_vec()
+    } else {
+        Vec::new()
+    };
+    let device_refused = restricted
+        && !options
+            .devices
+            .allows(info.major(), info.minor(), wwid.as_deref());
+    let reply = if device_refused {
+        // Not on the allowlist: the ioctl never runs; the fd closes here.
+        drop(device);
+        PrReply::check_condition(SenseCode::LOGICAL_UNIT_NOT_SUPPORTED)
+    } else if is_out && info.access == AccessMode::ReadOnly {
+        // Same answer as the C helper: a read-only fd may not change
+        // reservations.
+        drop(device);
+        PrReply::check_condition(SenseCode::INVALID_OPCODE)
+    } else {
+        let command = PrCommand { cdb, data_out };
+        executor.execute(device, command, initiator).await
+    }
+    .fit_to(allocation_len);
+    tracing::debug!(
+        cdb = ?&cdb.command(),
+        status = %reply.status,
+        sense = ?reply.sense,
+        payload_len = reply.payload.len(),
+        "command done"
+    );
+    if is_out || device_refused {
+        let record = PrOutAudit::new(&cdb, &keys, &reply, options.audit_keys);
+        tracing::info!(
+            target: "audit",
+            peer_pid = ?initiator.pid,
+            peer_uid = ?initiator.uid,
+            peer_gid = ?initiator.gid,
+            device = %format_args!("{}:{}", info.major(), info.minor()),
+            wwid = wwid.as_deref().unwrap_or("-"),
+            action = %record.action,
+            scope = record.scope,
+            r#type = record.type_code,
+            key = %record.key,
+            sa_key = %record.sa_key,
+            status = %record.status,
+            sense = %sense_text(&reply),
+            "{}",
+            if device_refused { "device refused" } else { "PR OUT" }
+        );
+    }
+    reply
+}
+
+/// Reads one part of a request. `Ok(None)`: the buffer is full. `Ok(Some)`:
+/// the connection ends without error, because the daemon stops or because the
+/// client closed cleanly at a `boundary` (nothing of the part received).
+async fn read_part<C: Connection + ?Sized>(
+    conn: &mut C,
+    stop: &mut watch::Receiver<bool>,
+    buf: &mut [u8],
+    fds: &mut Vec<DeviceFd>,
+    boundary: bool,
+) -> Result<Option<ConnectionEnd>, ConnectionError> {
+    match until_stopped(stop, conn.read_exact(buf, fds)).await {
+        None => Ok(Some(ConnectionEnd::Shutdown)),
+        Some(Ok(ReadOutcome::Complete)) => Ok(None),
+        Some(Ok(ReadOutcome::Eof { read: 0 })) if boundary && fds.is_empty() => {
+            Ok(Some(ConnectionEnd::ClientClosed))
+        }
+        Some(Ok(ReadOutcome::Eof { .. })) => Err(ProtocolViolation::TruncatedRequest.into()),
+        Some(Err(e)) => Err(e.into()),
+    }
+}
+
+/// Runs `fut` unless `stop` turns true first (`None` then).
+async fn until_stopped<F: Future>(stop: &mut watch::Receiver<bool>, fut: F) -> Option<F::Output> {
+    if *stop.borrow() {
+        return None;
+    }
+    tokio::select! {
+        out = fut => Some(out),
+        _ = stop.wait_for(|&s| s) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::cdb::PrCdb;
+    use crate::domain::framing::REPLY_HEADER_LEN;
+    use crate::domain::sense::{ScsiStatus, SenseBuffer};
+    use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
+    use crate::ports::executor::{DeviceInfo, DeviceKind, Initiator, MockScsiExecutor};
+    use crate::ports::transport::MockConnection;
+    use std::sync::Mutex;
+
+    fn device(access: AccessMode) -> DeviceFd {
+        DeviceFd {
+            fd: std::fs::File::open("/dev/null").unwrap().into(),
+            info: DeviceInfo {
+                kind: DeviceKind::Block,
+                access,
+                dev: 1,
+                ino: 2,
+                rdev: 0x810,
+            },
+        }
+    }
+
+    /// One read the mock connection answers: bytes and how many fds.
+    enum Chunk {
+        Bytes(Vec<u8>, usize, AccessMode),
+        Eof,
+    }
+
+    /// A connection that plays `chunks` in order and records what is written.
+    fn scripted(chunks: Vec<Chunk>) -> (MockConnection, Arc<Mutex<Vec<u8>>>) {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let mut conn = MockConnection::new();
+        let w = Arc::clone(&written);
+        conn.expect_write_all().returning(move |b| {
+            w.lock().unwrap().extend_from_slice(b);
+            Ok(())
+        });
+        conn.expect_initiator().returning(Initiator::default);
+        conn.expect_readable().returning(|| Ok(()));
+        let chunks = Arc::new(Mutex::new(std::collections::VecDeque::from(chunks)));
+        conn.expect_read_exact().returning(move |buf, fds| {
+            match chunks.lock().unwrap().pop_front() {
+                Some(Chunk::Bytes(bytes, nfds, access)) => {
+                    assert_eq!(bytes.len(), buf.len(), "scripted chunk has the wrong size");
+                    buf.copy_from_slice(&bytes);
+                    for _ in 0..nfds {
+                        fds.push(device(access));
+                    }
+                    Ok(ReadOutcome::Complete)
+                }
+                Some(Chunk::Eof) | None => Ok(ReadOutcome::Eof { read: 0 }),
+            }
+        });
+        (conn, written)
+    }
+
+    fn features() -> Chunk {
+        Chunk::Bytes(vec![0; 4], 0, AccessMode::ReadWrite)
+    }
+
+    fn running() -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(false);
+        std::mem::forget(tx);
+        rx
+    }
+
+    #[tokio::test]
+    async fn pr_in_runs_on_the_executor_and_the_payload_is_cut_to_the_allocation_length() {
+        let cdb = PrCdb::pr_in(PrInServiceAction::ReadKeys, 8);
+        let (mut conn, written) = scripted(vec![
+            features(),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadOnly),
+            Chunk::Eof,
+        ]);
+        let mut exec = MockScsiExecutor::new();
+        exec.expect_execute()
+            .withf(move |_, command, _| command.cdb == cdb && command.data_out.is_empty())
+            .times(1)
+            .returning(|_, _, _| PrReply::good((0..16).collect()));
+        let end = serve_connection(&mut conn, &exec, running()).await.unwrap();
+        assert_eq!(end, ConnectionEnd::ClientClosed);
+        let w = written.lock().unwrap();
+        assert_eq!(&w[..4], &[0, 0, 0, 0], "features word first");
+        let reply = &w[4..];
+        assert_eq!(reply.len(), REPLY_HEADER_LEN + 8);
+        assert_eq!(&reply[..8], &[0, 0, 0, 0, 0, 0, 0, 8]);
+        assert_eq!(&reply[REPLY_HEADER_LEN..], &[0, 1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    #[tokio::test]
+    async fn pr_out_reads_its_parameter_list_and_never_returns_a_payload() {
+        let cdb = PrCdb::pr_out(PrOutServiceAction::Register, 0, 24);
+        let list: Vec<u8> = (0..24).collect();
+        let expected = list.clone();
+        let (mut conn, written) = scripted(vec![
+            features(),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadWrite),
+            Chunk::Bytes(list, 0, AccessMode::ReadWrite),
+            Chunk::Eof,
+        ]);
+        let mut exec = MockScsiExecutor::new();
+        exec.expect_execute()
+            .withf(move |_, command, _| command.data_out == expected)
+            .times(1)
+            .returning(|_, _, _| PrReply::good(vec![1, 2, 3]));
+        serve_connection(&mut conn, &exec, running()).await.unwrap();
+        let w = written.lock().unwrap();
+        assert_eq!(w.len(), 4 + REPLY_HEADER_LEN);
+        assert_eq!(&w[4..12], &[0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[tokio::test]
+    async fn read_only_pr_out_is_answered_without_the_executor() {
+        let cdb = PrCdb::pr_out(PrOutServiceAction::Reserve, 1, 24);
+        let (mut conn, written) = scripted(vec![
+            features(),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadOnly),
+            Chunk::Bytes(vec![0; 24], 0, AccessMode::ReadOnly),
+            Chunk::Eof,
+        ]);
+        let mut exec = MockScsiExecutor::new();
+        exec.expect_execute().times(0);
+        serve_connection(&mut conn, &exec, running()).await.unwrap();
+        let w = written.lock().unwrap();
+        let expected = PrReply::check_condition(SenseCode::INVALID_OPCODE).encode_header();
+        assert_eq!(&w[4..], &expected[..]);
+    }
+
+    #[tokio::test]
+    async fn violations_end_the_connection_without_running_anything() {
+        let in_cdb = PrCdb::pr_in(PrInServiceAction::ReadKeys, 8)
+            .bytes()
+            .to_vec();
+        let out_cdb = PrCdb::pr_out(PrOutServiceAction::Register, 0, 24)
+            .bytes()
+            .to_vec();
+        let mut bad_opcode = in_cdb.clone();
+        bad_opcode[0] = 0x12;
+        let cases: Vec<(Vec<Chunk>, ProtocolViolation)> = vec![
+            (
+                vec![Chunk::Bytes(vec![0, 0, 0, 2], 0, AccessMode::ReadWrite)],
+                ProtocolViolation::UnsupportedFeatures(2),
+            ),
+            (
+                vec![
+                    features(),
+                    Chunk::Bytes(bad_opcode, 1, AccessMode::ReadWrite),
+                ],
+                ProtocolViolation::UnsupportedOpcode(0x12),
+            ),
+            (
+                vec![
+                    features(),
+                    Chunk::Bytes(in_cdb.clone(), 0, AccessMode::ReadWrite),
+                ],
+                ProtocolViolation::MissingFd,
+            ),
+            (
+                vec![features(), Chunk::Bytes(in_cdb, 3, AccessMode::ReadWrite)],
+                ProtocolViolation::TooManyFds(3),
+            ),
+            (
+                vec![
+                    features(),
+                    Chunk::Bytes(out_cdb.clone(), 1, AccessMode::ReadWrite),
+                    Chunk::Bytes(vec![0; 24], 1, AccessMode::ReadWrite),
+                ],
+                ProtocolViolation::TooManyFds(2),
+            ),
+            (
+                vec![
+                    features(),
+                    Chunk::Bytes(out_cdb, 1, AccessMode::ReadWrite),
+                    Chunk::Eof,
+                ],
+                ProtocolViolation::TruncatedRequest,
+            ),
+        ];
+        for (chunks, expected) in cases {
+            let (mut conn, written) = scripted(chunks);
+            let mut exec = MockScsiExecutor::new();
+            exec.expect_execute().times(0);
+            match serve_connection(&mut conn, &exec, running()).await {
+                Err(ConnectionError::Protocol(v)) => assert_eq!(v, expected),
+                other => panic!("expected {expected:?}, got {other:?}"),
+            }
+            assert_eq!(
+                written.lock().unwrap().len(),
+                4,
+                "{expected:?}: nothing but features"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_ends_at_shutdown() {
+        let mut conn = MockConnection::new();
+        conn.expect_write_all().returning(|_| Ok(()));
+        conn.expect_initiator().returning(Initiator::default);
+        conn.expect_read_exact()
+            .returning(|_, _| Ok(ReadOutcome::Eof { read: 0 }))
+            .times(0);
+        let (tx, rx) = watch::channel(true);
+        let exec = MockScsiExecutor::new();
+        let end = serve_connection(&mut conn, &exec, rx).await.unwrap();
+        assert_eq!(end, ConnectionEnd::Shutdown);
+        drop(tx);
+    }
+
+    /// A negotiated client that then never sends anything.
+    struct IdleConnection;
+
+    #[async_trait::async_trait]
+    impl Connection for IdleConnection {
+        async fn read_exact(
+            &mut self,
+            buf: &mut [u8],
+            _: &mut Vec<DeviceFd>,
+        ) -> Result<ReadOutcome, TransportError> {
+            assert_eq!(buf.len(), FEATURES_LEN, "only the features word is read");
+            buf.fill(0);
+            Ok(ReadOutcome::Complete)
+        }
+        async fn readable(&mut self) -> Result<(), TransportError> {
+            std::future::pending().await
+        }
+        async fn write_all(&mut self, _: &[u8]) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn initiator(&self) -> Initiator {
+            Initiator::default()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Connection for Box<dyn Connection> {
+        async fn read_exact(
+            &mut self,
+            buf: &mut [u8],
+            fds: &mut Vec<DeviceFd>,
+        ) -> Result<ReadOutcome, TransportError> {
+            (**self).read_exact(buf, fds).await
+        }
+        async fn readable(&mut self) -> Result<(), TransportError> {
+            (**self).readable().await
+        }
+        async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {
+            (**self).write_all(buf).await
+        }
+        fn initiator(&self) -> Initiator {
+            (**self).initiator()
+        }
+    }
+
+    /// A listener that yields prepared connections, then waits forever.
+    struct FakeListener(Vec<Box<dyn Connection>>);
+
+    #[async_trait::async_trait]
+    impl Listener for FakeListener {
+        type Conn = Box<dyn Connection>;
+        async fn accept(&mut self) -> Result<Box<dyn Connection>, TransportError> {
+            match self.0.pop() {
+                Some(c) => Ok(c),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    struct SlowExecutor {
+        started: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl ScsiExecutor for SlowExecutor {
+        async fn execute(&self, _: DeviceFd, _: PrCommand, _: &Initiator) -> PrReply {
+            self.started.notify_one();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT)
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_command_in_flight_finish_and_reply() {
+        let cdb = PrCdb::pr_in(PrInServiceAction::ReadKeys, 8);
+        let (busy, written) = scripted(vec![
+            features(),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadWrite),
+        ]);
+        // An idle one too: it must not hold the exit back.
+        let idle = IdleConnection;
+        let exec = Arc::new(SlowExecutor {
+            started: tokio::sync::Notify::new(),
+        });
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let e = Arc::clone(&exec);
+        let waiter = tokio::spawn(async move {
+            e.started.notified().await;
+            let _ = go_tx.send(());
+        });
+        let started = std::time::Instant::now();
+        run(
+            FakeListener(vec![Box::new(busy), Box::new(idle)]),
+            exec,
+            async {
+                let _ = go_rx.await;
+            },
+        )
+        .await;
+        waiter.await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let w = written.lock().unwrap();
+        assert_eq!(
+            w.len(),
+            4 + REPLY_HEADER_LEN,
+            "the in-flight command was answered"
+        );
+        assert_eq!(&w[4..8], &[0, 0, 0, 0x18]);
+        let _ = SenseBuffer::empty();
+    }
+}

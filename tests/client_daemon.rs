@@ -1,0 +1,209 @@
+//! The client against the real daemon binary on a temporary socket.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use qemu_pr_helper::client::{HelperConnection, PrOutOptions, PrRequest, Reply};
+use qemu_pr_helper::domain::pr_in_data::{ReadKeys, ReadReservation};
+use qemu_pr_helper::domain::sense::{ScsiStatus, SenseCode, SenseKey};
+use qemu_pr_helper::domain::service_action::{
+    PrInServiceAction, PrOutServiceAction, ReservationKey, ReservationType,
+};
+
+/// A daemon started for one test; killed when dropped.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("helper.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_qemu-pr-helper"))
+            .arg("-k")
+            .arg(&socket)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child,
+            socket,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !d.socket.exists() {
+            if let Some(status) = d.child.try_wait().unwrap() {
+                panic!("the daemon exited before listening: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not listen in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn connect(&self) -> HelperConnection {
+        HelperConnection::connect(&self.socket, Some(Duration::from_secs(10))).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(socket: &Path, args: &[&str], device: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .arg(device)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn real_daemon_refuses_sg_io_on_a_regular_file_with_sense() {
+    let d = Daemon::start(&[]);
+    let dev = tempfile::NamedTempFile::new().unwrap();
+    let out = client(&d.socket, &["-i", "-k"], dev.path());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("ABORTED COMMAND"));
+    // The connection stays usable: a second command on it gets an answer.
+    let mut conn = d.connect();
+    let req = PrRequest::pr_in(PrInServiceAction::ReadKeys, 64).unwrap();
+    for _ in 0..2 {
+        let r = conn.execute(dev.as_file().as_fd(), &req).unwrap();
+        assert_eq!(r.header.scsi_status(), ScsiStatus::CHECK_CONDITION);
+    }
+}
+
+#[test]
+fn real_daemon_answers_pr_out_on_a_read_only_fd_with_invalid_opcode() {
+    let d = Daemon::start(&[]);
+    let dev = tempfile::NamedTempFile::new().unwrap();
+    let out = client(
+        &d.socket,
+        &["--readonly", "--json", "-o", "-G", "-S", "1"],
+        dev.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let j = text(&out.stdout);
+    assert!(j.contains("\"sense_key\":5,"), "{j}");
+    assert!(j.contains("\"asc\":32,\"ascq\":0"), "{j}");
+}
+
+/// Runs a request, consuming any UNIT ATTENTION the device queued for this
+/// nexus first (a preempted initiator gets one, as with a real target).
+fn run(conn: &mut HelperConnection, dev: &std::fs::File, req: &PrRequest) -> Reply {
+    for _ in 0..4 {
+        let r = conn.execute(dev.as_fd(), req).unwrap();
+        let ua = r.header.scsi_status() == ScsiStatus::CHECK_CONDITION
+            && r.header.sense.code().map(|c| c.key) == Some(SenseKey::UNIT_ATTENTION);
+        if !ua {
+            return r;
+        }
+    }
+    panic!("unit attentions did not stop");
+}
+
+fn out(conn: &mut HelperConnection, dev: &std::fs::File, o: PrOutOptions) -> Reply {
+    run(conn, dev, &o.build().unwrap())
+}
+
+fn keys(conn: &mut HelperConnection, dev: &std::fs::File) -> ReadKeys {
+    let req = PrRequest::pr_in(PrInServiceAction::ReadKeys, 8192).unwrap();
+    let r = run(conn, dev, &req);
+    assert_eq!(r.header.scsi_status(), ScsiStatus::GOOD);
+    ReadKeys::decode(&r.payload).unwrap().value
+}
+
+fn reservation(conn: &mut HelperConnection, dev: &std::fs::File) -> ReadReservation {
+    let req = PrRequest::pr_in(PrInServiceAction::ReadReservation, 8192).unwrap();
+    let r = run(conn, dev, &req);
+    assert_eq!(r.header.scsi_status(), ScsiStatus::GOOD);
+    ReadReservation::decode(&r.payload).unwrap().value
+}
+
+fn opts(
+    action: PrOutServiceAction,
+    rk: u64,
+    sark: u64,
+    rtype: Option<ReservationType>,
+) -> PrOutOptions {
+    let mut o = PrOutOptions::new(action);
+    o.reservation_key = rk;
+    o.service_action_key = sark;
+    o.type_code = rtype.map_or(0, |t| t.code());
+    o
+}
+
+/// Register, reserve, conflict, preempt, release with two initiators: with
+/// the emulated device each connection is one I_T nexus, as QEMU's one
+/// long-lived connection per VM is.
+#[test]
+fn emulated_register_reserve_preempt_release_cycle() {
+    use PrOutServiceAction::*;
+    let we_ro = Some(ReservationType::WriteExclusiveRegistrantsOnly);
+    let d = Daemon::start(&["--emulate"]);
+    let dev = tempfile::NamedTempFile::new().unwrap();
+    let f = dev.as_file();
+    let mut a = d.connect();
+    let mut b = d.connect();
+
+    let good = |r: Reply| assert_eq!(r.header.scsi_status(), ScsiStatus::GOOD, "{r:?}");
+    good(out(&mut a, f, opts(Register, 0, 0xa, None)));
+    good(out(&mut b, f, opts(Register, 0, 0xb, None)));
+    let k = keys(&mut a, f);
+    assert_eq!(k.keys, vec![ReservationKey(0xa), ReservationKey(0xb)]);
+
+    good(out(&mut a, f, opts(Reserve, 0xa, 0, we_ro)));
+    let r = reservation(&mut b, f).reservation.unwrap();
+    assert_eq!(r.key, ReservationKey(0xa));
+    assert_eq!(r.reservation_type(), we_ro);
+
+    // B may not release A's reservation with the wrong key.
+    let conflict = out(&mut b, f, opts(Release, 0xa, 0, we_ro));
+    assert_eq!(
+        conflict.header.scsi_status(),
+        ScsiStatus::RESERVATION_CONFLICT
+    );
+
+    // B preempts A: A's registration and reservation go to B.
+    good(out(&mut b, f, opts(Preempt, 0xb, 0xa, we_ro)));
+    assert_eq!(keys(&mut b, f).keys, vec![ReservationKey(0xb)]);
+    assert_eq!(
+        reservation(&mut a, f).reservation.unwrap().key,
+        ReservationKey(0xb)
+    );
+    // A, no longer registered, is told so.
+    let gone = out(&mut a, f, opts(Reserve, 0xa, 0, we_ro));
+    assert_eq!(gone.header.scsi_status(), ScsiStatus::RESERVATION_CONFLICT);
+
+    good(out(&mut b, f, opts(Release, 0xb, 0, we_ro)));
+    assert_eq!(reservation(&mut a, f).reservation, None);
+
+    // The CLI sees the same state from a connection of its own.
+    let cli = client(&d.socket, &["-i", "-k"], dev.path());
+    assert_eq!(cli.status.code(), Some(0), "{}", text(&cli.stderr));
+    assert!(text(&cli.stdout).contains("1 registered reservation key follows:\n    0xb\n"));
+
+    // An unknown service action is a CHECK CONDITION, not a disconnect.
+    let bad = PrRequest::pr_in(PrInServiceAction::Unknown(0x1f), 64).unwrap();
+    let r = run(&mut a, f, &bad);
+    assert_eq!(r.header.sense.code(), Some(SenseCode::INVALID_FIELD_IN_CDB));
+}

@@ -1,0 +1,283 @@
+//! Test support: start a helper binary on a temporary socket and speak the
+//! protocol to it with raw bytes and real fds, as QEMU does.
+#![allow(dead_code)]
+
+use std::io::{IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+/// Our daemon's binary.
+pub fn our_helper() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_qemu-pr-helper"))
+}
+
+/// A running helper process on a socket in its own temporary directory.
+pub struct Helper {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+}
+
+impl Helper {
+    /// Starts `binary -k DIR/pr.sock EXTRA...` and waits for the socket.
+    pub fn start(binary: &Path, extra: &[&str]) -> Helper {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("pr.sock");
+        // The log goes to a file: a pipe nobody reads would fill up and
+        // block the daemon.
+        let log = std::fs::File::create(dir.path().join("helper.log")).unwrap();
+        let child = Command::new(binary)
+            .arg("-k")
+            .arg(&socket)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let h = Helper { child, dir, socket };
+        h.wait_for_socket();
+        h
+    }
+
+    /// What the helper logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
+    }
+
+    pub fn wait_for_socket(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("helper did not create {}", self.socket.display());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Number of open fds in the helper process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    /// The fd count once it has stopped changing for 100 ms (connections
+    /// from earlier probes are torn down asynchronously).
+    pub fn stable_fd_count(&self) -> usize {
+        let mut last = self.fd_count();
+        let mut stable_since = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stable_since.elapsed() < Duration::from_millis(100) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            let n = self.fd_count();
+            if n != last {
+                last = n;
+                stable_since = Instant::now();
+            }
+        }
+        last
+    }
+
+    /// Polls until the fd count is back to `expected` (connections are torn
+    /// down asynchronously); returns the last count seen.
+    pub fn settle_fd_count(&self, expected: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = self.fd_count();
+            if n == expected || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).unwrap();
+    }
+
+    /// Waits for exit; returns the exit code and stderr.
+    pub fn wait_exit(mut self, timeout: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), self.log());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("helper did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A reply as read off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub sense: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Reply {
+    /// (sense key, asc, ascq) of fixed-format sense.
+    pub fn sense_code(&self) -> (u8, u8, u8) {
+        (self.sense[2] & 0xf, self.sense[12], self.sense[13])
+    }
+}
+
+/// One client connection with a short read timeout.
+pub struct Client {
+    pub stream: UnixStream,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> Client {
+        let stream = UnixStream::connect(path).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client { stream }
+    }
+
+    /// Reads the server's features word.
+    pub fn read_features(&mut self) -> [u8; 4] {
+        let mut f = [0u8; 4];
+        self.stream.read_exact(&mut f).unwrap();
+        f
+    }
+
+    /// Reads the features word and answers zero.
+    pub fn negotiate(mut self) -> Client {
+        assert_eq!(self.read_features(), [0, 0, 0, 0]);
+        self.stream.write_all(&[0, 0, 0, 0]).unwrap();
+        self
+    }
+
+    /// Sends bytes with the given fds attached to them.
+    pub fn send_with_fds(&mut self, bytes: &[u8], fds: &[RawFd]) {
+        let iov = [IoSlice::new(bytes)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        let n = sendmsg::<()>(
+            self.stream.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(n, bytes.len());
+    }
+
+    /// Sends a request: CDB (padded to 16) with `fds`, then `data`.
+    pub fn send_request(&mut self, cdb: &[u8], fds: &[RawFd], data: &[u8]) {
+        let mut c = [0u8; 16];
+        c[..cdb.len()].copy_from_slice(cdb);
+        self.send_with_fds(&c, fds);
+        if !data.is_empty() {
+            // The helper may already have closed the connection over the CDB;
+            // reading the reply tells.
+            let _ = self.stream.write_all(data);
+        }
+    }
+
+    /// Reads a reply, or `None` if the helper closed the connection.
+    pub fn read_reply(&mut self) -> Option<Reply> {
+        let mut h = [0u8; 104];
+        if read_full(&mut self.stream, &mut h).is_err() {
+            return None;
+        }
+        let status = u32::from_be_bytes(h[0..4].try_into().unwrap());
+        let len = u32::from_be_bytes(h[4..8].try_into().unwrap()) as usize;
+        let mut payload = vec![0u8; len];
+        read_full(&mut self.stream, &mut payload).ok()?;
+        Some(Reply {
+            status,
+            sense: h[8..].to_vec(),
+            payload,
+        })
+    }
+
+    /// Whether the helper closed the connection (EOF or reset) rather than
+    /// sending something. Panics if it does neither within the timeout.
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if is_timeout(&e) => panic!("helper neither replied nor closed"),
+            Err(_) => true,
+        }
+    }
+
+    /// One full command: request then reply.
+    pub fn command(&mut self, cdb: &[u8], fd: RawFd, data: &[u8]) -> Option<Reply> {
+        self.send_request(cdb, &[fd], data);
+        self.read_reply()
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Fills `buf`; an error means the helper closed the connection. A timeout
+/// panics: a helper that neither answers nor closes is a bug.
+fn read_full(s: &mut UnixStream, buf: &mut [u8]) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < buf.len() {
+        match s.read(&mut buf[at..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => at += n,
+            Err(e) if is_timeout(&e) => panic!("helper neither replied nor closed"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// PR IN CDB.
+pub fn pr_in(sa: u8, alloc: u16) -> Vec<u8> {
+    let a = alloc.to_be_bytes();
+    vec![0x5e, sa, 0, 0, 0, 0, 0, a[0], a[1], 0]
+}
+
+/// PR OUT CDB with a 32-bit parameter list length.
+pub fn pr_out(sa: u8, scope_type: u8, len: u32) -> Vec<u8> {
+    let l = len.to_be_bytes();
+    vec![0x5f, sa, scope_type, 0, 0, l[0], l[1], l[2], l[3], 0]
+}
+
+/// A 24-byte basic parameter list.
+pub fn params(key: u64, sa_key: u64) -> Vec<u8> {
+    let mut p = vec![0u8; 24];
+    p[..8].copy_from_slice(&key.to_be_bytes());
+    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    p
+}

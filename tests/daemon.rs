@@ -1,0 +1,626 @@
+//! The real binary on a temporary socket, driven as QEMU drives it.
+
+mod common;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn rw(path: &std::path::Path) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+}
+
+fn scratch(h: &Helper) -> std::path::PathBuf {
+    let p = h.dir.path().join("disk.img");
+    File::create(&p).unwrap().write_all(&[0u8; 4096]).unwrap();
+    p
+}
+
+const ABORTED_IO_TERMINATED: (u8, u8, u8) = (0xb, 0x00, 0x06);
+
+#[test]
+fn negotiation_then_a_command_on_a_non_device_fd() {
+    let h = Helper::start(&our_helper(), &[]);
+    let disk = scratch(&h);
+    let mut c = h.connect().negotiate();
+    let f = rw(&disk);
+    let r = c.command(&pr_in(0, 64), f.as_raw_fd(), &[]).unwrap();
+    assert_eq!(r.status, 2);
+    assert_eq!(r.sense[0], 0x70);
+    assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED);
+    assert!(r.payload.is_empty());
+    // The connection stays usable after a semantic error.
+    let r = c.command(&pr_in(1, 8), f.as_raw_fd(), &[]).unwrap();
+    assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED);
+}
+
+#[test]
+fn pr_out_on_a_read_only_fd_is_invalid_opcode_and_keeps_the_connection() {
+    let h = Helper::start(&our_helper(), &[]);
+    let disk = scratch(&h);
+    let mut c = h.connect().negotiate();
+    let ro = File::open(&disk).unwrap();
+    let r = c
+        .command(&pr_out(0, 0, 24), ro.as_raw_fd(), &params(0, 1))
+        .unwrap();
+    assert_eq!(r.status, 2);
+    assert_eq!(r.sense_code(), (0x5, 0x20, 0x00));
+    // PR IN on the same read-only fd is allowed (and fails later, at SG_IO).
+    let r = c.command(&pr_in(0, 64), ro.as_raw_fd(), &[]).unwrap();
+    assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED);
+}
+
+/// Each violation: the connection is closed, every fd it carried is closed in
+/// the daemon, and another client is still served.
+#[test]
+fn protocol_violations_close_only_that_connection_and_leak_no_fd() {
+    let h = Helper::start(&our_helper(), &[]);
+    let disk = scratch(&h);
+    let f = rw(&disk);
+    let g = rw(&disk);
+    let mut keeper = h.connect().negotiate();
+    let baseline = h.stable_fd_count();
+
+    type Case = (&'static str, Box<dyn Fn(&mut Client)>);
+    let fd = f.as_raw_fd();
+    let fd2 = g.as_raw_fd();
+    let cases: Vec<Case> = vec![
+        (
+            "bad opcode",
+            Box::new(move |c| c.send_request(&[0x12, 0, 0, 0, 96, 0], &[fd], &[])),
+        ),
+        (
+            "PR IN over 8192",
+            Box::new(move |c| c.send_request(&pr_in(0, 8193), &[fd], &[])),
+        ),
+        (
+            "PR OUT over 8192",
+            Box::new(move |c| c.send_request(&pr_out(0, 0, 8193), &[fd], &[])),
+        ),
+        (
+            "PR OUT length in byte 6",
+            Box::new(move |c| c.send_request(&pr_out(0, 0, 0x0001_0018), &[fd], &[])),
+        ),
+        (
+            "PR OUT length in byte 5",
+            Box::new(move |c| c.send_request(&pr_out(0, 0, 0x0100_0018), &[fd], &[])),
+        ),
+        (
+            "no fd",
+            Box::new(|c| c.send_request(&pr_in(0, 64), &[], &[])),
+        ),
+        (
+            "two fds",
+            Box::new(move |c| c.send_request(&pr_in(0, 64), &[fd, fd2], &[])),
+        ),
+        (
+            "second fd with the parameter list",
+            Box::new(move |c| {
+                c.send_request(&pr_out(0, 0, 24), &[fd], &[]);
+                c.send_with_fds(&params(0, 1), &[fd2]);
+            }),
+        ),
+        (
+            "fd split across two CDB chunks",
+            Box::new(move |c| {
+                let cdb = pr_in(0, 64);
+                c.send_with_fds(&cdb[..4], &[fd]);
+                let mut rest = cdb[4..].to_vec();
+                rest.resize(12, 0);
+                c.send_with_fds(&rest, &[fd2]);
+            }),
+        ),
+        (
+            "EOF mid-CDB",
+            Box::new(move |c| {
+                c.send_with_fds(&[0x5e, 0, 0], &[fd]);
+                c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+            }),
+        ),
+        (
+            "EOF mid parameter list",
+            Box::new(move |c| {
+                c.send_request(&pr_out(0, 0, 24), &[fd], &[0u8; 10]);
+                c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+            }),
+        ),
+    ];
+    for (name, send) in cases {
+        let mut c = h.connect().negotiate();
+        send(&mut c);
+        assert!(c.is_closed(), "{name}: connection should be closed");
+        drop(c);
+        assert_eq!(h.settle_fd_count(baseline), baseline, "{name}: fd leaked");
+        let r = keeper.command(&pr_in(0, 8), fd, &[]).expect(name);
+        assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED, "{name}");
+    }
+
+    // Non-zero features word.
+    let mut c = h.connect();
+    assert_eq!(c.read_features(), [0; 4]);
+    c.stream.write_all(&[0, 0, 0, 1]).unwrap();
+    assert!(c.is_closed(), "features: connection should be closed");
+    drop(c);
+    assert_eq!(h.settle_fd_count(baseline), baseline);
+}
+
+#[test]
+fn transfer_length_8192_is_accepted() {
+    let h = Helper::start(&our_helper(), &[]);
+    let disk = scratch(&h);
+    let f = rw(&disk);
+    let mut c = h.connect().negotiate();
+    let r = c.command(&pr_in(0, 8192), f.as_raw_fd(), &[]).unwrap();
+    assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED);
+    let r = c
+        .command(&pr_out(0, 0, 8192), f.as_raw_fd(), &vec![0u8; 8192])
+        .unwrap();
+    assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED);
+}
+
+#[test]
+fn the_device_fd_is_closed_after_every_command() {
+    let h = Helper::start(&our_helper(), &[]);
+    let disk = scratch(&h);
+    let mut c = h.connect().negotiate();
+    let baseline = h.stable_fd_count();
+    let f = rw(&disk);
+    let ro = File::open(&disk).unwrap();
+    for _ in 0..50 {
+        c.command(&pr_in(0, 64), f.as_raw_fd(), &[]).unwrap();
+        c.command(&pr_out(1, 1, 24), ro.as_raw_fd(), &params(1, 0))
+            .unwrap();
+        c.command(&pr_out(1, 1, 24), f.as_raw_fd(), &params(1, 0))
+            .unwrap();
+    }
+    assert_eq!(h.settle_fd_count(baseline), baseline);
+}
+
+#[test]
+fn fds_of_other_kinds_never_reach_the_ioctl_and_are_answered() {
+    let h = Helper::start(&our_helper(), &[]);
+    let mut c = h.connect().negotiate();
+    let (pr, _pw) = nix::unistd::pipe().unwrap();
+    let (sa, _sb) = std::os::unix::net::UnixStream::pair().unwrap();
+    let dir = File::open(h.dir.path()).unwrap();
+    let null = rw(std::path::Path::new("/dev/null"));
+    let own = std::os::unix::net::UnixStream::connect(&h.socket).unwrap();
+    for (name, fd) in [
+        ("pipe", pr.as_raw_fd()),
+        ("socket", sa.as_raw_fd()),
+        ("directory", dir.as_raw_fd()),
+        ("/dev/null", null.as_raw_fd()),
+        ("the helper's own socket", own.as_raw_fd()),
+    ] {
+        let r = c.command(&pr_in(0, 64), fd, &[]).expect(name);
+        assert_eq!(r.status, 2, "{name}");
+        assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED, "{name}");
+    }
+}
+
+#[test]
+fn a_stalled_client_does_not_delay_others() {
+    let h = Helper::start(&our_helper(), &[]);
+    let disk = scratch(&h);
+    let f = rw(&disk);
+    let mut stalled = h.connect().negotiate();
+    stalled.send_with_fds(&[0x5e, 0, 0, 0, 0, 0, 0, 0], &[f.as_raw_fd()]);
+    let mut half_out = h.connect().negotiate();
+    half_out.send_request(&pr_out(0, 0, 24), &[f.as_raw_fd()], &[1, 2, 3]);
+    let mut c = h.connect().negotiate();
+    let start = Instant::now();
+    for _ in 0..20 {
+        c.command(&pr_in(0, 64), f.as_raw_fd(), &[]).unwrap();
+    }
+    println!(
+        "20 commands beside two stalled clients took {:?}",
+        start.elapsed()
+    );
+    // The stalled clients are still connected and can finish their requests.
+    stalled.send_with_fds(&[0, 0, 0, 0, 0, 0, 0, 0], &[]);
+    assert_eq!(
+        stalled.read_reply().unwrap().sense_code(),
+        ABORTED_IO_TERMINATED
+    );
+}
+
+#[test]
+fn sigterm_with_idle_connections_exits_zero_and_removes_the_socket() {
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        let h = Helper::start(&our_helper(), &[]);
+        let _idle = h.connect().negotiate();
+        let _unnegotiated = h.connect();
+        let socket = h.socket.clone();
+        h.signal(sig);
+        let (code, err) = h.wait_exit(Duration::from_secs(10));
+        assert_eq!(code, Some(0), "{sig}: {err}");
+        assert!(!socket.exists(), "{sig}: socket file left behind");
+    }
+}
+
+#[test]
+fn sigpipe_from_a_vanished_client_does_not_kill_the_daemon() {
+    let h = Helper::start(&our_helper(), &[]);
+    let disk = scratch(&h);
+    let f = rw(&disk);
+    for _ in 0..20 {
+        let mut c = h.connect().negotiate();
+        c.send_request(&pr_in(0, 64), &[f.as_raw_fd()], &[]);
+        drop(c); // gone before the reply is written
+    }
+    let mut c = h.connect().negotiate();
+    assert!(c.command(&pr_in(0, 64), f.as_raw_fd(), &[]).is_some());
+}
+
+#[test]
+fn a_stale_socket_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pr.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let mut child = Command::new(our_helper())
+        .arg("-k")
+        .arg(&path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ok = false;
+    while Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ok, "daemon did not replace the stale socket");
+}
+
+#[test]
+fn pidfile_is_written_and_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("helper.pid");
+    let pid_arg = pidfile.to_str().unwrap();
+    let first = Helper::start(&our_helper(), &["-f", pid_arg]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&pidfile)
+        .unwrap_or_default()
+        .is_empty()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        first.pid().to_string()
+    );
+    let second_sock = dir.path().join("second.sock");
+    let out = Command::new(our_helper())
+        .arg("-k")
+        .arg(&second_sock)
+        .args(["-f", pid_arg])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is locked"), "stderr: {err}");
+    assert!(
+        !second_sock.exists(),
+        "the refused instance left its socket"
+    );
+    // The first instance is unaffected.
+    first.connect().negotiate();
+    first.signal(Signal::SIGTERM);
+    let (code, _) = first.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(!pidfile.exists(), "pidfile not removed on exit");
+}
+
+#[test]
+fn daemon_mode_forks_writes_the_pidfile_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("d.sock");
+    let pidfile = dir.path().join("d.pid");
+    let status = Command::new(our_helper())
+        .arg("-d")
+        .arg("-k")
+        .arg(&sock)
+        .arg("-f")
+        .arg(&pidfile)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The socket exists as soon as the parent returns.
+    let c = Client::connect(&sock).negotiate();
+    drop(c);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!sock.exists(), "daemon did not clean up its socket");
+}
+
+mod activation {
+    use super::*;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::process::CommandExt;
+
+    /// Runs the helper with `listener` as fd 3 and LISTEN_PID set to its own pid.
+    fn spawn_activated(fd: Option<&OwnedFd>, fds: &str, extra: &[&str]) -> std::process::Child {
+        let raw = fd.map(|f| f.as_raw_fd());
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "LISTEN_PID=$$ LISTEN_FDS={fds} exec {} \"$@\"",
+                our_helper().display()
+            ))
+            .arg("sh")
+            .args(extra)
+            .stderr(std::process::Stdio::piped());
+        if let Some(raw) = raw {
+            // SAFETY: dup2 and fcntl are async-signal-safe; `raw` stays open
+            // in the parent until spawn returns.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // dup2 onto itself would keep FD_CLOEXEC: clear it instead.
+                    let rc = if raw == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(raw, 3)
+                    };
+                    if rc < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        cmd.spawn().unwrap()
+    }
+
+    #[test]
+    fn serves_on_the_socket_systemd_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("act.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let fd: OwnedFd = listener.into();
+        let mut child = spawn_activated(Some(&fd), "1", &[]);
+        let mut c = Client::connect(&path).negotiate();
+        let null = rw(std::path::Path::new("/dev/null"));
+        let r = c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).unwrap();
+        assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert!(
+            path.exists(),
+            "a socket handed over by systemd must not be removed"
+        );
+    }
+
+    #[test]
+    fn refuses_socket_path_with_activation_and_more_than_one_fd() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("act.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let fd: OwnedFd = listener.into();
+        let other = dir.path().join("other.sock");
+        let out = spawn_activated(Some(&fd), "1", &["-k", other.to_str().unwrap()])
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("socket activation"));
+        let out = spawn_activated(Some(&fd), "2", &[])
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("exactly one"));
+    }
+
+    #[test]
+    fn refuses_an_activation_fd_that_is_not_a_listening_socket() {
+        let file = tempfile::tempfile().unwrap();
+        let fd: OwnedFd = file.into();
+        let out = spawn_activated(Some(&fd), "1", &[])
+            .wait_with_output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a listening"));
+        // No fd 3 at all: refused, not a crash.
+        let out = spawn_activated(None, "1", &[]).wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not open"),
+            "{out:?}"
+        );
+    }
+}
+
+mod command_line {
+    use super::*;
+
+    fn run(args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(our_helper()).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn help_lists_the_c_helpers_options() {
+        let (code, out, _) = run(&["--help"]);
+        assert_eq!(code, Some(0));
+        for flag in [
+            "--daemon",
+            "--pidfile",
+            "--socket",
+            "--trace",
+            "--user",
+            "--group",
+            "--verbose",
+            "--quiet",
+            "--help",
+            "--version",
+            "--config",
+        ] {
+            assert!(out.contains(flag), "--help lacks {flag}");
+        }
+        assert!(out.contains("/var/run/qemu-pr-helper.sock"));
+        assert!(out.contains("/var/run/qemu-pr-helper.pid"));
+        let (code, short, _) = run(&["-h"]);
+        assert_eq!(code, Some(0));
+        assert!(short.contains("--socket"));
+    }
+
+    #[test]
+    fn version() {
+        for flag in ["-V", "--version"] {
+            let (code, out, _) = run(&[flag]);
+            assert_eq!(code, Some(0));
+            assert!(out.starts_with("qemu-pr-helper "), "{out}");
+        }
+    }
+
+    #[test]
+    fn wrong_usage_is_one_line_and_non_zero() {
+        for args in [
+            &["--bogus"][..],
+            &["-k"][..],
+            &["-k", "relative.sock"][..],
+            &["-u", "no-such-user-xyz", "-k", "/tmp/never-created-1.sock"][..],
+            &["-g", "no-such-group-xyz", "-k", "/tmp/never-created-2.sock"][..],
+            &["-c", "/nonexistent/config.toml"][..],
+            &["-T", "bogus=1", "-k", "/tmp/never-created-3.sock"][..],
+            &["extra-positional"][..],
+        ] {
+            let (code, _, err) = run(args);
+            assert_eq!(code, Some(1), "{args:?}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+            assert!(err.starts_with("qemu-pr-helper: "), "{args:?}: {err}");
+        }
+        assert!(!std::path::Path::new("/tmp/never-created-1.sock").exists());
+        assert!(!std::path::Path::new("/tmp/never-created-2.sock").exists());
+    }
+
+    #[test]
+    fn config_file_is_read_and_flags_override_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let from_file = dir.path().join("file.sock");
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            format!("socket = {:?}\n", from_file.to_str().unwrap()),
+        )
+        .unwrap();
+        let mut child = Command::new(our_helper())
+            .args(["-c", cfg.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&from_file).is_err()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let served = std::os::unix::net::UnixStream::connect(&from_file).is_ok();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert!(served, "the socket from the config file was not created");
+        // -k (added by Helper::start) overrides the file.
+        let h = Helper::start(&our_helper(), &["-c", cfg.to_str().unwrap()]);
+        assert!(h.socket.exists());
+        assert!(!from_file.exists());
+    }
+}
+
+#[test]
+fn privileges_are_dropped_to_cap_sys_rawio_with_no_new_privs() {
+    let h = Helper::start(&our_helper(), &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", h.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    if nix::unistd::geteuid().is_root() {
+        // CAP_SYS_RAWIO is bit 17.
+        let rawio = format!("{:016x}", 1u64 << 17);
+        assert_eq!(field("CapEff:"), rawio);
+        assert_eq!(field("CapPrm:"), rawio);
+        let bnd = u64::from_str_radix(&field("CapBnd:"), 16).unwrap();
+        assert_eq!(bnd & !(1u64 << 17), 0, "bounding set not cleared: {bnd:x}");
+        assert_eq!(field("CapInh:"), "0000000000000000");
+        assert_eq!(field("CapAmb:"), "0000000000000000");
+    } else {
+        eprintln!("*** not root: only NoNewPrivs checked ***");
+    }
+}
+
+#[test]
+fn switching_user_and_group_with_u_and_g() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("*** SKIPPED: needs root to switch users ***");
+        return;
+    }
+    let h = Helper::start(&our_helper(), &["-u", "65534", "-g", "65534"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", h.pid())).unwrap();
+    let line = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        line("Uid:")
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == "65534"),
+        "{}",
+        line("Uid:")
+    );
+    assert!(
+        line("Gid:")
+            .split_whitespace()
+            .skip(1)
+            .all(|g| g == "65534"),
+        "{}",
+        line("Gid:")
+    );
+    assert_eq!(line("Groups:").trim(), "Groups:");
+    assert!(line("CapEff:").ends_with(&format!("{:016x}", 1u64 << 17)));
+    // Still serving.
+    let mut c = h.connect().negotiate();
+    let null = rw(std::path::Path::new("/dev/null"));
+    assert!(c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).is_some());
+}
