@@ -158,24 +158,10 @@ pr_cmd() {
     [ $RC = 0 ] || [ -n "$OUT" ] || OUT="stderr: $(head -c 300 /tmp/client.err | tr '\n' ' ')"
 }
 
-# The client's options are sg_persist's; translate the few that differ and
-# map sg_persist's exit codes onto the client's.
+# The client's options are sg_persist's (hex keys and allocation lengths,
+# TransportIDs as sas,ADDR); map sg_persist's exit codes onto the client's.
 direct_cmd() {
-    # shellcheck disable=SC2046
-    set -- $(echo " $* " | sed -e 's/ --alloc-length / --maxlen=/' -e 's/ --json / /')
-    args=""
-    while [ $# -gt 0 ]; do
-        case "$1" in
-        -X | --transport-id)
-            args="$args -X $(echo "$2" | sed 's/\(..\)/\1,/g; s/,$//')"
-            shift 2
-            ;;
-        *)
-            args="$args $1"
-            shift
-            ;;
-        esac
-    done
+    args=$*
     # shellcheck disable=SC2086
     sg_persist -n $args >/tmp/direct.out 2>&1
     RC=$?

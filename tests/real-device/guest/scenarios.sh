@@ -9,9 +9,9 @@ ALLOW_DIFF="
 multipath|Debian's C helper is built without libmpathpersist: on a dm-multipath device it passes REGISTER to the active path only, ours registers every path
 "
 
-# SAS TransportID of nexus 3's initiator and its relative target port, for
+# TransportID of nexus 3's initiator (tcm_loop speaks SAS) and its relative target port, for
 # REGISTER AND MOVE.
-TID3=06000000${INIT3#naa.}0000000000000000000000000000
+TID3=sas,${INIT3#naa.}
 RTPI3=3
 
 sc_register() {
@@ -131,7 +131,8 @@ sc_alloc_length() {
     step reserve 0 -o -R -K 0x1111 -T 1 "$PATH1"
     # LIO refuses REPORT CAPABILITIES with less than 8 bytes (CHECK CONDITION,
     # INVALID FIELD IN CDB): the sense must come through unchanged.
-    for c in k:8:0 k:12:0 r:8:0 r:12:0 s:12:0 c:4:2; do
+    # Allocation lengths are hex, as with sg_persist: c = 12 bytes.
+    for c in k:8:0 k:c:0 r:8:0 r:c:0 s:c:0 c:4:2; do
         f=${c%%:*}
         a=${c#*:}
         w=${a#*:}
@@ -142,9 +143,9 @@ sc_alloc_length() {
             # descriptor into READ FULL STATUS): compare with its own reply.
             p=$(json_field payload)
             case $f in k) n=00 ;; r) n=01 ;; c) n=02 ;; s) n=03 ;; esac
-            d=$(prin_raw "$SG1" "$n" "$a")
+            d=$(prin_raw "$SG1" "$n" $((0x$a)))
             [ "$p" = "$d" ] || fail "alloc-$f-$a: payload [$p], the device itself answers [$d]"
-            [ ${#p} -le $((a * 2)) ] || fail "alloc-$f-$a: payload is $((${#p} / 2)) bytes, more than $a"
+            [ ${#p} -le $((0x$a * 2)) ] || fail "alloc-$f-$a: payload is $((${#p} / 2)) bytes, more than 0x$a"
         fi
     done
     end
