@@ -293,6 +293,14 @@ fi
 npass=$(grep -c '^@@RESULT [^ ]* PASS' "$LOG" || true)
 nfail=$(grep -c '^@@RESULT [^ ]* FAIL' "$LOG" || true)
 nskip=$(grep -c '^@@RESULT [^ ]* SKIP' "$LOG" || true)
+nxfail=$(grep -c '^@@RESULT [^ ]* XFAIL' "$LOG" || true)
+if [ "$nxfail" -gt 0 ]; then
+    say "known failures (not counted, see KNOWN_FAIL in guest/scenarios.sh):"
+    grep '^@@RESULT [^ ]* XFAIL' "$LOG" | while read -r _ name _ rest; do
+        echo "  $name: $rest"
+        grep "^@@DETAIL $name " "$LOG" | head -3 | sed "s/^@@DETAIL $name /      /" | cut -c1-200 || true
+    done
+fi
 if [ "$nfail" -gt 0 ]; then
     FAILED=1
     say "failing scenarios:"
@@ -317,7 +325,7 @@ if [ "$WITH_PA" = 1 ]; then
     fi
 fi
 
-say "summary: $npass passed, $nfail failed, $nskip skipped, $(elapsed) total"
+say "summary: $npass passed, $nfail failed, $nxfail known failures, $nskip skipped, $(elapsed) total"
 if [ "$KEEP" = 0 ] && [ "$FAILED" = 0 ]; then
     rm -rf "$ROOT" "$WORK"/initrd-*
 fi

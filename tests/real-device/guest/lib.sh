@@ -34,8 +34,13 @@ note() { SCEN_NOTE="$SCEN_NOTE $*"; }
 end() {
     [ -n "$SCEN" ] || return 0
     SCEN_NOTE="$SCEN_NOTE ($(($(cut -d. -f1 /proc/uptime) - SCEN_T0))s)"
-    if [ $SCEN_FAIL = 0 ]; then
+    known=$(echo "$KNOWN_FAIL" | sed -n "s/^$SCEN|//p")
+    if [ $SCEN_FAIL = 0 ] && [ -n "$known" ]; then
+        echo "@@RESULT $SCEN PASS$SCEN_NOTE (listed in KNOWN_FAIL: remove it)"
+    elif [ $SCEN_FAIL = 0 ]; then
         echo "@@RESULT $SCEN PASS$SCEN_NOTE"
+    elif [ -n "$known" ]; then
+        echo "@@RESULT $SCEN XFAIL$SCEN_NOTE known: $known"
     else
         echo "@@RESULT $SCEN FAIL$SCEN_NOTE"
     fi
