@@ -317,7 +317,7 @@ fi
 if [ "$WITH_PA" = 1 ]; then
     write_conf preempt-abort
     mkinitrd initrd-pa
-    if boot preempt-abort initrd-pa 90; then :; else say "preempt-abort boot ended with status $?"; fi
+    if boot preempt-abort initrd-pa 45; then :; else say "preempt-abort boot ended with status $?"; fi
     if grep -q '^@@DONE' "$WORK/preempt-abort.log"; then
         say "INFO: PREEMPT AND ABORT across nexuses completed: $(grep '^@@INFO pa' "$WORK/preempt-abort.log" | tail -1)"
     else
