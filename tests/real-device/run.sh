@@ -22,6 +22,9 @@
 #   --only NAME      run only scenarios whose name contains NAME
 #   --keep           keep the work dir (tests/real-device/work) afterwards
 #   --timeout SECS   limit for the main boot (default 300)
+#   --with-qemu      also run QEMU itself as the client: a nested guest
+#                    (TCG in TCG) whose scsi-block disk uses
+#                    file.pr-manager; adds about two minutes
 #   --with-preempt-abort  extra boot that tries PREEMPT AND ABORT across
 #                    nexuses (known to hang Debian's 6.1 kernel; reported as
 #                    information only, never fails the run)
@@ -53,6 +56,7 @@ ONLY=""
 KEEP=0
 BOOT_TIMEOUT=300
 WITH_PA=0
+WITH_QEMU=0
 SMP=${SMP:-1}   # 2 vCPUs under TCG measured 50% slower here
 
 say() { printf '[real-device] %s\n' "$*"; }
@@ -75,6 +79,7 @@ while [ $# -gt 0 ]; do
     --keep) KEEP=1; shift ;;
     --timeout) BOOT_TIMEOUT=$2; shift 2 ;;
     --with-preempt-abort) WITH_PA=1; shift ;;
+    --with-qemu) WITH_QEMU=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -230,6 +235,41 @@ for m in "${ORDER[@]}"; do
 done
 say "modules: ${ORDER[*]}"
 
+# Nested guest for --with-qemu: QEMU with its firmware in the initramfs, and
+# a second, small initramfs (busybox, sg_persist, virtio-scsi) for the guest
+# it boots.
+if [ "$WITH_QEMU" = 1 ]; then
+    copy_exe "$(command -v qemu-system-x86_64)" /usr/bin/qemu-system-x86_64
+    # Debian builds TCG as a loadable module.
+    for f in /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so; do
+        [ -e "$f" ] && copy_exe "$f" "$f"
+    done
+    mkdir -p "$ROOT/usr/share/qemu"
+    for f in /usr/share/seabios/bios-256k.bin /usr/share/qemu/{linuxboot_dma,linuxboot,kvmvapic,multiboot_dma,pvh}.bin; do
+        [ -e "$f" ] && cp -L "$f" "$ROOT/usr/share/qemu/"
+    done
+    INNER=$WORK/inner
+    mkdir -p "$INNER"/{bin,etc,proc,sys,dev,lib/modules,usr/bin}
+    cp "$(command -v busybox)" "$INNER/bin/busybox"
+    install -D -m 0755 "$(command -v sg_persist)" "$INNER/usr/bin/sg_persist"
+    while read -r lib; do
+        mkdir -p "$INNER$(dirname "$lib")"
+        cp -L "$lib" "$INNER$lib"
+    done < <(ldd "$(command -v sg_persist)" | awk '/=> \// {print $3} /^[ \t]*\/[^ ]+ \(/ {print $1}')
+    ORDER=()
+    SEEN=()
+    for m in virtio_pci virtio_scsi sd_mod sg; do add_module "$m"; done
+    : >"$INNER/etc/modules.order"
+    for m in "${ORDER[@]}"; do
+        cp "${KO[$m]}" "$INNER/lib/modules/$m.ko"
+        echo "$m" >>"$INNER/etc/modules.order"
+    done
+    install -m 0755 "$HERE/guest/inner-init" "$INNER/init"
+    mkdir -p "$ROOT/inner"
+    (cd "$INNER" && find . | cpio -o -H newc --quiet) >"$ROOT/inner/initrd"
+    cp "$VMLINUZ" "$ROOT/inner/vmlinuz"
+fi
+
 cat >"$ROOT/etc/passwd" <<'PW'
 root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
@@ -253,6 +293,7 @@ write_conf() {
         echo "HELPERS='${h# }'"
         echo "ONLY='$ONLY'"
         echo "MODE='$1'"
+        echo "WITH_QEMU=$WITH_QEMU"
     } >"$ROOT/etc/tier.conf"
 }
 

@@ -264,6 +264,31 @@ sc_helper_start() {
     end
 }
 
+# End to end with QEMU as the client (--with-qemu): a nested guest registers
+# and reserves through its scsi-block disk (nexus 1); QEMU hands the commands
+# to the helper over pr-manager-helper.
+sc_qemu() {
+    [ "$WITH_QEMU" = 1 ] || return 0
+    begin "$B.qemu" || return 0
+    reset_lu
+    rm -f /tmp/inner.log
+    timeout 200 qemu-system-x86_64 -accel tcg -m 256 -smp 1 -nodefaults -display none \
+        -no-reboot -serial file:/tmp/inner.log -monitor none \
+        -kernel /inner/vmlinuz -initrd /inner/initrd -append 'console=ttyS0 panic=-1 loglevel=4' \
+        -object "pr-manager-helper,id=pr0,path=/run/pr-$B.sock" \
+        -blockdev "node-name=disk0,driver=host_device,filename=$PATH1,pr-manager=pr0" \
+        -device virtio-scsi-pci,id=scsi0 -device scsi-block,drive=disk0,bus=scsi0.0 \
+        </dev/null >/tmp/qemu.out 2>&1
+    rc=$?
+    tr -d '\r' </tmp/inner.log | grep '^@@QEMU' | sed "s/^@@QEMU/@@INFO $B.qemu:/"
+    grep -q '^@@QEMU done' /tmp/inner.log || fail "nested guest did not finish (qemu exit $rc): $(tail -c 300 /tmp/qemu.out | tr '\n' ' ') console: $(tr -d '\r' </tmp/inner.log | tail -c 600 | tr '\n' ' ')"
+    grep -q '^@@QEMU register rc=0' /tmp/inner.log || fail "REGISTER from the nested guest failed"
+    grep -q '^@@QEMU reserve rc=0' /tmp/inner.log || fail "RESERVE from the nested guest failed"
+    expect_state "the nested guest's REGISTER and RESERVE" "1:0x7777:R5"
+    touched 1
+    end
+}
+
 scenarios() {
     mkdir -p "$RES/$B"
     sc_register
@@ -278,6 +303,7 @@ scenarios() {
     sc_wrong_key
     sc_contend
     sc_multipath
+    [ "$B" = direct ] || sc_qemu
 }
 
 compare() {
