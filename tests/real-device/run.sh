@@ -21,7 +21,7 @@
 #   --c-helper PATH  C reference helper (default /usr/bin/qemu-pr-helper)
 #   --only NAME      run only scenarios whose name contains NAME
 #   --keep           keep the work dir (tests/real-device/work) afterwards
-#   --timeout SECS   limit for the main boot (default 300)
+#   --timeout SECS   limit for the main boot (default 480)
 #   --with-qemu      also check that QEMU itself (pr-manager-helper object,
 #                    scsi-block disk with pr-manager) connects to each helper
 #   --with-qemu-boot with --with-qemu, also try a nested guest (TCG in TCG)
@@ -56,7 +56,7 @@ CLIENT=""
 C_HELPER=/usr/bin/qemu-pr-helper
 ONLY=""
 KEEP=0
-BOOT_TIMEOUT=300
+BOOT_TIMEOUT=480
 WITH_PA=0
 WITH_QEMU=0
 WITH_QEMU_BOOT=0
