@@ -38,7 +38,8 @@
 #
 # Output: progress on stdout; the guest prints marker lines on its serial
 # console (saved to work/console.log):
-#   @@RESULT <scenario> PASS|FAIL|SKIP <detail>
+#   @@RESULT <scenario> PASS|FAIL|XFAIL|SKIP <detail>   (XFAIL: listed in
+#                               KNOWN_FAIL in guest/scenarios.sh, not counted)
 #   @@DETAIL <scenario> <what was run / expected / got>
 #   @@INFO   <text>
 #   @@DONE                      the guest finished all scenarios
