@@ -1,4 +1,4 @@
-//! Carries out a [`plan`](super::plan::plan) over a set of paths through a
+//! Carries out a [`plan`] over a set of paths through a
 //! [`PathRunner`], synchronously: retries, failover, rollback and the merge
 //! of the paths' answers into one reply all happen here, so all of it is
 //! tested with a scripted runner.
