@@ -253,3 +253,22 @@ fn an_unknown_fault_name_is_refused_at_start() {
     assert!(err.contains("missing.img"), "{err}");
     assert!(!disks.path("pr.sock").exists());
 }
+
+#[test]
+fn a_counted_fault_heals_after_that_many_commands() {
+    let disks = Disks::new(&["flaky.img"]);
+    let config = disks.config(&[("flaky.img", "eio")]);
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml += "count = 2\n";
+    std::fs::write(&config, toml).unwrap();
+    let h = start(&config, &[]);
+    let disk = disks.open("flaky.img");
+    let mut c = h.connect().negotiate();
+    for _ in 0..2 {
+        let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]).unwrap();
+        assert_eq!(r.sense_code(), (0xb, 0x00, 0x06));
+    }
+    let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]).unwrap();
+    assert_eq!(r.status, GOOD);
+    assert_eq!(&r.payload[..8], &[0, 0, 0, 0, 0, 0, 0, 0]);
+}
