@@ -603,6 +603,9 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
 #[test]
 fn privileges_are_dropped_to_cap_sys_rawio_with_no_new_privs() {
     let h = Helper::start(&our_helper(), &[]);
+    // The socket accepts (queues) before privileges are dropped; a
+    // negotiated connection means the server, and so the drop, is done.
+    drop(h.connect().negotiate());
     let status = std::fs::read_to_string(format!("/proc/{}/status", h.pid())).unwrap();
     let field = |name: &str| {
         status
@@ -633,6 +636,7 @@ fn switching_user_and_group_with_u_and_g() {
         return;
     }
     let h = Helper::start(&our_helper(), &["-u", "65534", "-g", "65534"]);
+    drop(h.connect().negotiate());
     let status = std::fs::read_to_string(format!("/proc/{}/status", h.pid())).unwrap();
     let line = |name: &str| {
         status

@@ -19,14 +19,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::adapters::multipathd::MultipathdNotifier;
-use crate::adapters::sg_io::{send_pr_command_with_origin, SgIoExecutor};
+use crate::adapters::sg_io::{on_blocking_thread, send_pr_command_with_origin, SgIoExecutor};
 use crate::domain::framing::PrReply;
 use crate::domain::multipath::command::PathCommand;
 use crate::domain::multipath::path::{PathState, PathView};
 use crate::domain::multipath::runner::{execute, PathRunner};
 use crate::domain::multipath::verdict::PathReply;
 use crate::domain::multipath::PATH_FAILURE;
-use crate::domain::sense::SenseCode;
 use crate::ports::executor::{DeviceFd, DeviceKind, Initiator, PrCommand, ScsiExecutor};
 
 /// The prefix of a multipath map's device-mapper UUID.
@@ -301,13 +300,7 @@ impl ScsiExecutor for MultipathExecutor {
         // map is not needed any more.
         drop(device);
         let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.run_on_map(&map, command)).await {
-            Ok(reply) => reply,
-            Err(e) => {
-                tracing::error!(cause = %e, "multipath worker failed");
-                PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE)
-            }
-        }
+        on_blocking_thread(move || this.run_on_map(&map, command)).await
     }
 }
 
@@ -317,6 +310,7 @@ mod tests {
     use crate::adapters::multipathd::MultipathdAddress;
     use crate::domain::cdb::PrCdb;
     use crate::domain::sense::ScsiStatus;
+    use crate::domain::sense::SenseCode;
     use crate::domain::service_action::PrInServiceAction;
     use crate::ports::executor::{AccessMode, DeviceInfo};
     use std::fs;

@@ -207,16 +207,21 @@ impl ScsiExecutor for SgIoExecutor {
             return reply_for_ioctl_failure(IoctlFailure::Other(Errno::ENOTTY as i32));
         }
         let timeout = self.timeout;
-        let result = tokio::task::spawn_blocking(move || {
-            send_pr_command(device.fd.as_fd(), &command, timeout)
-        })
-        .await;
-        match result {
-            Ok(reply) => reply,
-            Err(e) => {
-                tracing::error!(cause = %e, "SG_IO worker failed");
-                PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE)
-            }
+        on_blocking_thread(move || send_pr_command(device.fd.as_fd(), &command, timeout)).await
+    }
+}
+
+/// Runs a blocking device operation on tokio's blocking pool, off the
+/// reactor. A worker that dies answers INTERNAL TARGET FAILURE.
+pub async fn on_blocking_thread<F>(work: F) -> PrReply
+where
+    F: FnOnce() -> PrReply + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            tracing::error!(cause = %e, "SG_IO worker failed");
+            PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE)
         }
     }
 }

@@ -1,0 +1,227 @@
+# shellcheck shell=dash disable=SC3043
+# Variables set through eval (DIRTYn, SGn, HELPER_PID_x) look unused/unassigned:
+# shellcheck disable=SC2034,SC2154
+# Helpers for the guest scenarios (busybox ash). Sourced by /init.
+#
+# Backends ($B):
+#   direct  sg_persist run on the device itself (baseline: what the LU does)
+#   rs      qemu-pr-client -> the helper under test  (/run/pr-rs.sock)
+#   c       qemu-pr-client -> the C reference helper (/run/pr-c.sock)
+# Device state is always read with sg_raw/sg_persist directly on /dev/sgN.
+
+RES=/tmp/res        # per backend, per scenario: normalized replies to compare
+mkdir -p $RES
+
+# ------------------------------------------------------------ result marks
+SCEN=""
+SCEN_FAIL=0
+# begin NAME: start scenario NAME; returns 1 (skip it) when --only excludes it.
+begin() {
+    SCEN=$1
+    SCEN_FAIL=0
+    SCEN_NOTE=""
+    SCEN_T0=$(cut -d. -f1 /proc/uptime)
+    if [ -n "$ONLY" ]; then
+        case "$SCEN" in *"$ONLY"*) ;; *) SCEN=""; return 1 ;; esac
+    fi
+    return 0
+}
+fail() {
+    echo "@@DETAIL $SCEN $*"
+    SCEN_FAIL=1
+}
+note() { SCEN_NOTE="$SCEN_NOTE $*"; }
+end() {
+    [ -n "$SCEN" ] || return 0
+    SCEN_NOTE="$SCEN_NOTE ($(($(cut -d. -f1 /proc/uptime) - SCEN_T0))s)"
+    known=$(echo "$KNOWN_FAIL" | sed -n "s/^$SCEN|//p")
+    if [ $SCEN_FAIL = 0 ] && [ -n "$known" ]; then
+        echo "@@RESULT $SCEN PASS$SCEN_NOTE (listed in KNOWN_FAIL: remove it)"
+    elif [ $SCEN_FAIL = 0 ]; then
+        echo "@@RESULT $SCEN PASS$SCEN_NOTE"
+    elif [ -n "$known" ]; then
+        echo "@@RESULT $SCEN XFAIL$SCEN_NOTE known: $known"
+    else
+        echo "@@RESULT $SCEN FAIL$SCEN_NOTE"
+    fi
+    SCEN=""
+}
+
+# ------------------------------------------------------------ device truth
+hexof() { od -An -v -tx1 "$1" | tr -d ' \n'; }
+
+# prin_raw DEV SA ALLOC: PR IN sent straight to DEV; prints the reply in hex.
+prin_raw() {
+    rm -f /tmp/prin.bin
+    sg_raw -R -r "$3" -o /tmp/prin.bin "$1" 5e "$2" 00 00 00 00 00 \
+        "$(printf %02x $(($3 >> 8)))" "$(printf %02x $(($3 & 255)))" 00 >/dev/null 2>&1 || return 1
+    hexof /tmp/prin.bin
+}
+
+# Unit attentions: LIO queues one on the other I_T nexuses when a PR OUT
+# (PREEMPT, CLEAR, RELEASE ...) changes their state, and hands it to the next
+# command through that nexus. They are consumed with TEST UNIT READY before a
+# command goes through a nexus that another nexus's PR OUT may have touched,
+# so that both helpers and the baseline see the same device. Exec is slow
+# under TCG (~0.1 s per dynamically linked program): only dirty nexuses are
+# drained.
+DIRTY1=1
+DIRTY2=1
+DIRTY3=1
+nexus_of() {
+    case "$1" in
+    "$PATH1" | "$SG1") echo 1 ;;
+    "$PATH2" | "$SG2") echo 2 ;;
+    "$PATH3" | "$SG3") echo 3 ;;
+    *) echo 1 2 ;;
+    esac
+}
+# touched N...: a PR OUT went through nexus N...; the others may hold a UA.
+touched() {
+    for x in 1 2 3; do
+        case " $* " in *" $x "*) ;; *) eval "DIRTY$x=1" ;; esac
+    done
+}
+# drain [N...]: consume pending UAs on the given (default: all) dirty nexuses.
+drain() {
+    [ $# -gt 0 ] || set -- 1 2 3
+    for x in "$@"; do
+        eval "dirty=\$DIRTY$x; d=\$SG$x"
+        [ "$dirty" = 1 ] || continue
+        i=0
+        while [ $i -lt 5 ] && ! sg_turs "$d" >/dev/null 2>&1; do i=$((i + 1)); done
+        eval "DIRTY$x=0"
+    done
+}
+
+# dev_state: one word per registration, sorted: NEXUS:KEY, plus :RTYPE on the
+# reservation holder(s), from READ FULL STATUS; "-" when nothing is registered.
+# NEXUS is 1, 2 (this host's paths) or 3 (the other node).
+dev_state() {
+    drain 1
+    h=$(prin_raw "$SG1" 03 4096) || { echo "ERROR(read full status failed)"; return; }
+    echo "$h" | awk '
+    function hv(s,  i, v) { v = 0; for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+    function key(s) { sub(/^0+/, "", s); return "0x" (s == "" ? "0" : s) }
+    {
+        h = $0; addl = hv(substr(h, 9, 8)); off = 8; n = 0
+        while (off + 24 <= 8 + addl && 2 * (off + 24) <= length(h)) {
+            k = key(substr(h, 2 * off + 1, 16))
+            fl = hv(substr(h, 2 * (off + 12) + 1, 2)); st = hv(substr(h, 2 * (off + 13) + 1, 2))
+            tl = hv(substr(h, 2 * (off + 20) + 1, 8)); tid = substr(h, 2 * (off + 24) + 1, 2 * tl)
+            e = substr(tid, 24, 1) ":" k
+            if (fl % 2 == 1) e = e ":R" (st % 16)
+            out[n++] = e; off += 24 + tl
+        }
+        for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (out[j] < out[i]) { t = out[i]; out[i] = out[j]; out[j] = t }
+        s = ""; for (i = 0; i < n; i++) s = s (i ? " " : "") out[i]
+        print (s == "" ? "-" : s)
+    }'
+}
+
+# expect_state WHEN WANT[|ALTERNATIVE...]
+expect_state() {
+    got=$(dev_state)
+    old_ifs=$IFS
+    IFS='|'
+    for w in $2; do
+        if [ "$got" = "$w" ]; then IFS=$old_ifs; return 0; fi
+    done
+    IFS=$old_ifs
+    fail "device state after $1: expected [$2] got [$got]"
+}
+
+# reset_lu: no registrations, no reservation, no pending unit attention.
+reset_lu() {
+    drain
+    sg_persist -n -o -I -S 0xfeed "$SG1" >/dev/null 2>&1
+    sg_persist -n -o -C -K 0xfeed "$SG1" >/dev/null 2>&1
+    touched 1
+    drain
+    st=$(dev_state)
+    [ "$st" = "-" ] || fail "reset: LU still has registrations: $st"
+}
+
+# Direct actions of the other cluster node (nexus 3), via sg_persist.
+other() {
+    drain 3
+    sg_persist -n "$@" "$SG3" >/tmp/other.out 2>&1 || fail "other node: sg_persist $* failed: $(tail -1 /tmp/other.out)"
+    touched 3
+}
+
+# ---------------------------------------------------------------- backends
+# pr_cmd ARGS... DEVICE: one PR command through backend $B; sets RC (client
+# exit convention: 0 GOOD, 2 CHECK CONDITION, 3 RESERVATION CONFLICT, 4 other
+# status, 5 connection/protocol failure, 1 usage/local error) and OUT.
+pr_cmd() {
+    if [ "$B" = direct ]; then
+        direct_cmd "$@"
+        return
+    fi
+    OUT=$(qemu-pr-client --socket "/run/pr-$B.sock" --json "$@" 2>/tmp/client.err)
+    RC=$?
+    [ $RC = 0 ] || [ -n "$OUT" ] || OUT="stderr: $(head -c 300 /tmp/client.err | tr '\n' ' ')"
+}
+
+# The client's options are sg_persist's (hex keys and allocation lengths,
+# TransportIDs as sas,ADDR); map sg_persist's exit codes onto the client's.
+direct_cmd() {
+    args=$*
+    # shellcheck disable=SC2086
+    sg_persist -n $args >/tmp/direct.out 2>&1
+    RC=$?
+    OUT=$(tr '\n' ' ' </tmp/direct.out)
+    case $RC in
+    0) RC=0 ;;
+    24) RC=3 ;;
+    *) RC=2 ;;
+    esac
+}
+
+# json_field NAME: value of "NAME":... from $OUT (numbers or strings).
+json_field() {
+    echo "$OUT" | sed -n "s/.*\"$1\":\"\{0,1\}\([0-9A-Za-z_]*\).*/\1/p" | head -1
+}
+
+# step LABEL WANT_RC ARGS... DEVICE: run one command; record its normalized
+# reply for the rs/c comparison; FAIL when the exit code is not WANT_RC.
+step() {
+    label=$1
+    want=$2
+    shift 2
+    eval "dev=\${$#}"
+    nx=$(nexus_of "$dev")
+    # shellcheck disable=SC2086
+    drain $nx
+    pr_cmd "$@"
+    # shellcheck disable=SC2086
+    case " $* " in
+    *" -o "* | *" --out "*) touched $nx ;;
+    esac
+    if [ "$B" != direct ]; then
+        st=$(json_field status)
+        sense=$(json_field sense)
+        payload=$(json_field payload)
+        case " $* " in
+        *" -i "*" -c "* | *" --report-capabilities "*) ;;
+        *" -i "* | *" --in "*) [ ${#payload} -ge 8 ] && payload="xxxxxxxx${payload#????????}" ;;
+        esac
+        echo "$label rc=$RC status=$st sense=$sense payload=$payload" >>"$RES/$B/${SCEN#*.}"
+    fi
+    if [ "$RC" != "$want" ]; then
+        fail "step $label: ran [$*] expected exit $want, got $RC: $(echo "$OUT" | sed 's/"sense":"\(.\{36\}\)0*"/"sense":"\1..."/')"
+    fi
+}
+
+# start_helper NAME BINARY: start a helper as in production; waits for its socket.
+start_helper() {
+    rm -f "/run/pr-$1.sock"
+    "$2" -k "/run/pr-$1.sock" -u nobody -g nogroup >"/tmp/helper-$1.log" 2>&1 &
+    eval "HELPER_PID_$1=$!"
+    i=0
+    while [ $i -lt 50 ] && [ ! -S "/run/pr-$1.sock" ]; do
+        usleep 100000
+        i=$((i + 1))
+    done
+    [ -S "/run/pr-$1.sock" ]
+}
