@@ -9,7 +9,7 @@
 #                                                  dm-multipath map, dm-0)
 #   /dev/sdc + /dev/sg2                            "the other cluster node"
 # It then starts the helper under test and the C reference helper
-# (/usr/bin/qemu-pr-helper) as in production (root, -u nobody -g nogroup),
+# (/usr/bin/qemu-pr-helper) as in production (root, -u nobody -g disk),
 # drives them with qemu-pr-client, checks the device state with sg_persist
 # run directly on the devices, and compares both helpers' replies byte for
 # byte (PRGENERATION masked).
@@ -281,6 +281,7 @@ nobody:x:65534:65534:nobody:/nonexistent:/bin/false
 PW
 cat >"$ROOT/etc/group" <<'GR'
 root:x:0:
+disk:x:6:
 nogroup:x:65534:
 GR
 echo 'hosts: files' >"$ROOT/etc/nsswitch.conf"

@@ -149,6 +149,27 @@ other() {
     touched 3
 }
 
+# on_nexus N ARGS...: sg_persist straight to nexus N (this host's paths).
+on_nexus() {
+    n=$1
+    shift
+    drain "$n"
+    eval "d=\$SG$n"
+    sg_persist -n "$@" "$d" >/tmp/nexus.out 2>&1 || fail "nexus $n: sg_persist $* failed: $(tail -1 /tmp/nexus.out)"
+    touched "$n"
+}
+
+# write_expect N WANT_RC WHEN: WRITE(10) of one block at LBA 0 straight to
+# nexus N; sg_raw exits 0 on GOOD, 24 on RESERVATION CONFLICT.
+write_expect() {
+    [ -f /tmp/block ] || dd if=/dev/zero of=/tmp/block bs=512 count=1 2>/dev/null
+    drain "$1"
+    eval "d=\$SG$1"
+    sg_raw -s 512 -i /tmp/block "$d" 2a 00 00 00 00 00 00 00 01 00 >/tmp/write.out 2>&1
+    rc=$?
+    [ "$rc" = "$2" ] || fail "write through nexus $1 after $3: sg_raw exit $rc, want $2: $(tr '\n' ' ' </tmp/write.out | cut -c1-200)"
+}
+
 # ---------------------------------------------------------------- backends
 # pr_cmd ARGS... DEVICE: one PR command through backend $B; sets RC (client
 # exit convention: 0 GOOD, 2 CHECK CONDITION, 3 RESERVATION CONFLICT, 4 other
@@ -213,10 +234,12 @@ step() {
     fi
 }
 
-# start_helper NAME BINARY: start a helper as in production; waits for its socket.
+# start_helper NAME BINARY: start a helper as in production; waits for its
+# socket. Group disk, as the README asks for multipath: the helper opens the
+# map's path nodes (root:disk 0660) itself.
 start_helper() {
     rm -f "/run/pr-$1.sock"
-    "$2" -k "/run/pr-$1.sock" -u nobody -g nogroup >"/tmp/helper-$1.log" 2>&1 &
+    "$2" -k "/run/pr-$1.sock" -u nobody -g disk >"/tmp/helper-$1.log" 2>&1 &
     eval "HELPER_PID_$1=$!"
     i=0
     while [ $i -lt 50 ] && [ ! -S "/run/pr-$1.sock" ]; do

@@ -13,7 +13,6 @@ multipath|Debian's C helper is built without libmpathpersist: on a dm-multipath 
 # "backend.scenario|reason", one per line. Reported as XFAIL (with their
 # details), not counted as failures; one that passes asks to be removed.
 KNOWN_FAIL="
-rs.multipath|the helper has no dm-multipath support yet: REGISTER reaches one path only
 "
 
 # TransportID of nexus 3's initiator (tcm_loop speaks SAS) and its relative target port, for
@@ -213,6 +212,8 @@ sc_contend() {
 # path that makes them take effect. Without that knowledge (sg_persist, and
 # Debian's C helper, built without libmpathpersist) dm-multipath forwards each
 # ioctl to whichever path it picks, so only the first REGISTER is checked.
+# Through our helper, each item of the multipath acceptance list is checked
+# on the device itself (READ FULL STATUS has one registration per nexus).
 sc_multipath() {
     begin "$B.multipath" || return 0
     reset_lu
@@ -224,10 +225,16 @@ sc_multipath() {
         end
         return 0
     fi
+    # (a) REGISTER registers both paths.
     step register 0 -o -G -S 0x1111 "$MPATH"
     expect_state register "1:0x1111 2:0x1111"
+    # (b) Write Exclusive - Registrants Only: both paths write, the other
+    # node conflicts.
     step reserve 0 -o -R -K 0x1111 -T 5 "$MPATH"
     expect_state reserve "1:0x1111:R5 2:0x1111|1:0x1111 2:0x1111:R5"
+    write_expect 1 0 "reserve type 5"
+    write_expect 2 0 "reserve type 5"
+    write_expect 3 24 "reserve type 5"
     step read-keys 0 -i -k "$MPATH"
     step read-reservation 0 -i -r "$MPATH"
     step read-full-status 0 -i -s "$MPATH"
@@ -236,13 +243,45 @@ sc_multipath() {
     step reserve-1 0 -o -R -K 0x1111 -T 1 "$MPATH"
     step clear 0 -o -C -K 0x1111 "$MPATH"
     expect_state clear "-"
-    step register-again 0 -o -G -S 0x1111 "$MPATH"
+    # (c) One PREEMPT from the other node removes both paths' registrations.
+    step register-c 0 -o -G -S 0x1111 "$MPATH"
+    step reserve-c 0 -o -R -K 0x1111 -T 5 "$MPATH"
+    other -o -G -S 0x3333
+    other -o -P -K 0x3333 -S 0x1111 -T 5
+    expect_state "preempt by the other node" "3:0x3333:R5"
+    reset_lu
+    # (d) RELEASE releases when the holder is the other path.
+    step register-d 0 -o -G -S 0x1111 "$MPATH"
+    on_nexus 2 -o -R -K 0x1111 -T 1
+    expect_state "reserve directly through path 2" "1:0x1111 2:0x1111:R1"
+    step release-d 0 -o -L -K 0x1111 -T 1 "$MPATH"
+    expect_state "release of path 2's reservation" "1:0x1111 2:0x1111"
+    # (e) A path offline before the command: the other path serves it.
+    # Path 1 is the one tried first, so it is the one taken offline.
+    drain 1 2
+    echo offline >"/sys/block/${PATH1#/dev/}/device/state"
+    step reserve-e 0 -o -R -K 0x1111 -T 5 "$MPATH"
+    step read-keys-e 0 -i -k "$MPATH"
+    echo running >"/sys/block/${PATH1#/dev/}/device/state"
+    expect_state "reserve with path 1 offline" "1:0x1111 2:0x1111:R5"
+    step release-e 0 -o -L -K 0x1111 -T 5 "$MPATH"
+    expect_state release-e "1:0x1111 2:0x1111"
+    reset_lu
+    # (f) REGISTER refused on one path (registered there with another key):
+    # the path that accepted it is rolled back.
+    on_nexus 2 -o -G -S 0x2222
+    step register-f 3 -o -G -S 0x1111 "$MPATH"
+    expect_state "register refused on path 2" "2:0x2222"
+    reset_lu
+    # (g) Unregistering through the map removes both registrations.
+    step register-g 0 -o -G -S 0x1111 "$MPATH"
+    expect_state register-g "1:0x1111 2:0x1111"
     step unregister 0 -o -G -K 0x1111 -S 0 "$MPATH"
     expect_state unregister "-"
     end
 }
 
-# The daemon starts as in production and drops to nobody:nogroup.
+# The daemon starts as in production and drops to nobody:disk.
 sc_helper_start() {
     begin "$B.helper-start" || return 0
     eval "pid=\$HELPER_PID_$B"
@@ -261,6 +300,23 @@ sc_helper_start() {
         [ "$uid" = 65534 ] || fail "helper runs as uid [$uid], want 65534 (nobody)"
         note "uid=$uid CapEff=$cap"
     fi
+    end
+}
+
+# After every scenario the helper must still be running and serving: the
+# release build's seccomp filter (default mode kill) let every command of the
+# run through on a real device, multipath paths included.
+sc_still_alive() {
+    begin "$B.still-alive" || return 0
+    eval "pid=\$HELPER_PID_$B"
+    st=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+    case "$st" in
+    "" | Z | X) fail "helper pid $pid is gone (state [$st]); log: $(tail -c 400 "/tmp/helper-$B.log" | tr '\n' ' ')" ;;
+    *)
+        step alive-read-keys 0 -i -k "$PATH1"
+        note "pid $pid state $st"
+        ;;
+    esac
     end
 }
 
@@ -367,6 +423,7 @@ run_all() {
         sc_helper_start
         [ "$HAVE_CLIENT" = 1 ] || continue
         scenarios
+        sc_still_alive
         eval "kill \$HELPER_PID_$B" 2>/dev/null
     done
     case " $HELPERS " in *" rs "*) case " $HELPERS " in *" c "*)
