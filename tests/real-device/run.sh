@@ -278,6 +278,9 @@ fi
 cat >"$ROOT/etc/passwd" <<'PW'
 root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+nexus1:x:1:65534:emulated nexus 1:/nonexistent:/bin/sh
+nexus2:x:2:65534:emulated nexus 2:/nonexistent:/bin/sh
+nexus3:x:3:65534:emulated nexus 3:/nonexistent:/bin/sh
 PW
 cat >"$ROOT/etc/group" <<'GR'
 root:x:0:
@@ -285,6 +288,14 @@ disk:x:6:
 nogroup:x:65534:
 GR
 echo 'hosts: files' >"$ROOT/etc/nsswitch.conf"
+# Our helper's emulated device, one nexus per client uid (see guest/lib.sh).
+cat >"$ROOT/etc/tier-emu.toml" <<'EMU'
+[executor]
+kind = "emulated"
+initiator = "uid"
+[security]
+socket_mode = "0666"
+EMU
 
 install -m 0755 "$HERE/guest/init" "$ROOT/init"
 install -m 0644 "$HERE/guest/lib.sh" "$ROOT/etc/tier-lib.sh"
@@ -296,6 +307,7 @@ write_conf() {
         h=""
         [ -n "$HELPER" ] && h="rs"
         [ -n "$C_HELPER" ] && h="$h c"
+        [ -n "$HELPER" ] && h="$h emu"
         echo "HELPERS='${h# }'"
         echo "ONLY='$ONLY'"
         echo "MODE='$1'"
