@@ -331,7 +331,7 @@ boot() {
         -nographic -no-reboot -net none -kernel "$VMLINUZ" -initrd "$WORK/$initrd" \
         -append 'console=ttyS0 panic=-1 quiet' </dev/null 2>&1 |
         tr -d '\r' | sed -u 's/^.*\(@@[A-Z]\)/\1/' | tee "$WORK/$name.log" |
-        grep --line-buffered -E '^@@(RESULT|DETAIL|INFO|ERROR)' | sed -u 's/^/  /'
+        grep --line-buffered -E '^@@(RESULT|DETAIL|INFO|ERROR|BENCH)' | sed -u 's/^/  /'
     rc=${PIPESTATUS[0]}
     set -e
     return "$rc"
@@ -384,6 +384,21 @@ if [ "$WITH_PA" = 1 ]; then
     else
         say "INFO: PREEMPT AND ABORT across nexuses hung the guest kernel (known LIO/tcm_loop issue); not counted"
     fi
+fi
+
+# Performance row (information only): READ KEYS through each helper and with
+# sg_persist directly, one program run per command.
+if grep -q '^@@BENCH' "$LOG"; then
+    say "bench (median wall time per command under TCG; compare ratios, not absolute times):"
+    direct_ms=$(sed -n 's/^@@BENCH read-keys-direct .*median_ms=\([0-9]*\).*/\1/p' "$LOG")
+    grep '^@@BENCH' "$LOG" | while read -r _ name n med rest; do
+        m=${med#median_ms=}
+        ratio=""
+        if [ -n "$direct_ms" ] && [ "$direct_ms" -gt 0 ]; then
+            ratio=$(awk -v a="$m" -v b="$direct_ms" 'BEGIN { printf "%.2fx sg_persist", a / b }')
+        fi
+        printf '  %-20s %s %s %s  %s\n' "$name" "$n" "$med" "$rest" "$ratio"
+    done
 fi
 
 say "summary: $npass passed, $nfail failed, $nxfail known failures, $nskip skipped, $(elapsed) total"

@@ -118,12 +118,12 @@ sc_register_move() {
     reset_lu
     step register 0 -o -G -S 0x1111 "$PATH1"
     step reserve 0 -o -R -K 0x1111 -T 1 "$PATH1"
-    step move 0 -o -M -K 0x1111 -S 0x4444 -T 1 -X "$TID3" -Q $RTPI3 "$PATH1"
+    step move 0 -o -M -K 0x1111 -S 0x4444 -T 1 -X "$TID3" -Q "$RTPI3" "$PATH1"
     expect_state move "1:0x1111 3:0x4444:R1"
     reset_lu
     step register-2 0 -o -G -S 0x1111 "$PATH1"
     step reserve-2 0 -o -R -K 0x1111 -T 3 "$PATH1"
-    step move-unreg 0 -o -M -K 0x1111 -S 0x4444 -T 3 -X "$TID3" -Q $RTPI3 -U "$PATH1"
+    step move-unreg 0 -o -M -K 0x1111 -S 0x4444 -T 3 -X "$TID3" -Q "$RTPI3" -U "$PATH1"
     expect_state move-unreg "3:0x4444:R3"
     end
 }
@@ -345,6 +345,40 @@ sc_still_alive() {
     end
 }
 
+# Performance, information only (never a failure): BENCH_N READ KEYS on
+# nexus 1, one program run each (as a VM's first command, or a cluster
+# agent's), through backend $B; per-command wall time from /proc/uptime
+# (10 ms resolution), read without forking. Prints
+# "@@BENCH NAME n=N median_ms=M min_ms=A max_ms=B".
+BENCH_N=50
+BENCH_NAME=bench
+sc_bench() {
+    [ "$B" = emu ] && return 0
+    [ -z "$ONLY" ] || [ "${BENCH_NAME#*"$ONLY"}" != "$BENCH_NAME" ] || return 0
+    reset_lu
+    pr_cmd -o -G -S 0x1111 "$PATH1"   # one key to read
+    touched 1
+    drain 1
+    : >/tmp/bench.times
+    i=0
+    while [ $i -lt $BENCH_N ]; do
+        read -r up _ </proc/uptime
+        t0=${up%.*}${up#*.}
+        if [ "$B" = direct ]; then
+            sg_persist -n -i -k "$SG1" >/dev/null 2>&1
+        else
+            qemu-pr-client --socket "/run/pr-$B.sock" -i -k "$PATH1" >/dev/null 2>&1
+        fi
+        read -r up _ </proc/uptime
+        echo $(((${up%.*}${up#*.} - t0) * 10)) >>/tmp/bench.times
+        i=$((i + 1))
+    done
+    sort -n /tmp/bench.times >/tmp/bench.sorted
+    echo "@@BENCH read-keys-$B n=$BENCH_N median_ms=$(sed -n "$((BENCH_N / 2 + 1))p" /tmp/bench.sorted)" \
+        "min_ms=$(head -1 /tmp/bench.sorted) max_ms=$(tail -1 /tmp/bench.sorted)"
+    reset_lu
+}
+
 # QEMU as the client (--with-qemu). Counted: QEMU, paused before the guest
 # runs, connects to the helper and negotiates (QMP query-pr-managers reports
 # "connected": true). Information only: a nested guest (TCG inside TCG)
@@ -478,6 +512,7 @@ run_all() {
     fi
     B=direct
     scenarios
+    sc_bench
     if [ "$HAVE_CLIENT" != 1 ]; then
         echo "@@RESULT helpers SKIP qemu-pr-client missing: helper scenarios not run"
     fi
@@ -492,6 +527,7 @@ run_all() {
         sc_helper_start
         [ "$HAVE_CLIENT" = 1 ] || continue
         scenarios
+        sc_bench
         sc_still_alive
         eval "kill \$HELPER_PID_$B" 2>/dev/null
     done
