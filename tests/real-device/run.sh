@@ -12,7 +12,10 @@
 # (/usr/bin/qemu-pr-helper) as in production (root, -u nobody -g disk),
 # drives them with qemu-pr-client, checks the device state with sg_persist
 # run directly on the devices, and compares both helpers' replies byte for
-# byte (PRGENERATION masked).
+# byte (PRGENERATION masked). The scenarios run once more on the helper's
+# emulated device, whose replies are compared with LIO's; our helper must
+# still be alive after all of them (release build, seccomp mode kill); and
+# READ KEYS is timed through each helper and with sg_persist (information).
 #
 # Usage: tests/real-device/run.sh [options]
 #   --helper PATH    helper under test (default target/release/qemu-pr-helper;
@@ -42,6 +45,7 @@
 #                               KNOWN_FAIL in guest/scenarios.sh, not counted)
 #   @@DETAIL <scenario> <what was run / expected / got>
 #   @@INFO   <text>
+#   @@BENCH  <name> n=N median_ms=M ...   (information only)
 #   @@DONE                      the guest finished all scenarios
 # Exit status: 0 all passed, 1 a scenario failed or the guest did not finish,
 # 77 the environment cannot run the tier (reason printed as SKIPPED).

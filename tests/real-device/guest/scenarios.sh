@@ -334,12 +334,12 @@ sc_still_alive() {
     begin "$B.still-alive" || return 0
     reset_lu   # the same state for every backend
     eval "pid=\$HELPER_PID_$B"
-    st=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
-    case "$st" in
-    "" | Z | X) fail "helper pid $pid is gone (state [$st]); log: $(tail -c 400 "/tmp/helper-$B.log" | tr '\n' ' ')" ;;
+    pstate=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+    case "$pstate" in
+    "" | Z | X) fail "helper pid $pid is gone (state [$pstate]); log: $(tail -c 400 "/tmp/helper-$B.log" | tr '\n' ' ')" ;;
     *)
+        note "pid $pid state $pstate"
         step alive-read-keys 0 -i -k "$PATH1"
-        note "pid $pid state $st"
         ;;
     esac
     end
