@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::fault::{DeviceFault, UnknownFault};
+
 /// Default socket path, as in the C helper.
 pub const DEFAULT_SOCKET: &str = "/var/run/qemu-pr-helper.sock";
 /// Default pidfile path, as in the C helper.
@@ -47,6 +49,33 @@ pub struct ExecutorFile {
     pub multipath: Option<bool>,
     /// Emulated device only: `initiator = "connection" | "uid" | "session"`.
     pub initiator: Option<InitiatorModel>,
+    /// Emulated device only: `[[executor.fault]]` entries, units that misbehave.
+    #[serde(default)]
+    pub fault: Vec<FaultFile>,
+}
+
+/// One `[[executor.fault]]` entry: a file whose emulated unit misbehaves.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultFile {
+    /// The file standing in for the logical unit (its identity is taken at
+    /// start, so the file must exist then).
+    pub path: PathBuf,
+    /// The fault's name, as [`DeviceFault`]'s `FromStr` reads it.
+    pub fault: String,
+    /// Show the fault this many times, then heal (default: for ever).
+    pub count: Option<u32>,
+}
+
+/// A validated fault for the emulated device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultSetting {
+    /// The file standing in for the logical unit.
+    pub path: PathBuf,
+    /// What goes wrong.
+    pub fault: DeviceFault,
+    /// How many times, then heal; `None`: for ever.
+    pub count: Option<u32>,
 }
 
 /// How audit lines show reservation keys.
@@ -142,6 +171,18 @@ pub enum ConfigError {
     /// The socket path is relative.
     #[error("socket path must be absolute: {0}")]
     RelativeSocket(PathBuf),
+    /// An `[[executor.fault]]` entry names no known fault.
+    #[error("[[executor.fault]] for {path}: {source}")]
+    Fault {
+        /// The entry's file.
+        path: PathBuf,
+        /// The name that was not understood.
+        #[source]
+        source: UnknownFault,
+    },
+    /// Faults are for the emulated device; real devices bring their own.
+    #[error("[[executor.fault]] needs the emulated executor (--emulate or kind = \"emulated\")")]
+    FaultsNeedEmulation,
 }
 
 impl ConfigFile {
@@ -219,6 +260,8 @@ pub struct Settings {
     pub multipath: bool,
     /// Emulated device: what one I_T nexus is.
     pub initiator: InitiatorModel,
+    /// Emulated device: units that misbehave.
+    pub faults: Vec<FaultSetting>,
     /// Log format.
     pub log_format: LogFormat,
     /// Access control and limits, as in the file.
@@ -254,6 +297,24 @@ impl Settings {
         } else {
             file.executor.kind.unwrap_or_default()
         };
+        let faults = file
+            .executor
+            .fault
+            .iter()
+            .map(|f| {
+                Ok(FaultSetting {
+                    path: f.path.clone(),
+                    fault: f.fault.parse().map_err(|source| ConfigError::Fault {
+                        path: f.path.clone(),
+                        source,
+                    })?,
+                    count: f.count,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        if !faults.is_empty() && executor != ExecutorKind::Emulated {
+            return Err(ConfigError::FaultsNeedEmulation);
+        }
         let timeout_ms = cli
             .timeout_ms
             .or(file.executor.timeout_ms)
@@ -272,6 +333,7 @@ impl Settings {
             timeout: Duration::from_millis(timeout_ms),
             multipath: file.executor.multipath.unwrap_or(true),
             initiator: file.executor.initiator.unwrap_or_default(),
+            faults,
             log_format: file.log_format.unwrap_or_default(),
             security: SecurityFile {
                 seccomp: cli.seccomp.or(file.security.seccomp),
@@ -355,7 +417,64 @@ mod tests {
     fn the_example_files_parse() {
         let f = ConfigFile::parse(include_str!("../config/qemu-pr-helper.toml")).unwrap();
         assert_eq!(f.executor.multipath, Some(true));
-        ConfigFile::parse(include_str!("../config/emulated.toml")).unwrap();
+        let emulated = include_str!("../config/emulated.toml");
+        ConfigFile::parse(emulated).unwrap();
+        // The commented fault example, uncommented, is a valid config too.
+        let example = emulated
+            .lines()
+            .skip_while(|l| !l.starts_with("# timeout_ms"))
+            .map(|l| l.trim_start_matches('#').trim_start())
+            .collect::<Vec<_>>()
+            .join("\n");
+        // It sits at the end, in the [executor] table.
+        let uncommented = format!("{emulated}\n{example}\n");
+        let s = Settings::merge(
+            ConfigFile::parse(&uncommented).unwrap(),
+            CommandLine::default(),
+        )
+        .unwrap();
+        assert_eq!(s.faults.len(), 2);
+        assert_eq!(s.timeout, Duration::from_millis(2000));
+    }
+
+    #[test]
+    fn faults_parse_and_unknown_names_are_refused() {
+        let text = "[executor]\nkind = \"emulated\"\n\
+            [[executor.fault]]\npath = \"/tmp/a.img\"\nfault = \"timeout\"\n\
+            [[executor.fault]]\npath = \"/tmp/b.img\"\nfault = \"unit_attention\"\ncount = 3\n";
+        let s = Settings::merge(ConfigFile::parse(text).unwrap(), CommandLine::default()).unwrap();
+        assert_eq!(
+            s.faults,
+            vec![
+                FaultSetting {
+                    path: "/tmp/a.img".into(),
+                    fault: DeviceFault::Timeout,
+                    count: None,
+                },
+                FaultSetting {
+                    path: "/tmp/b.img".into(),
+                    fault: DeviceFault::UnitAttention,
+                    count: Some(3),
+                },
+            ]
+        );
+        let bad = text.replace("\"timeout\"", "\"slow\"");
+        let e = Settings::merge(ConfigFile::parse(&bad).unwrap(), CommandLine::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/tmp/a.img") && e.contains("\"slow\"") && e.contains("eio"),
+            "{e}"
+        );
+        let real = text.replace("kind = \"emulated\"", "kind = \"sg_io\"");
+        assert!(matches!(
+            Settings::merge(ConfigFile::parse(&real).unwrap(), CommandLine::default()),
+            Err(ConfigError::FaultsNeedEmulation)
+        ));
+        assert!(
+            ConfigFile::parse("[[executor.fault]]\npath = \"/x\"\nfault = \"eio\"\nbogus = 1")
+                .is_err()
+        );
     }
 
     #[test]

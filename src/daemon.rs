@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use nix::unistd::{Group, User};
 
-use crate::adapters::emulated::{EmulatedExecutor, InitiatorIdentity};
+use crate::adapters::emulated::{EmulatedExecutor, FaultInjection, InitiatorIdentity};
 use crate::adapters::multipath::MultipathExecutor;
 use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::pidfile::{Pidfile, PidfileError};
@@ -58,6 +58,15 @@ pub enum DaemonError {
     /// A `[security]` setting is invalid.
     #[error("invalid [security] setting: {0}")]
     Security(String),
+    /// An `[[executor.fault]]` file cannot be looked at.
+    #[error("[[executor.fault]] file {path}: {source}")]
+    FaultFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The selected executor is not available in this build.
     #[error("executor {0:?} is not available")]
     ExecutorUnavailable(ExecutorKind),
@@ -131,7 +140,34 @@ pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, Daem
                 "EMULATED DEVICE: commands run on an in-memory SPC-4 device; \
                  no real device is touched and nothing reaches storage"
             );
-            Ok(Arc::new(EmulatedExecutor::with_identity(identity)))
+            let faults = settings
+                .faults
+                .iter()
+                .map(|f| {
+                    use std::os::unix::fs::MetadataExt;
+                    // The fd a client sends refers to the file, not to a
+                    // link to it: follow links as open(2) does.
+                    let meta =
+                        std::fs::metadata(&f.path).map_err(|source| DaemonError::FaultFile {
+                            path: f.path.clone(),
+                            source,
+                        })?;
+                    tracing::warn!(
+                        path = %f.path.display(),
+                        fault = %f.fault,
+                        count = ?f.count,
+                        "EMULATED DEVICE FAULT configured"
+                    );
+                    Ok(FaultInjection {
+                        unit: (meta.dev(), meta.ino()),
+                        fault: f.fault,
+                        count: f.count,
+                    })
+                })
+                .collect::<Result<Vec<_>, DaemonError>>()?;
+            Ok(Arc::new(
+                EmulatedExecutor::with_identity(identity).with_faults(faults, settings.timeout),
+            ))
         }
     }
 }

@@ -251,20 +251,28 @@ where
 
     let initiator = conn.initiator();
     loop {
-        // Idle between commands: no time limit.
-        match until_stopped(&mut stop, conn.readable()).await {
+        // Idle between commands: no time limit until the first bytes.
+        let mut cdb = [0u8; CDB_LEN];
+        let mut fds: Vec<DeviceFd> = Vec::new();
+        let first = match until_stopped(&mut stop, conn.read_some(&mut cdb, &mut fds)).await {
             None => return Ok(ConnectionEnd::Shutdown),
-            Some(ready) => ready?,
+            Some(read) => read?,
+        };
+        if first == 0 {
+            if fds.is_empty() {
+                return Ok(ConnectionEnd::ClientClosed);
+            }
+            return Err(ProtocolViolation::TruncatedRequest.into());
         }
         // Once a request has started it must arrive whole in time.
         let limit = options.request_timeout;
-        let (cdb, data_out, device) =
-            match tokio::time::timeout(limit, read_request(conn, &mut stop)).await {
-                Err(_) => return Err(ConnectionError::Stalled(limit)),
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(Request::End(end))) => return Ok(end),
-                Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
-            };
+        let rest = read_request(conn, &mut stop, cdb, first, fds);
+        let (cdb, data_out, device) = match tokio::time::timeout(limit, rest).await {
+            Err(_) => return Err(ConnectionError::Stalled(limit)),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Request::End(end))) => return Ok(end),
+            Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
+        };
         let reply = answer(executor, options, &initiator, cdb, data_out, device).await;
         conn.write_all(&reply.encode_header()).await?;
         if !reply.payload.is_empty() {
@@ -284,15 +292,19 @@ enum Request {
     End(ConnectionEnd),
 }
 
-/// Reads one request: the CDB with its fd and, for PR OUT, the parameter list.
+/// Reads the rest of a request whose first `got` CDB bytes (and their fds)
+/// arrived: the CDB, then for PR OUT the parameter list.
 async fn read_request<C: Connection + ?Sized>(
     conn: &mut C,
     stop: &mut watch::Receiver<bool>,
+    mut cdb: [u8; CDB_LEN],
+    got: usize,
+    mut fds: Vec<DeviceFd>,
 ) -> Result<Request, ConnectionError> {
-    let mut cdb = [0u8; CDB_LEN];
-    let mut fds: Vec<DeviceFd> = Vec::new();
-    if let Some(end) = read_part(conn, stop, &mut cdb, &mut fds, true).await? {
-        return Ok(Request::End(end));
+    if got < CDB_LEN {
+        if let Some(end) = read_part(conn, stop, &mut cdb[got..], &mut fds, false).await? {
+            return Ok(Request::End(end));
+        }
     }
     check_fd_count(fds.len())?;
     let cdb = PrCdb::try_from(&cdb)?;
@@ -456,8 +468,20 @@ mod tests {
             Ok(())
         });
         conn.expect_initiator().returning(Initiator::default);
-        conn.expect_readable().returning(|| Ok(()));
         let chunks = Arc::new(Mutex::new(std::collections::VecDeque::from(chunks)));
+        let some = Arc::clone(&chunks);
+        conn.expect_read_some()
+            .returning(move |buf, fds| match some.lock().unwrap().pop_front() {
+                Some(Chunk::Bytes(bytes, nfds, access)) => {
+                    assert_eq!(bytes.len(), buf.len(), "scripted chunk has the wrong size");
+                    buf.copy_from_slice(&bytes);
+                    for _ in 0..nfds {
+                        fds.push(device(access));
+                    }
+                    Ok(bytes.len())
+                }
+                Some(Chunk::Eof) | None => Ok(0),
+            });
         conn.expect_read_exact().returning(move |buf, fds| {
             match chunks.lock().unwrap().pop_front() {
                 Some(Chunk::Bytes(bytes, nfds, access)) => {
@@ -641,7 +665,11 @@ mod tests {
             buf.fill(0);
             Ok(ReadOutcome::Complete)
         }
-        async fn readable(&mut self) -> Result<(), TransportError> {
+        async fn read_some(
+            &mut self,
+            _: &mut [u8],
+            _: &mut Vec<DeviceFd>,
+        ) -> Result<usize, TransportError> {
             std::future::pending().await
         }
         async fn write_all(&mut self, _: &[u8]) -> Result<(), TransportError> {
@@ -661,8 +689,12 @@ mod tests {
         ) -> Result<ReadOutcome, TransportError> {
             (**self).read_exact(buf, fds).await
         }
-        async fn readable(&mut self) -> Result<(), TransportError> {
-            (**self).readable().await
+        async fn read_some(
+            &mut self,
+            buf: &mut [u8],
+            fds: &mut Vec<DeviceFd>,
+        ) -> Result<usize, TransportError> {
+            (**self).read_some(buf, fds).await
         }
         async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {
             (**self).write_all(buf).await

@@ -560,9 +560,52 @@ mod command_line {
     }
 }
 
+/// Soft and hard "Max open files" of a process, from /proc/PID/limits.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    (f[3].to_string(), f[4].to_string())
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("pr.sock");
+    let mut cmd = Command::new(our_helper());
+    cmd.arg("-k")
+        .arg(&socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: runs in the forked child before exec and only calls
+    // getrlimit/setrlimit, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::sys::resource::{getrlimit, setrlimit, Resource};
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+            setrlimit(Resource::RLIMIT_NOFILE, 64.min(hard), hard)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let h = Helper { child, dir, socket };
+    h.wait_for_socket();
+    let (soft, hard) = open_file_limits(h.pid());
+    assert_eq!(soft, hard, "soft limit left at {soft}");
+}
+
 #[test]
 fn privileges_are_dropped_to_cap_sys_rawio_with_no_new_privs() {
     let h = Helper::start(&our_helper(), &[]);
+    // The socket accepts (queues) before privileges are dropped; a
+    // negotiated connection means the server, and so the drop, is done.
+    drop(h.connect().negotiate());
     let status = std::fs::read_to_string(format!("/proc/{}/status", h.pid())).unwrap();
     let field = |name: &str| {
         status
@@ -593,6 +636,7 @@ fn switching_user_and_group_with_u_and_g() {
         return;
     }
     let h = Helper::start(&our_helper(), &["-u", "65534", "-g", "65534"]);
+    drop(h.connect().negotiate());
     let status = std::fs::read_to_string(format!("/proc/{}/status", h.pid())).unwrap();
     let line = |name: &str| {
         status

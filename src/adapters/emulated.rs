@@ -24,16 +24,23 @@
 //!   implements it, with pending unit attentions reported on the next PR IN
 //!   or PR OUT of the nexus they are for.
 //!
+//! - **Faults** ([`FaultInjection`]) make chosen units misbehave as a real
+//!   device can (EIO, a device that never answers, UNIT ATTENTION, NOT
+//!   READY, ...). A faulty command never reaches the model; its answer is the
+//!   domain's mapping of the SG_IO outcome ([`DeviceFault::reply`]).
+//!
 //! The server refuses PR OUT on a read-only fd before the executor is asked,
 //! as for real devices; this executor does not check the access mode again.
 //! The state sits behind a `std::sync::Mutex` that is held only while one
 //! command runs, never across an await.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::fault::DeviceFault;
 use crate::domain::framing::PrReply;
 use crate::domain::param_list::TransportId;
 use crate::domain::reservation::{LogicalUnit, NexusId};
@@ -98,11 +105,34 @@ impl InitiatorIdentity {
     }
 }
 
+/// A fault to show on one emulated logical unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultInjection {
+    /// The logical unit.
+    pub unit: UnitId,
+    /// What goes wrong.
+    pub fault: DeviceFault,
+    /// Show the fault this many times, then heal; `None`: for ever.
+    pub count: Option<u32>,
+}
+
+/// A fault and how much of it is left.
+#[derive(Debug)]
+struct ActiveFault {
+    fault: DeviceFault,
+    remaining: Option<u32>,
+    /// Nexuses a once-per-nexus fault was already shown to.
+    shown_to: HashSet<NexusId>,
+}
+
 /// Serves PR commands from in-memory logical units, one per file.
 #[derive(Debug, Default)]
 pub struct EmulatedExecutor {
     identity: InitiatorIdentity,
     units: Mutex<HashMap<UnitId, LogicalUnit>>,
+    faults: Mutex<HashMap<UnitId, ActiveFault>>,
+    /// How long SG_IO would wait for a device that never answers.
+    timeout: Duration,
 }
 
 impl EmulatedExecutor {
@@ -118,6 +148,48 @@ impl EmulatedExecutor {
             identity,
             ..EmulatedExecutor::default()
         }
+    }
+
+    /// Makes the units named in `faults` misbehave; `timeout` is how long a
+    /// command to a unit that never answers waits before the client gets
+    /// BUSY (the SG_IO timeout). A later entry for a unit replaces an earlier.
+    pub fn with_faults(
+        mut self,
+        faults: impl IntoIterator<Item = FaultInjection>,
+        timeout: Duration,
+    ) -> EmulatedExecutor {
+        let map = self.faults.get_mut().unwrap_or_else(|e| e.into_inner());
+        for f in faults {
+            map.insert(
+                f.unit,
+                ActiveFault {
+                    fault: f.fault,
+                    remaining: f.count,
+                    shown_to: HashSet::new(),
+                },
+            );
+        }
+        self.timeout = timeout;
+        self
+    }
+
+    /// The fault this command meets, if any, counting it as shown.
+    fn fault_for(&self, unit: UnitId, nexus: &NexusId) -> Option<DeviceFault> {
+        let mut faults = self
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let active = faults.get_mut(&unit)?;
+        if active.remaining == Some(0) {
+            return None;
+        }
+        if active.fault.once_per_nexus() && !active.shown_to.insert(nexus.clone()) {
+            return None;
+        }
+        if let Some(n) = active.remaining.as_mut() {
+            *n -= 1;
+        }
+        Some(active.fault)
     }
 
     /// A copy of the state of the logical unit `unit`, if it was ever used.
@@ -148,6 +220,21 @@ impl ScsiExecutor for EmulatedExecutor {
         // The fd only names the unit: close it now.
         drop(device);
         let nexus = self.identity.nexus_of(initiator);
+        if let Some(fault) = self.fault_for(unit, &nexus) {
+            tracing::info!(
+                connection = initiator.connection_id,
+                dev = unit.0,
+                ino = unit.1,
+                %fault,
+                "emulated device fault"
+            );
+            if fault == DeviceFault::Timeout {
+                // Only this command waits: the reactor and every other
+                // connection go on.
+                tokio::time::sleep(self.timeout).await;
+            }
+            return fault.reply();
+        }
         let reply =
             self.lock()
                 .entry(unit)

@@ -13,7 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::device::inspect;
 use crate::ports::executor::{DeviceFd, Initiator};
-use crate::ports::transport::{Connection, Listener, ReadOutcome, TransportError};
+use crate::ports::transport::{Connection, Listener, TransportError};
 
 /// Room for this many fds per message: more than one is already a violation,
 /// a few more let the helper see (and close) them instead of the kernel
@@ -238,61 +238,36 @@ fn recv_with_fds(
 
 #[async_trait]
 impl Connection for UnixConnection {
-    async fn read_exact(
+    async fn read_some(
         &mut self,
         buf: &mut [u8],
         fds: &mut Vec<DeviceFd>,
-    ) -> Result<ReadOutcome, TransportError> {
-        let mut filled = 0;
-        let mut truncated = false;
-        while filled < buf.len() {
-            let raw = self.stream.as_raw_fd();
-            let n = loop {
-                self.stream
-                    .readable()
-                    .await
-                    .map_err(TransportError::Receive)?;
-                match self.stream.try_io(Interest::READABLE, || {
-                    recv_with_fds(raw, &mut buf[filled..], fds, &mut truncated)
-                }) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(TransportError::Receive(e)),
-                }
-            };
-            if truncated {
-                return Err(TransportError::FdsTruncated);
-            }
-            if n == 0 {
-                return Ok(ReadOutcome::Eof { read: filled });
-            }
-            filled += n;
+    ) -> Result<usize, TransportError> {
+        if buf.is_empty() {
+            return Ok(0);
         }
-        Ok(ReadOutcome::Complete)
-    }
-
-    async fn readable(&mut self) -> Result<(), TransportError> {
-        // tokio's readiness can be stale (it is cleared only by a read that
-        // would block): peek to be sure a byte, or EOF, is really there.
         let raw = self.stream.as_raw_fd();
-        loop {
+        let mut truncated = false;
+        let n = loop {
             self.stream
                 .readable()
                 .await
                 .map_err(TransportError::Receive)?;
-            let mut byte = [0u8; 1];
-            let peeked = self.stream.try_io(Interest::READABLE, || {
-                nix::sys::socket::recv(raw, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT)
-                    .map_err(io::Error::from)
-            });
-            match peeked {
-                Ok(_) => return Ok(()),
+            // A read that would block clears tokio's readiness, so stale
+            // readiness only costs one extra wake-up.
+            match self.stream.try_io(Interest::READABLE, || {
+                recv_with_fds(raw, buf, fds, &mut truncated)
+            }) {
+                Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(TransportError::Receive(e)),
             }
+        };
+        if truncated {
+            return Err(TransportError::FdsTruncated);
         }
+        Ok(n)
     }
 
     async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {

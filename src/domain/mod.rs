@@ -7,6 +7,7 @@
 pub mod access;
 pub mod audit;
 pub mod cdb;
+pub mod fault;
 pub mod framing;
 pub mod multipath;
 pub mod param_list;

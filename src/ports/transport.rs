@@ -39,18 +39,31 @@ pub enum TransportError {
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait Connection: Send {
-    /// Fills `buf` completely unless the peer closes first. Every fd that
-    /// arrives with these bytes is appended to `fds`, already owned.
+    /// Reads what has arrived, waiting as long as it takes for at least one
+    /// byte: returns how many bytes, 0 when the peer closed. Every fd that
+    /// arrives with them is appended to `fds`, already owned.
+    async fn read_some(
+        &mut self,
+        buf: &mut [u8],
+        fds: &mut Vec<DeviceFd>,
+    ) -> Result<usize, TransportError>;
+
+    /// Fills `buf` completely unless the peer closes first, collecting fds
+    /// as [`Connection::read_some`] does.
     async fn read_exact(
         &mut self,
         buf: &mut [u8],
         fds: &mut Vec<DeviceFd>,
-    ) -> Result<ReadOutcome, TransportError>;
-
-    /// Waits until the peer has sent something (or closed), without
-    /// consuming it: how the server tells an idle connection from a request
-    /// that has started.
-    async fn readable(&mut self) -> Result<(), TransportError>;
+    ) -> Result<ReadOutcome, TransportError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.read_some(&mut buf[filled..], fds).await? {
+                0 => return Ok(ReadOutcome::Eof { read: filled }),
+                n => filled += n,
+            }
+        }
+        Ok(ReadOutcome::Complete)
+    }
 
     /// Writes all of `buf`.
     async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError>;

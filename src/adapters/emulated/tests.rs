@@ -463,3 +463,86 @@ async fn by_peer_uid_every_connection_of_one_user_is_one_nexus() {
     assert!(unit.is_holder(&holder));
     assert_eq!(holder.initiator(), &TransportId::sas(UID_SAS_BASE + 1000));
 }
+
+fn faulty(path: &Path, fault: &str, count: Option<u32>) -> EmulatedExecutor {
+    EmulatedExecutor::new().with_faults(
+        [FaultInjection {
+            unit: unit_of(path),
+            fault: fault.parse().unwrap(),
+            count,
+        }],
+        Duration::from_millis(200),
+    )
+}
+
+#[tokio::test]
+async fn a_unit_attention_is_shown_once_to_each_nexus_and_the_command_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("ua.img");
+    std::fs::write(&disk, b"").unwrap();
+    let exec = faulty(&disk, "unit_attention", None);
+    let a = Node {
+        exec: &exec,
+        disk: &disk,
+        conn: 1,
+    };
+    let b = Node {
+        exec: &exec,
+        disk: &disk,
+        conn: 2,
+    };
+    let r = a.out(Out::Register, 0, 0, 0xa).await;
+    assert_eq!(r.status, ScsiStatus::CHECK_CONDITION);
+    assert_eq!(r.sense.code(), Some(SenseCode::DEVICE_RESET));
+    assert_eq!(
+        b.pr_in(In::ReadKeys).await.sense.code(),
+        Some(SenseCode::DEVICE_RESET)
+    );
+    // The REGISTER that met the unit attention did not happen.
+    assert_eq!(a.keys().await, Vec::<u64>::new());
+    good(&a.out(Out::Register, 0, 0, 0xa).await);
+    assert_eq!(b.keys().await, vec![0xa]);
+}
+
+#[tokio::test]
+async fn a_counted_fault_heals_after_that_many_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bad, fine) = (dir.path().join("bad.img"), dir.path().join("fine.img"));
+    std::fs::write(&bad, b"").unwrap();
+    std::fs::write(&fine, b"").unwrap();
+    let exec = faulty(&bad, "not_ready", Some(2));
+    let on_bad = Node {
+        exec: &exec,
+        disk: &bad,
+        conn: 1,
+    };
+    let on_fine = Node {
+        exec: &exec,
+        disk: &fine,
+        conn: 1,
+    };
+    assert_eq!(on_fine.keys().await, Vec::<u64>::new());
+    for _ in 0..2 {
+        let r = on_bad.pr_in(In::ReadKeys).await;
+        assert_eq!(r.sense.code(), Some(SenseCode::LUN_NOT_READY));
+    }
+    assert_eq!(on_bad.keys().await, Vec::<u64>::new());
+}
+
+#[tokio::test]
+async fn a_device_that_never_answers_is_busy_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("slow.img");
+    std::fs::write(&disk, b"").unwrap();
+    let exec = faulty(&disk, "timeout", None);
+    let node = Node {
+        exec: &exec,
+        disk: &disk,
+        conn: 1,
+    };
+    let started = std::time::Instant::now();
+    let r = node.pr_in(In::ReadKeys).await;
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(r.status, ScsiStatus::BUSY);
+    assert!(r.payload.is_empty());
+}
