@@ -365,6 +365,49 @@ mod tests {
         );
     }
 
+    /// Discovery runs under the sandbox, on every command for a map: a call
+    /// missing from the allowlist kills a release build's daemon (seccomp
+    /// mode kill) on its first multipath command. The discovery runs in a
+    /// child test process with the kill filter installed.
+    #[test]
+    fn map_discovery_is_allowed_by_the_seccomp_filter() {
+        const CHILD: &str = "QEMU_PR_HELPER_TEST_SECCOMP_SYSFS";
+        if let Ok(root) = std::env::var(CHILD) {
+            use crate::adapters::seccomp::{install, SeccompMode};
+            install(SeccompMode::Kill).unwrap();
+            let map = Sysfs::new(&root).multipath_map(253, 0).unwrap();
+            assert_eq!(map.paths.len(), 2);
+            assert!(open_path(Path::new(&root), "sdb", (8, 16)).is_err());
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        fake_map(
+            tmp.path(),
+            "253:0",
+            "mpath-36001405abcdef",
+            &[
+                ("sda", "8:0", "running", "2:0:0:1"),
+                ("sdb", "8:16", "running", "3:0:0:1"),
+            ],
+        );
+        fs::write(tmp.path().join("sdb"), b"").unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "adapters::multipath::tests::map_discovery_is_allowed_by_the_seccomp_filter",
+                "--test-threads=1",
+            ])
+            .env(CHILD, tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "discovery under the kill filter ended with {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
     #[test]
     fn other_devices_are_not_maps() {
         let tmp = tempfile::tempdir().unwrap();

@@ -63,6 +63,7 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_flock,
     libc::SYS_fstat,
     libc::SYS_futex,
+    libc::SYS_getdents64,
     libc::SYS_getpid,
     libc::SYS_getrandom,
     libc::SYS_getsid,

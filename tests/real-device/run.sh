@@ -9,10 +9,13 @@
 #                                                  dm-multipath map, dm-0)
 #   /dev/sdc + /dev/sg2                            "the other cluster node"
 # It then starts the helper under test and the C reference helper
-# (/usr/bin/qemu-pr-helper) as in production (root, -u nobody -g nogroup),
+# (/usr/bin/qemu-pr-helper) as in production (root, -u nobody -g disk),
 # drives them with qemu-pr-client, checks the device state with sg_persist
 # run directly on the devices, and compares both helpers' replies byte for
-# byte (PRGENERATION masked).
+# byte (PRGENERATION masked). The scenarios run once more on the helper's
+# emulated device, whose replies are compared with LIO's; our helper must
+# still be alive after all of them (release build, seccomp mode kill); and
+# READ KEYS is timed through each helper and with sg_persist (information).
 #
 # Usage: tests/real-device/run.sh [options]
 #   --helper PATH    helper under test (default target/release/qemu-pr-helper;
@@ -42,6 +45,7 @@
 #                               KNOWN_FAIL in guest/scenarios.sh, not counted)
 #   @@DETAIL <scenario> <what was run / expected / got>
 #   @@INFO   <text>
+#   @@BENCH  <name> n=N median_ms=M ...   (information only)
 #   @@DONE                      the guest finished all scenarios
 # Exit status: 0 all passed, 1 a scenario failed or the guest did not finish,
 # 77 the environment cannot run the tier (reason printed as SKIPPED).
@@ -278,12 +282,24 @@ fi
 cat >"$ROOT/etc/passwd" <<'PW'
 root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+nexus1:x:1:65534:emulated nexus 1:/nonexistent:/bin/sh
+nexus2:x:2:65534:emulated nexus 2:/nonexistent:/bin/sh
+nexus3:x:3:65534:emulated nexus 3:/nonexistent:/bin/sh
 PW
 cat >"$ROOT/etc/group" <<'GR'
 root:x:0:
+disk:x:6:
 nogroup:x:65534:
 GR
 echo 'hosts: files' >"$ROOT/etc/nsswitch.conf"
+# Our helper's emulated device, one nexus per client uid (see guest/lib.sh).
+cat >"$ROOT/etc/tier-emu.toml" <<'EMU'
+[executor]
+kind = "emulated"
+initiator = "uid"
+[security]
+socket_mode = "0666"
+EMU
 
 install -m 0755 "$HERE/guest/init" "$ROOT/init"
 install -m 0644 "$HERE/guest/lib.sh" "$ROOT/etc/tier-lib.sh"
@@ -295,6 +311,7 @@ write_conf() {
         h=""
         [ -n "$HELPER" ] && h="rs"
         [ -n "$C_HELPER" ] && h="$h c"
+        [ -n "$HELPER" ] && h="$h emu"
         echo "HELPERS='${h# }'"
         echo "ONLY='$ONLY'"
         echo "MODE='$1'"
@@ -318,7 +335,7 @@ boot() {
         -nographic -no-reboot -net none -kernel "$VMLINUZ" -initrd "$WORK/$initrd" \
         -append 'console=ttyS0 panic=-1 quiet' </dev/null 2>&1 |
         tr -d '\r' | sed -u 's/^.*\(@@[A-Z]\)/\1/' | tee "$WORK/$name.log" |
-        grep --line-buffered -E '^@@(RESULT|DETAIL|INFO|ERROR)' | sed -u 's/^/  /'
+        grep --line-buffered -E '^@@(RESULT|DETAIL|INFO|ERROR|BENCH)' | sed -u 's/^/  /'
     rc=${PIPESTATUS[0]}
     set -e
     return "$rc"
@@ -371,6 +388,21 @@ if [ "$WITH_PA" = 1 ]; then
     else
         say "INFO: PREEMPT AND ABORT across nexuses hung the guest kernel (known LIO/tcm_loop issue); not counted"
     fi
+fi
+
+# Performance row (information only): READ KEYS through each helper and with
+# sg_persist directly, one program run per command.
+if grep -q '^@@BENCH' "$LOG"; then
+    say "bench (median wall time per command under TCG; compare ratios, not absolute times):"
+    direct_ms=$(sed -n 's/^@@BENCH read-keys-direct .*median_ms=\([0-9]*\).*/\1/p' "$LOG")
+    grep '^@@BENCH' "$LOG" | while read -r _ name n med rest; do
+        m=${med#median_ms=}
+        ratio=""
+        if [ -n "$direct_ms" ] && [ "$direct_ms" -gt 0 ]; then
+            ratio=$(awk -v a="$m" -v b="$direct_ms" 'BEGIN { printf "%.2fx sg_persist", a / b }')
+        fi
+        printf '  %-20s %s %s %s  %s\n' "$name" "$n" "$med" "$rest" "$ratio"
+    done
 fi
 
 say "summary: $npass passed, $nfail failed, $nxfail known failures, $nskip skipped, $(elapsed) total"

@@ -53,6 +53,9 @@
 //! - PREEMPT with key zero of an All Registrants reservation held by the
 //!   preempting nexus alone succeeds; LIO answers RESERVATION CONFLICT because
 //!   it removed no registration.
+//! - READ FULL STATUS cut short by the ALLOCATION LENGTH keeps the ADDITIONAL
+//!   LENGTH of the whole list (SPC-4); LIO counts only the descriptors that
+//!   fit and sends no partial descriptor (seen on Linux 6.1).
 //! - PR IN accepts any ALLOCATION LENGTH (SPC-4: zero is not an error); LIO
 //!   answers INVALID FIELD IN CDB below 8 (below 6 for REPORT CAPABILITIES).
 //! - A PR OUT parameter list of the wrong length is PARAMETER LIST LENGTH

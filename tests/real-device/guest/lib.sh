@@ -7,7 +7,12 @@
 #   direct  sg_persist run on the device itself (baseline: what the LU does)
 #   rs      qemu-pr-client -> the helper under test  (/run/pr-rs.sock)
 #   c       qemu-pr-client -> the C reference helper (/run/pr-c.sock)
-# Device state is always read with sg_raw/sg_persist directly on /dev/sgN.
+#   emu     qemu-pr-client -> the helper under test with its emulated device
+#           (/run/pr-emu.sock, initiator = "uid"): the regular file $EMU_LU
+#           stands in for the LU, and nexus N is the client running as uid N
+#           (user nexusN), so the three nexuses are LIO's three.
+# Device state is read with sg_raw/sg_persist directly on /dev/sgN; for emu,
+# where there is no device, with the client as nexus 1.
 
 RES=/tmp/res        # per backend, per scenario: normalized replies to compare
 mkdir -p $RES
@@ -50,8 +55,30 @@ end() {
 # ------------------------------------------------------------ device truth
 hexof() { od -An -v -tx1 "$1" | tr -d ' \n'; }
 
+EMU_LU=/tmp/lu.img
+# emu N ARGS...: one command through the emulating helper as nexus N (uid N)
+# on $EMU_LU; sets RC and OUT as pr_cmd does.
+emu() {
+    _en=$1
+    shift
+    # busybox su takes no arguments after -c's: they go in the environment
+    # (none contains a space).
+    # shellcheck disable=SC2016
+    OUT=$(EMU_ARGS="$*" su -s /bin/sh "nexus$_en" -c \
+        'exec /usr/bin/qemu-pr-client --socket /run/pr-emu.sock --json $EMU_ARGS '"$EMU_LU" 2>/tmp/client.err)
+    RC=$?
+    [ $RC = 0 ] || [ -n "$OUT" ] || OUT="stderr: $(head -c 300 /tmp/client.err | tr '\n' ' ')"
+}
+
 # prin_raw DEV SA ALLOC: PR IN sent straight to DEV; prints the reply in hex.
 prin_raw() {
+    if [ "$B" = emu ]; then
+        case $2 in 00) _f=-k ;; 01) _f=-r ;; 02) _f=-c ;; *) _f=-s ;; esac
+        emu "$(nexus_of "$1")" -i $_f --alloc-length "$(printf %x "$3")"
+        [ $RC = 0 ] || return 1
+        json_field payload
+        return 0
+    fi
     rm -f /tmp/prin.bin
     sg_raw -R -r "$3" -o /tmp/prin.bin "$1" 5e "$2" 00 00 00 00 00 \
         "$(printf %02x $(($3 >> 8)))" "$(printf %02x $(($3 & 255)))" 00 >/dev/null 2>&1 || return 1
@@ -89,7 +116,16 @@ drain() {
         eval "dirty=\$DIRTY$x; d=\$SG$x"
         [ "$dirty" = 1 ] || continue
         i=0
-        while [ $i -lt 5 ] && ! sg_turs "$d" >/dev/null 2>&1; do i=$((i + 1)); done
+        if [ "$B" = emu ]; then
+            # The emulated device reports a unit attention on PR commands only.
+            while [ $i -lt 5 ]; do
+                emu "$x" -i -k
+                [ $RC = 0 ] && break
+                i=$((i + 1))
+            done
+        else
+            while [ $i -lt 5 ] && ! sg_turs "$d" >/dev/null 2>&1; do i=$((i + 1)); done
+        fi
         eval "DIRTY$x=0"
     done
 }
@@ -134,8 +170,13 @@ expect_state() {
 # reset_lu: no registrations, no reservation, no pending unit attention.
 reset_lu() {
     drain
-    sg_persist -n -o -I -S 0xfeed "$SG1" >/dev/null 2>&1
-    sg_persist -n -o -C -K 0xfeed "$SG1" >/dev/null 2>&1
+    if [ "$B" = emu ]; then
+        emu 1 -o -I -S 0xfeed
+        emu 1 -o -C -K 0xfeed
+    else
+        sg_persist -n -o -I -S 0xfeed "$SG1" >/dev/null 2>&1
+        sg_persist -n -o -C -K 0xfeed "$SG1" >/dev/null 2>&1
+    fi
     touched 1
     drain
     st=$(dev_state)
@@ -145,8 +186,35 @@ reset_lu() {
 # Direct actions of the other cluster node (nexus 3), via sg_persist.
 other() {
     drain 3
+    if [ "$B" = emu ]; then
+        emu 3 "$@"
+        [ $RC = 0 ] || fail "other node: $* failed: $OUT"
+        touched 3
+        return
+    fi
     sg_persist -n "$@" "$SG3" >/tmp/other.out 2>&1 || fail "other node: sg_persist $* failed: $(tail -1 /tmp/other.out)"
     touched 3
+}
+
+# on_nexus N ARGS...: sg_persist straight to nexus N (this host's paths).
+on_nexus() {
+    n=$1
+    shift
+    drain "$n"
+    eval "d=\$SG$n"
+    sg_persist -n "$@" "$d" >/tmp/nexus.out 2>&1 || fail "nexus $n: sg_persist $* failed: $(tail -1 /tmp/nexus.out)"
+    touched "$n"
+}
+
+# write_expect N WANT_RC WHEN: WRITE(10) of one block at LBA 0 straight to
+# nexus N; sg_raw exits 0 on GOOD, 24 on RESERVATION CONFLICT.
+write_expect() {
+    [ -f /tmp/block ] || dd if=/dev/zero of=/tmp/block bs=512 count=1 2>/dev/null
+    drain "$1"
+    eval "d=\$SG$1"
+    sg_raw -s 512 -i /tmp/block "$d" 2a 00 00 00 00 00 00 00 01 00 >/tmp/write.out 2>&1
+    rc=$?
+    [ "$rc" = "$2" ] || fail "write through nexus $1 after $3: sg_raw exit $rc, want $2: $(tr '\n' ' ' </tmp/write.out | cut -c1-200)"
 }
 
 # ---------------------------------------------------------------- backends
@@ -156,6 +224,19 @@ other() {
 pr_cmd() {
     if [ "$B" = direct ]; then
         direct_cmd "$@"
+        return
+    fi
+    if [ "$B" = emu ]; then
+        # The same arguments without the device, as the device's nexus.
+        eval "_d=\${$#}"
+        _a=""
+        _i=1
+        for _x in "$@"; do
+            [ $_i -lt $# ] && _a="$_a $_x"
+            _i=$((_i + 1))
+        done
+        # shellcheck disable=SC2086
+        emu "$(nexus_of "$_d")" $_a
         return
     fi
     OUT=$(qemu-pr-client --socket "/run/pr-$B.sock" --json "$@" 2>/tmp/client.err)
@@ -207,16 +288,50 @@ step() {
         *" -i "* | *" --in "*) [ ${#payload} -ge 8 ] && payload="xxxxxxxx${payload#????????}" ;;
         esac
         echo "$label rc=$RC status=$st sense=$sense payload=$payload" >>"$RES/$B/${SCEN#*.}"
+        case " $* " in
+        *" -s "*) payload=$(mask_full_status "$payload") ;;
+        esac
+        echo "$label rc=$RC status=$st sense=$sense payload=$payload" >>"$RES/$B.masked/${SCEN#*.}"
+    fi
+    if [ "$B" = emu ] && [ -n "$(emu_allowed "${SCEN#*.}" "$label")" ]; then
+        want=$RC   # an allowed difference from LIO: compare_emu reports it
     fi
     if [ "$RC" != "$want" ]; then
         fail "step $label: ran [$*] expected exit $want, got $RC: $(echo "$OUT" | sed 's/"sense":"\(.\{36\}\)0*"/"sense":"\1..."/')"
     fi
 }
 
-# start_helper NAME BINARY: start a helper as in production; waits for its socket.
+# mask_full_status HEX: a READ FULL STATUS payload with what depends on the
+# transport masked in every whole descriptor: the RELATIVE TARGET PORT
+# IDENTIFIER (pppp) and a SAS TransportID's address (sas-N, N the nexus: the
+# last digit of LIO's initiator names and of the emulator's uid addresses).
+mask_full_status() {
+    echo "$1" | awk '
+    function hv(s,  i, v) { v = 0; for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
+    {
+        h = $0; out = substr(h, 1, 16); off = 8
+        while (2 * (off + 24) <= length(h)) {
+            d = substr(h, 2 * off + 1, 48)
+            tl = hv(substr(d, 41, 8))
+            if (2 * (off + 24 + tl) > length(h)) break
+            tid = substr(h, 2 * (off + 24) + 1, 2 * tl)
+            if (tl == 24 && substr(tid, 2, 1) == "6") tid = substr(tid, 1, 8) "sas-" substr(tid, 24, 1) substr(tid, 25)
+            out = out substr(d, 1, 36) "pppp" substr(d, 41) tid
+            off += 24 + tl
+        }
+        print out substr(h, 2 * off + 1)
+    }'
+}
+
+# start_helper NAME BINARY: start a helper as in production; waits for its
+# socket. Group disk, as the README asks for multipath: the helper opens the
+# map's path nodes (root:disk 0660) itself.
 start_helper() {
     rm -f "/run/pr-$1.sock"
-    "$2" -k "/run/pr-$1.sock" -u nobody -g nogroup >"/tmp/helper-$1.log" 2>&1 &
+    extra=""
+    [ "$1" = emu ] && extra="-c /etc/tier-emu.toml"
+    # shellcheck disable=SC2086
+    "$2" $extra -k "/run/pr-$1.sock" -u nobody -g disk >"/tmp/helper-$1.log" 2>&1 &
     eval "HELPER_PID_$1=$!"
     i=0
     while [ $i -lt 50 ] && [ ! -S "/run/pr-$1.sock" ]; do

@@ -9,17 +9,39 @@ ALLOW_DIFF="
 multipath|Debian's C helper is built without libmpathpersist: on a dm-multipath device it passes REGISTER to the active path only, ours registers every path
 "
 
+# Replies of the emulated device (emu) that may differ from LIO's (rs, the
+# helper under test passing LIO's replies through): "scenario|step|reason",
+# one per line; the scenario may be a shell pattern. Masked everywhere, not
+# listed: PRGENERATION, and in READ FULL STATUS the relative target port
+# identifiers (LIO: one port per tcm_loop nexus; emulator: port 1) and the
+# SAS addresses of the TransportIDs (compared by nexus).
+EMU_DIFF="
+reserve-type*|release-wrong-type|RELEASE of another type: the emulator answers ILLEGAL REQUEST / INVALID RELEASE OF PERSISTENT RESERVATION as SPC-4 says, LIO RESERVATION CONFLICT
+alloc-length|alloc-s-c|READ FULL STATUS cut by the allocation length (12 bytes): the emulator keeps ADDITIONAL LENGTH at the full list and returns the first bytes of the first descriptor as SPC-4 says, LIO counts only the descriptors that fit (0) and returns the header alone
+alloc-length|alloc-c-4|PR IN with an allocation length below 8: SPC-4 allows it and the emulator returns the first bytes, LIO answers INVALID FIELD IN CDB
+"
+# emu_allowed SCENARIO STEP: the reason when the difference is allowed.
+emu_allowed() {
+    echo "$EMU_DIFF" | while IFS='|' read -r sc st why; do
+        [ -n "$sc" ] || continue
+        # shellcheck disable=SC2254
+        case "$1" in $sc) [ "$st" = "$2" ] && echo "$why" ;; esac
+    done
+}
+
 # Scenarios expected to fail for a known, documented reason:
 # "backend.scenario|reason", one per line. Reported as XFAIL (with their
 # details), not counted as failures; one that passes asks to be removed.
 KNOWN_FAIL="
-rs.multipath|the helper has no dm-multipath support yet: REGISTER reaches one path only
 "
 
 # TransportID of nexus 3's initiator (tcm_loop speaks SAS) and its relative target port, for
 # REGISTER AND MOVE.
-TID3=sas,${INIT3#naa.}
-RTPI3=3
+TID3_LIO=sas,${INIT3#naa.}
+RTPI3_LIO=3
+# ... and on the emulated device (uid 3's SAS address, the one target port).
+TID3_EMU=sas,5000000100000003
+RTPI3_EMU=1
 
 sc_register() {
     begin "$B.register" || return 0
@@ -96,12 +118,12 @@ sc_register_move() {
     reset_lu
     step register 0 -o -G -S 0x1111 "$PATH1"
     step reserve 0 -o -R -K 0x1111 -T 1 "$PATH1"
-    step move 0 -o -M -K 0x1111 -S 0x4444 -T 1 -X "$TID3" -Q $RTPI3 "$PATH1"
+    step move 0 -o -M -K 0x1111 -S 0x4444 -T 1 -X "$TID3" -Q "$RTPI3" "$PATH1"
     expect_state move "1:0x1111 3:0x4444:R1"
     reset_lu
     step register-2 0 -o -G -S 0x1111 "$PATH1"
     step reserve-2 0 -o -R -K 0x1111 -T 3 "$PATH1"
-    step move-unreg 0 -o -M -K 0x1111 -S 0x4444 -T 3 -X "$TID3" -Q $RTPI3 -U "$PATH1"
+    step move-unreg 0 -o -M -K 0x1111 -S 0x4444 -T 3 -X "$TID3" -Q "$RTPI3" -U "$PATH1"
     expect_state move-unreg "3:0x4444:R3"
     end
 }
@@ -213,7 +235,10 @@ sc_contend() {
 # path that makes them take effect. Without that knowledge (sg_persist, and
 # Debian's C helper, built without libmpathpersist) dm-multipath forwards each
 # ioctl to whichever path it picks, so only the first REGISTER is checked.
+# Through our helper, each item of the multipath acceptance list is checked
+# on the device itself (READ FULL STATUS has one registration per nexus).
 sc_multipath() {
+    [ "$B" = emu ] && return 0   # the emulator has no paths
     begin "$B.multipath" || return 0
     reset_lu
     if [ "$B" != rs ]; then
@@ -224,10 +249,16 @@ sc_multipath() {
         end
         return 0
     fi
+    # (a) REGISTER registers both paths.
     step register 0 -o -G -S 0x1111 "$MPATH"
     expect_state register "1:0x1111 2:0x1111"
+    # (b) Write Exclusive - Registrants Only: both paths write, the other
+    # node conflicts.
     step reserve 0 -o -R -K 0x1111 -T 5 "$MPATH"
     expect_state reserve "1:0x1111:R5 2:0x1111|1:0x1111 2:0x1111:R5"
+    write_expect 1 0 "reserve type 5"
+    write_expect 2 0 "reserve type 5"
+    write_expect 3 24 "reserve type 5"
     step read-keys 0 -i -k "$MPATH"
     step read-reservation 0 -i -r "$MPATH"
     step read-full-status 0 -i -s "$MPATH"
@@ -236,13 +267,45 @@ sc_multipath() {
     step reserve-1 0 -o -R -K 0x1111 -T 1 "$MPATH"
     step clear 0 -o -C -K 0x1111 "$MPATH"
     expect_state clear "-"
-    step register-again 0 -o -G -S 0x1111 "$MPATH"
+    # (c) One PREEMPT from the other node removes both paths' registrations.
+    step register-c 0 -o -G -S 0x1111 "$MPATH"
+    step reserve-c 0 -o -R -K 0x1111 -T 5 "$MPATH"
+    other -o -G -S 0x3333
+    other -o -P -K 0x3333 -S 0x1111 -T 5
+    expect_state "preempt by the other node" "3:0x3333:R5"
+    reset_lu
+    # (d) RELEASE releases when the holder is the other path.
+    step register-d 0 -o -G -S 0x1111 "$MPATH"
+    on_nexus 2 -o -R -K 0x1111 -T 1
+    expect_state "reserve directly through path 2" "1:0x1111 2:0x1111:R1"
+    step release-d 0 -o -L -K 0x1111 -T 1 "$MPATH"
+    expect_state "release of path 2's reservation" "1:0x1111 2:0x1111"
+    # (e) A path offline before the command: the other path serves it.
+    # Path 1 is the one tried first, so it is the one taken offline.
+    drain 1 2
+    echo offline >"/sys/block/${PATH1#/dev/}/device/state"
+    step reserve-e 0 -o -R -K 0x1111 -T 5 "$MPATH"
+    step read-keys-e 0 -i -k "$MPATH"
+    echo running >"/sys/block/${PATH1#/dev/}/device/state"
+    expect_state "reserve with path 1 offline" "1:0x1111 2:0x1111:R5"
+    step release-e 0 -o -L -K 0x1111 -T 5 "$MPATH"
+    expect_state release-e "1:0x1111 2:0x1111"
+    reset_lu
+    # (f) REGISTER refused on one path (registered there with another key):
+    # the path that accepted it is rolled back.
+    on_nexus 2 -o -G -S 0x2222
+    step register-f 3 -o -G -S 0x1111 "$MPATH"
+    expect_state "register refused on path 2" "2:0x2222"
+    reset_lu
+    # (g) Unregistering through the map removes both registrations.
+    step register-g 0 -o -G -S 0x1111 "$MPATH"
+    expect_state register-g "1:0x1111 2:0x1111"
     step unregister 0 -o -G -K 0x1111 -S 0 "$MPATH"
     expect_state unregister "-"
     end
 }
 
-# The daemon starts as in production and drops to nobody:nogroup.
+# The daemon starts as in production and drops to nobody:disk.
 sc_helper_start() {
     begin "$B.helper-start" || return 0
     eval "pid=\$HELPER_PID_$B"
@@ -262,6 +325,58 @@ sc_helper_start() {
         note "uid=$uid CapEff=$cap"
     fi
     end
+}
+
+# After every scenario the helper must still be running and serving: the
+# release build's seccomp filter (default mode kill) let every command of the
+# run through on a real device, multipath paths included.
+sc_still_alive() {
+    begin "$B.still-alive" || return 0
+    reset_lu   # the same state for every backend
+    eval "pid=\$HELPER_PID_$B"
+    pstate=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+    case "$pstate" in
+    "" | Z | X) fail "helper pid $pid is gone (state [$pstate]); log: $(tail -c 400 "/tmp/helper-$B.log" | tr '\n' ' ')" ;;
+    *)
+        note "pid $pid state $pstate"
+        step alive-read-keys 0 -i -k "$PATH1"
+        ;;
+    esac
+    end
+}
+
+# Performance, information only (never a failure): BENCH_N READ KEYS on
+# nexus 1, one program run each (as a VM's first command, or a cluster
+# agent's), through backend $B; per-command wall time from /proc/uptime
+# (10 ms resolution), read without forking. Prints
+# "@@BENCH NAME n=N median_ms=M min_ms=A max_ms=B".
+BENCH_N=50
+BENCH_NAME=bench
+sc_bench() {
+    [ "$B" = emu ] && return 0
+    [ -z "$ONLY" ] || [ "${BENCH_NAME#*"$ONLY"}" != "$BENCH_NAME" ] || return 0
+    reset_lu
+    pr_cmd -o -G -S 0x1111 "$PATH1"   # one key to read
+    touched 1
+    drain 1
+    : >/tmp/bench.times
+    i=0
+    while [ $i -lt $BENCH_N ]; do
+        read -r up _ </proc/uptime
+        t0=${up%.*}${up#*.}
+        if [ "$B" = direct ]; then
+            sg_persist -n -i -k "$SG1" >/dev/null 2>&1
+        else
+            qemu-pr-client --socket "/run/pr-$B.sock" -i -k "$PATH1" >/dev/null 2>&1
+        fi
+        read -r up _ </proc/uptime
+        echo $(((${up%.*}${up#*.} - t0) * 10)) >>/tmp/bench.times
+        i=$((i + 1))
+    done
+    sort -n /tmp/bench.times >/tmp/bench.sorted
+    echo "@@BENCH read-keys-$B n=$BENCH_N median_ms=$(sed -n "$((BENCH_N / 2 + 1))p" /tmp/bench.sorted)" \
+        "min_ms=$(head -1 /tmp/bench.sorted) max_ms=$(tail -1 /tmp/bench.sorted)"
+    reset_lu
 }
 
 # QEMU as the client (--with-qemu). Counted: QEMU, paused before the guest
@@ -298,7 +413,12 @@ sc_qemu() {
 }
 
 scenarios() {
-    mkdir -p "$RES/$B"
+    mkdir -p "$RES/$B" "$RES/$B.masked"
+    if [ "$B" = emu ]; then
+        TID3=$TID3_EMU RTPI3=$RTPI3_EMU
+    else
+        TID3=$TID3_LIO RTPI3=$RTPI3_LIO
+    fi
     sc_register
     sc_register_ignore
     sc_reserve
@@ -311,7 +431,7 @@ scenarios() {
     sc_wrong_key
     sc_contend
     sc_multipath
-    [ "$B" = direct ] || sc_qemu
+    case $B in rs | c) sc_qemu ;; esac
 }
 
 compare() {
@@ -339,6 +459,40 @@ compare() {
     done
 }
 
+# The emulated device against LIO: every step's exit code, status, sense and
+# payload (masked, see EMU_DIFF) through the emulator equals the same step's
+# through our helper on the real LU. Steps run in the same order on both, so
+# the replies are compared line by line.
+compare_emu() {
+    for f in "$RES"/emu.masked/*; do
+        [ -f "$f" ] || continue
+        n=${f##*/}
+        begin "compare-emu.$n" || continue
+        l="$RES/rs.masked/$n"
+        if [ ! -f "$l" ]; then
+            fail "no result through LIO"
+            end
+            continue
+        fi
+        [ "$(wc -l <"$f")" = "$(wc -l <"$l")" ] || fail "$(wc -l <"$f") steps on the emulator, $(wc -l <"$l") on LIO"
+        i=0
+        while read -r e; do
+            i=$((i + 1))
+            r=$(sed -n "${i}p" "$l")
+            [ "$e" = "$r" ] && continue
+            why=$(emu_allowed "$n" "${e%% *}")
+            if [ -n "$why" ]; then
+                note "(${e%% *} differs, allowed)"
+                echo "@@INFO emu-diff $n ${e%% *}: LIO [${r#* }] emulator [${e#* }]"
+            else
+                fail "LIO:      $r"
+                fail "emulator: $e"
+            fi
+        done <"$f"
+        end
+    done
+}
+
 # PREEMPT AND ABORT from one tcm_loop nexus against another hangs Debian's
 # 6.1 kernel, so it runs only in a boot of its own (--with-preempt-abort).
 preempt_abort() {
@@ -358,19 +512,30 @@ run_all() {
     fi
     B=direct
     scenarios
+    sc_bench
     if [ "$HAVE_CLIENT" != 1 ]; then
         echo "@@RESULT helpers SKIP qemu-pr-client missing: helper scenarios not run"
     fi
     for B in $HELPERS; do
         bin=/usr/bin/$B-pr-helper
+        if [ "$B" = emu ]; then
+            bin=/usr/bin/rs-pr-helper
+            : >"$EMU_LU"
+            chmod 0666 "$EMU_LU"
+        fi
         start_helper "$B" "$bin" || true
         sc_helper_start
         [ "$HAVE_CLIENT" = 1 ] || continue
         scenarios
+        sc_bench
+        sc_still_alive
         eval "kill \$HELPER_PID_$B" 2>/dev/null
     done
     case " $HELPERS " in *" rs "*) case " $HELPERS " in *" c "*)
         [ "$HAVE_CLIENT" = 1 ] && compare ;;
     esac ;; esac
+    case " $HELPERS " in *" emu "*)
+        [ "$HAVE_CLIENT" = 1 ] && compare_emu ;;
+    esac
     return 0
 }
