@@ -317,7 +317,7 @@ boot() {
     timeout --kill-after=5 "$limit" qemu-system-x86_64 -accel tcg -m 1024 -smp "$SMP" \
         -nographic -no-reboot -net none -kernel "$VMLINUZ" -initrd "$WORK/$initrd" \
         -append 'console=ttyS0 panic=-1 quiet' </dev/null 2>&1 |
-        tr -d '\r' | sed -u 's/^.*\(@@[A-Z]\)/\1/' | tee "$WORK/$name.log" |
+        sed -u -e 's/\r//g' -e 's/^.*\(@@[A-Z]\)/\1/' | tee "$WORK/$name.log" |
         grep --line-buffered -E '^@@(RESULT|DETAIL|INFO|ERROR)' | sed -u 's/^/  /'
     rc=${PIPESTATUS[0]}
     set -e
