@@ -27,9 +27,11 @@
 #   --timeout SECS   limit for the main boot (default 480)
 #   --with-qemu      also check that QEMU itself (pr-manager-helper object,
 #                    scsi-block disk with pr-manager) connects to each helper
-#   --with-qemu-boot with --with-qemu, also try a nested guest (TCG in TCG)
-#                    that registers through its scsi-block disk; information
-#                    only, up to 200 s per helper
+#   --with-qemu-boot implies --with-qemu; also end to end (e2e.qemu): a
+#                    nested guest (TCG in TCG) runs a REGISTER/RESERVE/RELEASE
+#                    cycle with sg_persist on its scsi-block disk, through
+#                    QEMU's pr-manager-helper to the helper under test; the
+#                    device is read directly meanwhile
 #   --with-preempt-abort  extra boot that tries PREEMPT AND ABORT across
 #                    nexuses (known to hang Debian's 6.1 kernel; reported as
 #                    information only, never fails the run)
@@ -88,7 +90,7 @@ while [ $# -gt 0 ]; do
     --timeout) BOOT_TIMEOUT=$2; shift 2 ;;
     --with-preempt-abort) WITH_PA=1; shift ;;
     --with-qemu) WITH_QEMU=1; shift ;;
-    --with-qemu-boot) WITH_QEMU_BOOT=1; shift ;;
+    --with-qemu-boot) WITH_QEMU=1; WITH_QEMU_BOOT=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -273,7 +275,8 @@ if [ "$WITH_QEMU" = 1 ]; then
         cp "${KO[$m]}" "$INNER/lib/modules/$m.ko"
         echo "$m" >>"$INNER/etc/modules.order"
     done
-    install -m 0755 "$HERE/guest/inner-init" "$INNER/init"
+    install -m 0755 "$HERE/guest/nested-init" "$INNER/init"
+    install -m 0644 "$HERE/guest/e2e.sh" "$ROOT/etc/tier-e2e.sh"
     mkdir -p "$ROOT/inner"
     (cd "$INNER" && find . | cpio -o -H newc --quiet) >"$ROOT/inner/initrd"
     cp "$VMLINUZ" "$ROOT/inner/vmlinuz"
@@ -334,7 +337,7 @@ boot() {
     timeout --kill-after=5 "$limit" qemu-system-x86_64 -accel tcg -m 1024 -smp "$SMP" \
         -nographic -no-reboot -net none -kernel "$VMLINUZ" -initrd "$WORK/$initrd" \
         -append 'console=ttyS0 panic=-1 quiet' </dev/null 2>&1 |
-        tr -d '\r' | sed -u 's/^.*\(@@[A-Z]\)/\1/' | tee "$WORK/$name.log" |
+        sed -u -e 's/\r//g' -e 's/^.*\(@@[A-Z]\)/\1/' | tee "$WORK/$name.log" |
         grep --line-buffered -E '^@@(RESULT|DETAIL|INFO|ERROR|BENCH)' | sed -u 's/^/  /'
     rc=${PIPESTATUS[0]}
     set -e
@@ -344,7 +347,7 @@ boot() {
 write_conf main
 mkinitrd initrd-main
 say "initramfs $(du -h "$WORK/initrd-main" | cut -f1) ready after $(elapsed)"
-[ "$WITH_QEMU_BOOT" = 1 ] && BOOT_TIMEOUT=$((BOOT_TIMEOUT + 420))
+[ "$WITH_QEMU_BOOT" = 1 ] && BOOT_TIMEOUT=$((BOOT_TIMEOUT + 600))
 boot main initrd-main "$BOOT_TIMEOUT" || say "qemu exited with status $? (124 = timed out)"
 LOG=$WORK/main.log
 cp "$LOG" "$WORK/console.log"
