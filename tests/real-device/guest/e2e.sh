@@ -14,6 +14,9 @@ e2e_now() { cut -d. -f1 /proc/uptime; }
 e2e_qemu() {
     begin e2e.qemu || return 0
     [ -x /usr/bin/rs-pr-helper ] || { echo "@@RESULT e2e.qemu SKIP no helper under test"; SCEN=""; return 0; }
+    # The device is reset and read directly here, whichever backend the
+    # scenarios before left in $B (the emulated one reads a file instead).
+    B=direct
     reset_lu
     start_helper e2e /usr/bin/rs-pr-helper || fail "helper did not start: $(cat /tmp/helper-e2e.log)"
     rm -f /tmp/nested.log /tmp/ctl.in /tmp/ctl.out
