@@ -67,6 +67,7 @@ BOOT_TIMEOUT=480
 WITH_PA=0
 WITH_QEMU=0
 WITH_QEMU_BOOT=0
+BOOTS="main multipathd seccomp-log"
 SMP=${SMP:-1}   # 2 vCPUs under TCG measured 50% slower here
 
 say() { printf '[real-device] %s\n' "$*"; }
@@ -91,6 +92,7 @@ while [ $# -gt 0 ]; do
     --with-preempt-abort) WITH_PA=1; shift ;;
     --with-qemu) WITH_QEMU=1; shift ;;
     --with-qemu-boot) WITH_QEMU=1; WITH_QEMU_BOOT=1; shift ;;
+    --boots) BOOTS=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -103,7 +105,8 @@ T0=$(date +%s)
 elapsed() { echo "$(($(date +%s) - T0))s"; }
 
 # ---------------------------------------------------------------- packages
-PKGS=(qemu-system-x86 busybox-static sg3-utils dmsetup cpio kmod qemu-system-common)
+PKGS=(qemu-system-x86 busybox-static sg3-utils dmsetup cpio kmod qemu-system-common
+    multipath-tools udev)
 ensure_packages() {
     local missing=() p
     for p in "${PKGS[@]}"; do
@@ -119,7 +122,7 @@ ensure_packages() {
         skip "apt-get install ${missing[*]} failed"
 }
 ensure_packages
-for c in qemu-system-x86_64 busybox sg_persist sg_raw sg_turs dmsetup cpio modinfo; do
+for c in qemu-system-x86_64 busybox sg_persist sg_raw sg_turs dmsetup cpio modinfo multipathd udevadm; do
     command -v "$c" >/dev/null || skip "$c not available after install"
 done
 
@@ -209,6 +212,35 @@ copy_exe "$(command -v dmsetup)" /usr/sbin/dmsetup
 [ -n "$HELPER" ] && copy_exe "$HELPER" /usr/bin/rs-pr-helper
 [ -n "$CLIENT" ] && copy_exe "$CLIENT" /usr/bin/qemu-pr-client
 
+# Debian's multipathd (the multipathd boot) with its checker and prioritizer
+# plugins, and udev, which multipathd relies on for path discovery and which
+# gives the disks their root:disk 0660. glibc's pthread_cancel dlopens
+# libgcc_s; the udev rules run /sbin/dmsetup, /sbin/multipath, scsi_id, sg_inq.
+MPATH_SBIN=$(dirname "$(command -v multipathd)")
+copy_exe "$MPATH_SBIN/multipathd" /sbin/multipathd
+copy_exe "$MPATH_SBIN/multipath" /sbin/multipath
+for d in /lib/multipath /usr/lib/x86_64-linux-gnu/multipath; do
+    [ -d "$d" ] || continue
+    for f in "$d"/*.so; do copy_exe "$f" "$f"; done
+done
+libgcc=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ {print $NF; exit}')
+[ -n "$libgcc" ] || die "libgcc_s.so.1 not found"
+copy_exe "$libgcc" "$libgcc"
+copy_exe /lib/systemd/systemd-udevd /lib/systemd/systemd-udevd
+copy_exe "$(command -v udevadm)" /usr/bin/udevadm
+copy_exe /lib/udev/scsi_id /lib/udev/scsi_id
+ln -s /usr/sbin/dmsetup "$ROOT/sbin/dmsetup"
+mkdir -p "$ROOT/lib/udev/rules.d" "$ROOT/etc/udev" "$ROOT/etc/multipath"
+for r in 50-udev-default 55-dm 55-scsi-sg3_id 56-dm-mpath 58-scsi-sg3_symlink 60-block \
+    60-multipath 60-persistent-storage 60-persistent-storage-dm 95-dm-notify; do
+    cp "/lib/udev/rules.d/$r.rules" "$ROOT/lib/udev/rules.d/" || die "udev rule $r missing"
+done
+# System call names for the seccomp log pass's failure details.
+if [ -r /usr/include/x86_64-linux-gnu/asm/unistd_64.h ]; then
+    awk '/^#define __NR_/ {sub(/^__NR_/, "", $2); print $3, $2}' \
+        /usr/include/x86_64-linux-gnu/asm/unistd_64.h >"$ROOT/etc/syscalls"
+fi
+
 # Kernel modules, dependencies first (modinfo -F depends, resolved here).
 declare -A KO=() SEEN=()
 while read -r f; do
@@ -233,7 +265,13 @@ for m in configfs crct10dif_generic crc64_rocksoft_generic sd_mod sg \
     target_core_mod tcm_loop dm_mod dm_multipath dm_service_time dm_round_robin; do
     add_module "$m"
 done
+# LIO reports ALUA: multipathd's map needs the ALUA device handler, loaded
+# (in the multipathd boot only) before the disks appear.
+N_MAIN=${#ORDER[@]}
+add_module scsi_dh_alua
 : >"$ROOT/etc/modules.order"
+: >"$ROOT/etc/modules.mpd"
+i=0
 for m in "${ORDER[@]}"; do
     f=${KO[$m]}
     case "$f" in
@@ -242,7 +280,12 @@ for m in "${ORDER[@]}"; do
     *.ko.zst) zstd -qdc "$f" >"$ROOT/lib/modules/$m.ko" ;;
     *) die "unsupported module file $f" ;;
     esac
-    echo "$m" >>"$ROOT/etc/modules.order"
+    if [ "$i" -lt "$N_MAIN" ]; then
+        echo "$m" >>"$ROOT/etc/modules.order"
+    else
+        echo "$m" >>"$ROOT/etc/modules.mpd"
+    fi
+    i=$((i + 1))
 done
 say "modules: ${ORDER[*]}"
 
@@ -308,18 +351,26 @@ install -m 0755 "$HERE/guest/init" "$ROOT/init"
 install -m 0644 "$HERE/guest/lib.sh" "$ROOT/etc/tier-lib.sh"
 install -m 0644 "$HERE/guest/scenarios.sh" "$ROOT/etc/tier-scenarios.sh"
 
+install -m 0644 "$HERE/guest/multipathd.sh" "$ROOT/etc/tier-multipathd.sh"
+
+# write_conf MODE [SECCOMP]: the guest's settings for one boot. With SECCOMP
+# "log", only our helper runs (the direct and C backends and the bench are
+# left out) and the scenario names get the prefix "seclog-".
 write_conf() {
     {
         echo "HAVE_CLIENT=$([ -n "$CLIENT" ] && echo 1 || echo 0)"
         h=""
         [ -n "$HELPER" ] && h="rs"
-        [ -n "$C_HELPER" ] && h="$h c"
+        [ -n "$C_HELPER" ] && [ -z "${2:-}" ] && h="$h c"
         [ -n "$HELPER" ] && h="$h emu"
         echo "HELPERS='${h# }'"
+        echo "HAVE_HELPER=$([ -n "$HELPER" ] && echo 1 || echo 0)"
         echo "ONLY='$ONLY'"
         echo "MODE='$1'"
+        echo "SECCOMP='${2:-}'"
+        echo "PFX='${2:+seclog-}'"
         echo "WITH_QEMU=$WITH_QEMU"
-        echo "WITH_QEMU_BOOT=$WITH_QEMU_BOOT"
+        if [ -z "${2:-}" ]; then echo "WITH_QEMU_BOOT=$WITH_QEMU_BOOT"; else echo "WITH_QEMU_BOOT=0"; fi
     } >"$ROOT/etc/tier.conf"
 }
 
@@ -328,15 +379,16 @@ mkinitrd() {
 }
 
 # -------------------------------------------------------------------- boot
-# boot NAME INITRD TIMEOUT: runs the guest, console to work/NAME.log, echoes
-# the marker lines as they arrive. Returns qemu's (or timeout's) status.
+# boot NAME INITRD TIMEOUT [APPEND]: runs the guest, console to
+# work/NAME.log, echoes the marker lines as they arrive. Returns qemu's (or
+# timeout's) status.
 boot() {
-    local name=$1 initrd=$2 limit=$3 rc
+    local name=$1 initrd=$2 limit=$3 append=${4:-} rc
     say "booting $name (limit ${limit}s)"
     set +e
     timeout --kill-after=5 "$limit" qemu-system-x86_64 -accel tcg -m 1024 -smp "$SMP" \
         -nographic -no-reboot -net none -kernel "$VMLINUZ" -initrd "$WORK/$initrd" \
-        -append 'console=ttyS0 panic=-1 quiet' </dev/null 2>&1 |
+        -append "console=ttyS0 panic=-1 quiet$append" </dev/null 2>&1 |
         sed -u -e 's/\r//g' -e 's/^.*\(@@[A-Z]\)/\1/' | tee "$WORK/$name.log" |
         grep --line-buffered -E '^@@(RESULT|DETAIL|INFO|ERROR|BENCH)' | sed -u 's/^/  /'
     rc=${PIPESTATUS[0]}
@@ -344,24 +396,49 @@ boot() {
     return "$rc"
 }
 
-write_conf main
-mkinitrd initrd-main
-say "initramfs $(du -h "$WORK/initrd-main" | cut -f1) ready after $(elapsed)"
-[ "$WITH_QEMU_BOOT" = 1 ] && BOOT_TIMEOUT=$((BOOT_TIMEOUT + 600))
-boot main initrd-main "$BOOT_TIMEOUT" || say "qemu exited with status $? (124 = timed out)"
-LOG=$WORK/main.log
-cp "$LOG" "$WORK/console.log"
-
+# run_boot NAME MODE TIMEOUT [SECCOMP [APPEND]]: one boot, then its results
+# are added to the totals.
 FAILED=0
-if ! grep -q '^@@DONE' "$LOG"; then
-    say "FAIL: the guest did not finish (see $LOG); last lines:"
-    tail -n 25 "$LOG" | sed 's/^/    /'
-    FAILED=1
-fi
-npass=$(grep -c '^@@RESULT [^ ]* PASS' "$LOG" || true)
-nfail=$(grep -c '^@@RESULT [^ ]* FAIL' "$LOG" || true)
-nskip=$(grep -c '^@@RESULT [^ ]* SKIP' "$LOG" || true)
-nxfail=$(grep -c '^@@RESULT [^ ]* XFAIL' "$LOG" || true)
+npass=0 nfail=0 nskip=0 nxfail=0
+run_boot() {
+    local name=$1 mode=$2 limit=$3 sc=${4:-} append=${5:-} log n
+    write_conf "$mode" "$sc"
+    mkinitrd "initrd-$name"
+    say "initramfs $(du -h "$WORK/initrd-$name" | cut -f1) ready after $(elapsed)"
+    boot "$name" "initrd-$name" "$limit" "$append" || say "qemu exited with status $? (124 = timed out)"
+    say "$name boot done after $(elapsed)"
+    log=$WORK/$name.log
+    cat "$log" >>"$WORK/console.log"
+    if ! grep -q '^@@DONE' "$log"; then
+        say "FAIL: the $name guest did not finish (see $log); last lines:"
+        tail -n 25 "$log" | sed 's/^/    /'
+        FAILED=1
+    fi
+    n=$(grep -c '^@@RESULT [^ ]* PASS' "$log" || true)
+    npass=$((npass + n))
+    nfail=$((nfail + $(grep -c '^@@RESULT [^ ]* FAIL' "$log" || true)))
+    nskip=$((nskip + $(grep -c '^@@RESULT [^ ]* SKIP' "$log" || true)))
+    nxfail=$((nxfail + $(grep -c '^@@RESULT [^ ]* XFAIL' "$log" || true)))
+    if [ "$n" -eq 0 ] && ! grep -q '^@@RESULT [^ ]* FAIL' "$log"; then
+        say "FAIL: no scenario of the $name boot reported a result"
+        FAILED=1
+    fi
+}
+
+: >"$WORK/console.log"
+[ "$WITH_QEMU_BOOT" = 1 ] && BOOT_TIMEOUT=$((BOOT_TIMEOUT + 600))
+case " $BOOTS " in *" main "*) run_boot main main "$BOOT_TIMEOUT" ;; esac
+case " $BOOTS " in *" multipathd "*) run_boot multipathd multipathd 420 ;; esac
+# The seccomp log pass: the same with our helper's filter logging instead of
+# killing; audit=1 makes the kernel report the events (audit type 1326).
+case " $BOOTS " in *" seccomp-log "*)
+    if [ -n "$HELPER" ]; then
+        run_boot main-seclog main 420 log " audit=1"
+        run_boot multipathd-seclog multipathd 420 log " audit=1"
+    fi ;;
+esac
+LOG=$WORK/console.log
+
 if [ "$nxfail" -gt 0 ]; then
     say "known failures (not counted, see KNOWN_FAIL in guest/scenarios.sh):"
     grep '^@@RESULT [^ ]* XFAIL' "$LOG" | while read -r _ name _ rest; do
@@ -376,10 +453,6 @@ if [ "$nfail" -gt 0 ]; then
         echo "  $name: $rest"
         grep "^@@DETAIL $name " "$LOG" | sed "s/^@@DETAIL $name /      /" || true
     done
-fi
-if [ "$npass" -eq 0 ] && [ "$nfail" -eq 0 ]; then
-    say "FAIL: no scenario reported a result"
-    FAILED=1
 fi
 
 if [ "$WITH_PA" = 1 ]; then

@@ -22,7 +22,7 @@ SCEN=""
 SCEN_FAIL=0
 # begin NAME: start scenario NAME; returns 1 (skip it) when --only excludes it.
 begin() {
-    SCEN=$1
+    SCEN=$PFX$1
     SCEN_FAIL=0
     SCEN_NOTE=""
     SCEN_T0=$(cut -d. -f1 /proc/uptime)
@@ -330,6 +330,7 @@ start_helper() {
     rm -f "/run/pr-$1.sock"
     extra=""
     [ "$1" = emu ] && extra="-c /etc/tier-emu.toml"
+    [ -n "$SECCOMP" ] && [ "$2" = /usr/bin/rs-pr-helper ] && extra="$extra --seccomp $SECCOMP"
     # shellcheck disable=SC2086
     "$2" $extra -k "/run/pr-$1.sock" -u nobody -g disk >"/tmp/helper-$1.log" 2>&1 &
     eval "HELPER_PID_$1=$!"
@@ -339,4 +340,32 @@ start_helper() {
         i=$((i + 1))
     done
     [ -S "/run/pr-$1.sock" ]
+}
+
+# seccomp_log_check: the seccomp log pass (SECCOMP=log) ran our helper with
+# its filter logging instead of killing; every system call the filter lacks
+# left an audit record (type 1326) in the kernel log. Any record for our
+# helper fails, whether or not a scenario would have hit the killing path.
+seccomp_log_check() {
+    begin "seccomp-log.$MODE" || return 0
+    al=$(cat /proc/sys/kernel/seccomp/actions_logged 2>/dev/null)
+    case " $al " in
+    *" log "*) ;;
+    *) fail "/proc/sys/kernel/seccomp/actions_logged is [$al]: log events would not be recorded" ;;
+    esac
+    dmesg | grep -q 'audit_enabled=1' ||
+        fail "audit is off (booted without audit=1?): seccomp events would not be recorded"
+    dmesg | grep 'type=1326' | grep 'rs-pr-helper' >/tmp/seccomp.events
+    n=$(wc -l </tmp/seccomp.events)
+    if [ "$n" -gt 0 ]; then
+        fail "$n seccomp event(s) of our helper in the kernel log"
+        sed -n 's/.* syscall=\([0-9]*\) .*/\1/p' /tmp/seccomp.events | sort -n | uniq -c |
+            while read -r count nr; do
+                name=$(awk -v n="$nr" '$1 == n {print $2; exit}' /etc/syscalls 2>/dev/null)
+                fail "system call ${name:-?} ($nr) not in the allowlist, $count event(s)"
+            done
+        head -3 /tmp/seccomp.events | while read -r line; do fail "kernel: $(echo "$line" | cut -c1-300)"; done
+    fi
+    note "actions_logged: $al; $n event(s)"
+    end
 }

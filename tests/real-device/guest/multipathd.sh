@@ -1,0 +1,409 @@
+# shellcheck shell=dash disable=SC3043
+# Variables set through eval (PATHn, SGn, DIRTYn, HELPER_PID_x) look unused/unassigned:
+# shellcheck disable=SC2034,SC2154
+# The multipathd boot (MODE=multipathd, sourced by /init after lib.sh): our
+# helper beside Debian's own multipathd and udev, as in production. Five
+# tcm_loop I_T nexuses to the one LU:
+#   nexus 1     the observer: in no map (blacklisted); the device state is
+#               read here (READ FULL STATUS), never through a helper
+#   nexus 2, 3  this host's paths: multipathd's map; the destination map of
+#               the migration check
+#   nexus 4, 5  the source host's paths in the migration check
+# Every check runs twice: the helper as root ("root"), and started as root
+# with -u nobody -g disk ("user"). Results are mpd.CHECK.PASS.
+
+KNOWN_FAIL="
+"
+B=mpd
+DIRTY4=1
+DIRTY5=1
+mkdir -p "$RES/mpd" "$RES/mpd.masked"
+
+# The lib.sh helpers know three nexuses; this boot has five and two maps.
+nexus_of() {
+    case "$1" in
+    "$PATH1" | "$SG1") echo 1 ;;
+    "$PATH2" | "$SG2") echo 2 ;;
+    "$PATH3" | "$SG3") echo 3 ;;
+    "$PATH4" | "$SG4") echo 4 ;;
+    "$PATH5" | "$SG5") echo 5 ;;
+    "$SRC") echo 4 5 ;;
+    *) echo 2 3 ;;
+    esac
+}
+touched() {
+    for x in 1 2 3 4 5; do
+        case " $* " in *" $x "*) ;; *) eval "DIRTY$x=1" ;; esac
+    done
+}
+drain() {
+    [ $# -gt 0 ] || set -- 1 2 3 4 5
+    for x in "$@"; do
+        eval "dirty=\$DIRTY$x; d=\$SG$x"
+        [ "$dirty" = 1 ] || continue
+        i=0
+        while [ $i -lt 5 ] && ! sg_turs "$d" >/dev/null 2>&1; do i=$((i + 1)); done
+        eval "DIRTY$x=0"
+    done
+}
+
+# map_dev NAME: /dev/dm-N of the device-mapper map NAME.
+map_dev() {
+    for d in /sys/block/dm-*; do
+        [ "$(cat "$d/dm/name" 2>/dev/null)" = "$1" ] && { echo "/dev/${d##*/}"; return 0; }
+    done
+    return 1
+}
+
+# mpd ARGS...: one multipathd client command; its reply, on one line, in
+# MPD_OUT. The first reply to each command word is shown as @@INFO.
+MPD_SEEN=" "
+mpd() {
+    MPD_OUT=$(timeout 30 multipathd "$@" 2>&1 | tr '\n' ' ' | sed 's/ *$//')
+    case "$MPD_SEEN" in
+    *" $1 "*) ;;
+    *)
+        MPD_SEEN="$MPD_SEEN$1 "
+        echo "@@INFO multipathd 0.9.4: [$*] answered [$MPD_OUT]"
+        ;;
+    esac
+}
+
+# expect_prkey WHEN WANT: multipathd's key for the map is WANT (0x... or none).
+expect_prkey() {
+    mpd getprkey map "$MAPNAME"
+    case "$MPD_OUT" in
+    "$2" | "$2:"*) ;;
+    *) fail "multipathd getprkey after $1: want [$2], got [$MPD_OUT]" ;;
+    esac
+}
+
+# expect_prstatus WHEN registered|unregistered
+expect_prstatus() {
+    mpd getprstatus map "$MAPNAME"
+    case "$2:$MPD_OUT" in
+    registered:registered | registered:set | registered:1) ;;
+    unregistered:unregistered | unregistered:unset | unregistered:0) ;;
+    *) fail "multipathd getprstatus after $1: want $2, got [$MPD_OUT]" ;;
+    esac
+}
+
+# start_mpd_helper root|user: our helper on /run/pr-mpd.sock; its log is
+# /tmp/helper-mpd.log (kept per start as /tmp/helper-mpd.N.log).
+HELPER_STARTS=0
+start_mpd_helper() {
+    stop_mpd_helper
+    rm -f /run/pr-mpd.sock
+    HELPER_STARTS=$((HELPER_STARTS + 1))
+    extra=""
+    [ "$1" = user ] && extra="-u nobody -g disk"
+    [ -n "$SECCOMP" ] && extra="$extra --seccomp $SECCOMP"
+    # shellcheck disable=SC2086
+    rs-pr-helper -k /run/pr-mpd.sock $extra >/tmp/helper-mpd.log 2>&1 &
+    HELPER_PID_mpd=$!
+    i=0
+    while [ $i -lt 50 ] && [ ! -S /run/pr-mpd.sock ]; do
+        usleep 100000
+        i=$((i + 1))
+    done
+    # The socket exists before the privilege drop.
+    i=0
+    while [ "$1" = user ] && [ $i -lt 20 ]; do
+        [ "$(awk '/^Uid:/ {print $2}' "/proc/$HELPER_PID_mpd/status" 2>/dev/null)" = 65534 ] && break
+        usleep 100000
+        i=$((i + 1))
+    done
+    [ -S /run/pr-mpd.sock ]
+}
+stop_mpd_helper() {
+    [ -n "${HELPER_PID_mpd:-}" ] || return 0
+    kill "$HELPER_PID_mpd" 2>/dev/null
+    wait "$HELPER_PID_mpd" 2>/dev/null
+    cp /tmp/helper-mpd.log "/tmp/helper-mpd.$HELPER_STARTS.log" 2>/dev/null
+    HELPER_PID_mpd=""
+}
+# expect_helper_alive WHEN
+expect_helper_alive() {
+    pstate=$(awk '/^State:/ {print $2}' "/proc/$HELPER_PID_mpd/status" 2>/dev/null)
+    case "$pstate" in
+    "" | Z | X) fail "after $1 our helper (pid $HELPER_PID_mpd) is gone; its log: $(tail -c 400 /tmp/helper-mpd.log | tr '\n' ' ')" ;;
+    esac
+}
+
+# ---------------------------------------------------------------- multipathd
+MPD_PID=""
+start_mpd() {
+    multipathd -d -s >>/tmp/multipathd.log 2>&1 &
+    MPD_PID=$!
+    i=0
+    while [ $i -lt 60 ]; do
+        timeout 10 multipathd show daemon >/dev/null 2>&1 && break
+        sleep 1
+        i=$((i + 1))
+    done
+    wait_map_ready
+}
+kill_mpd() {
+    kill -9 "$MPD_PID" 2>/dev/null
+    wait "$MPD_PID" 2>/dev/null
+    MPD_PID=""
+}
+# wait_map_ready: multipathd shows both paths of the map active and ready.
+wait_map_ready() {
+    i=0
+    while [ $i -lt 60 ]; do
+        n=$(timeout 10 multipathd show paths format "%m %t %T" 2>/dev/null | grep -c "^$MAPNAME *active *ready")
+        [ "$n" = 2 ] && return 0
+        sleep 1
+        i=$((i + 1))
+    done
+    echo "@@INFO multipathd paths: $(timeout 10 multipathd show paths format '%d %m %t %T' 2>&1 | tr '\n' ';')"
+    return 1
+}
+
+# mpd_reset: an empty LU, and multipathd holding no key for the map.
+mpd_reset() {
+    reset_lu
+    timeout 10 multipathd unsetprkey map "$MAPNAME" >/dev/null 2>&1
+    timeout 10 multipathd unsetprstatus map "$MAPNAME" >/dev/null 2>&1
+}
+
+# ---------------------------------------------------------------- the checks
+# 1. REGISTER through the helper on the map puts the key on every path, and
+# multipathd learns it.
+mpd_register() {
+    begin "mpd.register.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    expect_state register "2:0x1111 3:0x1111"
+    expect_prkey register 0x1111
+    expect_prstatus register registered
+    end
+}
+
+# 2. A path that lost its registration, removed and added back, gets the key
+# again from multipathd.
+mpd_readd() {
+    begin "mpd.path-readd.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    on_nexus 3 -o -G -K 0x1111 -S 0
+    expect_state "unregistering nexus 3 directly" "2:0x1111"
+    dev=${PATH3#/dev/}
+    mpd del path "$dev"
+    [ "$MPD_OUT" = ok ] || fail "multipathd del path $dev: [$MPD_OUT]"
+    mpd add path "$dev"
+    [ "$MPD_OUT" = ok ] || fail "multipathd add path $dev: [$MPD_OUT]"
+    touched 1
+    i=0
+    while [ $i -lt 30 ] && [ "$(dev_state)" != "2:0x1111 3:0x1111" ]; do
+        sleep 1
+        i=$((i + 1))
+    done
+    expect_state "multipathd del path/add path $dev" "2:0x1111 3:0x1111"
+    note "(key back after ${i}s)"
+    wait_map_ready || fail "path $dev not active again in the map"
+    end
+}
+
+# 3. Unregistering through the helper removes the key everywhere, multipathd's
+# too. A command multipathd does not know (0.9.4 has no setprhold) is logged
+# once and never fails the PR command.
+mpd_unregister() {
+    begin "mpd.unregister.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    expect_prstatus register registered
+    for r in 1 2; do
+        step "reserve-$r" 0 -o -R -K 0x1111 -T 5 "$MAP"
+        expect_state "reserve-$r" "2:0x1111:R5 3:0x1111|2:0x1111 3:0x1111:R5"
+        step "release-$r" 0 -o -L -K 0x1111 -T 5 "$MAP"
+        expect_state "release-$r" "2:0x1111 3:0x1111"
+    done
+    step unregister 0 -o -G -K 0x1111 -S 0 "$MAP"
+    expect_state unregister "-"
+    expect_prkey unregister none
+    expect_prstatus unregister unregistered
+    n=$(grep -c 'setprhold' /tmp/helper-mpd.log)
+    [ "$n" = 1 ] || fail "helper log: $n lines name setprhold/unsetprhold, want 1 (logged once): $(grep 'setprhold' /tmp/helper-mpd.log | head -3 | tr '\n' ' ' | cut -c1-400)"
+    grep 'setprhold' /tmp/helper-mpd.log | head -1 | cut -c1-300 | sed 's/^/@@INFO helper log: /'
+    end
+}
+
+# 4. multipathd restarts while the helper runs, and starts only after the
+# helper: the next REGISTER works on every path, the helper lives on, and the
+# new multipathd knows the key.
+mpd_restart() {
+    begin "mpd.restart.$P" || return 0
+    mpd_reset
+    kill_mpd
+    start_mpd || fail "multipathd did not come back with the map ready"
+    step register-after-restart 0 -o -G -S 0x4444 "$MAP"
+    expect_state "register after multipathd restarted" "2:0x4444 3:0x4444"
+    expect_helper_alive "multipathd restarted"
+    expect_prkey "register after multipathd restarted" 0x4444
+    end
+
+    begin "mpd.start-after-helper.$P" || return 0
+    mpd_reset
+    kill_mpd
+    start_mpd_helper "$P" || fail "helper did not start"
+    start_mpd || fail "multipathd did not come back with the map ready"
+    step register-after-start 0 -o -G -S 0x5555 "$MAP"
+    expect_state "register with multipathd started after the helper" "2:0x5555 3:0x5555"
+    expect_helper_alive "multipathd started after the helper"
+    expect_prkey "register with multipathd started after the helper" 0x5555
+    end
+}
+
+# 5. QEMU's migrate-pr on multipath: the source map registers K and reserves
+# type 5; the destination map registers K and PREEMPTs with RK = SARK = K.
+# Both destination paths end registered, holding the type 5 reservation; the
+# source paths are fenced.
+mpd_migrate() {
+    begin "mpd.migrate.$P" || return 0
+    reset_lu
+    k=0x5a5a
+    step src-register 0 -o -G -S $k "$SRC"
+    step src-reserve 0 -o -R -K $k -T 5 "$SRC"
+    expect_state "source register, reserve" "4:$k:R5 5:$k|4:$k 5:$k:R5"
+    step dst-register 0 -o -G -S $k "$DST"
+    expect_state "destination register" "2:$k 3:$k 4:$k:R5 5:$k|2:$k 3:$k 4:$k 5:$k:R5"
+    step dst-preempt 0 -o -P -K $k -S $k -T 5 "$DST"
+    touched 2 3
+    expect_state "destination PREEMPT RK=SARK=$k" "2:$k:R5 3:$k|2:$k 3:$k:R5"
+    write_expect 4 24 "destination PREEMPT (source path 4 fenced)"
+    write_expect 5 24 "destination PREEMPT (source path 5 fenced)"
+    write_expect 2 0 "destination PREEMPT (destination path 2)"
+    write_expect 3 0 "destination PREEMPT (destination path 3)"
+    # Through the map, with dm left only one path, then only the other.
+    for keep in 2 3; do
+        other_path=$((5 - keep))
+        eval "mm=\$MM$other_path"
+        dmsetup message "$DST_NAME" 0 fail_path "$mm" || fail "dmsetup fail_path $mm"
+        drain "$keep"
+        sg_raw -s 512 -i /tmp/block "$DST" 2a 00 00 00 00 00 00 00 01 00 >/tmp/write.out 2>&1
+        rc=$?
+        [ $rc = 0 ] || fail "WRITE through the destination map on path $keep only: sg_raw exit $rc: $(tr '\n' ' ' </tmp/write.out | cut -c1-200)"
+        dmsetup message "$DST_NAME" 0 reinstate_path "$mm" || fail "dmsetup reinstate_path $mm"
+    done
+    step dst-read-reservation 0 -i -r "$DST"
+    p=$(json_field payload)
+    [ "$(echo "$p" | cut -c17-32)" = "0000000000005a5a" ] && [ "$(echo "$p" | cut -c43-44)" = 05 ] ||
+        fail "READ RESERVATION through the destination: [$p], want key 0x5a5a type 5"
+    reset_lu
+    end
+}
+
+# ---------------------------------------------------------------- the boot
+mpd_setup() {
+    load_modules /etc/modules.order || return 1
+    load_modules /etc/modules.mpd || return 1
+    make_lu || return 1
+    for i in 1 2 3 4 5; do
+        make_nexus $i || return 1
+    done
+    export PATH1 PATH2 PATH3 PATH4 PATH5 SG1 SG2 SG3 SG4 SG5
+    for i in 2 3 4 5; do
+        eval "d=\$PATH$i"
+        eval "MM$i=$(cat "/sys/block/${d#/dev/}/dev")"
+    done
+    dd if=/dev/zero of=/tmp/block bs=512 count=1 2>/dev/null
+}
+
+# The migration's two maps, made with dmsetup before udev and multipathd run
+# (multipathd would take over any map with an mpath- uuid).
+migrate_maps() {
+    size=$(cat "/sys/block/${PATH2#/dev/}/size")
+    DM_DISABLE_UDEV=1 dmsetup create --noudevsync -u mpath-36001405tiersrc mpsrc \
+        --table "0 $size multipath 0 0 1 1 service-time 0 2 1 $MM4 1 $MM5 1" || return 1
+    DM_DISABLE_UDEV=1 dmsetup create --noudevsync -u mpath-36001405tierdst mpdst \
+        --table "0 $size multipath 0 0 1 1 service-time 0 2 1 $MM2 1 $MM3 1" || return 1
+    SRC=$(map_dev mpsrc) && DST=$(map_dev mpdst) || return 1
+    DST_NAME=mpdst
+    echo "@@INFO migration: source map $SRC over $MM4 $MM5, destination map $DST over $MM2 $MM3"
+}
+
+# udev gives the nodes their owner and mode; multipathd manages nexus 2 and 3.
+start_udev_mpd() {
+    /lib/systemd/systemd-udevd --daemon >/tmp/udevd.log 2>&1 || return 1
+    udevadm trigger --action=add >/dev/null 2>&1
+    udevadm settle --timeout=120 || echo "@@INFO udevadm settle timed out"
+    cat >/etc/multipath.conf <<EOF
+defaults {
+    find_multipaths no
+    user_friendly_names yes
+    reservation_key file
+}
+blacklist {
+    devnode ".*"
+}
+blacklist_exceptions {
+    devnode "^(${PATH2#/dev/}|${PATH3#/dev/})\$"
+}
+EOF
+    multipathd -d -s >>/tmp/multipathd.log 2>&1 &
+    MPD_PID=$!
+    i=0
+    MAPNAME=""
+    while [ $i -lt 60 ]; do
+        for d in /sys/block/dm-*; do
+            case "$(cat "$d/dm/uuid" 2>/dev/null)" in mpath-*) MAPNAME=$(cat "$d/dm/name") ;; esac
+        done
+        [ -n "$MAPNAME" ] && break
+        sleep 1
+        i=$((i + 1))
+    done
+    [ -n "$MAPNAME" ] || { echo "@@INFO multipathd made no map; its log: $(tail -c 600 /tmp/multipathd.log | tr '\n' ';')"; return 1; }
+    MAP=$(map_dev "$MAPNAME")
+    wait_map_ready || return 1
+    udevadm settle --timeout=60
+    echo "@@INFO multipathd map $MAPNAME $MAP: $(multipathd show paths format '%d %m %t %T' 2>&1 | tr '\n' ';')"
+}
+
+mpd_main() {
+    mpd_setup || { echo "@@RESULT ${PFX}mpd.setup FAIL device setup failed"; return; }
+    # Before udev, the nodes as udev would make them (the migration check's
+    # helper drops to nobody:disk and opens the paths itself).
+    chgrp disk /dev/sd? && chmod 0660 /dev/sd?
+    if migrate_maps; then
+        for P in root user; do
+            start_mpd_helper $P || echo "@@INFO helper ($P) did not start: $(head -c 300 /tmp/helper-mpd.log)"
+            mpd_migrate
+        done
+        stop_mpd_helper
+    else
+        echo "@@RESULT ${PFX}mpd.migrate FAIL dmsetup could not make the maps"
+    fi
+    DM_DISABLE_UDEV=1 dmsetup remove --noudevsync mpsrc
+    DM_DISABLE_UDEV=1 dmsetup remove --noudevsync mpdst
+
+    # udev must be the one that makes the nodes root:disk 0660.
+    chgrp root /dev/sd? /dev/sg? && chmod 0600 /dev/sd? /dev/sg?
+    begin mpd.udev-multipathd
+    start_udev_mpd || fail "udev and multipathd did not set the map up: $(tail -c 600 /tmp/multipathd.log | tr '\n' ';')"
+    for d in "$PATH2" "$PATH3" "$MAP"; do
+        # shellcheck disable=SC2012
+        m=$(ls -ln "$d" 2>/dev/null | awk '{print $1, $3, $4}')
+        case "$m" in
+        "brw-rw----"*" 0 6") ;;
+        *) fail "$d is [$m] (mode, uid, gid), want brw-rw---- 0 6 (root:disk 0660)" ;;
+        esac
+    done
+    end
+    if [ -n "$MAPNAME" ]; then
+        for P in root user; do
+            start_mpd_helper $P || echo "@@INFO helper ($P) did not start: $(head -c 300 /tmp/helper-mpd.log)"
+            mpd_register
+            mpd_readd
+            mpd_unregister
+            mpd_restart
+            stop_mpd_helper
+        done
+    fi
+    mpd getprkey map nosuchmap
+    mpd setprhold map "$MAPNAME"
+    kill_mpd
+    [ "$SECCOMP" = log ] && seccomp_log_check
+    return 0
+}
