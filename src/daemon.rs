@@ -9,7 +9,8 @@ use nix::unistd::{Group, User};
 
 use crate::adapters::emulated::{EmulatedExecutor, FaultInjection, InitiatorIdentity};
 use crate::adapters::multipath::MultipathExecutor;
-use crate::adapters::multipathd::MultipathdNotifier;
+use crate::adapters::multipathd::{MultipathdAddress, MultipathdNotifier};
+use crate::adapters::multipathd_relay;
 use crate::adapters::pidfile::{Pidfile, PidfileError};
 use crate::adapters::privileges::LinuxPrivileges;
 use crate::adapters::seccomp::SeccompMode;
@@ -116,16 +117,7 @@ pub fn resolve_identity(
 pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, DaemonError> {
     match settings.executor {
         ExecutorKind::SgIo if settings.multipath => {
-            let notifier = Arc::new(MultipathdNotifier::from_env());
-            match notifier.connect() {
-                Ok(()) => tracing::info!("connected to multipathd"),
-                Err(e) if settings.user.is_some() => tracing::warn!(
-                    cause = %e,
-                    "multipathd not reachable before dropping privileges: it will not learn \
-                     reservation keys, so paths added later will not be registered"
-                ),
-                Err(e) => tracing::info!(cause = %e, "multipathd not reachable yet"),
-            }
+            let notifier = Arc::new(multipathd_notifier(seccomp_mode(settings)));
             Ok(Arc::new(MultipathExecutor::new(settings.timeout, notifier)))
         }
         ExecutorKind::SgIo => Ok(Arc::new(SgIoExecutor::new(settings.timeout))),
@@ -168,6 +160,39 @@ pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, Daem
             Ok(Arc::new(
                 EmulatedExecutor::with_identity(identity).with_faults(faults, settings.timeout),
             ))
+        }
+    }
+}
+
+/// The seccomp mode asked for, or the build's default.
+fn seccomp_mode(settings: &Settings) -> SeccompMode {
+    settings
+        .security
+        .seccomp
+        .unwrap_or_else(SeccompMode::default_for_build)
+}
+
+/// Starts the multipathd relay (see [`multipathd_relay`]); if it cannot be
+/// started, multipathd is talked to directly, which works only while this
+/// process stays root.
+fn multipathd_notifier(mode: SeccompMode) -> MultipathdNotifier {
+    let address = MultipathdAddress::from_env();
+    match multipathd_relay::spawn(address.clone(), mode) {
+        Ok(relay) => {
+            tracing::info!(
+                pid = relay.pid(),
+                multipathd = %address,
+                "multipathd relay started (root's uid, no capabilities)"
+            );
+            MultipathdNotifier::with_relay(relay)
+        }
+        Err(e) => {
+            tracing::warn!(
+                cause = %e,
+                "cannot start the multipathd relay: talking to multipathd directly, which \
+                 fails once privileges are dropped with -u"
+            );
+            MultipathdNotifier::new(address)
         }
     }
 }
@@ -312,10 +337,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     }
 
     // 5. The system-call allowlist, inherited by every thread from here on.
-    let mode = settings
-        .security
-        .seccomp
-        .unwrap_or_else(SeccompMode::default_for_build);
+    let mode = seccomp_mode(&settings);
     crate::adapters::seccomp::install(mode).map_err(DaemonError::Seccomp)?;
     tracing::debug!(?mode, "seccomp filter installed");
 

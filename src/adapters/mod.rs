@@ -7,6 +7,7 @@ pub mod device;
 pub mod emulated;
 pub mod multipath;
 pub mod multipathd;
+pub mod multipathd_relay;
 pub mod pidfile;
 pub mod privileges;
 pub mod seccomp;

@@ -5,10 +5,14 @@
 //! counts a trailing NUL, then the text and the NUL; replies come back the
 //! same way and start with "ok" on success.
 //!
-//! multipathd answers only root peers. A daemon that drops privileges (`-u`)
-//! must therefore connect while still root: [`MultipathdNotifier::connect`]
-//! is called at start-up and the connection is kept. If it is lost later,
-//! reconnecting fails, which is logged once, clearly.
+//! multipathd answers PR commands from root peers only, and it comes and
+//! goes (a package upgrade restarts it; at boot it may start after us). The
+//! daemon drops root (`-u`) and runs under a seccomp filter, so in
+//! production it does not talk to multipathd itself: the relay process
+//! ([`super::multipathd_relay`]) keeps root's uid without any capability,
+//! forwards only the commands [`MapCommand`] accepts and reconnects whenever
+//! multipathd is back. [`MultipathdNotifier`] decides what to send and how
+//! to report trouble, once per kind.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -18,7 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::domain::multipath::events::MapEvent;
+use super::multipathd_relay::RelayClient;
+use crate::domain::multipath::events::{MapCommand, MapEvent};
+use crate::domain::multipath::multipathd_reply::MultipathdReply;
 
 /// Environment variable naming multipathd's socket, as multipath-tools reads it.
 pub const SOCKET_ENV: &str = "MULTIPATH_SOCKET_NAME";
@@ -82,7 +88,7 @@ impl MultipathdAddress {
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     /// No connection could be made.
-    #[error("cannot connect to multipathd at {address:?}: {source}")]
+    #[error("cannot connect to multipathd at {address}: {source}")]
     Connect {
         /// Where.
         address: MultipathdAddress,
@@ -93,107 +99,161 @@ pub enum NotifyError {
     /// The exchange broke off.
     #[error("multipathd connection failed: {0}")]
     Io(#[from] io::Error),
+    /// The relay could not reach multipathd (its words).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The relay refused the command: only [`MapCommand`]s are forwarded.
+    #[error("the multipathd relay refused the command")]
+    Rejected,
+    /// The relay process is gone.
+    #[error("the multipathd relay process is gone ({0})")]
+    RelayGone(String),
 }
 
-/// A lazily (re)connecting client for multipathd's control socket.
+impl std::fmt::Display for MultipathdAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MultipathdAddress::Path(p) => write!(f, "{}", p.display()),
+            MultipathdAddress::Abstract(name) => write!(f, "@{name}"),
+        }
+    }
+}
+
+/// A connection to multipathd made on demand and made again after
+/// multipathd restarted. Used by the relay; blocking.
 #[derive(Debug)]
-pub struct MultipathdNotifier {
+pub struct MultipathdConnection {
     address: MultipathdAddress,
-    connection: Mutex<Option<UnixStream>>,
-    /// Whether a connection was ever made: losing it is then worth a
-    /// different message than never having one.
-    was_connected: AtomicBool,
-    /// Whether the "will not register new paths" warning was logged.
-    warned: AtomicBool,
-    /// Whether a refusal was logged: multipathd refuses keys for every map
-    /// when `reservation_key` is not `file` in multipath.conf, so once is enough.
-    warned_refusal: AtomicBool,
+    stream: Option<UnixStream>,
 }
 
-impl MultipathdNotifier {
-    /// A notifier for multipathd at `address`; nothing is connected yet.
-    pub fn new(address: MultipathdAddress) -> MultipathdNotifier {
-        MultipathdNotifier {
+impl MultipathdConnection {
+    /// Nothing is connected until the first command.
+    pub fn new(address: MultipathdAddress) -> MultipathdConnection {
+        MultipathdConnection {
             address,
-            connection: Mutex::new(None),
-            was_connected: AtomicBool::new(false),
-            warned: AtomicBool::new(false),
-            warned_refusal: AtomicBool::new(false),
+            stream: None,
         }
     }
 
-    /// A notifier for the address [`MultipathdAddress::from_env`] finds.
-    pub fn from_env() -> MultipathdNotifier {
-        MultipathdNotifier::new(MultipathdAddress::from_env())
-    }
-
-    /// Connects now. Call it while still root: multipathd refuses other peers.
-    pub fn connect(&self) -> Result<(), NotifyError> {
-        let stream = self.open()?;
-        *self.lock() = Some(stream);
+    /// Connects now (to report at start whether multipathd is there).
+    pub fn connect(&mut self) -> Result<(), NotifyError> {
+        self.stream = Some(self.open()?);
         Ok(())
     }
 
     /// Sends one command and returns multipathd's reply text. A kept
-    /// connection that turns out dead is replaced once.
-    pub fn send(&self, command: &str) -> Result<String, NotifyError> {
-        let mut guard = self.lock();
-        let reused = guard.is_some();
-        let mut stream = match guard.take() {
+    /// connection that turns out dead (multipathd restarted) is replaced once.
+    pub fn send(&mut self, command: &str) -> Result<String, NotifyError> {
+        let reused = self.stream.is_some();
+        let mut stream = match self.stream.take() {
             Some(s) => s,
             None => self.open()?,
         };
         let reply = match exchange(&mut stream, command) {
             Ok(r) => r,
-            Err(e) if reused => {
-                tracing::debug!(cause = %e, "multipathd connection went away, reconnecting");
+            Err(_) if reused => {
                 stream = self.open()?;
                 exchange(&mut stream, command)?
             }
             Err(e) => return Err(e.into()),
         };
-        *guard = Some(stream);
+        self.stream = Some(stream);
         Ok(reply)
+    }
+
+    fn open(&self) -> Result<UnixStream, NotifyError> {
+        self.address
+            .connect()
+            .map_err(|source| NotifyError::Connect {
+                address: self.address.clone(),
+                source,
+            })
+    }
+}
+
+/// How the notifier reaches multipathd.
+#[derive(Debug)]
+enum Link {
+    /// Through the relay process (production).
+    Relay(RelayClient),
+    /// Directly (tests, and when the relay cannot be started).
+    Direct(Mutex<MultipathdConnection>),
+}
+
+/// Sends [`MapEvent`]s to multipathd and reports trouble once per kind;
+/// never fails the PR command that caused them.
+#[derive(Debug)]
+pub struct MultipathdNotifier {
+    link: Link,
+    /// Whether the "cannot reach multipathd" warning was logged since the
+    /// last success.
+    warned: AtomicBool,
+    /// Whether a refusal was logged: multipathd refuses keys for every map
+    /// when `reservation_key` is not `file` in multipath.conf, so once is enough.
+    warned_refusal: AtomicBool,
+    /// Whether "root only" was logged.
+    warned_permission: AtomicBool,
+    /// The command words this multipathd did not know, each logged once.
+    not_understood: Mutex<Vec<&'static str>>,
+}
+
+impl MultipathdNotifier {
+    /// A notifier that talks to multipathd at `address` itself.
+    pub fn new(address: MultipathdAddress) -> MultipathdNotifier {
+        MultipathdNotifier::with_link(Link::Direct(Mutex::new(MultipathdConnection::new(address))))
+    }
+
+    /// A notifier that goes through the relay process.
+    pub fn with_relay(relay: RelayClient) -> MultipathdNotifier {
+        MultipathdNotifier::with_link(Link::Relay(relay))
+    }
+
+    fn with_link(link: Link) -> MultipathdNotifier {
+        MultipathdNotifier {
+            link,
+            warned: AtomicBool::new(false),
+            warned_refusal: AtomicBool::new(false),
+            warned_permission: AtomicBool::new(false),
+            not_understood: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends one command and returns multipathd's reply text.
+    pub fn send(&self, command: &MapCommand) -> Result<String, NotifyError> {
+        match &self.link {
+            Link::Relay(relay) => relay.send(&command.to_string()),
+            Link::Direct(connection) => connection
+                .lock()
+                // A panic while holding the lock leaves at worst a dead
+                // stream, which the next send replaces.
+                .unwrap_or_else(|e| e.into_inner())
+                .send(&command.to_string()),
+        }
     }
 
     /// Sends the events for map `name`. Never fails the caller: reservations
     /// work without multipathd, only new paths go unregistered, which is
     /// logged once.
     pub fn notify(&self, name: &str, events: &[MapEvent]) {
-        for event in events {
-            let command = event.message(name);
+        for &event in events {
+            let command = MapCommand {
+                map: name.to_string(),
+                event,
+            };
             match self.send(&command) {
-                Ok(reply) if reply.starts_with("ok") => {
-                    self.warned.store(false, Ordering::Relaxed);
-                    tracing::debug!(command = %command, "multipathd updated");
-                }
-                Ok(reply) if !self.warned_refusal.swap(true, Ordering::Relaxed) => {
-                    tracing::warn!(
-                        command = %command,
-                        reply = %reply,
-                        "multipathd refused (is reservation_key set to \"file\" in \
-                         multipath.conf?); further refusals are logged at debug level"
-                    );
-                }
-                Ok(reply) => {
-                    tracing::debug!(command = %command, reply = %reply, "multipathd refused");
-                }
+                Ok(reply) => self.report(&command, &reply),
                 Err(e) => {
                     if !self.warned.swap(true, Ordering::Relaxed) {
-                        if self.was_connected.load(Ordering::Relaxed) {
-                            tracing::warn!(
-                                cause = %e,
-                                "lost the connection to multipathd and cannot reconnect \
-                                 (it accepts root only): paths added or restored later will \
-                                 not get the reservation key registered automatically"
-                            );
-                        } else {
-                            tracing::warn!(
-                                cause = %e,
-                                "multipathd is not reachable: paths added or restored later \
-                                 will not get the reservation key registered automatically"
-                            );
-                        }
+                        tracing::warn!(
+                            command = %command,
+                            cause = %e,
+                            "cannot reach multipathd: paths added or restored later will not get \
+                             the reservation key registered automatically (retried with every \
+                             command; logged again after the next success)"
+                        );
+                    } else {
+                        tracing::debug!(command = %command, cause = %e, "multipathd not reached");
                     }
                     return;
                 }
@@ -201,22 +261,55 @@ impl MultipathdNotifier {
         }
     }
 
-    fn open(&self) -> Result<UnixStream, NotifyError> {
-        let stream = self
-            .address
-            .connect()
-            .map_err(|source| NotifyError::Connect {
-                address: self.address.clone(),
-                source,
-            })?;
-        self.was_connected.store(true, Ordering::Relaxed);
-        Ok(stream)
+    /// Logs what multipathd's `reply` to `command` means.
+    fn report(&self, command: &MapCommand, reply: &str) {
+        self.warned.store(false, Ordering::Relaxed);
+        let first_line = reply.lines().next().unwrap_or("").trim();
+        match MultipathdReply::classify(reply) {
+            MultipathdReply::Done => {
+                tracing::debug!(command = %command, "multipathd updated");
+            }
+            MultipathdReply::Refused if !self.warned_refusal.swap(true, Ordering::Relaxed) => {
+                tracing::warn!(
+                    command = %command,
+                    reply = first_line,
+                    "multipathd refused (is reservation_key set to \"file\" in \
+                     multipath.conf?); further refusals are logged at debug level"
+                );
+            }
+            MultipathdReply::PermissionDenied
+                if !self.warned_permission.swap(true, Ordering::Relaxed) =>
+            {
+                tracing::warn!(
+                    command = %command,
+                    reply = first_line,
+                    "multipathd answers root only: start the helper as root (it drops \
+                     privileges itself with -u/-g)"
+                );
+            }
+            MultipathdReply::NotUnderstood if self.first_not_understood(command.event.verb()) => {
+                tracing::warn!(
+                    command = command.event.verb(),
+                    reply = first_line,
+                    "this multipathd does not know the command (older multipath-tools); \
+                     the PR command is not affected; further ones are logged at debug level"
+                );
+            }
+            _ => tracing::debug!(command = %command, reply = first_line, "multipathd refused"),
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<UnixStream>> {
-        // A panic while holding the lock leaves at worst a dead stream,
-        // which the next send replaces.
-        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    /// Whether `verb` was not known before (and remembers it).
+    fn first_not_understood(&self, verb: &'static str) -> bool {
+        let mut seen = self
+            .not_understood
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.contains(&verb) {
+            return false;
+        }
+        seen.push(verb);
+        true
     }
 }
 
@@ -295,7 +388,6 @@ mod tests {
         let sock = dir.path().join("mpd.sock");
         let (rx, handle) = stand_in(&sock, 1, 3);
         let n = MultipathdNotifier::new(MultipathdAddress::Path(sock));
-        n.connect().unwrap();
         n.notify(
             "mpatha",
             &[
@@ -325,7 +417,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("mpd.sock");
         let (rx, handle) = stand_in(&sock, 2, 1);
-        let n = MultipathdNotifier::new(MultipathdAddress::Path(sock));
+        let mut n = MultipathdConnection::new(MultipathdAddress::Path(sock));
         assert_eq!(n.send("show maps").unwrap(), "ok");
         // The stand-in closed the first connection after one message.
         assert_eq!(n.send("unsetprhold map m").unwrap(), "ok");
@@ -343,11 +435,14 @@ mod tests {
     #[test]
     fn without_multipathd_notify_warns_once_and_carries_on() {
         let dir = tempfile::tempdir().unwrap();
-        let n = MultipathdNotifier::new(MultipathdAddress::Path(dir.path().join("absent")));
-        assert!(matches!(n.connect(), Err(NotifyError::Connect { .. })));
+        let absent = MultipathdAddress::Path(dir.path().join("absent"));
+        assert!(matches!(
+            MultipathdConnection::new(absent.clone()).connect(),
+            Err(NotifyError::Connect { .. })
+        ));
+        let n = MultipathdNotifier::new(absent);
         n.notify("m", &[MapEvent::SetHold, MapEvent::SetStatus]);
         assert!(n.warned.load(Ordering::Relaxed));
-        assert!(!n.was_connected.load(Ordering::Relaxed));
         n.notify("m", &[MapEvent::UnsetHold]);
         assert!(n.warned.load(Ordering::Relaxed));
     }
@@ -368,6 +463,48 @@ mod tests {
         assert_eq!(handle.join().unwrap(), "unsetprkey map m");
         assert!(!n.warned.load(Ordering::Relaxed));
         assert!(n.warned_refusal.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn an_unknown_command_is_reported_once_per_command_and_the_rest_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("mpd.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        // multipath-tools 0.9.4 knows no setprhold and answers with its usage.
+        let handle = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            while let Some(m) = read_message(&mut s) {
+                let reply = if m.starts_with("setprhold") || m.starts_with("unsetprhold") {
+                    "multipath-tools v0.9.4 (12/19, 2022)\nCLI commands reference:\n"
+                } else {
+                    "ok\n"
+                };
+                write_message(&mut s, reply);
+                got.push(m);
+            }
+            got
+        });
+        let n = MultipathdNotifier::new(MultipathdAddress::Path(sock));
+        n.notify("m", &[MapEvent::SetHold]);
+        n.notify("m", &[MapEvent::SetHold]);
+        n.notify("m", &[MapEvent::UnsetHold, MapEvent::SetStatus]);
+        assert_eq!(
+            *n.not_understood.lock().unwrap(),
+            vec!["setprhold", "unsetprhold"]
+        );
+        assert!(!n.warned.load(Ordering::Relaxed));
+        assert!(!n.warned_refusal.load(Ordering::Relaxed));
+        drop(n);
+        assert_eq!(
+            handle.join().unwrap(),
+            vec![
+                "setprhold map m",
+                "setprhold map m",
+                "unsetprhold map m",
+                "setprstatus map m"
+            ]
+        );
     }
 
     #[test]
@@ -403,7 +540,7 @@ mod tests {
             write_message(&mut s, "ok\n");
             m
         });
-        let n = MultipathdNotifier::new(MultipathdAddress::Abstract(name));
+        let mut n = MultipathdConnection::new(MultipathdAddress::Abstract(name));
         assert_eq!(n.send("list maps").unwrap(), "ok\n");
         assert_eq!(handle.join().unwrap(), "list maps");
     }

@@ -135,6 +135,40 @@ impl PrivilegeControl for LinuxPrivileges {
     }
 }
 
+/// Drops every capability from every set, keeping the user and group: for
+/// the multipathd relay, which needs root's uid (multipathd checks it) and no
+/// privilege at all. Without CAP_SETPCAP the bounding set is left as it is
+/// (nothing is permitted then anyway).
+pub fn drop_all_capabilities() -> Result<(), PrivilegeError> {
+    let permitted =
+        caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
+    if permitted.contains(&Capability::CAP_SETPCAP) {
+        for cap in caps::all() {
+            if caps::has_cap(None, CapSet::Bounding, cap)
+                .map_err(cap_err("read the bounding set"))?
+            {
+                caps::drop(None, CapSet::Bounding, cap)
+                    .map_err(cap_err("clear the capability bounding set"))?;
+            }
+        }
+    }
+    for (set, step) in [
+        (CapSet::Ambient, "clear the ambient set"),
+        (CapSet::Inheritable, "clear the inheritable set"),
+        (CapSet::Effective, "clear the effective set"),
+        (CapSet::Permitted, "clear the permitted set"),
+    ] {
+        caps::clear(None, set).map_err(cap_err(step))?;
+    }
+    let left = caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
+    if !left.is_empty() {
+        return Err(PrivilegeError::NotDropped(format!(
+            "permitted set {left:?}"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

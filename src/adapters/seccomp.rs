@@ -97,6 +97,8 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_sendmsg,
     libc::SYS_sendto,
     libc::SYS_set_robust_list,
+    // Socket timeouts, when multipathd is talked to directly.
+    libc::SYS_setsockopt,
     libc::SYS_shutdown,
     libc::SYS_sigaltstack,
     libc::SYS_socket,
@@ -104,6 +106,39 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_statx,
     libc::SYS_unlink,
     libc::SYS_unlinkat,
+    // Collecting the exit status of the multipathd relay if it dies.
+    libc::SYS_wait4,
+    libc::SYS_write,
+    libc::SYS_writev,
+];
+
+/// Every system call the multipathd relay makes once it serves: receive a
+/// command, (re)connect to multipathd with socket timeouts, exchange, reply,
+/// and what memory allocation and exiting need. No open, no ioctl, no exec.
+const RELAY_ALLOWED: &[libc::c_long] = &[
+    libc::SYS_brk,
+    libc::SYS_clock_gettime,
+    libc::SYS_close,
+    libc::SYS_connect,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    // The standard library checks the fds it is handed (F_GETFD/F_GETFL).
+    libc::SYS_fcntl,
+    libc::SYS_futex,
+    libc::SYS_madvise,
+    libc::SYS_mmap,
+    libc::SYS_mremap,
+    libc::SYS_munmap,
+    libc::SYS_read,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sendmsg,
+    libc::SYS_sendto,
+    libc::SYS_setsockopt,
+    libc::SYS_sigaltstack,
+    libc::SYS_socket,
     libc::SYS_write,
     libc::SYS_writev,
 ];
@@ -114,10 +149,8 @@ const ALLOWED_IOCTLS: &[u64] = &[0x2285, 0x5421, 0x5451, 0x5450, 0x5401];
 
 /// Builds the filter for `mode`; `None` for [`SeccompMode::Off`].
 pub fn build(mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
-    let mismatch = match mode {
-        SeccompMode::Off => return Ok(None),
-        SeccompMode::Kill => SeccompAction::KillProcess,
-        SeccompMode::Log => SeccompAction::Log,
+    let Some(mismatch) = mismatch_action(mode) else {
+        return Ok(None);
     };
     let err = |e: &dyn std::fmt::Display| SeccompError(e.to_string());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
@@ -153,10 +186,48 @@ pub fn build(mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
     Ok(Some(program))
 }
 
+/// What a call outside the allowlist gets; `None`: no filter.
+fn mismatch_action(mode: SeccompMode) -> Option<SeccompAction> {
+    match mode {
+        SeccompMode::Off => None,
+        SeccompMode::Kill => Some(SeccompAction::KillProcess),
+        SeccompMode::Log => Some(SeccompAction::Log),
+    }
+}
+
+/// Builds the multipathd relay's filter for `mode`; `None` for
+/// [`SeccompMode::Off`].
+pub fn build_relay(mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
+    let Some(mismatch) = mismatch_action(mode) else {
+        return Ok(None);
+    };
+    let err = |e: &dyn std::fmt::Display| SeccompError(e.to_string());
+    let rules: BTreeMap<i64, Vec<SeccompRule>> =
+        RELAY_ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| err(&e))?;
+    let filter =
+        SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch).map_err(|e| err(&e))?;
+    let program: BpfProgram = filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| err(&e))?;
+    Ok(Some(program))
+}
+
 /// Installs the filter on the calling thread; threads it creates later
 /// inherit it, so call this before the runtime starts.
 pub fn install(mode: SeccompMode) -> Result<(), SeccompError> {
-    if let Some(program) = build(mode)? {
+    apply(build(mode)?)
+}
+
+/// Installs the multipathd relay's filter on the (single-threaded) relay.
+pub fn install_relay(mode: SeccompMode) -> Result<(), SeccompError> {
+    apply(build_relay(mode)?)
+}
+
+fn apply(program: Option<BpfProgram>) -> Result<(), SeccompError> {
+    if let Some(program) = program {
         seccompiler::apply_filter(&program).map_err(|e| SeccompError(e.to_string()))?;
     }
     Ok(())
@@ -171,5 +242,7 @@ mod tests {
         assert!(build(SeccompMode::Off).unwrap().is_none());
         assert!(!build(SeccompMode::Kill).unwrap().unwrap().is_empty());
         assert!(!build(SeccompMode::Log).unwrap().unwrap().is_empty());
+        assert!(build_relay(SeccompMode::Off).unwrap().is_none());
+        assert!(!build_relay(SeccompMode::Kill).unwrap().unwrap().is_empty());
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod events;
+pub mod multipathd_reply;
 pub mod path;
 pub mod plan;
 pub mod runner;

@@ -1,0 +1,324 @@
+//! The multipathd relay: a small process, forked at start-up while the
+//! daemon is still root and single-threaded, that carries reservation
+//! changes to multipathd for the rest of the daemon's life.
+//!
+//! Why a process: multipathd answers PR commands only from peers with uid 0,
+//! and it restarts (package upgrades, crashes, a boot order that starts it
+//! after us). The daemon itself gives up root (`-u`) and runs under a seccomp
+//! filter, so it could neither reconnect nor be let to. The relay keeps uid 0
+//! but drops every capability, sets no_new_privs, and installs a filter of
+//! its own that allows little more than connect, read and write; it forwards
+//! only the commands [`MapCommand::parse`] accepts, so a daemon taken over by
+//! a client could make multipathd do nothing it would not do anyway.
+//!
+//! Protocol over a `SOCK_SEQPACKET` pair, one message each way per command:
+//! request = sequence number (u32, native endian) + command text; reply =
+//! the same sequence number + [`RelayStatus`] byte + text (multipathd's reply,
+//! or why it could not be reached). The sequence number lets the daemon
+//! discard a late reply to a command it stopped waiting for. The relay exits
+//! when the daemon's end closes, which happens however the daemon ends.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::time::TimeVal;
+use nix::unistd::Pid;
+
+use super::multipathd::{MultipathdAddress, MultipathdConnection, NotifyError};
+use super::seccomp::SeccompMode;
+use crate::domain::multipath::events::MapCommand;
+
+/// Longest command accepted (a map name of 127 bytes and a key fit easily).
+const MAX_REQUEST: usize = 512;
+/// Longest reply text carried back; multipathd's answers to PR commands are
+/// a word or two, its usage text is cut.
+const MAX_REPLY_TEXT: usize = 2048;
+/// How long the daemon waits for the relay's answer: the relay itself gives
+/// multipathd 5 s per exchange and may reconnect once.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(12);
+/// How long the daemon waits to hand a command over.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The relay's first message: confined and serving.
+const READY: [u8; 1] = *b"R";
+
+/// What became of a relayed command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RelayStatus {
+    /// multipathd answered; its reply text follows.
+    Answered = 0,
+    /// multipathd could not be reached; the reason follows.
+    Unreachable = 1,
+    /// Not a command the relay forwards.
+    Rejected = 2,
+}
+
+impl RelayStatus {
+    fn from_byte(b: u8) -> Option<RelayStatus> {
+        match b {
+            0 => Some(RelayStatus::Answered),
+            1 => Some(RelayStatus::Unreachable),
+            2 => Some(RelayStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// Why the relay could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// Forking is only sound while the process has one thread.
+    #[error("the process already runs {0} threads")]
+    Threaded(usize),
+    /// The relay did not come up confined.
+    #[error("the relay did not start: {0}")]
+    NotReady(String),
+    /// A system call failed.
+    #[error("{step}: {source}")]
+    Os {
+        /// What was being done.
+        step: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Errno,
+    },
+}
+
+/// The daemon's end of the relay.
+#[derive(Debug)]
+pub struct RelayClient {
+    socket: OwnedFd,
+    pid: Pid,
+    /// The sequence number of the last command; held while a command is
+    /// out, so that commands and replies pair up.
+    sequence: Mutex<u32>,
+}
+
+/// Starts the relay for multipathd at `address`, its filter in `mode`. Call
+/// it while root and before any thread exists (it refuses otherwise).
+pub fn spawn(address: MultipathdAddress, mode: SeccompMode) -> Result<RelayClient, RelayError> {
+    let threads = thread_count();
+    if threads != 1 {
+        return Err(RelayError::Threaded(threads));
+    }
+    let os = |step| move |source| RelayError::Os { step, source };
+    let (ours, theirs) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(os("socketpair"))?;
+    // Both ends above the standard fds, which -d and the relay point at
+    // /dev/null.
+    let ours = above_stdio(ours).map_err(os("move the relay socket"))?;
+    let theirs = above_stdio(theirs).map_err(os("move the relay socket"))?;
+    socket::setsockopt(
+        &ours,
+        socket::sockopt::ReceiveTimeout,
+        &timeval(REPLY_TIMEOUT),
+    )
+    .map_err(os("set the relay's receive timeout"))?;
+    socket::setsockopt(&ours, socket::sockopt::SendTimeout, &timeval(SEND_TIMEOUT))
+        .map_err(os("set the relay's send timeout"))?;
+    // SAFETY: the process has exactly one thread (checked above), so the
+    // child is a complete copy with no lock held by a vanished thread; it
+    // runs `relay_main` and leaves with `_exit`, never returning here.
+    match unsafe { nix::unistd::fork() }.map_err(os("fork"))? {
+        nix::unistd::ForkResult::Child => {
+            drop(ours);
+            let code =
+                std::panic::catch_unwind(move || relay_main(theirs, address, mode)).unwrap_or(101);
+            // SAFETY: _exit ends the child at once, without running the
+            // daemon's exit handlers or destructors on the copied state.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(theirs);
+            let relay = RelayClient {
+                socket: ours,
+                pid: child,
+                sequence: Mutex::new(0),
+            };
+            // The relay says when it is confined; until then it holds root's
+            // capabilities, and if confining fails it exits instead.
+            let mut ready = [0u8; 1];
+            match socket::recv(relay.socket.as_raw_fd(), &mut ready, MsgFlags::empty()) {
+                Ok(1) if ready == READY => Ok(relay),
+                Ok(_) => Err(RelayError::NotReady(relay.gone(Errno::EPIPE).to_string())),
+                Err(e) => Err(RelayError::NotReady(relay.gone(e).to_string())),
+            }
+        }
+    }
+}
+
+impl RelayClient {
+    /// The relay's process id, for the log.
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw().unsigned_abs()
+    }
+
+    /// Sends one command through the relay and returns multipathd's reply.
+    pub fn send(&self, command: &str) -> Result<String, NotifyError> {
+        let mut sequence = self.sequence.lock().unwrap_or_else(|e| e.into_inner());
+        *sequence = sequence.wrapping_add(1);
+        let mut request = Vec::with_capacity(4 + command.len());
+        request.extend_from_slice(&sequence.to_ne_bytes());
+        request.extend_from_slice(command.as_bytes());
+        if let Err(e) = socket::send(self.socket.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL) {
+            return Err(self.gone(e));
+        }
+        let mut buf = vec![0u8; 5 + MAX_REPLY_TEXT];
+        loop {
+            let n = match socket::recv(self.socket.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Err(self.gone(Errno::EPIPE)),
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(e @ (Errno::EAGAIN | Errno::ETIMEDOUT)) => {
+                    return Err(NotifyError::Io(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no answer from the multipathd relay: {e}"),
+                    )))
+                }
+                Err(e) => return Err(self.gone(e)),
+            };
+            if n < 5 || buf[..4] != sequence.to_ne_bytes() {
+                // A late answer to a command given up on: not ours.
+                continue;
+            }
+            let text = String::from_utf8_lossy(&buf[5..n]).into_owned();
+            return match RelayStatus::from_byte(buf[4]) {
+                Some(RelayStatus::Answered) => Ok(text),
+                Some(RelayStatus::Unreachable) => Err(NotifyError::Unreachable(text)),
+                Some(RelayStatus::Rejected) | None => Err(NotifyError::Rejected),
+            };
+        }
+    }
+
+    /// The relay is not there any more: collect its exit status if it has
+    /// one (so that it does not stay a zombie) and say what it was.
+    fn gone(&self, cause: Errno) -> NotifyError {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        // Its socket closes while it exits: give the exit a moment to finish.
+        for _ in 0..20 {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    return NotifyError::RelayGone(format!("exited with status {code}"))
+                }
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    return NotifyError::RelayGone(format!("killed by {signal}"))
+                }
+                Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
+                _ => break,
+            }
+        }
+        NotifyError::RelayGone(cause.desc().to_string())
+    }
+}
+
+/// The relay process's life: shed everything, then serve until the daemon
+/// closes its end. Returns the exit status.
+fn relay_main(socket: OwnedFd, address: MultipathdAddress, mode: SeccompMode) -> i32 {
+    if confine(&socket, mode).is_err()
+        || socket::send(socket.as_raw_fd(), &READY, MsgFlags::MSG_NOSIGNAL).is_err()
+    {
+        return 2;
+    }
+    let mut multipathd = MultipathdConnection::new(address);
+    let mut request = [0u8; MAX_REQUEST];
+    loop {
+        let n = match socket::recv(socket.as_raw_fd(), &mut request, MsgFlags::empty()) {
+            Ok(0) => return 0,
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return 0,
+        };
+        if n < 4 {
+            continue;
+        }
+        let command = std::str::from_utf8(&request[4..n])
+            .ok()
+            .and_then(MapCommand::parse);
+        let (status, text) = match command {
+            None => (RelayStatus::Rejected, String::new()),
+            Some(command) => match multipathd.send(&command.to_string()) {
+                Ok(reply) => (RelayStatus::Answered, reply),
+                Err(e) => (RelayStatus::Unreachable, e.to_string()),
+            },
+        };
+        let text = text.as_bytes();
+        let text = &text[..text.len().min(MAX_REPLY_TEXT)];
+        let mut reply = Vec::with_capacity(5 + text.len());
+        reply.extend_from_slice(&request[..4]);
+        reply.push(status as u8);
+        reply.extend_from_slice(text);
+        if socket::send(socket.as_raw_fd(), &reply, MsgFlags::MSG_NOSIGNAL).is_err() {
+            return 0;
+        }
+    }
+}
+
+/// Closes every inherited fd but the relay socket, points stdio at
+/// /dev/null (an inherited pipe would keep a caller of `-d` waiting), drops
+/// every capability (root's uid stays: multipathd wants it), and installs
+/// the relay's system-call filter.
+fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), ()> {
+    let keep = socket.as_fd().as_raw_fd().unsigned_abs();
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(drop)?;
+    for stdio in 0..3 {
+        // SAFETY: dup2 onto the standard fds; `null` stays open and owned.
+        if unsafe { libc::dup2(null.as_raw_fd(), stdio) } < 0 {
+            return Err(());
+        }
+    }
+    drop(null);
+    // SAFETY: close_range closes fds this process holds; the ones kept
+    // (stdio and the relay socket) are outside both ranges, and nothing
+    // else of this single-threaded child refers to the closed fds again
+    // (the OwnedFds of the daemon's copy of memory are never dropped here:
+    // the child leaves with _exit).
+    unsafe {
+        if keep > 3 {
+            libc::close_range(3, keep - 1, 0);
+        }
+        libc::close_range(keep + 1, u32::MAX, 0);
+    }
+    super::privileges::drop_all_capabilities().map_err(drop)?;
+    nix::sys::prctl::set_no_new_privs().map_err(drop)?;
+    super::seccomp::install_relay(mode).map_err(drop)?;
+    Ok(())
+}
+
+/// `fd`, or a duplicate of it numbered 3 or more.
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use std::os::fd::FromRawFd;
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    let raw = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(3))?;
+    // SAFETY: fcntl just returned this new fd, which nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// The number of threads of this process (1 when that cannot be read:
+/// then /proc is missing and nothing else has run either).
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
+}
+
+fn timeval(d: Duration) -> TimeVal {
+    TimeVal::new(
+        d.as_secs().try_into().unwrap_or(i64::MAX),
+        d.subsec_micros().into(),
+    )
+}

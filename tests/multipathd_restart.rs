@@ -1,0 +1,254 @@
+//! multipathd restarts while the daemon runs (a package upgrade, a crash, a
+//! boot order that starts it later): the next reservation change must reach
+//! the new multipathd, and the daemon must not die from its own seccomp filter
+//! on the way (it once did: reconnecting set socket timeouts, a call outside
+//! the allowlist, and the release build's `kill` mode ended the daemon).
+//!
+//! These tests fork, which is sound only in a single-threaded process, so
+//! this file has its own `main` instead of the threaded test harness. A
+//! stand-in multipathd speaks multipathd's framing on a socket file.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, pipe, ForkResult, Pid};
+use qemu_pr_helper::adapters::multipathd::{MultipathdAddress, MultipathdNotifier, NotifyError};
+use qemu_pr_helper::adapters::multipathd_relay;
+use qemu_pr_helper::adapters::seccomp::{self, SeccompMode};
+use qemu_pr_helper::domain::multipath::events::{MapCommand, MapEvent};
+
+fn read_message(s: &mut UnixStream) -> Option<String> {
+    let mut len = [0u8; size_of::<usize>()];
+    s.read_exact(&mut len).ok()?;
+    let mut text = vec![0u8; usize::from_ne_bytes(len)];
+    s.read_exact(&mut text).ok()?;
+    assert_eq!(text.pop(), Some(0), "message must end with NUL");
+    Some(String::from_utf8(text).unwrap())
+}
+
+fn write_message(s: &mut UnixStream, text: &str) {
+    let mut m = (text.len() + 1).to_ne_bytes().to_vec();
+    m.extend_from_slice(text.as_bytes());
+    m.push(0);
+    s.write_all(&m).unwrap();
+}
+
+/// A stand-in multipathd life: accepts one connection and answers "ok\n" to
+/// `messages` commands; returns them.
+fn serve(listener: &UnixListener, messages: usize) -> Vec<String> {
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..messages {
+        // None: the peer died (the assertions on its status say how).
+        let Some(m) = read_message(&mut s) else { break };
+        write_message(&mut s, "ok\n");
+        got.push(m);
+    }
+    got
+}
+
+fn command(event: MapEvent) -> MapCommand {
+    MapCommand {
+        map: "mpatha".into(),
+        event,
+    }
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// `/proc/PID/status` field `name`.
+fn status_field(pid: u32, name: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// A process that does what the daemon does (notifier made while
+/// single-threaded, then the daemon's seccomp filter in `kill` mode) sends a
+/// reservation change, multipathd restarts, and it sends the next one. It
+/// must see both answered and must not be killed.
+fn daemon_survives_a_multipathd_restart(sock: &Path, through_relay: bool) {
+    let _ = std::fs::remove_file(sock);
+    let first = UnixListener::bind(sock).unwrap();
+    let (to_daemon_r, to_daemon_w) = pipe().unwrap();
+    let (to_test_r, to_test_w) = pipe().unwrap();
+    assert_eq!(threads(), 1);
+    // SAFETY: single-threaded (checked above); the child leaves with _exit.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let address = MultipathdAddress::Path(sock.to_path_buf());
+            let notifier = if through_relay {
+                MultipathdNotifier::with_relay(
+                    multipathd_relay::spawn(address, SeccompMode::Kill).unwrap(),
+                )
+            } else {
+                MultipathdNotifier::new(address)
+            };
+            seccomp::install(SeccompMode::Kill).unwrap();
+            let mut code = 0;
+            if notifier.send(&command(MapEvent::SetStatus)).ok().as_deref() != Some("ok\n") {
+                code |= 1;
+            }
+            let mut to_test = std::fs::File::from(to_test_w);
+            let mut to_daemon = std::fs::File::from(to_daemon_r);
+            let _ = to_test.write_all(b"1");
+            let mut byte = [0u8];
+            let _ = to_daemon.read_exact(&mut byte);
+            let key = qemu_pr_helper::domain::service_action::ReservationKey(0xabc);
+            let reply = notifier.send(&command(MapEvent::SetKey { key, aptpl: false }));
+            if reply.ok().as_deref() != Some("ok\n") {
+                code |= 2;
+            }
+            // SAFETY: ends the forked child without running the test's
+            // destructors or exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop((to_daemon_r, to_test_w));
+            let got1 = serve(&first, 1);
+            let mut from_daemon = std::fs::File::from(to_test_r);
+            let mut byte = [0u8];
+            from_daemon.read_exact(&mut byte).unwrap();
+            // multipathd stops (its connection and socket go) and starts again.
+            drop(first);
+            std::fs::remove_file(sock).unwrap();
+            let second = UnixListener::bind(sock).unwrap();
+            std::fs::File::from(to_daemon_w).write_all(b"r").unwrap();
+            let got2 = serve(&second, 1);
+            let status = waitpid(child, None).unwrap();
+            assert_eq!(
+                status,
+                WaitStatus::Exited(child, 0),
+                "relay={through_relay}: the daemon-like process must answer both \
+                 commands and live (SIGSYS = killed by its own filter)"
+            );
+            assert_eq!(got1, vec!["setprstatus map mpatha"]);
+            assert_eq!(got2, vec!["setprkey map mpatha key 0xabc"]);
+        }
+    }
+}
+
+/// The relay keeps root's uid with nothing else, forwards reservation
+/// changes only, follows multipathd across restarts, and ends with the daemon.
+fn relay_forwards_only_map_commands_and_ends_with_the_daemon(sock: &Path) {
+    let _ = std::fs::remove_file(sock);
+    let first = UnixListener::bind(sock).unwrap();
+    assert_eq!(threads(), 1);
+    let relay = multipathd_relay::spawn(
+        MultipathdAddress::Path(sock.to_path_buf()),
+        SeccompMode::Kill,
+    )
+    .unwrap();
+    let pid = relay.pid();
+    assert_eq!(status_field(pid, "CapEff:"), "0000000000000000");
+    assert_eq!(status_field(pid, "CapPrm:"), "0000000000000000");
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(status_field(pid, "CapBnd:"), "0000000000000000");
+        assert!(status_field(pid, "Uid:").starts_with("0\t"));
+    }
+    assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
+    assert_eq!(status_field(pid, "Seccomp:"), "2");
+    // Its stdio is /dev/null, so a caller waiting for `-d`'s output to end
+    // is not held up by it.
+    let stdout = std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap();
+    assert_eq!(stdout, Path::new("/dev/null"));
+
+    let notifier = MultipathdNotifier::with_relay(relay);
+    let sock_owned = sock.to_path_buf();
+    let stand_in = std::thread::spawn(move || {
+        let mut got = serve(&first, 1);
+        drop(first);
+        std::fs::remove_file(&sock_owned).unwrap();
+        let second = UnixListener::bind(&sock_owned).unwrap();
+        got.extend(serve(&second, 1));
+        got
+    });
+    assert_eq!(notifier.send(&command(MapEvent::SetHold)).unwrap(), "ok\n");
+    // Whatever the daemon's memory says, only MapCommands pass.
+    let rogue = MapCommand {
+        map: "mpatha\nshutdown".into(),
+        event: MapEvent::SetStatus,
+    };
+    assert!(matches!(notifier.send(&rogue), Err(NotifyError::Rejected)));
+    // Restarted in between: the relay reconnects by itself.
+    let mut reply = notifier.send(&command(MapEvent::UnsetHold));
+    for _ in 0..50 {
+        if reply.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        reply = notifier.send(&command(MapEvent::UnsetHold));
+    }
+    assert_eq!(reply.unwrap(), "ok\n");
+    assert_eq!(
+        stand_in.join().unwrap(),
+        vec!["setprhold map mpatha", "unsetprhold map mpatha"]
+    );
+    drop(notifier);
+    let child = Pid::from_raw(pid as i32);
+    assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0));
+}
+
+/// A relay that dies is reported with how it died, and the daemon goes on.
+fn a_dead_relay_is_reported_not_fatal(sock: &Path) {
+    assert_eq!(threads(), 1);
+    let relay = multipathd_relay::spawn(
+        MultipathdAddress::Path(sock.to_path_buf()),
+        SeccompMode::Kill,
+    )
+    .unwrap();
+    let pid = Pid::from_raw(relay.pid() as i32);
+    kill(pid, Signal::SIGKILL).unwrap();
+    let notifier = MultipathdNotifier::with_relay(relay);
+    let mut err = None;
+    for _ in 0..50 {
+        match notifier.send(&command(MapEvent::SetStatus)) {
+            Err(NotifyError::RelayGone(how)) => {
+                err = Some(how);
+                break;
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    let how = err.expect("the relay's death is reported");
+    assert!(how.contains("SIGKILL"), "{how}");
+    // notify() logs and returns: the PR command is not affected.
+    notifier.notify("mpatha", &[MapEvent::SetStatus]);
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("multipathd.sock");
+    let tests: [(&str, &dyn Fn()); 4] = [
+        (
+            "daemon_survives_a_multipathd_restart_talking_directly",
+            &|| daemon_survives_a_multipathd_restart(&sock, false),
+        ),
+        (
+            "daemon_survives_a_multipathd_restart_through_the_relay",
+            &|| daemon_survives_a_multipathd_restart(&sock, true),
+        ),
+        (
+            "relay_forwards_only_map_commands_and_ends_with_the_daemon",
+            &|| relay_forwards_only_map_commands_and_ends_with_the_daemon(&sock),
+        ),
+        ("a_dead_relay_is_reported_not_fatal", &|| {
+            a_dead_relay_is_reported_not_fatal(&sock)
+        }),
+    ];
+    for (name, test) in &tests {
+        test();
+        println!("test {name} ... ok");
+    }
+    println!();
+    println!("{} passed, 0 failed", tests.len());
+}
