@@ -17,6 +17,14 @@
 # still be alive after all of them (release build, seccomp mode kill); and
 # READ KEYS is timed through each helper and with sg_persist (information).
 #
+# A second boot (multipathd) runs Debian's multipathd and udev beside our
+# helper over five nexuses of the LU: multipathd learns the key the helper
+# registers, registers it on a path added back, survives restarts on either
+# side, and a migration (QEMU's migrate-pr) between two maps fences the
+# source. The seccomp log pass boots both once more with our helper's filter
+# logging (--seccomp log, kernel audit=1) and fails on any audit record of a
+# system call missing from the allowlist.
+#
 # Usage: tests/real-device/run.sh [options]
 #   --helper PATH    helper under test (default target/release/qemu-pr-helper;
 #                    built with `cargo build --release --bins` if missing)
@@ -32,6 +40,10 @@
 #                    cycle with sg_persist on its scsi-block disk, through
 #                    QEMU's pr-manager-helper to the helper under test; the
 #                    device is read directly meanwhile
+#   --boots LIST     which boots to run, space separated (default
+#                    "main multipathd seccomp-log"; seccomp-log is the main
+#                    and multipathd boots again, our helper only, its seccomp
+#                    filter logging)
 #   --with-preempt-abort  extra boot that tries PREEMPT AND ABORT across
 #                    nexuses (known to hang Debian's 6.1 kernel; reported as
 #                    information only, never fails the run)

@@ -56,14 +56,15 @@ map_dev() {
 }
 
 # mpd ARGS...: one multipathd client command; its reply, on one line, in
-# MPD_OUT. The first reply to each command word is shown as @@INFO.
+# MPD_OUT. Each command word's first reply of each kind is shown as @@INFO.
 MPD_SEEN=" "
 mpd() {
     MPD_OUT=$(timeout 30 multipathd "$@" 2>&1 | tr '\n' ' ' | sed 's/ *$//')
+    _seen="$1=$(echo "$MPD_OUT" | tr -c 'a-zA-Z0-9\n' _)"
     case "$MPD_SEEN" in
-    *" $1 "*) ;;
+    *" $_seen "*) ;;
     *)
-        MPD_SEEN="$MPD_SEEN$1 "
+        MPD_SEEN="$MPD_SEEN$_seen "
         echo "@@INFO multipathd 0.9.4: [$*] answered [$MPD_OUT]"
         ;;
     esac
@@ -299,7 +300,7 @@ mpd_migrate() {
 mpd_setup() {
     load_modules /etc/modules.order || return 1
     load_modules /etc/modules.mpd || return 1
-    make_lu || return 1
+    make_lu 5b1e5e00-71e2-4c0d-9a11-000000000001 || return 1
     for i in 1 2 3 4 5; do
         make_nexus $i || return 1
     done
@@ -342,7 +343,7 @@ blacklist_exceptions {
     devnode "^(${PATH2#/dev/}|${PATH3#/dev/})\$"
 }
 EOF
-    multipathd -d -s >>/tmp/multipathd.log 2>&1 &
+    multipathd -d -s -v3 >>/tmp/multipathd.log 2>&1 &
     MPD_PID=$!
     i=0
     MAPNAME=""
@@ -354,7 +355,12 @@ EOF
         sleep 1
         i=$((i + 1))
     done
-    [ -n "$MAPNAME" ] || { echo "@@INFO multipathd made no map; its log: $(tail -c 600 /tmp/multipathd.log | tr '\n' ';')"; return 1; }
+    if [ -z "$MAPNAME" ]; then
+        sed 's/^/@@INFO multipathd: /' /tmp/multipathd.log | tail -40
+        dmesg | tail -15 | sed 's/^/@@INFO dmesg: /'
+        udevadm info "$PATH2" | sed 's/^/@@INFO udev: /'
+        return 1
+    fi
     MAP=$(map_dev "$MAPNAME")
     wait_map_ready || return 1
     udevadm settle --timeout=60
