@@ -355,6 +355,9 @@ seccomp_log_check() {
     esac
     dmesg | grep -q 'audit_enabled=1' ||
         fail "audit is off (booted without audit=1?): seccomp events would not be recorded"
+    # Audit records reach the kernel log rate-limited; dropped ones could hide an event.
+    dmesg | grep -q 'kauditd_printk_skb.*suppressed' &&
+        fail "the kernel dropped audit records: $(dmesg | grep 'kauditd_printk_skb.*suppressed' | head -2 | tr '\n' ' ')"
     dmesg | grep 'type=1326' | grep 'rs-pr-helper' >/tmp/seccomp.events
     n=$(wc -l </tmp/seccomp.events)
     if [ "$n" -gt 0 ]; then

@@ -290,8 +290,9 @@ mpd_migrate() {
     done
     step dst-read-reservation 0 -i -r "$DST"
     p=$(json_field payload)
-    [ "$(echo "$p" | cut -c17-32)" = "0000000000005a5a" ] && [ "$(echo "$p" | cut -c43-44)" = 05 ] ||
+    if [ "$(echo "$p" | cut -c17-32)" != "0000000000005a5a" ] || [ "$(echo "$p" | cut -c43-44)" != 05 ]; then
         fail "READ RESERVATION through the destination: [$p], want key 0x5a5a type 5"
+    fi
     reset_lu
     end
 }
@@ -384,16 +385,16 @@ mpd_main() {
     DM_DISABLE_UDEV=1 dmsetup remove --noudevsync mpsrc
     DM_DISABLE_UDEV=1 dmsetup remove --noudevsync mpdst
 
-    # udev must be the one that makes the nodes root:disk 0660.
+    # udev must be the one that makes the nodes (block and sg) root:disk 0660.
     chgrp root /dev/sd? /dev/sg? && chmod 0600 /dev/sd? /dev/sg?
     begin mpd.udev-multipathd
     start_udev_mpd || fail "udev and multipathd did not set the map up: $(tail -c 600 /tmp/multipathd.log | tr '\n' ';')"
-    for d in "$PATH2" "$PATH3" "$MAP"; do
+    for d in "$PATH2" "$PATH3" "$SG2" "$SG3" "$MAP"; do
         # shellcheck disable=SC2012
         m=$(ls -ln "$d" 2>/dev/null | awk '{print $1, $3, $4}')
         case "$m" in
-        "brw-rw----"*" 0 6") ;;
-        *) fail "$d is [$m] (mode, uid, gid), want brw-rw---- 0 6 (root:disk 0660)" ;;
+        [bc]"rw-rw----"*" 0 6") ;;
+        *) fail "$d is [$m] (mode, uid, gid), want rw-rw---- 0 6 (root:disk 0660)" ;;
         esac
     done
     end
