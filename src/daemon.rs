@@ -17,7 +17,7 @@ use crate::adapters::sg_io::SgIoExecutor;
 use crate::adapters::systemd::{self, ActivationError};
 use crate::adapters::unix_socket::{ListenError, SocketPermissions, UnixSocketListener};
 use crate::config::{ExecutorKind, InitiatorModel, Settings};
-use crate::domain::access::{DeviceAllowlist, DeviceSelector, PeerPolicy};
+use crate::domain::access::{DeviceAllowlist, PeerPolicy};
 use crate::ports::executor::ScsiExecutor;
 use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
 use crate::server::ServerOptions;
@@ -175,19 +175,13 @@ pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, Daem
 /// The server's policy and limits from the `[security]` table.
 pub fn server_options(settings: &Settings) -> Result<ServerOptions, DaemonError> {
     let sec = &settings.security;
-    let devices = sec
-        .devices
-        .iter()
-        .map(|d| d.parse::<DeviceSelector>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(DaemonError::Security)?;
     let defaults = ServerOptions::default();
     Ok(ServerOptions {
         peers: PeerPolicy {
             uids: sec.allowed_uids.clone(),
             gids: sec.allowed_gids.clone(),
         },
-        devices: DeviceAllowlist(devices),
+        devices: DeviceAllowlist(sec.devices.clone()),
         wwid_lookup: Some(Arc::new(crate::adapters::device::wwid)),
         max_connections: sec.max_connections.unwrap_or(defaults.max_connections),
         request_timeout: sec
@@ -200,15 +194,6 @@ pub fn server_options(settings: &Settings) -> Result<ServerOptions, DaemonError>
 /// Socket mode and group from the `[security]` table.
 pub fn socket_permissions(settings: &Settings) -> Result<SocketPermissions, DaemonError> {
     let sec = &settings.security;
-    let mode = match &sec.socket_mode {
-        None => None,
-        Some(m) => Some(
-            u32::from_str_radix(m.trim_start_matches("0o"), 8)
-                .ok()
-                .filter(|m| *m <= 0o777)
-                .ok_or_else(|| DaemonError::Security(format!("socket_mode {m:?} is not octal")))?,
-        ),
-    };
     let gid = match &sec.socket_group {
         None => None,
         Some(g) => match resolve_identity(None, Some(g)) {
@@ -220,7 +205,10 @@ pub fn socket_permissions(settings: &Settings) -> Result<SocketPermissions, Daem
             }
         },
     };
-    Ok(SocketPermissions { mode, gid })
+    Ok(SocketPermissions {
+        mode: sec.socket_mode,
+        gid,
+    })
 }
 
 /// Raises the soft open-file limit to the hard limit: every idle VM holds a
