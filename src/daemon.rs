@@ -1,5 +1,5 @@
-//! The daemon's lifecycle, in the order that keeps it safe: listen (or adopt
-//! the systemd socket), lock the pidfile, daemonize, drop privileges, and only
+//! The daemon's lifecycle, in the order that keeps it safe: lock the pidfile,
+//! listen (or adopt the systemd socket), daemonize, drop privileges, and only
 //! then start the async runtime and serve until a signal.
 
 use std::path::PathBuf;
@@ -40,6 +40,13 @@ pub enum DaemonError {
     /// `-u` names no user.
     #[error("invalid user '{0}'")]
     InvalidUser(String),
+    /// `-u` is a number with no passwd entry, so it has no primary group to
+    /// switch to, and keeping root's group is never right.
+    #[error(
+        "user {0} has no passwd entry and so no primary group: give the group with -g \
+         (or `group` in the config file)"
+    )]
+    UserWithoutGroup(String),
     /// `-g` names no group.
     #[error("invalid group '{0}'")]
     InvalidGroup(String),
@@ -92,6 +99,9 @@ pub fn resolve_identity(
                         .ok()
                         .flatten()
                         .map(|u| u.gid.as_raw());
+                    if primary_gid.is_none() && group.is_none() {
+                        return Err(DaemonError::UserWithoutGroup(name.to_string()));
+                    }
                     Some(n)
                 }
                 _ => return Err(DaemonError::InvalidUser(name.to_string())),
@@ -247,7 +257,16 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let _ = shutdown_sigset().thread_block();
     raise_fd_limit();
 
-    // 1. The listening socket, while privileged.
+    // 1. The pidfile, locked before the socket path is touched: a second
+    //    instance on it stops here and leaves the first one's socket alone.
+    //    A failed start removes it again (on drop).
+    let mut pidfile = if settings.write_pidfile {
+        Some(Pidfile::lock(&settings.pidfile)?)
+    } else {
+        None
+    };
+
+    // 2. The listening socket, while privileged.
     let activated = systemd::activation_requested();
     if activated && settings.socket_given {
         return Err(DaemonError::SocketWithActivation);
@@ -263,13 +282,6 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let cleanup = SocketFileGuard(owned_path.clone());
 
     let executor = build_executor(&settings)?;
-
-    // 2. The pidfile, locked before forking so a second instance fails now.
-    let mut pidfile = if settings.write_pidfile {
-        Some(Pidfile::lock(&settings.pidfile)?)
-    } else {
-        None
-    };
 
     // 3. Background.
     if settings.daemon {
@@ -331,9 +343,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         tracing::info!("exiting");
         Ok(())
     });
-    if let Some(p) = pidfile {
-        p.remove();
-    }
+    drop(pidfile);
     result
 }
 
@@ -387,5 +397,17 @@ mod tests {
             resolve_identity(None, Some("no-such-group-here")),
             Err(DaemonError::InvalidGroup(_))
         ));
+    }
+
+    #[test]
+    fn a_user_number_without_a_passwd_entry_needs_a_group() {
+        assert!(User::from_uid(12345.into()).unwrap().is_none());
+        let e = resolve_identity(Some("12345"), None).unwrap_err();
+        assert!(matches!(e, DaemonError::UserWithoutGroup(ref u) if u == "12345"));
+        assert!(e.to_string().contains("-g"), "{e}");
+        assert_eq!(
+            resolve_identity(Some("12345"), Some("0")).unwrap(),
+            (Some(12345), Some(0))
+        );
     }
 }
