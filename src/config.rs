@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::{Error as _, Unexpected};
+use serde::{Deserialize, Deserializer};
 
+use crate::domain::access::DeviceSelector;
 use crate::domain::fault::{DeviceFault, UnknownFault};
 
 /// Default socket path, as in the C helper.
@@ -43,7 +45,9 @@ pub enum InitiatorModel {
 pub struct ExecutorFile {
     /// `kind = "sg_io" | "emulated"`.
     pub kind: Option<ExecutorKind>,
-    /// SG_IO timeout in milliseconds.
+    /// SG_IO timeout in milliseconds (0 would be the kernel's default, never
+    /// what someone writing it means).
+    #[serde(default, deserialize_with = "at_least_one")]
     pub timeout_ms: Option<u64>,
     /// Route commands on dm-multipath maps through every path (default true).
     pub multipath: Option<bool>,
@@ -62,8 +66,10 @@ pub struct FaultFile {
     /// start, so the file must exist then).
     pub path: PathBuf,
     /// The fault's name, as [`DeviceFault`]'s `FromStr` reads it.
+    #[serde(deserialize_with = "fault_name")]
     pub fault: String,
     /// Show the fault this many times, then heal (default: for ever).
+    #[serde(default, deserialize_with = "at_least_one")]
     pub count: Option<u32>,
 }
 
@@ -91,18 +97,22 @@ pub struct SecurityFile {
     /// Peer group ids allowed to connect.
     #[serde(default)]
     pub allowed_gids: Vec<u32>,
-    /// Socket file mode, octal string such as "0660".
-    pub socket_mode: Option<String>,
+    /// Socket file mode, written as an octal string such as "0660".
+    #[serde(default, deserialize_with = "socket_mode")]
+    pub socket_mode: Option<u32>,
     /// Socket file group (name or number).
+    #[serde(default, deserialize_with = "name_or_number")]
     pub socket_group: Option<String>,
     /// Devices commands may go to: "MAJOR:MINOR" or "wwid:NAME" (empty: any).
     #[serde(default)]
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceSelector>,
     /// Keys in audit lines: "full", "hashed" or "omitted".
     pub audit_keys: Option<KeyDisplay>,
     /// Connections served at once.
+    #[serde(default, deserialize_with = "at_least_one")]
     pub max_connections: Option<usize>,
     /// Milliseconds a started request may take to arrive whole.
+    #[serde(default, deserialize_with = "at_least_one")]
     pub request_timeout_ms: Option<u64>,
     /// System-call filter: "kill" (release default), "log" (debug default)
     /// or "off".
@@ -131,12 +141,15 @@ pub struct ConfigFile {
     /// Run in the background.
     pub daemon: Option<bool>,
     /// User to drop to.
+    #[serde(default, deserialize_with = "name_or_number")]
     pub user: Option<String>,
     /// Group to drop to.
+    #[serde(default, deserialize_with = "name_or_number")]
     pub group: Option<String>,
     /// Verbosity: 0 default, 1 debug, 2 trace; -1 quiet.
     pub verbose: Option<i8>,
     /// Trace options, as `-T`.
+    #[serde(default, deserialize_with = "trace_options")]
     pub trace: Option<String>,
     /// Log format: "text" (default) or "json".
     pub log_format: Option<LogFormat>,
@@ -160,13 +173,22 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid TOML for this schema.
-    #[error("invalid config file {path}: {message}")]
+    /// The file is not valid TOML for this schema, or a value cannot work.
+    #[error("{} {detail}", .path.display())]
     Parse {
         /// The path.
         path: PathBuf,
-        /// The parser's message.
-        message: String,
+        /// Where in it and what is wrong.
+        detail: ParseError,
+    },
+    /// A relative pidfile path cannot be made absolute.
+    #[error("cannot resolve pidfile path {path}: {source}")]
+    Pidfile {
+        /// The path as given.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The socket path is relative.
     #[error("socket path must be absolute: {0}")]
@@ -192,16 +214,134 @@ impl ConfigFile {
             path: path.to_path_buf(),
             source,
         })?;
-        ConfigFile::parse(&text).map_err(|message| ConfigError::Parse {
+        ConfigFile::parse(&text).map_err(|detail| ConfigError::Parse {
             path: path.to_path_buf(),
-            message,
+            detail,
         })
     }
 
-    /// Parses TOML text.
-    pub fn parse(text: &str) -> Result<ConfigFile, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string())
+    /// Parses TOML text. Errors carry the line and the key, so that an
+    /// operator can go straight to what is wrong.
+    pub fn parse(text: &str) -> Result<ConfigFile, ParseError> {
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let key = e.path().to_string();
+            let e = e.into_inner();
+            ParseError {
+                line: e.span().map(|span| {
+                    text.as_bytes()[..span.start.min(text.len())]
+                        .iter()
+                        .filter(|b| **b == b'\n')
+                        .count()
+                        + 1
+                }),
+                key: (key != ".").then_some(key),
+                message: plain_expectation(e.message()),
+            }
+        })
     }
+}
+
+/// Where a configuration file is wrong, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line, when the parser knows it.
+    pub line: Option<usize>,
+    /// Dotted key such as `executor.timeout_ms`, when the error is a value's.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    /// `line N: KEY: MESSAGE`, the parts known, to follow the file name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Serde names integer types (`expected u64`); operators write numbers.
+fn plain_expectation(message: &str) -> String {
+    const INTEGERS: &[(&str, i128, i128)] = &[
+        ("i8", i8::MIN as i128, i8::MAX as i128),
+        ("u32", 0, u32::MAX as i128),
+        ("u64", 0, u64::MAX as i128),
+        ("usize", 0, usize::MAX as i128),
+    ];
+    for (name, min, max) in INTEGERS {
+        if let Some(head) = message.strip_suffix(&format!("expected {name}")) {
+            return if head.starts_with("invalid type") {
+                format!("{head}expected an integer")
+            } else {
+                format!("{head}expected an integer from {min} to {max}")
+            };
+        }
+    }
+    message.to_string()
+}
+
+/// A count or a duration where 0 cannot work: refused with the value's line.
+fn at_least_one<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialEq + From<u8>,
+{
+    let value = Option::<T>::deserialize(d)?;
+    if value == Some(T::from(0)) {
+        return Err(D::Error::invalid_value(
+            Unexpected::Unsigned(0),
+            &"at least 1",
+        ));
+    }
+    Ok(value)
+}
+
+/// A socket file mode: an octal string, permission bits only.
+fn socket_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let digits = text.strip_prefix("0o").unwrap_or(&text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 && !digits.starts_with('+') => Ok(Some(mode)),
+        _ => Err(D::Error::invalid_value(
+            Unexpected::Str(&text),
+            &"an octal mode from \"0000\" to \"0777\"",
+        )),
+    }
+}
+
+/// A user or group: an empty name would be looked up as no one.
+fn name_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+        return Err(D::Error::invalid_value(
+            Unexpected::Str(""),
+            &"a name or a number",
+        ));
+    }
+    Ok(value)
+}
+
+/// A fault name the emulated device knows.
+fn fault_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse::<DeviceFault>().map_err(D::Error::custom)?;
+    Ok(name)
+}
+
+/// `-T` options that parse.
+fn trace_options<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(d)?;
+    if let Some(v) = &value {
+        TraceOptions::parse(v).map_err(D::Error::custom)?;
+    }
+    Ok(value)
 }
 
 /// Settings given on the command line; `None`/`false` means "not given".
@@ -285,6 +425,12 @@ impl Settings {
             .pidfile
             .or(file.pidfile)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_PIDFILE));
+        // Once, now: `-d` changes directory to `/` before the pidfile is
+        // written, and its removal at exit would aim at `/NAME`.
+        let pidfile = std::path::absolute(&pidfile).map_err(|source| ConfigError::Pidfile {
+            path: pidfile.clone(),
+            source,
+        })?;
         let verbosity = if cli.quiet {
             -1
         } else if cli.verbose > 0 {
@@ -459,11 +605,13 @@ mod tests {
             ]
         );
         let bad = text.replace("\"timeout\"", "\"slow\"");
-        let e = Settings::merge(ConfigFile::parse(&bad).unwrap(), CommandLine::default())
-            .unwrap_err()
-            .to_string();
+        let e = ConfigFile::parse(&bad).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(5), Some("executor.fault[0].fault"))
+        );
         assert!(
-            e.contains("/tmp/a.img") && e.contains("\"slow\"") && e.contains("eio"),
+            e.message.contains("\"slow\"") && e.message.contains("eio"),
             "{e}"
         );
         let real = text.replace("kind = \"emulated\"", "kind = \"sg_io\"");
@@ -537,7 +685,7 @@ mod tests {
         let s = Settings::merge(file, CommandLine::default()).unwrap();
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.security.allowed_uids, vec![107]);
-        assert_eq!(s.security.socket_mode.as_deref(), Some("0660"));
+        assert_eq!(s.security.socket_mode, Some(0o660));
         assert_eq!(s.security.devices.len(), 2);
         assert_eq!(s.security.audit_keys, Some(KeyDisplay::Hashed));
         assert_eq!(s.security.max_connections, Some(10));
@@ -556,6 +704,142 @@ mod tests {
         ));
         assert!(ConfigFile::parse("sockett = \"/x\"").is_err());
         assert!(ConfigFile::parse("[executor]\nkind = \"magic\"").is_err());
+    }
+
+    /// (line, key, message) of a parse error.
+    fn parse_error(text: &str) -> (Option<usize>, Option<String>, String) {
+        let e = ConfigFile::parse(text).unwrap_err();
+        (e.line, e.key, e.message)
+    }
+
+    #[test]
+    fn parse_errors_carry_the_line_and_the_key() {
+        assert_eq!(
+            parse_error("[executor]\nkind = \"sg_io\"\ntimeout_ms = \"30000\"\n"),
+            (
+                Some(3),
+                Some("executor.timeout_ms".into()),
+                "invalid type: string \"30000\", expected an integer".into()
+            )
+        );
+        assert_eq!(
+            parse_error("\n[security]\nallowed_uids = [-1]\n"),
+            (
+                Some(3),
+                Some("security.allowed_uids[0]".into()),
+                "invalid value: integer `-1`, expected an integer from 0 to 4294967295".into()
+            )
+        );
+        let (line, key, message) = parse_error("socket = \"/x\"\nsockett = \"/y\"\n");
+        assert_eq!((line, key.as_deref()), (Some(2), Some("sockett")));
+        assert!(message.starts_with("unknown field `sockett`"), "{message}");
+        let (line, key, _) = parse_error("verbose = 1\nverbose 2\n");
+        assert_eq!((line, key), (Some(2), None));
+        let e = ConfigError::Parse {
+            path: "/etc/qemu-pr-helper.toml".into(),
+            detail: ConfigFile::parse("[executor]\n\ntimeout_ms = \"30000\"").unwrap_err(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/etc/qemu-pr-helper.toml line 3: executor.timeout_ms: invalid type: \
+             string \"30000\", expected an integer"
+        );
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused_at_their_line() {
+        for (text, key, message) in [
+            (
+                "[security]\nmax_connections = 0",
+                "security.max_connections",
+                "expected at least 1",
+            ),
+            (
+                "[security]\nrequest_timeout_ms = 0",
+                "security.request_timeout_ms",
+                "at least 1",
+            ),
+            (
+                "[executor]\ntimeout_ms = 0",
+                "executor.timeout_ms",
+                "at least 1",
+            ),
+            (
+                "[security]\nsocket_mode = \"01777\"",
+                "security.socket_mode",
+                "\"0777\"",
+            ),
+            (
+                "[security]\nsocket_mode = \"0999\"",
+                "security.socket_mode",
+                "octal",
+            ),
+            (
+                "[security]\nsocket_mode = \"rw-\"",
+                "security.socket_mode",
+                "octal",
+            ),
+            (
+                "[security]\nsocket_mode = \"\"",
+                "security.socket_mode",
+                "octal",
+            ),
+            (
+                "[security]\nsocket_mode = \"+660\"",
+                "security.socket_mode",
+                "octal",
+            ),
+            (
+                "[security]\nsocket_group = \"\"",
+                "security.socket_group",
+                "a name or a number",
+            ),
+            (
+                "[security]\ndevices = [\"8:16\", \"\"]",
+                "security.devices[1]",
+                "neither",
+            ),
+            (
+                "[security]\ndevices = [\"wwid: \"]",
+                "security.devices[0]",
+                "empty WWID",
+            ),
+            ("\nuser = \"\"", "user", "a name or a number"),
+            ("\ngroup = \" \"", "group", "a name or a number"),
+            ("\ntrace = \"bogus=1\"", "trace", "unknown trace option"),
+            (
+                "[[executor.fault]]\npath = \"/a\"\nfault = \"slow\"",
+                "executor.fault[0].fault",
+                "\"slow\"",
+            ),
+            (
+                "[[executor.fault]]\npath = \"/a\"\nfault = \"eio\"\ncount = 0",
+                "executor.fault[0].count",
+                "at least 1",
+            ),
+        ] {
+            let (line, k, m) = parse_error(text);
+            assert_eq!(k.as_deref(), Some(key), "{text}");
+            assert!(m.contains(message), "{text}: {m}");
+            assert!(line.is_some(), "{text}");
+        }
+        let f = ConfigFile::parse(
+            "[security]\nsocket_mode = \"0o600\"\nmax_connections = 1\nrequest_timeout_ms = 1\n\
+             devices = [\"8:16\"]\n[executor]\ntimeout_ms = 1\n",
+        )
+        .unwrap();
+        assert_eq!(f.security.socket_mode, Some(0o600));
+        assert_eq!(f.security.devices, vec![DeviceSelector::MajorMinor(8, 16)]);
+    }
+
+    #[test]
+    fn a_relative_pidfile_is_resolved_against_the_start_directory() {
+        let cli = CommandLine {
+            pidfile: Some("rel.pid".into()),
+            ..Default::default()
+        };
+        let s = Settings::merge(ConfigFile::default(), cli).unwrap();
+        assert_eq!(s.pidfile, std::env::current_dir().unwrap().join("rel.pid"));
     }
 
     #[test]

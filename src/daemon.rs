@@ -1,5 +1,5 @@
-//! The daemon's lifecycle, in the order that keeps it safe: listen (or adopt
-//! the systemd socket), lock the pidfile, daemonize, drop privileges, and only
+//! The daemon's lifecycle, in the order that keeps it safe: lock the pidfile,
+//! listen (or adopt the systemd socket), daemonize, drop privileges, and only
 //! then start the async runtime and serve until a signal.
 
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use crate::adapters::sg_io::SgIoExecutor;
 use crate::adapters::systemd::{self, ActivationError};
 use crate::adapters::unix_socket::{ListenError, SocketPermissions, UnixSocketListener};
 use crate::config::{ExecutorKind, InitiatorModel, Settings};
-use crate::domain::access::{DeviceAllowlist, DeviceSelector, PeerPolicy};
+use crate::domain::access::{DeviceAllowlist, PeerPolicy};
 use crate::ports::executor::ScsiExecutor;
 use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
 use crate::server::ServerOptions;
@@ -41,6 +41,13 @@ pub enum DaemonError {
     /// `-u` names no user.
     #[error("invalid user '{0}'")]
     InvalidUser(String),
+    /// `-u` is a number with no passwd entry, so it has no primary group to
+    /// switch to, and keeping root's group is never right.
+    #[error(
+        "user {0} has no passwd entry and so no primary group: give the group with -g \
+         (or `group` in the config file)"
+    )]
+    UserWithoutGroup(String),
     /// `-g` names no group.
     #[error("invalid group '{0}'")]
     InvalidGroup(String),
@@ -93,6 +100,9 @@ pub fn resolve_identity(
                         .ok()
                         .flatten()
                         .map(|u| u.gid.as_raw());
+                    if primary_gid.is_none() && group.is_none() {
+                        return Err(DaemonError::UserWithoutGroup(name.to_string()));
+                    }
                     Some(n)
                 }
                 _ => return Err(DaemonError::InvalidUser(name.to_string())),
@@ -200,19 +210,13 @@ fn multipathd_notifier(mode: SeccompMode) -> MultipathdNotifier {
 /// The server's policy and limits from the `[security]` table.
 pub fn server_options(settings: &Settings) -> Result<ServerOptions, DaemonError> {
     let sec = &settings.security;
-    let devices = sec
-        .devices
-        .iter()
-        .map(|d| d.parse::<DeviceSelector>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(DaemonError::Security)?;
     let defaults = ServerOptions::default();
     Ok(ServerOptions {
         peers: PeerPolicy {
             uids: sec.allowed_uids.clone(),
             gids: sec.allowed_gids.clone(),
         },
-        devices: DeviceAllowlist(devices),
+        devices: DeviceAllowlist(sec.devices.clone()),
         wwid_lookup: Some(Arc::new(crate::adapters::device::wwid)),
         max_connections: sec.max_connections.unwrap_or(defaults.max_connections),
         request_timeout: sec
@@ -225,15 +229,6 @@ pub fn server_options(settings: &Settings) -> Result<ServerOptions, DaemonError>
 /// Socket mode and group from the `[security]` table.
 pub fn socket_permissions(settings: &Settings) -> Result<SocketPermissions, DaemonError> {
     let sec = &settings.security;
-    let mode = match &sec.socket_mode {
-        None => None,
-        Some(m) => Some(
-            u32::from_str_radix(m.trim_start_matches("0o"), 8)
-                .ok()
-                .filter(|m| *m <= 0o777)
-                .ok_or_else(|| DaemonError::Security(format!("socket_mode {m:?} is not octal")))?,
-        ),
-    };
     let gid = match &sec.socket_group {
         None => None,
         Some(g) => match resolve_identity(None, Some(g)) {
@@ -245,7 +240,10 @@ pub fn socket_permissions(settings: &Settings) -> Result<SocketPermissions, Daem
             }
         },
     };
-    Ok(SocketPermissions { mode, gid })
+    Ok(SocketPermissions {
+        mode: sec.socket_mode,
+        gid,
+    })
 }
 
 /// Raises the soft open-file limit to the hard limit: every idle VM holds a
@@ -284,7 +282,16 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let _ = shutdown_sigset().thread_block();
     raise_fd_limit();
 
-    // 1. The listening socket, while privileged.
+    // 1. The pidfile, locked before the socket path is touched: a second
+    //    instance on it stops here and leaves the first one's socket alone.
+    //    A failed start removes it again (on drop).
+    let mut pidfile = if settings.write_pidfile {
+        Some(Pidfile::lock(&settings.pidfile)?)
+    } else {
+        None
+    };
+
+    // 2. The listening socket, while privileged.
     let activated = systemd::activation_requested();
     if activated && settings.socket_given {
         return Err(DaemonError::SocketWithActivation);
@@ -300,13 +307,6 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let cleanup = SocketFileGuard(owned_path.clone());
 
     let executor = build_executor(&settings)?;
-
-    // 2. The pidfile, locked before forking so a second instance fails now.
-    let mut pidfile = if settings.write_pidfile {
-        Some(Pidfile::lock(&settings.pidfile)?)
-    } else {
-        None
-    };
 
     // 3. Background.
     if settings.daemon {
@@ -365,9 +365,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         tracing::info!("exiting");
         Ok(())
     });
-    if let Some(p) = pidfile {
-        p.remove();
-    }
+    drop(pidfile);
     result
 }
 
@@ -421,5 +419,17 @@ mod tests {
             resolve_identity(None, Some("no-such-group-here")),
             Err(DaemonError::InvalidGroup(_))
         ));
+    }
+
+    #[test]
+    fn a_user_number_without_a_passwd_entry_needs_a_group() {
+        assert!(User::from_uid(12345.into()).unwrap().is_none());
+        let e = resolve_identity(Some("12345"), None).unwrap_err();
+        assert!(matches!(e, DaemonError::UserWithoutGroup(ref u) if u == "12345"));
+        assert!(e.to_string().contains("-g"), "{e}");
+        assert_eq!(
+            resolve_identity(Some("12345"), Some("0")).unwrap(),
+            (Some(12345), Some(0))
+        );
     }
 }

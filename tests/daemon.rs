@@ -357,6 +357,229 @@ fn daemon_mode_forks_writes_the_pidfile_and_serves() {
     assert!(!sock.exists(), "daemon did not clean up its socket");
 }
 
+/// Starts our daemon on `socket` (inside `dir`) with `extra` arguments.
+fn start_on(dir: tempfile::TempDir, socket: std::path::PathBuf, extra: &[&str]) -> Helper {
+    let log = File::create(dir.path().join("helper.log")).unwrap();
+    let child = Command::new(our_helper())
+        .arg("-k")
+        .arg(&socket)
+        .args(["--seccomp", "kill"])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let h = Helper { child, dir, socket };
+    h.wait_for_socket();
+    h
+}
+
+/// Whether the daemon answers a PR IN on the socket (an fd that is not a
+/// device: the answer is ABORTED COMMAND, but an answer).
+fn answers(socket: &std::path::Path) -> bool {
+    let mut c = Client::connect(socket).negotiate();
+    let null = rw(std::path::Path::new("/dev/null"));
+    c.command(&pr_in(0, 8), null.as_raw_fd(), &[])
+        .is_some_and(|r| r.sense_code() == ABORTED_IO_TERMINATED)
+}
+
+/// Runs the helper with `args`; one that has not exited after 5 s is
+/// killed (it started) and reported as `None`.
+fn run_briefly(args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let err_path = dir.path().join("stderr");
+    let mut child = Command::new(our_helper())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (code, std::fs::read_to_string(&err_path).unwrap())
+}
+
+/// sun_path holds 108 bytes with the NUL: a 107-byte path works whether the
+/// file name or the directory takes the room, and leaves no temporary file.
+#[test]
+fn socket_paths_of_107_bytes_work_and_longer_ones_are_refused() {
+    for deep in [false, true] {
+        // The socket's directory outlives the helper (and its log directory).
+        let dir = tempfile::tempdir().unwrap();
+        let room = 107 - dir.path().as_os_str().len() - 1;
+        let socket = if deep {
+            let sub = dir.path().join("d".repeat(room - "/pr.sock".len()));
+            std::fs::create_dir(&sub).unwrap();
+            sub.join("pr.sock")
+        } else {
+            dir.path()
+                .join(format!("{}.sock", "s".repeat(room - ".sock".len())))
+        };
+        assert_eq!(socket.as_os_str().len(), 107);
+        let h = start_on(tempfile::tempdir().unwrap(), socket.clone(), &[]);
+        assert!(answers(&socket), "deep={deep}");
+        let parent = socket.parent().unwrap().to_path_buf();
+        h.signal(Signal::SIGTERM);
+        let (code, log) = h.wait_exit(Duration::from_secs(10));
+        assert_eq!(code, Some(0), "deep={deep}: {log}");
+        assert!(!socket.exists(), "deep={deep}: socket left behind");
+        let left: Vec<_> = std::fs::read_dir(&parent)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "deep={deep}: left {left:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let room = 108 - dir.path().as_os_str().len() - 1;
+    let socket = dir.path().join("s".repeat(room));
+    assert_eq!(socket.as_os_str().len(), 108);
+    let out = Command::new(our_helper())
+        .arg("-k")
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("qemu-pr-helper: ")
+            && last.contains("108 bytes")
+            && last.contains("at most 107"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// A second instance started by mistake on the same socket and pidfile is
+/// refused before it touches the socket: the first stays reachable.
+#[test]
+fn a_second_instance_on_the_same_socket_and_pidfile_leaves_the_first_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("pr.sock");
+    let pidfile = dir.path().join("pr.pid");
+    let pid_arg = pidfile.to_str().unwrap().to_string();
+    let h = start_on(dir, socket.clone(), &["-f", &pid_arg]);
+    let (code, err) = run_briefly(&["-k", socket.to_str().unwrap(), "-f", &pid_arg]);
+    assert_eq!(code, Some(1), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("qemu-pr-helper: ") && last.contains("is locked"),
+        "{err}"
+    );
+    assert!(answers(&socket), "the first instance is unreachable");
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        h.pid().to_string()
+    );
+}
+
+/// Without the pidfile to tell, a socket that answers is a running daemon's:
+/// a second instance is refused instead of taking the path over, and leaves
+/// no pidfile of its own behind.
+#[test]
+fn a_second_instance_does_not_take_over_a_socket_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("pr.sock");
+    let other_pidfile = dir.path().join("other.pid");
+    let h = start_on(dir, socket.clone(), &[]);
+    for extra in [&[][..], &["-f", other_pidfile.to_str().unwrap()][..]] {
+        let args = [&["-k", socket.to_str().unwrap()][..], extra].concat();
+        let (code, err) = run_briefly(&args);
+        assert_eq!(code, Some(1), "{extra:?}: {err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("qemu-pr-helper: ") && last.contains("in use"),
+            "{extra:?}: {err}"
+        );
+        assert!(
+            answers(&socket),
+            "{extra:?}: the first instance is unreachable"
+        );
+        assert!(!other_pidfile.exists(), "{extra:?}: pidfile left behind");
+    }
+    drop(h);
+}
+
+/// `-d` changes directory to `/`: a relative pidfile is resolved before, so it
+/// is written and removed in the start directory, never under `/`; a relative
+/// config file is read before as well.
+#[test]
+fn daemon_mode_keeps_a_relative_pidfile_in_the_start_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("d.sock");
+    let name = format!(
+        "qemu-pr-helper-test-{}.pid",
+        dir.path().file_name().unwrap().to_str().unwrap()
+    );
+    // A canary where a pidfile resolved after the chdir would land (only
+    // root may write there; the guard removes it whatever happens).
+    struct Canary(Option<std::path::PathBuf>);
+    impl Drop for Canary {
+        fn drop(&mut self) {
+            if let Some(p) = &self.0 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    let canary = Canary(nix::unistd::geteuid().is_root().then(|| {
+        let p = std::path::Path::new("/").join(&name);
+        std::fs::write(&p, "canary\n").unwrap();
+        p
+    }));
+    // A relative -c is read before the chdir too: the socket comes from it.
+    std::fs::write(
+        dir.path().join("relative.toml"),
+        format!("socket = {:?}\n", sock.to_str().unwrap()),
+    )
+    .unwrap();
+    let status = Command::new(our_helper())
+        .current_dir(dir.path())
+        .args([
+            "-d",
+            "--seccomp",
+            "kill",
+            "-f",
+            &name,
+            "-c",
+            "relative.toml",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Serving means the pid has been written.
+    assert!(answers(&sock));
+    let pidfile = dir.path().join(&name);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (pidfile.exists() || sock.exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !pidfile.exists(),
+        "pidfile not removed in the start directory"
+    );
+    if let Some(p) = &canary.0 {
+        assert!(p.exists(), "the daemon removed {}", p.display());
+    }
+}
+
 mod activation {
     use super::*;
     use std::os::fd::OwnedFd;
@@ -522,6 +745,66 @@ mod command_line {
         }
         assert!(!std::path::Path::new("/tmp/never-created-1.sock").exists());
         assert!(!std::path::Path::new("/tmp/never-created-2.sock").exists());
+    }
+
+    #[test]
+    fn config_errors_name_the_file_line_and_key_and_nonsense_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("never.sock");
+        let cfg = dir.path().join("c.toml");
+        let cfg_arg = cfg.to_str().unwrap();
+        let c = cfg.display();
+        for (text, expected) in [
+            (
+                "[executor]\nkind = \"sg_io\"\ntimeout_ms = \"30000\"\n",
+                format!(
+                    "{c} line 3: executor.timeout_ms: invalid type: string \"30000\", \
+                     expected an integer"
+                ),
+            ),
+            (
+                "# limits\n[security]\nmax_connections = 0\n",
+                format!(
+                    "{c} line 3: security.max_connections: invalid value: integer `0`, \
+                     expected at least 1"
+                ),
+            ),
+            (
+                "[security]\nrequest_timeout_ms = 0\n",
+                format!(
+                    "{c} line 2: security.request_timeout_ms: invalid value: integer `0`, \
+                     expected at least 1"
+                ),
+            ),
+            (
+                "[executor]\ntimeout_ms = 0\n",
+                format!(
+                    "{c} line 2: executor.timeout_ms: invalid value: integer `0`, \
+                     expected at least 1"
+                ),
+            ),
+            (
+                "[security]\nsocket_mode = \"01777\"\n",
+                format!(
+                    "{c} line 2: security.socket_mode: invalid value: string \"01777\", \
+                     expected an octal mode from \"0000\" to \"0777\""
+                ),
+            ),
+            (
+                "[security]\ndevices = [\n  \"8:16\",\n  \"\",\n]\n",
+                format!("{c} line 2: security.devices[1]: '' is neither MAJOR:MINOR nor wwid:NAME"),
+            ),
+        ] {
+            std::fs::write(&cfg, text).unwrap();
+            let (code, err) = run_briefly(&["-c", cfg_arg, "-k", sock.to_str().unwrap()]);
+            assert_eq!(code, Some(1), "{text}: {err}");
+            assert_eq!(err, format!("qemu-pr-helper: {expected}\n"), "{text}");
+            assert!(!sock.exists());
+        }
+        let (code, err) = run_briefly(&["--timeout", "0", "-k", sock.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "--timeout 0: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("--timeout"), "{err}");
     }
 
     #[test]

@@ -154,6 +154,7 @@ fn relay_forwards_only_map_commands_and_ends_with_the_daemon(sock: &Path) {
     if nix::unistd::geteuid().is_root() {
         assert_eq!(status_field(pid, "CapBnd:"), "0000000000000000");
         assert!(status_field(pid, "Uid:").starts_with("0\t"));
+        assert_eq!(status_field(pid, "Groups:"), "");
     }
     assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
     assert_eq!(status_field(pid, "Seccomp:"), "2");

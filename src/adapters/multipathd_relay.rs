@@ -265,7 +265,8 @@ fn relay_main(socket: OwnedFd, address: MultipathdAddress, mode: SeccompMode) ->
 
 /// Closes every inherited fd but the relay socket, points stdio at
 /// /dev/null (an inherited pipe would keep a caller of `-d` waiting), drops
-/// every capability (root's uid stays: multipathd wants it), and installs
+/// the supplementary groups and every capability (root's uid stays:
+/// multipathd wants it), and installs
 /// the relay's system-call filter.
 fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), ()> {
     let keep = socket.as_fd().as_raw_fd().unsigned_abs();
@@ -291,6 +292,10 @@ fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), ()> {
             libc::close_range(3, keep - 1, 0);
         }
         libc::close_range(keep + 1, u32::MAX, 0);
+    }
+    // No supplementary groups (needs CAP_SETGID: before the capabilities go).
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::setgroups(&[]).map_err(drop)?;
     }
     super::privileges::drop_all_capabilities().map_err(drop)?;
     nix::sys::prctl::set_no_new_privs().map_err(drop)?;

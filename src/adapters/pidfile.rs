@@ -1,5 +1,6 @@
-//! The pidfile: created and locked before daemonizing so that a second
-//! instance on the same pidfile fails at once, written after it.
+//! The pidfile: created and locked first, before the socket and before
+//! daemonizing, so that a second instance on the same pidfile fails at once
+//! without touching anything; written after daemonizing; removed on drop.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
@@ -9,7 +10,8 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 
 /// A locked pidfile; the lock lives as long as this value (and survives
-/// `fork`, since flock locks belong to the open file description).
+/// `fork`, since flock locks belong to the open file description). Dropping
+/// it removes the file, so a failed start leaves none behind.
 #[derive(Debug)]
 pub struct Pidfile {
     lock: Flock<File>,
@@ -84,9 +86,11 @@ impl Pidfile {
         })()
         .map_err(werr)
     }
+}
 
-    /// Removes the file on exit; a failure (privileges dropped) is logged.
-    pub fn remove(self) {
+impl Drop for Pidfile {
+    /// Removes the file; a failure (privileges dropped) is logged.
+    fn drop(&mut self) {
         if let Err(e) = std::fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), cause = %e, "cannot remove pidfile");
         }
@@ -111,7 +115,7 @@ mod tests {
             Pidfile::lock(&path),
             Err(PidfileError::Locked { .. })
         ));
-        first.remove();
+        drop(first);
         assert!(!path.exists());
         assert!(Pidfile::lock(&path).is_ok());
     }

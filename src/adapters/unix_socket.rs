@@ -22,6 +22,10 @@ const MAX_FDS_PER_MESSAGE: usize = 16;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The longest socket path the kernel takes: `sun_path` is 108 bytes, and
+/// the standard library keeps one for the terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
 /// Mode and group given to the socket file before it appears under its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SocketPermissions {
@@ -50,6 +54,23 @@ pub enum ListenError {
         #[source]
         source: io::Error,
     },
+    /// The path does not fit in `sun_path`.
+    #[error(
+        "socket path {path} is {len} bytes long; Unix sockets allow at most {MAX_SOCKET_PATH}"
+    )]
+    PathTooLong {
+        /// The socket path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Something listens on the path already: taking it over would leave
+    /// that daemon running but unreachable.
+    #[error("socket {path} is in use: another qemu-pr-helper is serving on it")]
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
     /// The fd handed over by systemd is not a listening Unix stream socket.
     #[error("socket activation fd {fd} is not a listening Unix stream socket: {reason}")]
     NotAListener {
@@ -63,8 +84,8 @@ pub enum ListenError {
 impl UnixSocketListener {
     /// Creates the socket at `path`. The socket is bound and listening under a
     /// temporary name first and then renamed into place, so the path appears
-    /// only once it accepts, and a stale socket from a crashed run is replaced.
-    /// Must be called inside a tokio runtime.
+    /// only once it accepts, and a stale socket from a crashed run is replaced
+    /// (one that still answers is refused). Must be called inside a tokio runtime.
     pub fn bind(path: &Path) -> Result<UnixSocketListener, ListenError> {
         let std = bind_std(path, SocketPermissions::default())?;
         Self::from_std(std, Some(path.to_path_buf()))
@@ -138,11 +159,30 @@ fn bind_std(
         path: path.to_path_buf(),
         source,
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(ListenError::PathTooLong {
+            path: path.to_path_buf(),
+            len,
+        });
+    }
+    if is_served(path) {
+        return Err(ListenError::InUse {
+            path: path.to_path_buf(),
+        });
+    }
+    let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
+        return Err(bind_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file path",
+        )));
+    };
+    // A short hidden name in the same directory, so that the rename into
+    // place is atomic.
+    let tmp_name = format!(".prh{}", std::process::id());
+    let tmp = dir.join(&tmp_name);
     let _ = std::fs::remove_file(&tmp);
-    let listener = std::os::unix::net::UnixListener::bind(&tmp).map_err(bind_err)?;
+    let listener = bind_in(dir, &tmp, &tmp_name).map_err(bind_err)?;
     let applied = (|| {
         if let Some(gid) = permissions.gid {
             std::os::unix::fs::chown(&tmp, None, Some(gid))?;
@@ -158,6 +198,41 @@ fn bind_std(
         return Err(bind_err(e));
     }
     Ok(listener)
+}
+
+/// Binds `dir/name` (whose full form is `tmp`). When that is too long for
+/// `sun_path` although the final path is not, the directory is reached
+/// through an fd on it (`/proc/self/fd/N/name`), which is always short.
+fn bind_in(dir: &Path, tmp: &Path, name: &str) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if tmp.as_os_str().len() <= MAX_SOCKET_PATH {
+        return std::os::unix::net::UnixListener::bind(tmp);
+    }
+    let dir_fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    std::os::unix::net::UnixListener::bind(format!("/proc/self/fd/{}/{name}", dir_fd.as_raw_fd()))
+}
+
+/// Whether a listening socket answers at `path`. A refused connection is a
+/// stale socket from a run that ended without removing it; a full backlog
+/// is a live daemon too. The probe never blocks.
+fn is_served(path: &Path) -> bool {
+    use nix::errno::Errno;
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let Ok(addr) = UnixAddr::new(path) else {
+        return false;
+    };
+    let Ok(fd) = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return false;
+    };
+    matches!(connect(fd.as_raw_fd(), &addr), Ok(()) | Err(Errno::EAGAIN))
 }
 
 impl Drop for UnixSocketListener {

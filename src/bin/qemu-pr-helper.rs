@@ -57,7 +57,7 @@ struct Cli {
     #[arg(long)]
     emulate: bool,
     /// SG_IO timeout in milliseconds [default: 30000].
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
     /// System-call filter: kill (release default), log (debug default), off.
     #[arg(long, value_name = "MODE", value_parser = parse_seccomp)]

@@ -37,7 +37,8 @@ impl PeerPolicy {
 }
 
 /// One entry of the device allowlist.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum DeviceSelector {
     /// A device node number.
     MajorMinor(u32, u32),
@@ -67,6 +68,15 @@ impl std::str::FromStr for DeviceSelector {
                 .map_err(|_| format!("'{s}' is neither MAJOR:MINOR nor wwid:NAME"))
         };
         Ok(DeviceSelector::MajorMinor(parse(maj)?, parse(min)?))
+    }
+}
+
+impl TryFrom<String> for DeviceSelector {
+    type Error = String;
+
+    /// As `FromStr`: lets the configuration file refuse a bad entry at its line.
+    fn try_from(s: String) -> Result<DeviceSelector, String> {
+        s.parse()
     }
 }
 
