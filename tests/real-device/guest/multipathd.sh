@@ -165,8 +165,8 @@ wait_map_ready() {
 # mpd_reset: an empty LU, and multipathd holding no key for the map.
 mpd_reset() {
     reset_lu
-    timeout 10 multipathd unsetprkey map "$MAPNAME" >/dev/null 2>&1
-    timeout 10 multipathd unsetprstatus map "$MAPNAME" >/dev/null 2>&1
+    mpd unsetprkey map "$MAPNAME"
+    mpd unsetprstatus map "$MAPNAME"
 }
 
 # ---------------------------------------------------------------- the checks
@@ -408,8 +408,13 @@ mpd_main() {
             stop_mpd_helper
         done
     fi
+    # For the record: what this multipathd answers to the helper's commands.
     mpd getprkey map nosuchmap
+    mpd setprkey map "$MAPNAME" key 0x9999
+    mpd setprstatus map "$MAPNAME"
     mpd setprhold map "$MAPNAME"
+    mpd unsetprhold map "$MAPNAME"
+    mpd_reset
     kill_mpd
     [ "$SECCOMP" = log ] && seccomp_log_check
     return 0
