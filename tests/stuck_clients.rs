@@ -203,7 +203,10 @@ fn refusals_in_a_loop_are_rate_limited_and_audit_lines_still_appear() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(
-        holder.command(&read_keys(), f.as_raw_fd(), &[]).unwrap().status,
+        holder
+            .command(&read_keys(), f.as_raw_fd(), &[])
+            .unwrap()
+            .status,
         0
     );
     refused_in_a_loop(&h, 2000);
