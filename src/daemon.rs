@@ -218,6 +218,7 @@ pub fn server_options(settings: &Settings) -> Result<ServerOptions, DaemonError>
         },
         devices: DeviceAllowlist(sec.devices.clone()),
         wwid_lookup: Some(Arc::new(crate::adapters::device::wwid)),
+        inspect: Arc::new(crate::adapters::device::inspect),
         max_connections: sec.max_connections.unwrap_or(defaults.max_connections),
         request_timeout: sec
             .request_timeout_ms
@@ -365,6 +366,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         tracing::info!("exiting");
         Ok(())
     });
+    // A command thread stuck on a client's fd (a FUSE file whose server
+    // never answers) was abandoned by the server: do not wait for it.
+    runtime.shutdown_timeout(crate::server::STOP_GRACE);
     drop(pidfile);
     result
 }

@@ -3,10 +3,18 @@
 //! [`run`] accepts connections until shutdown and serves each on its own task;
 //! [`serve_connection`] speaks the protocol on one connection. Protocol
 //! violations end that connection only; everything else is a SCSI answer.
+//!
+//! No system call on a client's fd runs on the async workers: `fstat` and
+//! `close` on a file of a stuck file system (FUSE) never return. Each command
+//! makes one trip to the blocking pool that inspects the fd, applies the
+//! device policy, runs the executor and closes the fd; fds dropped over a
+//! protocol violation are closed there too.
 
+use std::fmt::Display;
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -19,14 +27,31 @@ use crate::domain::framing::{
     check_client_features, check_fd_count, PrReply, ProtocolViolation, FEATURES_LEN,
     SUPPORTED_FEATURES,
 };
+use crate::domain::log_throttle::LogThrottle;
 use crate::domain::sense::SenseCode;
 use crate::ports::executor::{
     AccessMode, DeviceFd, DeviceInfo, Initiator, PrCommand, ScsiExecutor,
 };
+use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{Connection, Listener, ReadOutcome, TransportError};
 
 /// Finds the WWID of a device (from sysfs, in production).
 pub type WwidLookup = Arc<dyn Fn(&DeviceInfo) -> Option<String> + Send + Sync>;
+
+/// Learns what a received fd is (`fstat`, `fcntl`). Called only on a
+/// blocking thread: on a stuck file system it does not return.
+pub type InspectFd = Arc<dyn Fn(OwnedFd) -> DeviceFd + Send + Sync>;
+
+/// Once the daemon is stopping, how long a blocked reply write or a pending
+/// close of a client's fds may still take before the connection is given up.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Refused connections logged in full per [`REFUSAL_LOG_INTERVAL`]; the rest
+/// are counted in one summary line per interval.
+const REFUSALS_LOGGED_PER_INTERVAL: u32 = 10;
+
+/// The interval of the refused-connection summary line.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The policy and limits the server enforces.
 #[derive(Clone)]
@@ -37,10 +62,13 @@ pub struct ServerOptions {
     pub devices: DeviceAllowlist,
     /// How the device allowlist learns a device's WWID.
     pub wwid_lookup: Option<WwidLookup>,
+    /// How a received fd is inspected.
+    pub inspect: InspectFd,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
-    /// Once a request has started, it must be complete within this time.
-    /// Idle connections between commands are not limited.
+    /// Once a request has started, it must be complete within this time;
+    /// a reply must be taken by the client within it too. Idle connections
+    /// between commands are not limited.
     pub request_timeout: Duration,
     /// How keys appear in audit lines.
     pub audit_keys: KeyDisplay,
@@ -52,6 +80,7 @@ impl Default for ServerOptions {
             peers: PeerPolicy::default(),
             devices: DeviceAllowlist::default(),
             wwid_lookup: None,
+            inspect: Arc::new(crate::adapters::device::inspect),
             max_connections: 16384,
             request_timeout: Duration::from_secs(30),
             audit_keys: KeyDisplay::Full,
@@ -89,6 +118,10 @@ pub enum ConnectionError {
     /// A request started but was not complete within the request timeout.
     #[error("request stalled for more than {0:?}")]
     Stalled(Duration),
+    /// The client did not read its reply in time (within the request
+    /// timeout, or within the grace once the daemon stops).
+    #[error("reply not read by the client within {0:?}")]
+    ReplyStalled(Duration),
     /// The socket failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -120,6 +153,9 @@ pub async fn run_with<L, E, S>(
     let options = Arc::new(options);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let mut refusals = RefusalLog::new();
+    let mut summary = tokio::time::interval(REFUSAL_LOG_INTERVAL);
+    summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -127,7 +163,7 @@ pub async fn run_with<L, E, S>(
             accepted = listener.accept() => match accepted {
                 Ok(conn) => {
                     let initiator = conn.initiator();
-                    if !admitted(&options, &initiator, tasks.len()) {
+                    if !admitted(&options, &initiator, tasks.len(), &mut refusals) {
                         continue;
                     }
                     let span = tracing::info_span!(
@@ -143,9 +179,13 @@ pub async fn run_with<L, E, S>(
                         async move {
                             tracing::debug!("accepted");
                             let mut conn = conn;
-                            match serve_connection_with(&mut conn, &*executor, stop, &options).await {
+                            match serve_connection_with(&mut conn, executor, stop, options).await {
                                 Ok(end) => tracing::debug!(?end, "connection closed"),
-                                Err(e @ (ConnectionError::Protocol(_) | ConnectionError::Stalled(_))) => {
+                                Err(
+                                    e @ (ConnectionError::Protocol(_)
+                                    | ConnectionError::Stalled(_)
+                                    | ConnectionError::ReplyStalled(_)),
+                                ) => {
                                     tracing::warn!(cause = %e, "closing connection")
                                 }
                                 Err(e) => tracing::debug!(cause = %e, "connection dropped"),
@@ -161,9 +201,11 @@ pub async fn run_with<L, E, S>(
                 }
             },
             Some(done) = tasks.join_next(), if !tasks.is_empty() => log_task_end(done),
+            _ = summary.tick() => refusals.summarize(),
         }
     }
     drop(listener);
+    refusals.summarize();
     let _ = stop_tx.send(true);
     let in_flight = tasks.len();
     if in_flight > 0 {
@@ -182,29 +224,80 @@ fn log_task_end(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// The lines about refused connections, rate-limited: a peer refused in a
+/// loop would otherwise flood the journal, whose own rate limit would then
+/// drop the PR OUT audit lines (which are never limited).
+struct RefusalLog {
+    peers: LogThrottle,
+    limit: LogThrottle,
+}
+
+impl RefusalLog {
+    fn new() -> RefusalLog {
+        RefusalLog {
+            peers: LogThrottle::new(REFUSALS_LOGGED_PER_INTERVAL, REFUSAL_LOG_INTERVAL),
+            limit: LogThrottle::new(REFUSALS_LOGGED_PER_INTERVAL, REFUSAL_LOG_INTERVAL),
+        }
+    }
+
+    /// One line per kind of refusal that was not logged in full since the
+    /// last summary.
+    fn summarize(&mut self) {
+        if let Some(count) = self.peers.take_suppressed() {
+            tracing::warn!(
+                target: "audit",
+                count,
+                interval_s = self.peers.interval().as_secs(),
+                "more peers refused: not in allowed_uids/allowed_gids (not logged one by one)"
+            );
+        }
+        if let Some(count) = self.limit.take_suppressed() {
+            tracing::warn!(
+                count,
+                interval_s = self.limit.interval().as_secs(),
+                "more connections refused: connection limit reached (not logged one by one)"
+            );
+        }
+    }
+}
+
+/// A value for a log line: the value itself, or `-` when unknown.
+fn plain<T: Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
 /// The checks made at accept, before negotiation: the peer allowlist and the
 /// connection cap. A refused connection is dropped (closed) by the caller.
-fn admitted(options: &ServerOptions, initiator: &Initiator, open: usize) -> bool {
+fn admitted(
+    options: &ServerOptions,
+    initiator: &Initiator,
+    open: usize,
+    refusals: &mut RefusalLog,
+) -> bool {
     let creds = initiator
         .uid
         .zip(initiator.gid)
         .map(|(uid, gid)| PeerCredentials { uid, gid });
     if !options.peers.admits(creds) {
-        tracing::warn!(
-            target: "audit",
-            peer_pid = ?initiator.pid,
-            peer_uid = ?initiator.uid,
-            peer_gid = ?initiator.gid,
-            "peer refused: not in allowed_uids/allowed_gids"
-        );
+        if refusals.peers.record(Instant::now()) {
+            tracing::warn!(
+                target: "audit",
+                peer_pid = %plain(initiator.pid),
+                peer_uid = %plain(initiator.uid),
+                peer_gid = %plain(initiator.gid),
+                "peer refused: not in allowed_uids/allowed_gids"
+            );
+        }
         return false;
     }
     if open >= options.max_connections {
-        tracing::warn!(
-            peer_pid = ?initiator.pid,
-            limit = options.max_connections,
-            "connection refused: connection limit reached"
-        );
+        if refusals.limit.record(Instant::now()) {
+            tracing::warn!(
+                peer_pid = %plain(initiator.pid),
+                limit = options.max_connections,
+                "connection refused: connection limit reached"
+            );
+        }
         return false;
     }
     true
@@ -214,69 +307,93 @@ fn admitted(options: &ServerOptions, initiator: &Initiator, open: usize) -> bool
 /// the client closes, breaks a rule, or `stop` turns true between commands.
 pub async fn serve_connection<C, E>(
     conn: &mut C,
-    executor: &E,
+    executor: Arc<E>,
     stop: watch::Receiver<bool>,
 ) -> Result<ConnectionEnd, ConnectionError>
 where
     C: Connection + ?Sized,
-    E: ScsiExecutor + ?Sized,
+    E: ScsiExecutor + ?Sized + 'static,
 {
-    serve_connection_with(conn, executor, stop, &ServerOptions::default()).await
+    serve_connection_with(conn, executor, stop, Arc::new(ServerOptions::default())).await
 }
 
 /// [`serve_connection`] with explicit policy and limits.
 pub async fn serve_connection_with<C, E>(
     conn: &mut C,
-    executor: &E,
+    executor: Arc<E>,
     mut stop: watch::Receiver<bool>,
-    options: &ServerOptions,
+    options: Arc<ServerOptions>,
 ) -> Result<ConnectionEnd, ConnectionError>
 where
     C: Connection + ?Sized,
-    E: ScsiExecutor + ?Sized,
+    E: ScsiExecutor + ?Sized + 'static,
 {
-    conn.write_all(&SUPPORTED_FEATURES.to_be_bytes()).await?;
+    // Every fd the client sent and no command took: closed on the blocking
+    // pool, on whatever path the connection ends.
+    let mut held = Vec::new();
+    let result = serve(conn, &executor, &mut stop, &options, &mut held).await;
+    close_off_workers(held, &mut stop).await;
+    result
+}
+
+/// The body of [`serve_connection_with`]; fds received and not handed to a
+/// command stay in `held`.
+async fn serve<C, E>(
+    conn: &mut C,
+    executor: &Arc<E>,
+    stop: &mut watch::Receiver<bool>,
+    options: &Arc<ServerOptions>,
+    held: &mut Vec<ReceivedFd>,
+) -> Result<ConnectionEnd, ConnectionError>
+where
+    C: Connection + ?Sized,
+    E: ScsiExecutor + ?Sized + 'static,
+{
+    let limit = options.request_timeout;
+    write_reply(conn, stop, limit, &SUPPORTED_FEATURES.to_be_bytes()).await?;
     let mut features = [0u8; FEATURES_LEN];
-    let mut stray = Vec::new();
-    let negotiation = read_part(conn, &mut stop, &mut features, &mut stray, true);
-    match tokio::time::timeout(options.request_timeout, negotiation).await {
-        Err(_) => return Err(ConnectionError::Stalled(options.request_timeout)),
+    let negotiation = read_part(conn, stop, &mut features, held, true);
+    match tokio::time::timeout(limit, negotiation).await {
+        Err(_) => return Err(ConnectionError::Stalled(limit)),
         Ok(Err(e)) => return Err(e),
         Ok(Ok(Some(end))) => return Ok(end),
         Ok(Ok(None)) => {}
     }
     // Fds sent during negotiation are closed here, as the C helper does.
-    drop(stray);
+    close_off_workers(std::mem::take(held), stop).await;
     check_client_features(features)?;
 
     let initiator = conn.initiator();
     loop {
-        // Idle between commands: no time limit until the first bytes.
+        // Idle between commands: no time limit until the first bytes. The
+        // previous command's fd is closed by now, so a client whose fds
+        // never close ties up one blocking thread per connection.
         let mut cdb = [0u8; CDB_LEN];
-        let mut fds: Vec<DeviceFd> = Vec::new();
-        let first = match until_stopped(&mut stop, conn.read_some(&mut cdb, &mut fds)).await {
+        let first = match until_stopped(stop, conn.read_some(&mut cdb, held)).await {
             None => return Ok(ConnectionEnd::Shutdown),
             Some(read) => read?,
         };
         if first == 0 {
-            if fds.is_empty() {
+            if held.is_empty() {
                 return Ok(ConnectionEnd::ClientClosed);
             }
             return Err(ProtocolViolation::TruncatedRequest.into());
         }
         // Once a request has started it must arrive whole in time.
-        let limit = options.request_timeout;
-        let rest = read_request(conn, &mut stop, cdb, first, fds);
+        let rest = read_request(conn, stop, cdb, first, held);
         let (cdb, data_out, device) = match tokio::time::timeout(limit, rest).await {
             Err(_) => return Err(ConnectionError::Stalled(limit)),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(Request::End(end))) => return Ok(end),
             Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
         };
-        let reply = answer(executor, options, &initiator, cdb, data_out, device).await;
-        conn.write_all(&reply.encode_header()).await?;
+        let Some(reply) = answer(executor, options, &initiator, cdb, data_out, device, stop).await
+        else {
+            return Ok(ConnectionEnd::Shutdown);
+        };
+        write_reply(conn, stop, limit, &reply.encode_header()).await?;
         if !reply.payload.is_empty() {
-            conn.write_all(&reply.payload).await?;
+            write_reply(conn, stop, limit, &reply.payload).await?;
         }
         if *stop.borrow() {
             return Ok(ConnectionEnd::Shutdown);
@@ -287,26 +404,26 @@ where
 /// A complete request, or the end of the connection.
 enum Request {
     /// The CDB, the PR OUT parameter list (empty for PR IN) and the fd.
-    Command(PrCdb, Vec<u8>, DeviceFd),
+    Command(PrCdb, Vec<u8>, ReceivedFd),
     /// The connection ends without error.
     End(ConnectionEnd),
 }
 
-/// Reads the rest of a request whose first `got` CDB bytes (and their fds)
-/// arrived: the CDB, then for PR OUT the parameter list.
+/// Reads the rest of a request whose first `got` CDB bytes (and their fds,
+/// in `held`) arrived: the CDB, then for PR OUT the parameter list.
 async fn read_request<C: Connection + ?Sized>(
     conn: &mut C,
     stop: &mut watch::Receiver<bool>,
     mut cdb: [u8; CDB_LEN],
     got: usize,
-    mut fds: Vec<DeviceFd>,
+    held: &mut Vec<ReceivedFd>,
 ) -> Result<Request, ConnectionError> {
     if got < CDB_LEN {
-        if let Some(end) = read_part(conn, stop, &mut cdb[got..], &mut fds, false).await? {
+        if let Some(end) = read_part(conn, stop, &mut cdb[got..], held, false).await? {
             return Ok(Request::End(end));
         }
     }
-    check_fd_count(fds.len())?;
+    check_fd_count(held.len())?;
     let cdb = PrCdb::try_from(&cdb)?;
 
     let mut data_out = Vec::new();
@@ -314,39 +431,125 @@ async fn read_request<C: Connection + ?Sized>(
         // Allocated only now that a command is in flight: idle connections
         // cost no data buffer.
         data_out = vec![0u8; cdb.transfer_len()];
-        if let Some(end) = read_part(conn, stop, &mut data_out, &mut fds, false).await? {
+        if let Some(end) = read_part(conn, stop, &mut data_out, held, false).await? {
             return Ok(Request::End(end));
         }
-        check_fd_count(fds.len())?;
+        check_fd_count(held.len())?;
     }
-    let Some(device) = fds.pop() else {
+    let Some(device) = held.pop() else {
         return Err(ProtocolViolation::MissingFd.into());
     };
     Ok(Request::Command(cdb, data_out, device))
 }
 
-/// Runs (or refuses) one command and writes its audit line.
-async fn answer<E: ScsiExecutor + ?Sized>(
-    executor: &E,
-    options: &ServerOptions,
+/// What the blocking part of a command learnt and answered.
+struct Outcome {
+    reply: PrReply,
+    info: Option<DeviceInfo>,
+    wwid: Option<String>,
+    device_refused: bool,
+}
+
+/// Runs (or refuses) one command on the blocking pool and writes its audit
+/// line. `None`: the daemon stopped and the command did not finish within
+/// the request timeout; its thread is abandoned.
+async fn answer<E: ScsiExecutor + ?Sized + 'static>(
+    executor: &Arc<E>,
+    options: &Arc<ServerOptions>,
     initiator: &Initiator,
     cdb: PrCdb,
     data_out: Vec<u8>,
-    device: DeviceFd,
-) -> PrReply {
-    let info = device.info;
+    device: ReceivedFd,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<PrReply> {
     let is_out = cdb.direction() == PrDirection::Out;
     let allocation_len = if is_out { 0 } else { cdb.transfer_len() };
-    let restricted = options.devices.is_restricted();
-    let wwid = match &options.wwid_lookup {
-        Some(lookup) if restricted || is_out => lookup(&info),
-        _ => None,
-    };
     // The keys, for the audit line only.
     let keys = if is_out {
         data_out.get(..16).unwrap_or(&data_out).to_vec()
     } else {
         Vec::new()
+    };
+    let job = {
+        let (executor, options, initiator) =
+            (Arc::clone(executor), Arc::clone(options), initiator.clone());
+        let span = tracing::Span::current();
+        move || {
+            let _entered = span.enter();
+            run_command(&*executor, &options, &initiator, cdb, data_out, device)
+        }
+    };
+    let outcome = match unless_stopped_for(
+        stop,
+        options.request_timeout,
+        tokio::task::spawn_blocking(job),
+    )
+    .await
+    {
+        None => {
+            tracing::warn!("command still running at shutdown: abandoned");
+            return None;
+        }
+        Some(Ok(outcome)) => outcome,
+        Some(Err(e)) => {
+            tracing::error!(cause = %e, "command thread failed");
+            Outcome {
+                reply: PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE),
+                info: None,
+                wwid: None,
+                device_refused: false,
+            }
+        }
+    };
+    let reply = outcome.reply.fit_to(allocation_len);
+    tracing::debug!(
+        cdb = ?&cdb.command(),
+        status = %reply.status,
+        sense = ?reply.sense,
+        payload_len = reply.payload.len(),
+        "command done"
+    );
+    if is_out || outcome.device_refused {
+        let record = PrOutAudit::new(&cdb, &keys, &reply, options.audit_keys);
+        tracing::info!(
+            target: "audit",
+            peer_pid = ?initiator.pid,
+            peer_uid = ?initiator.uid,
+            peer_gid = ?initiator.gid,
+            device = %plain(outcome.info.map(|i| format!("{}:{}", i.major(), i.minor()))),
+            wwid = outcome.wwid.as_deref().unwrap_or("-"),
+            action = %record.action,
+            scope = record.scope,
+            r#type = record.type_code,
+            key = %record.key,
+            sa_key = %record.sa_key,
+            status = %record.status,
+            sense = %sense_text(&reply),
+            "{}",
+            if outcome.device_refused { "device refused" } else { "PR OUT" }
+        );
+    }
+    Some(reply)
+}
+
+/// The blocking part of a command, on one thread: inspect the fd, apply the
+/// device policy (which needs what `fstat` and sysfs say), run the executor,
+/// close the fd.
+fn run_command<E: ScsiExecutor + ?Sized>(
+    executor: &E,
+    options: &ServerOptions,
+    initiator: &Initiator,
+    cdb: PrCdb,
+    data_out: Vec<u8>,
+    device: ReceivedFd,
+) -> Outcome {
+    let device = (options.inspect)(device.into_owned());
+    let info = device.info;
+    let is_out = cdb.direction() == PrDirection::Out;
+    let restricted = options.devices.is_restricted();
+    let wwid = match &options.wwid_lookup {
+        Some(lookup) if restricted || is_out => lookup(&info),
+        _ => None,
     };
     let device_refused = restricted
         && !options
@@ -362,38 +565,47 @@ async fn answer<E: ScsiExecutor + ?Sized>(
         drop(device);
         PrReply::check_condition(SenseCode::INVALID_OPCODE)
     } else {
-        let command = PrCommand { cdb, data_out };
-        executor.execute(device, command, initiator).await
+        executor.execute(device, PrCommand { cdb, data_out }, initiator)
+    };
+    Outcome {
+        reply,
+        info: Some(info),
+        wwid,
+        device_refused,
     }
-    .fit_to(allocation_len);
-    tracing::debug!(
-        cdb = ?&cdb.command(),
-        status = %reply.status,
-        sense = ?reply.sense,
-        payload_len = reply.payload.len(),
-        "command done"
-    );
-    if is_out || device_refused {
-        let record = PrOutAudit::new(&cdb, &keys, &reply, options.audit_keys);
-        tracing::info!(
-            target: "audit",
-            peer_pid = ?initiator.pid,
-            peer_uid = ?initiator.uid,
-            peer_gid = ?initiator.gid,
-            device = %format_args!("{}:{}", info.major(), info.minor()),
-            wwid = wwid.as_deref().unwrap_or("-"),
-            action = %record.action,
-            scope = record.scope,
-            r#type = record.type_code,
-            key = %record.key,
-            sa_key = %record.sa_key,
-            status = %record.status,
-            sense = %sense_text(&reply),
-            "{}",
-            if device_refused { "device refused" } else { "PR OUT" }
-        );
+}
+
+/// Closes fds no command took (extra fds, fds sent during negotiation or
+/// with a broken request) on the blocking pool, and waits for the closes:
+/// the connection, and its place under `max_connections`, lasts until they
+/// return. At stop they are abandoned after [`STOP_GRACE`].
+async fn close_off_workers(fds: Vec<ReceivedFd>, stop: &mut watch::Receiver<bool>) {
+    if fds.is_empty() {
+        return;
     }
-    reply
+    let closing = tokio::task::spawn_blocking(move || drop(fds));
+    if unless_stopped_for(stop, STOP_GRACE, closing)
+        .await
+        .is_none()
+    {
+        tracing::warn!("closing a client's fd still blocked at shutdown: abandoned");
+    }
+}
+
+/// Writes `buf` to the client, which must take it within `limit`; once the
+/// daemon stops, within [`STOP_GRACE`].
+async fn write_reply<C: Connection + ?Sized>(
+    conn: &mut C,
+    stop: &mut watch::Receiver<bool>,
+    limit: Duration,
+    buf: &[u8],
+) -> Result<(), ConnectionError> {
+    let write = tokio::time::timeout(limit, conn.write_all(buf));
+    match unless_stopped_for(stop, STOP_GRACE, write).await {
+        Some(Ok(written)) => Ok(written?),
+        Some(Err(_)) => Err(ConnectionError::ReplyStalled(limit)),
+        None => Err(ConnectionError::ReplyStalled(STOP_GRACE)),
+    }
 }
 
 /// Reads one part of a request. `Ok(None)`: the buffer is full. `Ok(Some)`:
@@ -403,7 +615,7 @@ async fn read_part<C: Connection + ?Sized>(
     conn: &mut C,
     stop: &mut watch::Receiver<bool>,
     buf: &mut [u8],
-    fds: &mut Vec<DeviceFd>,
+    fds: &mut Vec<ReceivedFd>,
     boundary: bool,
 ) -> Result<Option<ConnectionEnd>, ConnectionError> {
     match until_stopped(stop, conn.read_exact(buf, fds)).await {
@@ -428,6 +640,23 @@ async fn until_stopped<F: Future>(stop: &mut watch::Receiver<bool>, fut: F) -> O
     }
 }
 
+/// Runs `fut` to completion, except that once `stop` turns true it gets only
+/// `grace` more (`None` if that runs out).
+async fn unless_stopped_for<F: Future>(
+    stop: &mut watch::Receiver<bool>,
+    grace: Duration,
+    fut: F,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
+    if !*stop.borrow() {
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            Ok(_) = stop.wait_for(|&s| s) => {}
+        }
+    }
+    tokio::time::timeout(grace, fut).await.ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,21 +664,19 @@ mod tests {
     use crate::domain::framing::REPLY_HEADER_LEN;
     use crate::domain::sense::{ScsiStatus, SenseBuffer};
     use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
-    use crate::ports::executor::{DeviceInfo, DeviceKind, Initiator, MockScsiExecutor};
+    use crate::ports::executor::{Initiator, MockScsiExecutor};
     use crate::ports::transport::MockConnection;
     use std::sync::Mutex;
 
-    fn device(access: AccessMode) -> DeviceFd {
-        DeviceFd {
-            fd: std::fs::File::open("/dev/null").unwrap().into(),
-            info: DeviceInfo {
-                kind: DeviceKind::Block,
-                access,
-                dev: 1,
-                ino: 2,
-                rdev: 0x810,
-            },
-        }
+    /// /dev/null opened with `access`: what the server then sees in `fstat`
+    /// and `fcntl`.
+    fn device(access: AccessMode) -> ReceivedFd {
+        let file = std::fs::OpenOptions::new()
+            .read(access != AccessMode::WriteOnly)
+            .write(access != AccessMode::ReadOnly)
+            .open("/dev/null")
+            .unwrap();
+        ReceivedFd::new(file.into())
     }
 
     /// One read the mock connection answers: bytes and how many fds.
@@ -521,7 +748,9 @@ mod tests {
             .withf(move |_, command, _| command.cdb == cdb && command.data_out.is_empty())
             .times(1)
             .returning(|_, _, _| PrReply::good((0..16).collect()));
-        let end = serve_connection(&mut conn, &exec, running()).await.unwrap();
+        let end = serve_connection(&mut conn, Arc::new(exec), running())
+            .await
+            .unwrap();
         assert_eq!(end, ConnectionEnd::ClientClosed);
         let w = written.lock().unwrap();
         assert_eq!(&w[..4], &[0, 0, 0, 0], "features word first");
@@ -547,7 +776,9 @@ mod tests {
             .withf(move |_, command, _| command.data_out == expected)
             .times(1)
             .returning(|_, _, _| PrReply::good(vec![1, 2, 3]));
-        serve_connection(&mut conn, &exec, running()).await.unwrap();
+        serve_connection(&mut conn, Arc::new(exec), running())
+            .await
+            .unwrap();
         let w = written.lock().unwrap();
         assert_eq!(w.len(), 4 + REPLY_HEADER_LEN);
         assert_eq!(&w[4..12], &[0, 0, 0, 0, 0, 0, 0, 0]);
@@ -564,7 +795,9 @@ mod tests {
         ]);
         let mut exec = MockScsiExecutor::new();
         exec.expect_execute().times(0);
-        serve_connection(&mut conn, &exec, running()).await.unwrap();
+        serve_connection(&mut conn, Arc::new(exec), running())
+            .await
+            .unwrap();
         let w = written.lock().unwrap();
         let expected = PrReply::check_condition(SenseCode::INVALID_OPCODE).encode_header();
         assert_eq!(&w[4..], &expected[..]);
@@ -624,7 +857,7 @@ mod tests {
             let (mut conn, written) = scripted(chunks);
             let mut exec = MockScsiExecutor::new();
             exec.expect_execute().times(0);
-            match serve_connection(&mut conn, &exec, running()).await {
+            match serve_connection(&mut conn, Arc::new(exec), running()).await {
                 Err(ConnectionError::Protocol(v)) => assert_eq!(v, expected),
                 other => panic!("expected {expected:?}, got {other:?}"),
             }
@@ -646,7 +879,9 @@ mod tests {
             .times(0);
         let (tx, rx) = watch::channel(true);
         let exec = MockScsiExecutor::new();
-        let end = serve_connection(&mut conn, &exec, rx).await.unwrap();
+        let end = serve_connection(&mut conn, Arc::new(exec), rx)
+            .await
+            .unwrap();
         assert_eq!(end, ConnectionEnd::Shutdown);
         drop(tx);
     }
@@ -659,7 +894,7 @@ mod tests {
         async fn read_exact(
             &mut self,
             buf: &mut [u8],
-            _: &mut Vec<DeviceFd>,
+            _: &mut Vec<ReceivedFd>,
         ) -> Result<ReadOutcome, TransportError> {
             assert_eq!(buf.len(), FEATURES_LEN, "only the features word is read");
             buf.fill(0);
@@ -668,7 +903,7 @@ mod tests {
         async fn read_some(
             &mut self,
             _: &mut [u8],
-            _: &mut Vec<DeviceFd>,
+            _: &mut Vec<ReceivedFd>,
         ) -> Result<usize, TransportError> {
             std::future::pending().await
         }
@@ -685,14 +920,14 @@ mod tests {
         async fn read_exact(
             &mut self,
             buf: &mut [u8],
-            fds: &mut Vec<DeviceFd>,
+            fds: &mut Vec<ReceivedFd>,
         ) -> Result<ReadOutcome, TransportError> {
             (**self).read_exact(buf, fds).await
         }
         async fn read_some(
             &mut self,
             buf: &mut [u8],
-            fds: &mut Vec<DeviceFd>,
+            fds: &mut Vec<ReceivedFd>,
         ) -> Result<usize, TransportError> {
             (**self).read_some(buf, fds).await
         }
@@ -722,11 +957,10 @@ mod tests {
         started: tokio::sync::Notify,
     }
 
-    #[async_trait::async_trait]
     impl ScsiExecutor for SlowExecutor {
-        async fn execute(&self, _: DeviceFd, _: PrCommand, _: &Initiator) -> PrReply {
+        fn execute(&self, _: DeviceFd, _: PrCommand, _: &Initiator) -> PrReply {
             self.started.notify_one();
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            std::thread::sleep(Duration::from_millis(200));
             PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT)
         }
     }

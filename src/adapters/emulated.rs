@@ -38,8 +38,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
-
 use crate::domain::fault::DeviceFault;
 use crate::domain::framing::PrReply;
 use crate::domain::param_list::TransportId;
@@ -208,14 +206,8 @@ impl EmulatedExecutor {
     }
 }
 
-#[async_trait]
 impl ScsiExecutor for EmulatedExecutor {
-    async fn execute(
-        &self,
-        device: DeviceFd,
-        command: PrCommand,
-        initiator: &Initiator,
-    ) -> PrReply {
+    fn execute(&self, device: DeviceFd, command: PrCommand, initiator: &Initiator) -> PrReply {
         let unit = (device.info.dev, device.info.ino);
         // The fd only names the unit: close it now.
         drop(device);
@@ -229,9 +221,9 @@ impl ScsiExecutor for EmulatedExecutor {
                 "emulated device fault"
             );
             if fault == DeviceFault::Timeout {
-                // Only this command waits: the reactor and every other
-                // connection go on.
-                tokio::time::sleep(self.timeout).await;
+                // Only this command's blocking thread waits: every other
+                // connection goes on.
+                std::thread::sleep(self.timeout);
             }
             return fault.reply();
         }

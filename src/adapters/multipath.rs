@@ -16,10 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-
 use crate::adapters::multipathd::MultipathdNotifier;
-use crate::adapters::sg_io::{on_blocking_thread, send_pr_command_with_origin, SgIoExecutor};
+use crate::adapters::sg_io::{send_pr_command_with_origin, SgIoExecutor};
 use crate::domain::framing::PrReply;
 use crate::domain::multipath::command::PathCommand;
 use crate::domain::multipath::path::{PathState, PathView};
@@ -276,31 +274,21 @@ impl MultipathExecutor {
     }
 }
 
-#[async_trait]
 impl ScsiExecutor for MultipathExecutor {
-    async fn execute(
-        &self,
-        device: DeviceFd,
-        command: PrCommand,
-        initiator: &Initiator,
-    ) -> PrReply {
+    fn execute(&self, device: DeviceFd, command: PrCommand, initiator: &Initiator) -> PrReply {
         if device.info.kind != DeviceKind::Block {
-            return self.plain.execute(device, command, initiator).await;
+            return self.plain.execute(device, command, initiator);
         }
-        let (major, minor) = (device.info.major(), device.info.minor());
-        let sysfs = self.sysfs.clone();
-        let map = tokio::task::spawn_blocking(move || sysfs.multipath_map(major, minor))
-            .await
-            .ok()
-            .flatten();
+        let map = self
+            .sysfs
+            .multipath_map(device.info.major(), device.info.minor());
         let Some(map) = map else {
-            return self.plain.execute(device, command, initiator).await;
+            return self.plain.execute(device, command, initiator);
         };
         // The paths are opened by the helper itself: the client's fd of the
         // map is not needed any more.
         drop(device);
-        let this = self.clone();
-        on_blocking_thread(move || this.run_on_map(&map, command)).await
+        self.run_on_map(&map, command)
     }
 }
 
@@ -494,8 +482,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_map_whose_paths_cannot_be_opened_is_not_ready() {
+    #[test]
+    fn a_map_whose_paths_cannot_be_opened_is_not_ready() {
         let sys = tempfile::tempdir().unwrap();
         let dev = tempfile::tempdir().unwrap();
         fake_map(
@@ -506,15 +494,17 @@ mod tests {
         );
         // A regular file where the node should be: refused, path failed.
         fs::write(dev.path().join("sdb"), b"").unwrap();
-        let reply = executor(sys.path(), dev.path())
-            .execute(block_fd(253, 0), read_keys(), &Initiator::default())
-            .await;
+        let reply = executor(sys.path(), dev.path()).execute(
+            block_fd(253, 0),
+            read_keys(),
+            &Initiator::default(),
+        );
         assert_eq!(reply.status, ScsiStatus::CHECK_CONDITION);
         assert_eq!(reply.sense.code(), Some(SenseCode::LUN_NOT_READY));
     }
 
-    #[tokio::test]
-    async fn a_short_list_on_a_map_is_a_length_error() {
+    #[test]
+    fn a_short_list_on_a_map_is_a_length_error() {
         let sys = tempfile::tempdir().unwrap();
         let dev = tempfile::tempdir().unwrap();
         fake_map(sys.path(), "253:0", "mpath-1", &[]);
@@ -526,29 +516,32 @@ mod tests {
             ),
             data_out: vec![0; 8],
         };
-        let reply = executor(sys.path(), dev.path())
-            .execute(block_fd(253, 0), command, &Initiator::default())
-            .await;
+        let reply = executor(sys.path(), dev.path()).execute(
+            block_fd(253, 0),
+            command,
+            &Initiator::default(),
+        );
         assert_eq!(
             reply.sense.code(),
             Some(SenseCode::PARAMETER_LIST_LENGTH_ERROR)
         );
     }
 
-    #[tokio::test]
-    async fn anything_else_takes_the_plain_sg_io_path() {
+    #[test]
+    fn anything_else_takes_the_plain_sg_io_path() {
         let sys = tempfile::tempdir().unwrap();
         let dev = tempfile::tempdir().unwrap();
         // Not a map: plain SG_IO on the (regular file) fd fails with ENOTTY.
-        let reply = executor(sys.path(), dev.path())
-            .execute(block_fd(8, 16), read_keys(), &Initiator::default())
-            .await;
+        let reply = executor(sys.path(), dev.path()).execute(
+            block_fd(8, 16),
+            read_keys(),
+            &Initiator::default(),
+        );
         assert_eq!(reply.sense.code(), Some(SenseCode::IO_PROCESS_TERMINATED));
         let file = tempfile::NamedTempFile::new().unwrap();
         let fd = crate::adapters::device::inspect(File::open(file.path()).unwrap().into());
-        let reply = executor(sys.path(), dev.path())
-            .execute(fd, read_keys(), &Initiator::default())
-            .await;
+        let reply =
+            executor(sys.path(), dev.path()).execute(fd, read_keys(), &Initiator::default());
         assert_eq!(reply.sense.code(), Some(SenseCode::IO_PROCESS_TERMINATED));
     }
 }

@@ -1,7 +1,8 @@
 //! The Linux SG_IO executor: the one home of the SG_IO ioctl.
 //!
-//! The ioctl runs on tokio's blocking pool, never on the reactor, so a device
-//! that takes seconds to answer delays only its own client. Only block
+//! The ioctl runs on the blocking thread the server gives each command, never
+//! on the async workers, so a device that takes seconds to answer delays only
+//! its own client. Only block
 //! devices and sg/bsg character devices reach the ioctl: another driver may
 //! give number 0x2285 a different meaning, and this process holds
 //! CAP_SYS_RAWIO.
@@ -9,12 +10,11 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use nix::errno::Errno;
 
 use crate::domain::cdb::PrDirection;
 use crate::domain::framing::PrReply;
-use crate::domain::sense::{SenseCode, SENSE_LEN};
+use crate::domain::sense::SENSE_LEN;
 use crate::domain::sg_io_result::{
     origin_of_completion, origin_of_ioctl_failure, reply_for_completion, reply_for_ioctl_failure,
     IoctlFailure, Origin, SgIoCompletion,
@@ -190,14 +190,8 @@ impl Default for SgIoExecutor {
     }
 }
 
-#[async_trait]
 impl ScsiExecutor for SgIoExecutor {
-    async fn execute(
-        &self,
-        device: DeviceFd,
-        command: PrCommand,
-        initiator: &Initiator,
-    ) -> PrReply {
+    fn execute(&self, device: DeviceFd, command: PrCommand, initiator: &Initiator) -> PrReply {
         if !device.info.kind.accepts_sg_io() {
             tracing::warn!(
                 kind = ?device.info.kind,
@@ -206,23 +200,7 @@ impl ScsiExecutor for SgIoExecutor {
             );
             return reply_for_ioctl_failure(IoctlFailure::Other(Errno::ENOTTY as i32));
         }
-        let timeout = self.timeout;
-        on_blocking_thread(move || send_pr_command(device.fd.as_fd(), &command, timeout)).await
-    }
-}
-
-/// Runs a blocking device operation on tokio's blocking pool, off the
-/// reactor. A worker that dies answers INTERNAL TARGET FAILURE.
-pub async fn on_blocking_thread<F>(work: F) -> PrReply
-where
-    F: FnOnce() -> PrReply + Send + 'static,
-{
-    match tokio::task::spawn_blocking(work).await {
-        Ok(reply) => reply,
-        Err(e) => {
-            tracing::error!(cause = %e, "SG_IO worker failed");
-            PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE)
-        }
+        send_pr_command(device.fd.as_fd(), &command, self.timeout)
     }
 }
 
@@ -231,7 +209,7 @@ mod tests {
     use super::*;
     use crate::adapters::device::inspect;
     use crate::domain::cdb::PrCdb;
-    use crate::domain::sense::ScsiStatus;
+    use crate::domain::sense::{ScsiStatus, SenseCode};
     use crate::domain::service_action::PrInServiceAction;
 
     #[test]
@@ -253,17 +231,15 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_regular_file_never_reaches_the_ioctl() {
+    #[test]
+    fn a_regular_file_never_reaches_the_ioctl() {
         let tmp = tempfile::NamedTempFile::new().unwrap();
         let device = inspect(std::fs::File::open(tmp.path()).unwrap().into());
         let command = PrCommand {
             cdb: PrCdb::pr_in(PrInServiceAction::ReadKeys, 64),
             data_out: Vec::new(),
         };
-        let reply = SgIoExecutor::default()
-            .execute(device, command, &Initiator::default())
-            .await;
+        let reply = SgIoExecutor::default().execute(device, command, &Initiator::default());
         assert_eq!(reply.status, ScsiStatus::CHECK_CONDITION);
         assert_eq!(reply.sense.code(), Some(SenseCode::IO_PROCESS_TERMINATED));
     }

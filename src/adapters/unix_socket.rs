@@ -11,8 +11,8 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::device::inspect;
-use crate::ports::executor::{DeviceFd, Initiator};
+use crate::ports::executor::Initiator;
+use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{Connection, Listener, TransportError};
 
 /// Room for this many fds per message: more than one is already a violation,
@@ -281,12 +281,13 @@ impl UnixConnection {
 }
 
 /// One non-blocking `recvmsg`: returns the bytes read and appends the fds
-/// that came with them, each owned and inspected at once. Sets `truncated`
+/// that came with them, owned but not inspected: `fstat` on a client's fd can
+/// block, so it runs later on a blocking thread. Sets `truncated`
 /// when the kernel had to drop fds that did not fit.
 fn recv_with_fds(
     fd: RawFd,
     buf: &mut [u8],
-    fds: &mut Vec<DeviceFd>,
+    fds: &mut Vec<ReceivedFd>,
     truncated: &mut bool,
 ) -> io::Result<usize> {
     let mut iov = [IoSliceMut::new(buf)];
@@ -304,7 +305,7 @@ fn recv_with_fds(
                 // SAFETY: SCM_RIGHTS just installed `raw` in this process and
                 // nothing else refers to it: we take sole ownership here.
                 let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                fds.push(inspect(owned));
+                fds.push(ReceivedFd::new(owned));
             }
         }
     }
@@ -316,7 +317,7 @@ impl Connection for UnixConnection {
     async fn read_some(
         &mut self,
         buf: &mut [u8],
-        fds: &mut Vec<DeviceFd>,
+        fds: &mut Vec<ReceivedFd>,
     ) -> Result<usize, TransportError> {
         if buf.is_empty() {
             return Ok(0);

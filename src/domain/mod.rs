@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cdb;
 pub mod fault;
 pub mod framing;
+pub mod log_throttle;
 pub mod multipath;
 pub mod param_list;
 pub mod pr_in_data;

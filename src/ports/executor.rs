@@ -5,8 +5,6 @@
 
 use std::os::fd::OwnedFd;
 
-use async_trait::async_trait;
-
 use crate::domain::cdb::PrCdb;
 use crate::domain::framing::PrReply;
 
@@ -56,7 +54,8 @@ pub enum AccessMode {
     ReadWrite,
 }
 
-/// Facts about a received fd, gathered once when it arrives.
+/// Facts about a received fd, gathered once, on the blocking thread that runs
+/// its command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceInfo {
     /// File type.
@@ -116,25 +115,22 @@ pub struct PrCommand {
 }
 
 /// Runs PR commands on devices.
+///
+/// Called on a blocking thread, the one that also inspected the fd and will
+/// close it: an executor may block (SG_IO, sysfs, a stuck file system) and
+/// holds up only the connection whose command it runs.
 #[cfg_attr(test, mockall::automock)]
-#[async_trait]
 pub trait ScsiExecutor: Send + Sync {
     /// Runs `command` on `device` for `initiator` and returns the answer. The
-    /// fd is consumed, so it is closed when the command is done. A PR IN
-    /// payload may be longer than the allocation length; the caller cuts it.
-    async fn execute(&self, device: DeviceFd, command: PrCommand, initiator: &Initiator)
-        -> PrReply;
+    /// fd is consumed, so it is closed, on this thread, when the command is
+    /// done. A PR IN payload may be longer than the allocation length; the
+    /// caller cuts it.
+    fn execute(&self, device: DeviceFd, command: PrCommand, initiator: &Initiator) -> PrReply;
 }
 
-#[async_trait]
 impl<T: ScsiExecutor + ?Sized> ScsiExecutor for std::sync::Arc<T> {
-    async fn execute(
-        &self,
-        device: DeviceFd,
-        command: PrCommand,
-        initiator: &Initiator,
-    ) -> PrReply {
-        (**self).execute(device, command, initiator).await
+    fn execute(&self, device: DeviceFd, command: PrCommand, initiator: &Initiator) -> PrReply {
+        (**self).execute(device, command, initiator)
     }
 }
 

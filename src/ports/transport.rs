@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 
-use super::executor::{DeviceFd, Initiator};
+use super::executor::Initiator;
+use super::received_fd::ReceivedFd;
 
 /// How a read of an exact number of bytes ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,11 +42,12 @@ pub enum TransportError {
 pub trait Connection: Send {
     /// Reads what has arrived, waiting as long as it takes for at least one
     /// byte: returns how many bytes, 0 when the peer closed. Every fd that
-    /// arrives with them is appended to `fds`, already owned.
+    /// arrives with them is appended to `fds`, owned and not looked at: no
+    /// system call but `recvmsg` touches it here.
     async fn read_some(
         &mut self,
         buf: &mut [u8],
-        fds: &mut Vec<DeviceFd>,
+        fds: &mut Vec<ReceivedFd>,
     ) -> Result<usize, TransportError>;
 
     /// Fills `buf` completely unless the peer closes first, collecting fds
@@ -53,7 +55,7 @@ pub trait Connection: Send {
     async fn read_exact(
         &mut self,
         buf: &mut [u8],
-        fds: &mut Vec<DeviceFd>,
+        fds: &mut Vec<ReceivedFd>,
     ) -> Result<ReadOutcome, TransportError> {
         let mut filled = 0;
         while filled < buf.len() {

@@ -289,3 +289,4 @@ pub fn params(key: u64, sa_key: u64) -> Vec<u8> {
     p[8..16].copy_from_slice(&sa_key.to_be_bytes());
     p
 }
+pub mod stuck_fuse;

@@ -54,38 +54,36 @@ struct Node<'a> {
 }
 
 impl Node<'_> {
-    async fn out_raw(&self, sa: Out, t: u8, data: Vec<u8>) -> PrReply {
+    fn out_raw(&self, sa: Out, t: u8, data: Vec<u8>) -> PrReply {
         let command = PrCommand {
             cdb: PrCdb::pr_out(sa, t, data.len() as u16),
             data_out: data,
         };
         self.exec
             .execute(open(self.disk), command, &conn(self.conn))
-            .await
     }
-    async fn out(&self, sa: Out, t: u8, key: u64, sa_key: u64) -> PrReply {
-        self.out_raw(sa, t, params(key, sa_key).encode()).await
+    fn out(&self, sa: Out, t: u8, key: u64, sa_key: u64) -> PrReply {
+        self.out_raw(sa, t, params(key, sa_key).encode())
     }
-    async fn pr_in(&self, sa: In) -> PrReply {
+    fn pr_in(&self, sa: In) -> PrReply {
         let command = PrCommand {
             cdb: PrCdb::pr_in(sa, 8192),
             data_out: Vec::new(),
         };
         self.exec
             .execute(open(self.disk), command, &conn(self.conn))
-            .await
     }
     /// As sg_persist and the cluster agents do: a unit attention is
     /// reported, then the command is sent again.
-    async fn retrying_ua(&self, sa: Out, t: u8, key: u64, sa_key: u64) -> PrReply {
-        let r = self.out(sa, t, key, sa_key).await;
+    fn retrying_ua(&self, sa: Out, t: u8, key: u64, sa_key: u64) -> PrReply {
+        let r = self.out(sa, t, key, sa_key);
         if r.sense.code().map(|c| c.key) == Some(crate::domain::sense::SenseKey::UNIT_ATTENTION) {
-            return self.out(sa, t, key, sa_key).await;
+            return self.out(sa, t, key, sa_key);
         }
         r
     }
-    async fn keys(&self) -> Vec<u64> {
-        let r = self.pr_in(In::ReadKeys).await;
+    fn keys(&self) -> Vec<u64> {
+        let r = self.pr_in(In::ReadKeys);
         assert_eq!(r.status, ScsiStatus::GOOD, "{:?}", r.sense);
         let d = ReadKeys::decode(&r.payload).unwrap().value;
         d.keys.iter().map(|k| k.0).collect()
@@ -101,8 +99,8 @@ fn good(r: &PrReply) {
     assert_eq!(r.status, ScsiStatus::GOOD, "{:?}", r.sense);
 }
 
-#[tokio::test]
-async fn fence_scsi_fences_a_node_with_preempt_and_abort_and_unfences_it() {
+#[test]
+fn fence_scsi_fences_a_node_with_preempt_and_abort_and_unfences_it() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
     let a = Node {
@@ -118,41 +116,39 @@ async fn fence_scsi_fences_a_node_with_preempt_and_abort_and_unfences_it() {
     let (ka, kb) = (0x1_0000_0001, 0x1_0000_0002);
 
     // Unfencing: each node registers its key, the first one reserves WERO.
-    good(&a.out(Out::RegisterAndIgnoreExistingKey, 0, 0, ka).await);
-    good(&b.out(Out::RegisterAndIgnoreExistingKey, 0, 0, kb).await);
-    good(&a.out(Out::Reserve, WERO.code(), ka, 0).await);
+    good(&a.out(Out::RegisterAndIgnoreExistingKey, 0, 0, ka));
+    good(&b.out(Out::RegisterAndIgnoreExistingKey, 0, 0, kb));
+    good(&a.out(Out::Reserve, WERO.code(), ka, 0));
     assert!(a.may(MediumAccess::Write) && b.may(MediumAccess::Write));
-    assert_eq!(a.keys().await, vec![ka, kb]);
+    assert_eq!(a.keys(), vec![ka, kb]);
 
     // B is fenced by A.
-    good(&a.out(Out::PreemptAndAbort, WERO.code(), ka, kb).await);
+    good(&a.out(Out::PreemptAndAbort, WERO.code(), ka, kb));
     assert!(!b.may(MediumAccess::Write));
     assert!(b.may(MediumAccess::Read));
     assert!(a.may(MediumAccess::Write));
 
     // B's next command learns it was preempted, then it is locked out.
-    let r = b.pr_in(In::ReadKeys).await;
+    let r = b.pr_in(In::ReadKeys);
     assert_eq!(r.sense.code(), Some(SenseCode::REGISTRATIONS_PREEMPTED));
-    assert_eq!(b.keys().await, vec![ka]);
+    assert_eq!(b.keys(), vec![ka]);
     assert_eq!(
-        b.out(Out::Reserve, WERO.code(), kb, 0).await.status,
+        b.out(Out::Reserve, WERO.code(), kb, 0).status,
         ScsiStatus::RESERVATION_CONFLICT
     );
     assert_eq!(
-        b.out(Out::PreemptAndAbort, WERO.code(), kb, ka)
-            .await
-            .status,
+        b.out(Out::PreemptAndAbort, WERO.code(), kb, ka).status,
         ScsiStatus::RESERVATION_CONFLICT
     );
 
     // After its reboot B unfences: registers again and may write.
-    good(&b.out(Out::RegisterAndIgnoreExistingKey, 0, 0, kb).await);
+    good(&b.out(Out::RegisterAndIgnoreExistingKey, 0, 0, kb));
     assert!(b.may(MediumAccess::Write));
-    assert_eq!(a.keys().await, vec![ka, kb]);
+    assert_eq!(a.keys(), vec![ka, kb]);
 }
 
-#[tokio::test]
-async fn fencing_the_reservation_holder_moves_the_reservation() {
+#[test]
+fn fencing_the_reservation_holder_moves_the_reservation() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
     let a = Node {
@@ -165,21 +161,21 @@ async fn fencing_the_reservation_holder_moves_the_reservation() {
         disk: disk.path(),
         conn: 2,
     };
-    good(&a.out(Out::RegisterAndIgnoreExistingKey, 0, 0, 0xa).await);
-    good(&b.out(Out::RegisterAndIgnoreExistingKey, 0, 0, 0xb).await);
-    good(&a.out(Out::Reserve, WERO.code(), 0xa, 0).await);
+    good(&a.out(Out::RegisterAndIgnoreExistingKey, 0, 0, 0xa));
+    good(&b.out(Out::RegisterAndIgnoreExistingKey, 0, 0, 0xb));
+    good(&a.out(Out::Reserve, WERO.code(), 0xa, 0));
 
-    good(&b.out(Out::PreemptAndAbort, WERO.code(), 0xb, 0xa).await);
-    let r = b.pr_in(In::ReadReservation).await;
+    good(&b.out(Out::PreemptAndAbort, WERO.code(), 0xb, 0xa));
+    let r = b.pr_in(In::ReadReservation);
     let res = ReadReservation::decode(&r.payload).unwrap().value;
     assert_eq!(res.reservation.unwrap().key, ReservationKey(0xb));
     assert!(!a.may(MediumAccess::Write));
-    let r = a.pr_in(In::ReadReservation).await;
+    let r = a.pr_in(In::ReadReservation);
     assert_eq!(r.sense.code(), Some(SenseCode::REGISTRATIONS_PREEMPTED));
 }
 
-#[tokio::test]
-async fn failover_cluster_challenger_takes_over_a_dead_owner() {
+#[test]
+fn failover_cluster_challenger_takes_over_a_dead_owner() {
     // Windows failover clustering style arbitration: the owner holds a
     // Write Exclusive - Registrants Only reservation; a challenger that sees
     // the owner stop defending preempts it and becomes the owner.
@@ -196,35 +192,24 @@ async fn failover_cluster_challenger_takes_over_a_dead_owner() {
         conn: 11,
     };
     let (ko, kc) = (0x4d53_4654_0000_0001, 0x4d53_4654_0000_0002);
-    good(&owner.out(Out::RegisterAndIgnoreExistingKey, 0, 0, ko).await);
-    good(&owner.out(Out::Reserve, WERO.code(), ko, 0).await);
-    good(
-        &challenger
-            .out(Out::RegisterAndIgnoreExistingKey, 0, 0, kc)
-            .await,
-    );
+    good(&owner.out(Out::RegisterAndIgnoreExistingKey, 0, 0, ko));
+    good(&owner.out(Out::Reserve, WERO.code(), ko, 0));
+    good(&challenger.out(Out::RegisterAndIgnoreExistingKey, 0, 0, kc));
 
     // A challenge while the owner is alive fails: RESERVE conflicts.
     assert_eq!(
-        challenger
-            .out(Out::Reserve, WERO.code(), kc, 0)
-            .await
-            .status,
+        challenger.out(Out::Reserve, WERO.code(), kc, 0).status,
         ScsiStatus::RESERVATION_CONFLICT
     );
     // The owner defends by scrubbing the challenger's key.
-    good(&owner.out(Out::Preempt, WERO.code(), ko, kc).await);
-    assert_eq!(owner.keys().await, vec![ko]);
+    good(&owner.out(Out::Preempt, WERO.code(), ko, kc));
+    assert_eq!(owner.keys(), vec![ko]);
 
     // The challenger registers again (after its UA) and, the owner now
     // silent, preempts it.
-    good(
-        &challenger
-            .retrying_ua(Out::RegisterAndIgnoreExistingKey, 0, 0, kc)
-            .await,
-    );
-    good(&challenger.out(Out::Preempt, WERO.code(), kc, ko).await);
-    let r = challenger.pr_in(In::ReadFullStatus).await;
+    good(&challenger.retrying_ua(Out::RegisterAndIgnoreExistingKey, 0, 0, kc));
+    good(&challenger.out(Out::Preempt, WERO.code(), kc, ko));
+    let r = challenger.pr_in(In::ReadFullStatus);
     let d = ReadFullStatus::decode(&r.payload)
         .unwrap()
         .value
@@ -239,18 +224,18 @@ async fn failover_cluster_challenger_takes_over_a_dead_owner() {
     assert_eq!(d[0].relative_target_port, TARGET_PORT);
 
     // The old owner comes back: UA, then conflicts until it re-registers.
-    let r = owner.out(Out::Reserve, WERO.code(), ko, 0).await;
+    let r = owner.out(Out::Reserve, WERO.code(), ko, 0);
     assert_eq!(r.sense.code(), Some(SenseCode::REGISTRATIONS_PREEMPTED));
     assert_eq!(
-        owner.out(Out::Release, WERO.code(), ko, 0).await.status,
+        owner.out(Out::Release, WERO.code(), ko, 0).status,
         ScsiStatus::RESERVATION_CONFLICT
     );
-    good(&owner.out(Out::RegisterAndIgnoreExistingKey, 0, 0, ko).await);
+    good(&owner.out(Out::RegisterAndIgnoreExistingKey, 0, 0, ko));
     assert!(owner.may(MediumAccess::Write));
 }
 
-#[tokio::test]
-async fn two_paths_of_one_host_are_two_nexuses_with_one_key() {
+#[test]
+fn two_paths_of_one_host_are_two_nexuses_with_one_key() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
     let path1 = Node {
@@ -268,26 +253,26 @@ async fn two_paths_of_one_host_are_two_nexuses_with_one_key() {
         disk: disk.path(),
         conn: 3,
     };
-    good(&path1.out(Out::Register, 0, 0, 0xa).await);
+    good(&path1.out(Out::Register, 0, 0, 0xa));
     // Registering one path does not register the other.
     assert_eq!(
-        path2.out(Out::Reserve, WERO.code(), 0xa, 0).await.status,
+        path2.out(Out::Reserve, WERO.code(), 0xa, 0).status,
         ScsiStatus::RESERVATION_CONFLICT
     );
-    good(&path2.out(Out::Register, 0, 0, 0xa).await);
-    good(&path1.out(Out::Reserve, WERO.code(), 0xa, 0).await);
-    good(&other.out(Out::Register, 0, 0, 0xc).await);
+    good(&path2.out(Out::Register, 0, 0, 0xa));
+    good(&path1.out(Out::Reserve, WERO.code(), 0xa, 0));
+    good(&other.out(Out::Register, 0, 0, 0xc));
     // Preempting the host's key removes both paths.
-    good(&other.out(Out::Preempt, WERO.code(), 0xc, 0xa).await);
-    assert_eq!(other.keys().await, vec![0xc]);
+    good(&other.out(Out::Preempt, WERO.code(), 0xc, 0xa));
+    assert_eq!(other.keys(), vec![0xc]);
     for p in [&path1, &path2] {
-        let r = p.pr_in(In::ReadKeys).await;
+        let r = p.pr_in(In::ReadKeys);
         assert_eq!(r.sense.code(), Some(SenseCode::REGISTRATIONS_PREEMPTED));
     }
 }
 
-#[tokio::test]
-async fn spec_i_pt_and_register_and_move_name_connections_by_sas_address() {
+#[test]
+fn spec_i_pt_and_register_and_move_name_connections_by_sas_address() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
     let a = Node {
@@ -305,9 +290,9 @@ async fn spec_i_pt_and_register_and_move_name_connections_by_sas_address() {
         transport_ids: Some(vec![TransportId::sas(INITIATOR_SAS_BASE + 2)]),
         ..Default::default()
     };
-    good(&a.out_raw(Out::Register, 0, p.encode()).await);
-    assert_eq!(a.keys().await, vec![0xa, 0xa]);
-    good(&a.out(Out::Reserve, 1, 0xa, 0).await);
+    good(&a.out_raw(Out::Register, 0, p.encode()));
+    assert_eq!(a.keys(), vec![0xa, 0xa]);
+    good(&a.out(Out::Reserve, 1, 0xa, 0));
     let mv = RegisterAndMoveParameters {
         reservation_key: ReservationKey(0xa),
         service_action_key: ReservationKey(0xb),
@@ -316,13 +301,13 @@ async fn spec_i_pt_and_register_and_move_name_connections_by_sas_address() {
         relative_target_port: TARGET_PORT,
         transport_id: TransportId::sas(INITIATOR_SAS_BASE + 2),
     };
-    good(&a.out_raw(Out::RegisterAndMove, 0, mv.encode()).await);
+    good(&a.out_raw(Out::RegisterAndMove, 0, mv.encode()));
     assert!(b.may(MediumAccess::Write) && !a.may(MediumAccess::Write));
-    assert_eq!(b.keys().await, vec![0xb]);
+    assert_eq!(b.keys(), vec![0xb]);
 }
 
-#[tokio::test]
-async fn each_file_is_its_own_logical_unit_and_every_open_of_it_the_same() {
+#[test]
+fn each_file_is_its_own_logical_unit_and_every_open_of_it_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one.img"), dir.path().join("two.img"));
     std::fs::write(&one, b"").unwrap();
@@ -345,15 +330,15 @@ async fn each_file_is_its_own_logical_unit_and_every_open_of_it_the_same() {
         disk: &link,
         conn: 2,
     };
-    good(&on_one.out(Out::Register, 0, 0, 0xa).await);
-    assert_eq!(on_two.keys().await, Vec::<u64>::new());
-    assert_eq!(on_link.keys().await, vec![0xa]);
+    good(&on_one.out(Out::Register, 0, 0, 0xa));
+    assert_eq!(on_two.keys(), Vec::<u64>::new());
+    assert_eq!(on_link.keys(), vec![0xa]);
     assert!(exec.unit(unit_of(&one)).is_some());
     assert_eq!(exec.unit(unit_of(&two)).unwrap().generation(), 0);
 }
 
-#[tokio::test]
-async fn a_read_only_fd_and_other_file_kinds_are_served_too() {
+#[test]
+fn a_read_only_fd_and_other_file_kinds_are_served_too() {
     // The server refuses PR OUT on read-only fds before asking the executor;
     // the executor itself only looks at the file's identity.
     let disk = tempfile::NamedTempFile::new().unwrap();
@@ -363,20 +348,20 @@ async fn a_read_only_fd_and_other_file_kinds_are_served_too() {
         cdb: PrCdb::pr_out(Out::Register, 0, 24),
         data_out: params(0, 0xa).encode(),
     };
-    good(&exec.execute(ro, command, &conn(1)).await);
+    good(&exec.execute(ro, command, &conn(1)));
     let dir = tempfile::tempdir().unwrap();
     let d = inspect(std::fs::File::open(dir.path()).unwrap().into());
     let command = PrCommand {
         cdb: PrCdb::pr_in(In::ReadKeys, 8192),
         data_out: Vec::new(),
     };
-    let r = exec.execute(d, command, &conn(1)).await;
+    let r = exec.execute(d, command, &conn(1));
     good(&r);
     assert_eq!(r.payload, vec![0; 8]);
 }
 
-#[tokio::test]
-async fn long_reports_come_back_whole_for_the_server_to_cut() {
+#[test]
+fn long_reports_come_back_whole_for_the_server_to_cut() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
     for c in 0..10 {
@@ -385,44 +370,44 @@ async fn long_reports_come_back_whole_for_the_server_to_cut() {
             disk: disk.path(),
             conn: c,
         };
-        good(&n.out(Out::Register, 0, 0, 0x100 + c).await);
+        good(&n.out(Out::Register, 0, 0, 0x100 + c));
     }
     let command = PrCommand {
         cdb: PrCdb::pr_in(In::ReadFullStatus, 16),
         data_out: Vec::new(),
     };
-    let r = exec.execute(open(disk.path()), command, &conn(0)).await;
+    let r = exec.execute(open(disk.path()), command, &conn(0));
     assert_eq!(r.payload.len(), 8 + 10 * 48);
     let cut = r.fit_to(16);
     assert_eq!(&cut.payload[4..8], &480u32.to_be_bytes());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_connections_all_register() {
+#[test]
+fn concurrent_connections_all_register() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = Arc::new(EmulatedExecutor::new());
     let mut tasks = Vec::new();
     for c in 0..32u64 {
         let exec = Arc::clone(&exec);
         let path = disk.path().to_path_buf();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(std::thread::spawn(move || {
             let command = PrCommand {
                 cdb: PrCdb::pr_out(Out::Register, 0, 24),
                 data_out: params(0, 0x1000 + c).encode(),
             };
-            exec.execute(open(&path), command, &conn(c)).await
+            exec.execute(open(&path), command, &conn(c))
         }));
     }
     for t in tasks {
-        good(&t.await.unwrap());
+        good(&t.join().unwrap());
     }
     let unit = exec.unit(unit_of(disk.path())).unwrap();
     assert_eq!(unit.registrations().len(), 32);
     assert_eq!(unit.generation(), 32);
 }
 
-#[tokio::test]
-async fn by_peer_uid_every_connection_of_one_user_is_one_nexus() {
+#[test]
+fn by_peer_uid_every_connection_of_one_user_is_one_nexus() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::with_identity(InitiatorIdentity::PeerUid);
     let as_user = |connection_id, uid| Initiator {
@@ -435,27 +420,21 @@ async fn by_peer_uid_every_connection_of_one_user_is_one_nexus() {
         data_out: params(key, sa_key).encode(),
     };
     // One tool run per command, as sg_persist-like clients do.
-    let r = exec
-        .execute(
-            open(disk.path()),
-            run(Out::Register, 0, 0, 0xa),
-            &as_user(1, Some(1000)),
-        )
-        .await;
+    let r = exec.execute(
+        open(disk.path()),
+        run(Out::Register, 0, 0, 0xa),
+        &as_user(1, Some(1000)),
+    );
     good(&r);
-    let r = exec
-        .execute(
-            open(disk.path()),
-            run(Out::Reserve, 1, 0xa, 0),
-            &as_user(2, Some(1000)),
-        )
-        .await;
+    let r = exec.execute(
+        open(disk.path()),
+        run(Out::Reserve, 1, 0xa, 0),
+        &as_user(2, Some(1000)),
+    );
     good(&r);
     // Another user is another nexus; so is a peer of unknown uid.
     for other in [as_user(3, Some(1001)), as_user(4, None)] {
-        let r = exec
-            .execute(open(disk.path()), run(Out::Release, 1, 0xa, 0), &other)
-            .await;
+        let r = exec.execute(open(disk.path()), run(Out::Release, 1, 0xa, 0), &other);
         assert_eq!(r.status, ScsiStatus::RESERVATION_CONFLICT);
     }
     let unit = exec.unit(unit_of(disk.path())).unwrap();
@@ -475,8 +454,8 @@ fn faulty(path: &Path, fault: &str, count: Option<u32>) -> EmulatedExecutor {
     )
 }
 
-#[tokio::test]
-async fn a_unit_attention_is_shown_once_to_each_nexus_and_the_command_not_run() {
+#[test]
+fn a_unit_attention_is_shown_once_to_each_nexus_and_the_command_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("ua.img");
     std::fs::write(&disk, b"").unwrap();
@@ -491,21 +470,21 @@ async fn a_unit_attention_is_shown_once_to_each_nexus_and_the_command_not_run() 
         disk: &disk,
         conn: 2,
     };
-    let r = a.out(Out::Register, 0, 0, 0xa).await;
+    let r = a.out(Out::Register, 0, 0, 0xa);
     assert_eq!(r.status, ScsiStatus::CHECK_CONDITION);
     assert_eq!(r.sense.code(), Some(SenseCode::DEVICE_RESET));
     assert_eq!(
-        b.pr_in(In::ReadKeys).await.sense.code(),
+        b.pr_in(In::ReadKeys).sense.code(),
         Some(SenseCode::DEVICE_RESET)
     );
     // The REGISTER that met the unit attention did not happen.
-    assert_eq!(a.keys().await, Vec::<u64>::new());
-    good(&a.out(Out::Register, 0, 0, 0xa).await);
-    assert_eq!(b.keys().await, vec![0xa]);
+    assert_eq!(a.keys(), Vec::<u64>::new());
+    good(&a.out(Out::Register, 0, 0, 0xa));
+    assert_eq!(b.keys(), vec![0xa]);
 }
 
-#[tokio::test]
-async fn a_counted_fault_heals_after_that_many_commands() {
+#[test]
+fn a_counted_fault_heals_after_that_many_commands() {
     let dir = tempfile::tempdir().unwrap();
     let (bad, fine) = (dir.path().join("bad.img"), dir.path().join("fine.img"));
     std::fs::write(&bad, b"").unwrap();
@@ -521,16 +500,16 @@ async fn a_counted_fault_heals_after_that_many_commands() {
         disk: &fine,
         conn: 1,
     };
-    assert_eq!(on_fine.keys().await, Vec::<u64>::new());
+    assert_eq!(on_fine.keys(), Vec::<u64>::new());
     for _ in 0..2 {
-        let r = on_bad.pr_in(In::ReadKeys).await;
+        let r = on_bad.pr_in(In::ReadKeys);
         assert_eq!(r.sense.code(), Some(SenseCode::LUN_NOT_READY));
     }
-    assert_eq!(on_bad.keys().await, Vec::<u64>::new());
+    assert_eq!(on_bad.keys(), Vec::<u64>::new());
 }
 
-#[tokio::test]
-async fn a_device_that_never_answers_is_busy_after_the_timeout() {
+#[test]
+fn a_device_that_never_answers_is_busy_after_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("slow.img");
     std::fs::write(&disk, b"").unwrap();
@@ -541,7 +520,7 @@ async fn a_device_that_never_answers_is_busy_after_the_timeout() {
         conn: 1,
     };
     let started = std::time::Instant::now();
-    let r = node.pr_in(In::ReadKeys).await;
+    let r = node.pr_in(In::ReadKeys);
     assert!(started.elapsed() >= Duration::from_millis(200));
     assert_eq!(r.status, ScsiStatus::BUSY);
     assert!(r.payload.is_empty());

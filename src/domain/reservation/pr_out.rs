@@ -67,7 +67,12 @@ impl LogicalUnit {
                     return Err(SenseCode::INVALID_FIELD_IN_PARAMETER_LIST.into());
                 }
                 let other = NexusId::new(tid.clone(), nexus.relative_target_port());
-                if !nexuses.contains(&other) && self.registration(&other).is_none() {
+                // SPC-4 5.13.11.2.2, as LIO: a listed I_T nexus that is
+                // registered already refuses the whole command.
+                if self.registration(&other).is_some() {
+                    return Err(SenseCode::INVALID_FIELD_IN_PARAMETER_LIST.into());
+                }
+                if !nexuses.contains(&other) {
                     nexuses.push(other);
                 }
             }

@@ -186,19 +186,38 @@ fn the_same_key_may_be_registered_by_many_nexuses() {
 #[test]
 fn spec_i_pt_registers_every_listed_initiator_at_the_same_port() {
     let mut lu = Lu::default();
-    good(lu.register(3, 0, 0x33));
     let p = PrOutParameters {
         service_action_key: k(0xa),
         transport_ids: Some(vec![tid(2), tid(3), tid(2)]),
         ..Default::default()
     };
     good(lu.out(1, Out::Register, 0, &p));
-    // Nexus 3 was registered already and keeps its key; 2 is listed twice.
-    assert_eq!(lu.keys(1), vec![0x33, 0xa, 0xa]);
-    assert_eq!(lu.gen(), 2);
+    // Nexus 2 is listed twice and registered once.
+    assert_eq!(lu.keys(1), vec![0xa, 0xa, 0xa]);
+    assert_eq!(lu.gen(), 1);
     assert_eq!(lu.0.registration(&n(2)).unwrap().key, k(0xa));
     // Nexus 2 may now act with the key.
     good(lu.reserve(2, 0xa, WriteExclusive));
+}
+
+#[test]
+fn spec_i_pt_naming_a_registered_nexus_is_refused_and_changes_nothing() {
+    let mut lu = Lu::default();
+    good(lu.register(3, 0, 0x33));
+    let p = PrOutParameters {
+        service_action_key: k(0xa),
+        transport_ids: Some(vec![tid(2), tid(3)]),
+        ..Default::default()
+    };
+    check(
+        lu.out(1, Out::Register, 0, &p),
+        SenseCode::INVALID_FIELD_IN_PARAMETER_LIST,
+    );
+    // Neither the sender nor nexus 2 got registered; nexus 3 kept its key.
+    assert_eq!((lu.keys(1), lu.gen()), (vec![0x33], 1));
+    assert!(lu.0.registration(&n(1)).is_none());
+    assert!(lu.0.registration(&n(2)).is_none());
+    assert_eq!(lu.0.registration(&n(3)).unwrap().key, k(0x33));
 }
 
 #[test]

@@ -1,0 +1,227 @@
+//! Clients that stop cooperating, against the real binary: an fd on a file
+//! system that never answers, a client that never reads its replies, a
+//! refused peer that reconnects in a loop. None may stall the other clients,
+//! hold back shutdown, or drown the audit trail.
+
+mod common;
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::stuck_fuse::StuckFuse;
+use common::*;
+use nix::sys::signal::Signal;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+/// Starts our helper with a config file holding `toml` (plus `--emulate`).
+fn start_with(toml: &str) -> Helper {
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(cfg.path(), toml).unwrap();
+    let path = cfg.into_temp_path().keep().unwrap();
+    Helper::start(&our_helper(), &["--emulate", "-c", path.to_str().unwrap()])
+}
+
+fn disk(h: &Helper) -> File {
+    let p = h.dir.path().join("lu.img");
+    File::create(&p).unwrap().write_all(&[0u8; 512]).unwrap();
+    OpenOptions::new().read(true).write(true).open(&p).unwrap()
+}
+
+fn read_keys() -> Vec<u8> {
+    pr_in(0, 64)
+}
+
+#[test]
+fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
+    // In-flight commands get the request timeout once the daemon stops.
+    let h = start_with("[security]\nrequest_timeout_ms = 1000\n");
+    // Declared after the helper, so dropped before it: the helper can only
+    // be reaped once the file system is gone.
+    let fuse = match StuckFuse::mount() {
+        Ok(fuse) => fuse,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let f = disk(&h);
+    let mut stuck = Vec::new();
+    // More connections than the daemon has async workers: each sends a fd
+    // whose fstat never returns.
+    for _ in 0..6 {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(fuse.file())
+            .unwrap();
+        let mut c = h.connect().negotiate();
+        let cdb = read_keys();
+        c.send_request(&cdb, &[file.as_raw_fd()], &[]);
+        stuck.push(c);
+    }
+    // Then fds whose fstat is answered but whose close never returns: one
+    // that runs a command, one dropped as an extra fd of a request.
+    fuse.answer_foreign_getattr
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    for fds in [1, 2] {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(fuse.file())
+            .unwrap();
+        let mut c = h.connect().negotiate();
+        c.send_request(&read_keys(), &vec![file.as_raw_fd(); fds], &[]);
+        stuck.push(c);
+    }
+    // Another client is served all the same.
+    let mut other = h.connect().negotiate();
+    let r = other
+        .command(&read_keys(), f.as_raw_fd(), &[])
+        .expect("the other client is answered");
+    assert_eq!(r.status, 0);
+    // The stuck connections got nothing: their fd is not closed yet, so
+    // they are not read from.
+    for c in &mut stuck {
+        c.stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        assert!(
+            matches!(c.stream.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a stuck connection got an answer"
+        );
+    }
+    // Shutdown abandons the stuck threads after the grace and removes the
+    // socket, so that a new daemon can take over.
+    let started = Instant::now();
+    h.signal(Signal::SIGTERM);
+    while !h.log().contains("exiting") || h.socket.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "no shutdown: {}",
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The threads still wait, uninterruptibly, on the FUSE requests they
+    // sent: the process ends once the file system goes away.
+    drop(fuse);
+    let (code, log) = h.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    drop(stuck);
+}
+
+#[test]
+fn a_client_that_never_reads_its_replies_does_not_hold_back_shutdown() {
+    let h = start_with("");
+    let f = disk(&h);
+    let c = h.connect().negotiate();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&sent);
+    let stream = c.stream.try_clone().unwrap();
+    let fd = f.as_raw_fd();
+    let sender = std::thread::spawn(move || {
+        let mut cdb = [0u8; 16];
+        cdb[..10].copy_from_slice(&pr_in(0, 8192));
+        let fds = [fd];
+        // Blocks once the daemon stops reading; ends when it goes away.
+        while sendmsg::<()>(
+            stream.as_raw_fd(),
+            &[IoSlice::new(&cdb)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .is_ok()
+        {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    // Until the daemon is blocked writing replies and no longer reads.
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = sent.load(Ordering::Relaxed);
+        if now == last && now > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sender never stopped");
+        last = now;
+    }
+    let started = Instant::now();
+    h.signal(Signal::SIGTERM);
+    let (code, log) = h.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{log}");
+    assert!(log.contains("reply not read"), "{log}");
+    drop(c);
+    sender.join().unwrap();
+}
+
+/// Opens `n` connections that the daemon refuses, and one more whose end
+/// proves it has handled them all (it accepts in order).
+fn refused_in_a_loop(h: &Helper, n: usize) {
+    for _ in 0..n {
+        drop(UnixStream::connect(&h.socket).unwrap());
+    }
+    let mut last = h.connect();
+    assert!(last.is_closed(), "the last connection is refused too");
+}
+
+/// Log lines containing `what`, once the log has stopped growing.
+fn lines_with(h: &Helper, what: &str) -> usize {
+    let mut log = h.log();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = h.log();
+        if now == log {
+            return log.lines().filter(|l| l.contains(what)).count();
+        }
+        log = now;
+    }
+}
+
+#[test]
+fn refusals_in_a_loop_are_rate_limited_and_audit_lines_still_appear() {
+    // Over the connection limit: one allowed client holds the only place.
+    let h = start_with("[security]\nmax_connections = 1\n");
+    let f = disk(&h);
+    // The start-up probe's connection may still hold the place a moment.
+    let mut holder = loop {
+        let mut c = h.connect();
+        let mut features = [0u8; 4];
+        if c.stream.read_exact(&mut features).is_ok() {
+            c.stream.write_all(&[0, 0, 0, 0]).unwrap();
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        holder
+            .command(&read_keys(), f.as_raw_fd(), &[])
+            .unwrap()
+            .status,
+        0
+    );
+    refused_in_a_loop(&h, 2000);
+    let r = holder
+        .command(&pr_out(0, 0, 24), f.as_raw_fd(), &params(0, 0xabc))
+        .unwrap();
+    assert_eq!(r.status, 0);
+    let refusals = lines_with(&h, "connection limit reached");
+    assert!((1..=12).contains(&refusals), "{refusals} refusal lines");
+    let audit = lines_with(&h, "action=REGISTER");
+    assert_eq!(audit, 1, "{}", h.log());
+
+    // Not on the peer allowlist (this test runs as any uid but 12345).
+    let h = start_with("[security]\nallowed_uids = [12345]\n");
+    refused_in_a_loop(&h, 2000);
+    let refusals = lines_with(&h, "peer refused");
+    assert!((1..=12).contains(&refusals), "{refusals} refusal lines");
+}
