@@ -265,14 +265,14 @@ impl MultipathdNotifier {
     fn report(&self, command: &MapCommand, reply: &str) {
         self.warned.store(false, Ordering::Relaxed);
         let first_line = reply.lines().next().unwrap_or("").trim();
-        match MultipathdReply::classify(reply) {
+        match MultipathdReply::classify(command.event, reply) {
             MultipathdReply::Done => {
                 tracing::debug!(command = %command, "multipathd updated");
             }
             MultipathdReply::Refused if !self.warned_refusal.swap(true, Ordering::Relaxed) => {
                 tracing::warn!(
                     command = %command,
-                    reply = first_line,
+                    reply = %first_line,
                     "multipathd refused (is reservation_key set to \"file\" in \
                      multipath.conf?); further refusals are logged at debug level"
                 );
@@ -282,20 +282,21 @@ impl MultipathdNotifier {
             {
                 tracing::warn!(
                     command = %command,
-                    reply = first_line,
+                    reply = %first_line,
                     "multipathd answers root only: start the helper as root (it drops \
                      privileges itself with -u/-g)"
                 );
             }
             MultipathdReply::NotUnderstood if self.first_not_understood(command.event.verb()) => {
                 tracing::warn!(
-                    command = command.event.verb(),
-                    reply = first_line,
-                    "this multipathd does not know the command (older multipath-tools); \
-                     the PR command is not affected; further ones are logged at debug level"
+                    command = %command.event.verb(),
+                    reply = %first_line,
+                    "this multipathd does not know the command (multipath-tools 0.9.4 has no \
+                     setprhold/unsetprhold); the PR command is not affected; further ones are \
+                     logged at debug level"
                 );
             }
-            _ => tracing::debug!(command = %command, reply = first_line, "multipathd refused"),
+            _ => tracing::debug!(command = %command, reply = %first_line, "multipathd refused"),
         }
     }
 
@@ -470,13 +471,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("mpd.sock");
         let listener = UnixListener::bind(&sock).unwrap();
-        // multipath-tools 0.9.4 knows no setprhold and answers with its usage.
+        // multipath-tools 0.9.4 knows no setprhold and answers "fail".
         let handle = thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let mut got = Vec::new();
             while let Some(m) = read_message(&mut s) {
                 let reply = if m.starts_with("setprhold") || m.starts_with("unsetprhold") {
-                    "multipath-tools v0.9.4 (12/19, 2022)\nCLI commands reference:\n"
+                    "fail\n"
                 } else {
                     "ok\n"
                 };

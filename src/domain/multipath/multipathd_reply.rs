@@ -1,6 +1,8 @@
 //! What multipathd's answer to a command means, so that each kind of
 //! trouble is reported once, in words an operator can act on.
 
+use super::events::MapEvent;
+
 /// multipathd's answer to one of the commands in
 /// [`MapCommand`](super::events::MapCommand), classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,20 +14,27 @@ pub enum MultipathdReply {
     Refused,
     /// Not root: multipathd answers PR commands for root peers only.
     PermissionDenied,
-    /// The command is unknown to this multipathd (older multipath-tools
-    /// lack `setprhold`/`unsetprhold`): it answers with its usage text.
+    /// The command is unknown to this multipathd: multipath-tools 0.9.4
+    /// (Debian 12) has no `setprhold`/`unsetprhold` and answers them "fail";
+    /// other versions answer an unknown command with their usage text.
     NotUnderstood,
 }
 
 impl MultipathdReply {
-    /// Classifies the reply text.
-    pub fn classify(reply: &str) -> MultipathdReply {
+    /// Classifies the reply text to `event`'s command.
+    pub fn classify(event: MapEvent, reply: &str) -> MultipathdReply {
         let first = reply.lines().next().unwrap_or("").trim();
+        let hold = matches!(event, MapEvent::SetHold | MapEvent::UnsetHold);
         if first == "ok" {
             MultipathdReply::Done
         } else if first.starts_with("permission deny") || first.contains("need to be root") {
             MultipathdReply::PermissionDenied
-        } else if first == "fail" || first.starts_with("fail") {
+        } else if first == "fail" && hold {
+            // A multipathd that knows the hold commands accepts them for
+            // any map it manages; the map exists (the command went through
+            // it), so "fail" here means the command is unknown.
+            MultipathdReply::NotUnderstood
+        } else if first == "fail" {
             MultipathdReply::Refused
         } else {
             MultipathdReply::NotUnderstood
@@ -36,32 +45,53 @@ impl MultipathdReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::service_action::ReservationKey;
 
+    const KEY: MapEvent = MapEvent::SetKey {
+        key: ReservationKey(0x1111),
+        aptpl: false,
+    };
+
+    /// The replies multipath-tools 0.9.4 gave in the real-device tier.
     #[test]
     fn replies_of_multipath_tools() {
-        assert_eq!(MultipathdReply::classify("ok\n"), MultipathdReply::Done);
-        assert_eq!(MultipathdReply::classify("ok"), MultipathdReply::Done);
+        use MultipathdReply::*;
+        for event in [
+            KEY,
+            MapEvent::SetStatus,
+            MapEvent::SetHold,
+            MapEvent::UnsetHold,
+        ] {
+            assert_eq!(MultipathdReply::classify(event, "ok\n"), Done);
+            assert_eq!(MultipathdReply::classify(event, "ok"), Done);
+            assert_eq!(
+                MultipathdReply::classify(event, "permission deny: need to be root"),
+                PermissionDenied
+            );
+            assert_eq!(
+                MultipathdReply::classify(
+                    event,
+                    "multipath-tools v0.9.4 (12/19, 2022)\nCLI commands reference:\n"
+                ),
+                NotUnderstood
+            );
+            assert_eq!(MultipathdReply::classify(event, ""), NotUnderstood);
+            assert_eq!(MultipathdReply::classify(event, "okay"), NotUnderstood);
+        }
+        // "fail": a refusal of a key or status (reservation_key not "file"),
+        // but 0.9.4's answer to the hold commands it does not know.
+        assert_eq!(MultipathdReply::classify(KEY, "fail\n"), Refused);
         assert_eq!(
-            MultipathdReply::classify("fail\n"),
-            MultipathdReply::Refused
+            MultipathdReply::classify(MapEvent::UnsetStatus, "fail"),
+            Refused
         );
         assert_eq!(
-            MultipathdReply::classify("permission deny: need to be root"),
-            MultipathdReply::PermissionDenied
+            MultipathdReply::classify(MapEvent::SetHold, "fail\n"),
+            NotUnderstood
         );
         assert_eq!(
-            MultipathdReply::classify(
-                "multipath-tools v0.9.4 (12/19, 2022)\nCLI commands reference:\n list|show paths\n"
-            ),
-            MultipathdReply::NotUnderstood
-        );
-        assert_eq!(
-            MultipathdReply::classify(""),
-            MultipathdReply::NotUnderstood
-        );
-        assert_eq!(
-            MultipathdReply::classify("okay"),
-            MultipathdReply::NotUnderstood
+            MultipathdReply::classify(MapEvent::UnsetHold, "fail"),
+            NotUnderstood
         );
     }
 }
