@@ -9,33 +9,19 @@
 //! stand-in multipathd speaks multipathd's framing on a socket file.
 
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe, ForkResult, Pid};
-use qemu_pr_helper::adapters::multipathd::{MultipathdAddress, MultipathdNotifier, NotifyError};
+use qemu_pr_helper::adapters::multipathd::{
+    read_message, write_message, MultipathdAddress, MultipathdNotifier, NotifyError,
+};
 use qemu_pr_helper::adapters::multipathd_relay;
 use qemu_pr_helper::adapters::seccomp::{self, SeccompMode};
 use qemu_pr_helper::domain::multipath::events::{MapCommand, MapEvent};
-
-fn read_message(s: &mut UnixStream) -> Option<String> {
-    let mut len = [0u8; size_of::<usize>()];
-    s.read_exact(&mut len).ok()?;
-    let mut text = vec![0u8; usize::from_ne_bytes(len)];
-    s.read_exact(&mut text).ok()?;
-    assert_eq!(text.pop(), Some(0), "message must end with NUL");
-    Some(String::from_utf8(text).unwrap())
-}
-
-fn write_message(s: &mut UnixStream, text: &str) {
-    let mut m = (text.len() + 1).to_ne_bytes().to_vec();
-    m.extend_from_slice(text.as_bytes());
-    m.push(0);
-    s.write_all(&m).unwrap();
-}
 
 /// A stand-in multipathd life: accepts one connection and answers "ok\n" to
 /// `messages` commands; returns them.
@@ -45,8 +31,8 @@ fn serve(listener: &UnixListener, messages: usize) -> Vec<String> {
     let mut got = Vec::new();
     for _ in 0..messages {
         // None: the peer died (the assertions on its status say how).
-        let Some(m) = read_message(&mut s) else { break };
-        write_message(&mut s, "ok\n");
+        let Ok(m) = read_message(&mut s) else { break };
+        write_message(&mut s, "ok\n").unwrap();
         got.push(m);
     }
     got

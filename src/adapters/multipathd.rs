@@ -316,23 +316,36 @@ impl MultipathdNotifier {
 
 /// Writes one framed command and reads one framed reply.
 fn exchange(stream: &mut UnixStream, command: &str) -> io::Result<String> {
-    let mut message = Vec::with_capacity(size_of::<usize>() + command.len() + 1);
-    message.extend_from_slice(&(command.len() + 1).to_ne_bytes());
-    message.extend_from_slice(command.as_bytes());
+    write_message(stream, command)?;
+    read_message(stream)
+}
+
+/// Writes one message in multipathd's framing: a native-endian `usize`
+/// length that counts a trailing NUL, the text, the NUL. Both directions use
+/// it, so stand-ins for multipathd in the tests speak it too.
+pub fn write_message(w: &mut impl Write, text: &str) -> io::Result<()> {
+    let mut message = Vec::with_capacity(size_of::<usize>() + text.len() + 1);
+    message.extend_from_slice(&(text.len() + 1).to_ne_bytes());
+    message.extend_from_slice(text.as_bytes());
     message.push(0);
-    stream.write_all(&message)?;
+    w.write_all(&message)
+}
+
+/// Reads one message in multipathd's framing; the text up to the first NUL.
+/// Longer than 64 KiB is refused rather than allocated.
+pub fn read_message(r: &mut impl Read) -> io::Result<String> {
     let mut len = [0u8; size_of::<usize>()];
-    stream.read_exact(&mut len)?;
+    r.read_exact(&mut len)?;
     let len = usize::from_ne_bytes(len);
     if len > MAX_REPLY {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("reply of {len} bytes"),
+            format!("message of {len} bytes"),
         ));
     }
-    let mut reply = vec![0u8; len];
-    stream.read_exact(&mut reply)?;
-    let text = reply.split(|&b| b == 0).next().unwrap_or(&[]);
+    let mut message = vec![0u8; len];
+    r.read_exact(&mut message)?;
+    let text = message.split(|&b| b == 0).next().unwrap_or(&[]);
     Ok(String::from_utf8_lossy(text).into_owned())
 }
 
@@ -345,19 +358,24 @@ mod tests {
 
     /// Reads one framed message, as multipathd does.
     fn read_message(s: &mut UnixStream) -> Option<String> {
-        let mut len = [0u8; size_of::<usize>()];
-        s.read_exact(&mut len).ok()?;
-        let mut text = vec![0u8; usize::from_ne_bytes(len)];
-        s.read_exact(&mut text).ok()?;
-        assert_eq!(text.pop(), Some(0), "message must end with NUL");
-        Some(String::from_utf8(text).unwrap())
+        super::read_message(s).ok()
     }
 
     fn write_message(s: &mut UnixStream, text: &str) {
-        let mut m = (text.len() + 1).to_ne_bytes().to_vec();
-        m.extend_from_slice(text.as_bytes());
-        m.push(0);
-        s.write_all(&m).unwrap();
+        super::write_message(s, text).unwrap();
+    }
+
+    #[test]
+    fn framing_counts_the_nul_and_round_trips() {
+        let mut wire = Vec::new();
+        super::write_message(&mut wire, "list maps").unwrap();
+        assert_eq!(wire.len(), size_of::<usize>() + 10);
+        assert_eq!(wire[..size_of::<usize>()], 10usize.to_ne_bytes());
+        assert_eq!(wire.last(), Some(&0));
+        assert_eq!(super::read_message(&mut &wire[..]).unwrap(), "list maps");
+        let mut huge = (MAX_REPLY + 1).to_ne_bytes().to_vec();
+        huge.push(0);
+        assert!(super::read_message(&mut &huge[..]).is_err());
     }
 
     /// A stand-in multipathd: serves `per_connection` messages on each of

@@ -175,15 +175,23 @@ pub fn build(mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_prctl, prctl_rules);
+    compile(rules, mismatch).map(Some)
+}
+
+/// Compiles `rules` for this architecture; calls not in them get `mismatch`.
+fn compile(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    mismatch: SeccompAction,
+) -> Result<BpfProgram, SeccompError> {
+    let err = |e: &dyn std::fmt::Display| SeccompError(e.to_string());
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|e: seccompiler::BackendError| err(&e))?;
     let filter =
         SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch).map_err(|e| err(&e))?;
-    let program: BpfProgram = filter
+    filter
         .try_into()
-        .map_err(|e: seccompiler::BackendError| err(&e))?;
-    Ok(Some(program))
+        .map_err(|e: seccompiler::BackendError| err(&e))
 }
 
 /// What a call outside the allowlist gets; `None`: no filter.
@@ -201,18 +209,8 @@ pub fn build_relay(mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError
     let Some(mismatch) = mismatch_action(mode) else {
         return Ok(None);
     };
-    let err = |e: &dyn std::fmt::Display| SeccompError(e.to_string());
-    let rules: BTreeMap<i64, Vec<SeccompRule>> =
-        RELAY_ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
-    let arch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| err(&e))?;
-    let filter =
-        SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch).map_err(|e| err(&e))?;
-    let program: BpfProgram = filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| err(&e))?;
-    Ok(Some(program))
+    let rules = RELAY_ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+    compile(rules, mismatch).map(Some)
 }
 
 /// Installs the filter on the calling thread; threads it creates later
