@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -11,25 +11,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Starts our helper with a config file holding `toml` (plus `--emulate`).
-fn start_with(toml: &str) -> Helper {
-    let cfg = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(cfg.path(), toml).unwrap();
-    let path = cfg.into_temp_path().keep().unwrap();
-    Helper::start(&our_helper(), &["--emulate", "-c", path.to_str().unwrap()])
-}
-
-fn disk(h: &Helper) -> File {
-    let p = h.dir.path().join("lu.img");
-    File::create(&p).unwrap().write_all(&[0u8; 512]).unwrap();
-    OpenOptions::new().read(true).write(true).open(&p).unwrap()
-}
-
 #[test]
 fn a_peer_not_on_the_allowlist_is_closed_before_negotiation() {
     // Tests run as one uid; allow another one only.
     let me = nix::unistd::getuid().as_raw();
-    let h = start_with(&format!(
+    let h = Helper::emulated_with(&format!(
         "[security]\nallowed_uids = [{}]\n",
         me.wrapping_add(4242)
     ));
@@ -39,14 +25,14 @@ fn a_peer_not_on_the_allowlist_is_closed_before_negotiation() {
     assert_eq!(n, 0, "a refused peer must not even see the features word");
     assert!(h.log().contains("peer refused"), "{}", h.log());
 
-    let h = start_with(&format!("[security]\nallowed_uids = [{me}]\n"));
+    let h = Helper::emulated_with(&format!("[security]\nallowed_uids = [{me}]\n"));
     h.connect().negotiate();
 }
 
 #[test]
 fn a_device_off_the_allowlist_gets_lun_not_supported_and_an_audit_line() {
-    let h = start_with("[security]\ndevices = [\"1:3\"]\n");
-    let f = disk(&h);
+    let h = Helper::emulated_with("[security]\ndevices = [\"1:3\"]\n");
+    let f = h.disk();
     let null = OpenOptions::new()
         .read(true)
         .write(true)
@@ -75,8 +61,8 @@ fn audit_lines_name_the_peer_action_and_keys_as_configured() {
         ("hashed", "sa_key=sha256:", "0000000000000abc"),
         ("omitted", "sa_key=-", "0000000000000abc"),
     ] {
-        let h = start_with(&format!("[security]\naudit_keys = \"{mode}\"\n"));
-        let f = disk(&h);
+        let h = Helper::emulated_with(&format!("[security]\naudit_keys = \"{mode}\"\n"));
+        let f = h.disk();
         let mut c = h.connect().negotiate();
         let r = c
             .command(&pr_out(0, 0, 24), f.as_raw_fd(), &params(0, 0xabc))
@@ -101,8 +87,8 @@ fn audit_lines_name_the_peer_action_and_keys_as_configured() {
 
 #[test]
 fn json_log_format_gives_one_object_per_line() {
-    let h = start_with("log_format = \"json\"\n");
-    let f = disk(&h);
+    let h = Helper::emulated_with("log_format = \"json\"\n");
+    let f = h.disk();
     let mut c = h.connect().negotiate();
     c.command(&pr_out(0, 0, 24), f.as_raw_fd(), &params(0, 1))
         .unwrap();
@@ -117,8 +103,8 @@ fn json_log_format_gives_one_object_per_line() {
 
 #[test]
 fn a_request_stalled_half_sent_is_closed_but_idle_connections_stay() {
-    let h = start_with("[security]\nrequest_timeout_ms = 300\n");
-    let f = disk(&h);
+    let h = Helper::emulated_with("[security]\nrequest_timeout_ms = 300\n");
+    let f = h.disk();
     let mut idle = h.connect().negotiate();
     let mut stalled = h.connect().negotiate();
     stalled.send_with_fds(&[0x5e, 0, 0, 0], &[f.as_raw_fd()]);
@@ -153,7 +139,7 @@ fn admitted_client(h: &Helper) -> Client {
 
 #[test]
 fn connections_over_the_cap_are_closed_at_accept() {
-    let h = start_with("[security]\nmax_connections = 2\n");
+    let h = Helper::emulated_with("[security]\nmax_connections = 2\n");
     let a = admitted_client(&h);
     let _b = admitted_client(&h);
     let mut c = h.connect();
@@ -171,7 +157,7 @@ fn connections_over_the_cap_are_closed_at_accept() {
 
 #[test]
 fn socket_mode_is_applied_before_the_socket_appears() {
-    let h = start_with("[security]\nsocket_mode = \"0600\"\n");
+    let h = Helper::emulated_with("[security]\nsocket_mode = \"0600\"\n");
     let mode = std::fs::metadata(&h.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let out = std::process::Command::new(our_helper())

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{IoSlice, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -18,20 +18,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
-/// Starts our helper with a config file holding `toml` (plus `--emulate`).
-fn start_with(toml: &str) -> Helper {
-    let cfg = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(cfg.path(), toml).unwrap();
-    let path = cfg.into_temp_path().keep().unwrap();
-    Helper::start(&our_helper(), &["--emulate", "-c", path.to_str().unwrap()])
-}
-
-fn disk(h: &Helper) -> File {
-    let p = h.dir.path().join("lu.img");
-    File::create(&p).unwrap().write_all(&[0u8; 512]).unwrap();
-    OpenOptions::new().read(true).write(true).open(&p).unwrap()
-}
-
 fn read_keys() -> Vec<u8> {
     pr_in(0, 64)
 }
@@ -39,7 +25,7 @@ fn read_keys() -> Vec<u8> {
 #[test]
 fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
     // In-flight commands get the request timeout once the daemon stops.
-    let h = start_with("[security]\nrequest_timeout_ms = 1000\n");
+    let h = Helper::emulated_with("[security]\nrequest_timeout_ms = 1000\n");
     // Declared after the helper, so dropped before it: the helper can only
     // be reaped once the file system is gone.
     let fuse = match StuckFuse::mount() {
@@ -49,7 +35,7 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
             return;
         }
     };
-    let f = disk(&h);
+    let f = h.disk();
     let mut stuck = Vec::new();
     // More connections than the daemon has async workers: each sends a fd
     // whose fstat never returns.
@@ -118,8 +104,8 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
 
 #[test]
 fn a_client_that_never_reads_its_replies_does_not_hold_back_shutdown() {
-    let h = start_with("");
-    let f = disk(&h);
+    let h = Helper::emulated_with("");
+    let f = h.disk();
     let c = h.connect().negotiate();
     let sent = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&sent);
@@ -190,8 +176,8 @@ fn lines_with(h: &Helper, what: &str) -> usize {
 #[test]
 fn refusals_in_a_loop_are_rate_limited_and_audit_lines_still_appear() {
     // Over the connection limit: one allowed client holds the only place.
-    let h = start_with("[security]\nmax_connections = 1\n");
-    let f = disk(&h);
+    let h = Helper::emulated_with("[security]\nmax_connections = 1\n");
+    let f = h.disk();
     // The start-up probe's connection may still hold the place a moment.
     let mut holder = loop {
         let mut c = h.connect();
@@ -220,7 +206,7 @@ fn refusals_in_a_loop_are_rate_limited_and_audit_lines_still_appear() {
     assert_eq!(audit, 1, "{}", h.log());
 
     // Not on the peer allowlist (this test runs as any uid but 12345).
-    let h = start_with("[security]\nallowed_uids = [12345]\n");
+    let h = Helper::emulated_with("[security]\nallowed_uids = [12345]\n");
     refused_in_a_loop(&h, 2000);
     let refusals = lines_with(&h, "peer refused");
     assert!((1..=12).contains(&refusals), "{refusals} refusal lines");

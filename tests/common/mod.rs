@@ -54,6 +54,30 @@ impl Helper {
     }
 
     /// What the helper logged so far.
+    /// Starts our helper on its emulated device with a config file holding
+    /// `toml`.
+    pub fn emulated_with(toml: &str) -> Helper {
+        let cfg = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(cfg.path(), toml).unwrap();
+        let path = cfg.into_temp_path().keep().unwrap();
+        Helper::start(&our_helper(), &["--emulate", "-c", path.to_str().unwrap()])
+    }
+
+    /// A 512-byte file in the helper's directory, opened read-write: the
+    /// emulated device's logical unit.
+    pub fn disk(&self) -> std::fs::File {
+        let p = self.dir.path().join("lu.img");
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(&[0u8; 512])
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
     }
