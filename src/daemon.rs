@@ -189,7 +189,8 @@ fn multipathd_notifier(mode: SeccompMode) -> MultipathdNotifier {
     let address = MultipathdAddress::from_env();
     match multipathd_relay::spawn(address.clone(), mode) {
         Ok(relay) => {
-            tracing::info!(
+            // Debug: hosts without multipathd need not hear about it.
+            tracing::debug!(
                 pid = relay.pid(),
                 multipathd = %address,
                 "multipathd relay started (root's uid, no capabilities)"
