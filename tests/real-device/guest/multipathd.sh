@@ -225,8 +225,12 @@ mpd_unregister() {
     expect_state unregister "-"
     expect_prkey unregister none
     expect_prstatus unregister unregistered
-    n=$(grep -c 'setprhold' /tmp/helper-mpd.log)
-    [ "$n" = 1 ] || fail "helper log: $n lines name setprhold/unsetprhold, want 1 (logged once): $(grep 'setprhold' /tmp/helper-mpd.log | head -3 | tr '\n' ' ' | cut -c1-400)"
+    # Each command multipathd 0.9.4 does not know is logged once, though the
+    # loop above sent each twice.
+    for verb in setprhold unsetprhold; do
+        n=$(grep -c "WARN.*command=$verb" /tmp/helper-mpd.log)
+        [ "$n" = 1 ] || fail "helper log: $n warnings for $verb, want 1 (logged once): $(grep "command=$verb" /tmp/helper-mpd.log | head -3 | tr '\n' ' ' | cut -c1-400)"
+    done
     grep 'setprhold' /tmp/helper-mpd.log | head -1 | cut -c1-300 | sed 's/^/@@INFO helper log: /'
     end
 }
