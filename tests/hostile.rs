@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn disk(h: &Helper) -> File {
-    let p = h.dir.path().join("lu.img");
-    File::create(&p).unwrap().write_all(&[0u8; 512]).unwrap();
-    OpenOptions::new().read(true).write(true).open(&p).unwrap()
+    h.disk()
 }
 
 /// The daemon still answers, and its fd count is back to `baseline`.
@@ -195,4 +193,21 @@ fn transport_id_lengths_that_lie_are_answered_not_obeyed() {
     );
     drop(c);
     still_healthy(&h, &f, baseline, "lying TransportID lengths");
+}
+
+#[test]
+fn many_fds_in_one_message_are_all_closed() {
+    // More than the 16 a smaller control buffer held: the kernel installs
+    // what fits, and every one of them must be closed with the connection.
+    let h = Helper::start(&our_helper(), &["--emulate"]);
+    let f = disk(&h);
+    let baseline = h.stable_fd_count();
+    for count in [17, 64, 253] {
+        let mut c = h.connect().negotiate();
+        let fds = vec![f.as_raw_fd(); count];
+        c.send_request(&pr_in(0, 64), &fds, &[]);
+        assert!(c.is_closed(), "{count} fds: the connection must close");
+        drop(c);
+        still_healthy(&h, &f, baseline, &format!("{count} fds in one message"));
+    }
 }

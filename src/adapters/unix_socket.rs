@@ -18,7 +18,10 @@ use crate::ports::transport::{Connection, Listener, TransportError};
 /// Room for this many fds per message: more than one is already a violation,
 /// a few more let the helper see (and close) them instead of the kernel
 /// silently truncating.
-const MAX_FDS_PER_MESSAGE: usize = 16;
+/// Room for as many fds as the kernel passes in one message (SCM_MAX_FD): a
+/// smaller buffer truncates, and the fds the kernel already installed could
+/// then not be iterated, so they would never be closed.
+const MAX_FDS_PER_MESSAGE: usize = 253;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
