@@ -16,6 +16,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,18 +70,26 @@ impl MultipathdAddress {
         }
     }
 
+    /// Connects with the timeouts set first: a wedged multipathd whose
+    /// listen queue is full makes `connect` wait, for at most [`TIMEOUT`]
+    /// (a Unix socket's connect honours the send timeout).
     fn connect(&self) -> io::Result<UnixStream> {
-        let stream = match self {
-            MultipathdAddress::Path(p) => UnixStream::connect(p)?,
-            MultipathdAddress::Abstract(name) => {
-                use std::os::linux::net::SocketAddrExt;
-                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-                UnixStream::connect_addr(&addr)?
-            }
+        use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+        let addr = match self {
+            MultipathdAddress::Path(p) => UnixAddr::new(p.as_path())?,
+            MultipathdAddress::Abstract(name) => UnixAddr::new_abstract(name.as_bytes())?,
         };
-        stream.set_read_timeout(Some(TIMEOUT))?;
-        stream.set_write_timeout(Some(TIMEOUT))?;
-        Ok(stream)
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        let timeout = nix::sys::time::TimeVal::new(TIMEOUT.as_secs() as i64, 0);
+        socket::setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
+        socket::setsockopt(&fd, sockopt::ReceiveTimeout, &timeout)?;
+        socket::connect(fd.as_raw_fd(), &addr)?;
+        Ok(UnixStream::from(fd))
     }
 }
 

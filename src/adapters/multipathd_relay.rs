@@ -45,6 +45,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The relay's first message: confined and serving.
 const READY: [u8; 1] = *b"R";
+/// The relay's first byte when it could not confine itself; the reason follows.
+const FAILED: u8 = b'E';
 
 /// What became of a relayed command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,14 +91,27 @@ pub enum RelayError {
     },
 }
 
+/// After the relay did not answer in time (multipathd wedged), commands are
+/// not sent for this long: a PR command's reply waits for its notification,
+/// so a hung multipathd must cost one timeout now and then, not one each.
+const BACKOFF: Duration = Duration::from_secs(30);
+
 /// The daemon's end of the relay.
 #[derive(Debug)]
 pub struct RelayClient {
     socket: OwnedFd,
     pid: Pid,
-    /// The sequence number of the last command; held while a command is
-    /// out, so that commands and replies pair up.
-    sequence: Mutex<u32>,
+    /// Held while a command is out, so that commands and replies pair up.
+    state: Mutex<RelayState>,
+}
+
+/// What the daemon remembers between commands.
+#[derive(Debug, Default)]
+struct RelayState {
+    /// The sequence number of the last command.
+    sequence: u32,
+    /// No command is sent before this instant.
+    quiet_until: Option<std::time::Instant>,
 }
 
 /// Starts the relay for multipathd at `address`, its filter in `mode`. Call
@@ -143,13 +158,16 @@ pub fn spawn(address: MultipathdAddress, mode: SeccompMode) -> Result<RelayClien
             let relay = RelayClient {
                 socket: ours,
                 pid: child,
-                sequence: Mutex::new(0),
+                state: Mutex::default(),
             };
             // The relay says when it is confined; until then it holds root's
-            // capabilities, and if confining fails it exits instead.
-            let mut ready = [0u8; 1];
+            // capabilities, and if confining fails it says why and exits.
+            let mut ready = [0u8; 256];
             match socket::recv(relay.socket.as_raw_fd(), &mut ready, MsgFlags::empty()) {
-                Ok(1) if ready == READY => Ok(relay),
+                Ok(1) if ready[..1] == READY => Ok(relay),
+                Ok(n) if n > 1 && ready[0] == FAILED => Err(RelayError::NotReady(
+                    String::from_utf8_lossy(&ready[1..n]).into_owned(),
+                )),
                 Ok(_) => Err(RelayError::NotReady(relay.gone(Errno::EPIPE).to_string())),
                 Err(e) => Err(RelayError::NotReady(relay.gone(e).to_string())),
             }
@@ -165,8 +183,16 @@ impl RelayClient {
 
     /// Sends one command through the relay and returns multipathd's reply.
     pub fn send(&self, command: &str) -> Result<String, NotifyError> {
-        let mut sequence = self.sequence.lock().unwrap_or_else(|e| e.into_inner());
-        *sequence = sequence.wrapping_add(1);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if state.quiet_until.is_some_and(|until| now < until) {
+            return Err(NotifyError::Unreachable(format!(
+                "multipathd did not answer in time; not asked again for up to {} s",
+                BACKOFF.as_secs()
+            )));
+        }
+        state.sequence = state.sequence.wrapping_add(1);
+        let sequence = state.sequence;
         let mut request = Vec::with_capacity(4 + command.len());
         request.extend_from_slice(&sequence.to_ne_bytes());
         request.extend_from_slice(command.as_bytes());
@@ -180,10 +206,11 @@ impl RelayClient {
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
                 Err(e @ (Errno::EAGAIN | Errno::ETIMEDOUT)) => {
+                    state.quiet_until = Some(now + REPLY_TIMEOUT + BACKOFF);
                     return Err(NotifyError::Io(io::Error::new(
                         io::ErrorKind::TimedOut,
                         format!("no answer from the multipathd relay: {e}"),
-                    )))
+                    )));
                 }
                 Err(e) => return Err(self.gone(e)),
             };
@@ -224,9 +251,13 @@ impl RelayClient {
 /// The relay process's life: shed everything, then serve until the daemon
 /// closes its end. Returns the exit status.
 fn relay_main(socket: OwnedFd, address: MultipathdAddress, mode: SeccompMode) -> i32 {
-    if confine(&socket, mode).is_err()
-        || socket::send(socket.as_raw_fd(), &READY, MsgFlags::MSG_NOSIGNAL).is_err()
-    {
+    if let Err(why) = confine(&socket, mode) {
+        let mut message = vec![FAILED];
+        message.extend_from_slice(why.as_bytes());
+        let _ = socket::send(socket.as_raw_fd(), &message, MsgFlags::MSG_NOSIGNAL);
+        return 2;
+    }
+    if socket::send(socket.as_raw_fd(), &READY, MsgFlags::MSG_NOSIGNAL).is_err() {
         return 2;
     }
     let mut multipathd = MultipathdConnection::new(address);
@@ -266,40 +297,68 @@ fn relay_main(socket: OwnedFd, address: MultipathdAddress, mode: SeccompMode) ->
 /// Closes every inherited fd but the relay socket, points stdio at
 /// /dev/null (an inherited pipe would keep a caller of `-d` waiting), drops
 /// the supplementary groups and every capability (root's uid stays:
-/// multipathd wants it), and installs
-/// the relay's system-call filter.
-fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), ()> {
-    let keep = socket.as_fd().as_raw_fd().unsigned_abs();
+/// multipathd wants it), and installs the relay's system-call filter. The
+/// error says which step failed, for the daemon's log.
+fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), String> {
+    // A panic from here on must not unwind or abort through calls the
+    // filter forbids: leave at once with a status the daemon reports.
+    std::panic::set_hook(Box::new(|_| {
+        // SAFETY: _exit ends the relay at once; nothing is shared with it.
+        unsafe { libc::_exit(101) }
+    }));
+    let step = |what: &str| {
+        let what = what.to_string();
+        move |e: &dyn std::fmt::Display| format!("{what}: {e}")
+    };
+    let keep = socket.as_fd().as_raw_fd();
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(drop)?;
+        .map_err(|e| step("open /dev/null")(&e))?;
     for stdio in 0..3 {
-        // SAFETY: dup2 onto the standard fds; `null` stays open and owned.
-        if unsafe { libc::dup2(null.as_raw_fd(), stdio) } < 0 {
-            return Err(());
-        }
+        nix::unistd::dup2(null.as_raw_fd(), stdio)
+            .map_err(|e| step("point stdio at /dev/null")(&e))?;
     }
     drop(null);
-    // SAFETY: close_range closes fds this process holds; the ones kept
-    // (stdio and the relay socket) are outside both ranges, and nothing
-    // else of this single-threaded child refers to the closed fds again
-    // (the OwnedFds of the daemon's copy of memory are never dropped here:
-    // the child leaves with _exit).
-    unsafe {
-        if keep > 3 {
-            libc::close_range(3, keep - 1, 0);
-        }
-        libc::close_range(keep + 1, u32::MAX, 0);
-    }
+    close_inherited_fds(keep).map_err(|e| step("close inherited fds")(&e))?;
     // No supplementary groups (needs CAP_SETGID: before the capabilities go).
     if nix::unistd::geteuid().is_root() {
-        nix::unistd::setgroups(&[]).map_err(drop)?;
+        nix::unistd::setgroups(&[]).map_err(|e| step("drop supplementary groups")(&e))?;
     }
-    super::privileges::drop_all_capabilities().map_err(drop)?;
-    nix::sys::prctl::set_no_new_privs().map_err(drop)?;
-    super::seccomp::install_relay(mode).map_err(drop)?;
+    super::privileges::drop_all_capabilities().map_err(|e| step("drop capabilities")(&e))?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| step("set no_new_privs")(&e))?;
+    super::seccomp::install_relay(mode).map_err(|e| step("install the filter")(&e))?;
+    Ok(())
+}
+
+/// Closes every fd above stdio but `keep`: `close_range`, or where the
+/// kernel lacks it (before 5.9), each fd `/proc/self/fd` lists.
+fn close_inherited_fds(keep: i32) -> Result<(), Errno> {
+    let keep = keep.unsigned_abs();
+    // SAFETY: close_range closes fds of this single-threaded child; the
+    // ones kept (stdio and the relay socket) are outside both ranges, and
+    // nothing here refers to the closed ones again (the daemon's OwnedFds
+    // in the copied memory are never dropped: the child leaves with _exit).
+    let closed = unsafe {
+        (keep <= 3 || libc::close_range(3, keep - 1, 0) == 0)
+            && libc::close_range(keep + 1, u32::MAX, 0) == 0
+    };
+    if closed {
+        return Ok(());
+    }
+    let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in open {
+        if fd > 2 && fd.unsigned_abs() != keep {
+            // The directory's own fd is among them and already closed:
+            // EBADF is expected for it.
+            // SAFETY: as above; each fd is closed once, none is used again.
+            unsafe { libc::close(fd) };
+        }
+    }
     Ok(())
 }
 
