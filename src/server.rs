@@ -169,8 +169,8 @@ pub async fn run_with<L, E, S>(
                     let span = tracing::info_span!(
                         "connection",
                         id = initiator.connection_id,
-                        peer_pid = ?initiator.pid,
-                        peer_uid = ?initiator.uid,
+                        peer_pid = %plain(initiator.pid),
+                        peer_uid = %plain(initiator.uid),
                     );
                     let executor = Arc::clone(&executor);
                     let options = Arc::clone(&options);
@@ -488,6 +488,25 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
     {
         None => {
             tracing::warn!("command still running at shutdown: abandoned");
+            if is_out {
+                // Every PR OUT has its audit line; this one may still
+                // change the device after the daemon has gone.
+                let placeholder = PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE);
+                let record = PrOutAudit::new(&cdb, &keys, &placeholder, options.audit_keys);
+                tracing::warn!(
+                    target: "audit",
+                    peer_pid = %plain(initiator.pid),
+                    peer_uid = %plain(initiator.uid),
+                    peer_gid = %plain(initiator.gid),
+                    action = %record.action,
+                    scope = record.scope,
+                    r#type = record.type_code,
+                    key = %record.key,
+                    sa_key = %record.sa_key,
+                    status = %"abandoned",
+                    "PR OUT abandoned at shutdown: whether the device ran it is unknown"
+                );
+            }
             return None;
         }
         Some(Ok(outcome)) => outcome,
@@ -513,9 +532,9 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
         let record = PrOutAudit::new(&cdb, &keys, &reply, options.audit_keys);
         tracing::info!(
             target: "audit",
-            peer_pid = ?initiator.pid,
-            peer_uid = ?initiator.uid,
-            peer_gid = ?initiator.gid,
+            peer_pid = %plain(initiator.pid),
+            peer_uid = %plain(initiator.uid),
+            peer_gid = %plain(initiator.gid),
             device = %plain(outcome.info.map(|i| format!("{}:{}", i.major(), i.minor()))),
             wwid = outcome.wwid.as_deref().unwrap_or("-"),
             action = %record.action,

@@ -38,16 +38,19 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
     let f = h.disk();
     let mut stuck = Vec::new();
     // More connections than the daemon has async workers: each sends a fd
-    // whose fstat never returns.
-    for _ in 0..6 {
+    // whose fstat never returns; the last one with a PR OUT REGISTER.
+    for i in 0..6 {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(fuse.file())
             .unwrap();
         let mut c = h.connect().negotiate();
-        let cdb = read_keys();
-        c.send_request(&cdb, &[file.as_raw_fd()], &[]);
+        if i < 5 {
+            c.send_request(&read_keys(), &[file.as_raw_fd()], &[]);
+        } else {
+            c.send_request(&pr_out(0, 0, 24), &[file.as_raw_fd()], &params(0, 0x5150));
+        }
         stuck.push(c);
     }
     // Then fds whose fstat is answered but whose close never returns: one
@@ -99,6 +102,15 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
     drop(fuse);
     let (code, log) = h.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{log}");
+    // The abandoned PR OUT has its audit line all the same.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("PR OUT abandoned at shutdown")
+                && l.contains("action=REGISTER")
+                && l.contains("sa_key=0x0000000000005150")
+                && l.contains("status=abandoned")),
+        "{log}"
+    );
     drop(stuck);
 }
 
