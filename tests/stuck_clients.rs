@@ -216,10 +216,42 @@ fn refusals_in_a_loop_are_rate_limited_and_audit_lines_still_appear() {
     assert!((1..=12).contains(&refusals), "{refusals} refusal lines");
     let audit = lines_with(&h, "action=REGISTER");
     assert_eq!(audit, 1, "{}", h.log());
+    let accounted = refusals_in_full(&h, "connection refused: connection limit reached")
+        + summarized_at_exit(h, "connection limit reached (not logged one by one)");
+    // Every refusal is in a line or a count: the loop's 2,001, and a few
+    // from the start-up probe and the wait for the holder's place.
+    assert!((2001..=2010).contains(&accounted), "{accounted}");
 
     // Not on the peer allowlist (this test runs as any uid but 12345).
     let h = Helper::emulated_with("[security]\nallowed_uids = [12345]\n");
     refused_in_a_loop(&h, 2000);
     let refusals = lines_with(&h, "peer refused");
     assert!((1..=12).contains(&refusals), "{refusals} refusal lines");
+    let accounted =
+        refusals_in_full(&h, "peer refused") + summarized_at_exit(h, "more peers refused");
+    assert!((2001..=2010).contains(&accounted), "{accounted}");
+}
+
+/// How many refusals were logged one by one (lines with `what`).
+fn refusals_in_full(h: &Helper, what: &str) -> usize {
+    lines_with(h, what)
+}
+
+/// Stops the helper and adds up the `count=` of its summary lines with
+/// `what`: every refusal not logged in full is counted in one.
+fn summarized_at_exit(h: Helper, what: &str) -> usize {
+    h.signal(Signal::SIGTERM);
+    let (code, log) = h.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    let counts: Vec<usize> = log
+        .lines()
+        .filter(|l| l.contains(what))
+        .map(|l| {
+            let at = l.find("count=").expect("a count") + "count=".len();
+            let digits: String = l[at..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().unwrap()
+        })
+        .collect();
+    assert!(!counts.is_empty(), "no summary line with {what:?}: {log}");
+    counts.iter().sum()
 }

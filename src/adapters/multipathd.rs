@@ -145,12 +145,6 @@ impl MultipathdConnection {
         }
     }
 
-    /// Connects now (to report at start whether multipathd is there).
-    pub fn connect(&mut self) -> Result<(), NotifyError> {
-        self.stream = Some(self.open()?);
-        Ok(())
-    }
-
     /// Sends one command and returns multipathd's reply text. A kept
     /// connection that turns out dead (multipathd restarted) is replaced once.
     pub fn send(&mut self, command: &str) -> Result<String, NotifyError> {
@@ -465,7 +459,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let absent = MultipathdAddress::Path(dir.path().join("absent"));
         assert!(matches!(
-            MultipathdConnection::new(absent.clone()).connect(),
+            MultipathdConnection::new(absent.clone()).send("list maps"),
             Err(NotifyError::Connect { .. })
         ));
         let n = MultipathdNotifier::new(absent);

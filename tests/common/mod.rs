@@ -53,7 +53,6 @@ impl Helper {
         h
     }
 
-    /// What the helper logged so far.
     /// Starts our helper on its emulated device with a config file holding
     /// `toml`.
     pub fn emulated_with(toml: &str) -> Helper {
@@ -78,6 +77,7 @@ impl Helper {
             .unwrap()
     }
 
+    /// What the helper logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
     }
