@@ -242,7 +242,7 @@ impl ConfigFile {
 }
 
 /// Where a configuration file is wrong, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ParseError {
     /// 1-based line, when the parser knows it.
     pub line: Option<usize>,
