@@ -328,8 +328,8 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     };
     match LinuxPrivileges.drop_privileges(&plan)? {
         PrivilegeOutcome::Dropped => tracing::info!(
-            uid = ?uid,
-            gid = ?gid,
+            uid = %uid.map_or_else(|| "unchanged".to_string(), |u| u.to_string()),
+            gid = %gid.map_or_else(|| "unchanged".to_string(), |g| g.to_string()),
             "privileges dropped: keeping CAP_SYS_RAWIO only"
         ),
         PrivilegeOutcome::Unprivileged => tracing::warn!(
@@ -386,7 +386,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => "SIGINT",
             _ = hup.recv() => "SIGHUP",
         };
-        tracing::info!(signal = which, "shutting down");
+        tracing::info!(signal = %which, "shutting down");
     })
 }
 

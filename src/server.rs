@@ -536,7 +536,7 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
             peer_uid = %plain(initiator.uid),
             peer_gid = %plain(initiator.gid),
             device = %plain(outcome.info.map(|i| format!("{}:{}", i.major(), i.minor()))),
-            wwid = outcome.wwid.as_deref().unwrap_or("-"),
+            wwid = %outcome.wwid.as_deref().unwrap_or("-"),
             action = %record.action,
             scope = record.scope,
             r#type = record.type_code,
