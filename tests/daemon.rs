@@ -270,6 +270,7 @@ fn a_stale_socket_file_is_replaced() {
     let mut child = Command::new(our_helper())
         .arg("-k")
         .arg(&path)
+        .args(["--seccomp", "kill"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -334,6 +335,7 @@ fn daemon_mode_forks_writes_the_pidfile_and_serves() {
     let pidfile = dir.path().join("d.pid");
     let status = Command::new(our_helper())
         .arg("-d")
+        .args(["--seccomp", "kill"])
         .arg("-k")
         .arg(&sock)
         .arg("-f")
@@ -344,17 +346,23 @@ fn daemon_mode_forks_writes_the_pidfile_and_serves() {
     // The socket exists as soon as the parent returns.
     let c = Client::connect(&sock).negotiate();
     drop(c);
-    let pid: i32 = std::fs::read_to_string(&pidfile)
+    stop_from_pidfile(&pidfile, &[&sock]);
+    assert!(!sock.exists(), "daemon did not clean up its socket");
+}
+
+/// Sends SIGTERM to the daemon whose pid `pidfile` holds and waits (10 s at
+/// most) until every path in `gone` has been removed.
+fn stop_from_pidfile(pidfile: &std::path::Path, gone: &[&std::path::Path]) {
+    let pid: i32 = std::fs::read_to_string(pidfile)
         .unwrap()
         .trim()
         .parse()
         .unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sock.exists() && Instant::now() < deadline {
+    while gone.iter().any(|p| p.exists()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(!sock.exists(), "daemon did not clean up its socket");
 }
 
 /// Starts our daemon on `socket` (inside `dir`) with `extra` arguments.
@@ -561,16 +569,7 @@ fn daemon_mode_keeps_a_relative_pidfile_in_the_start_directory() {
     // Serving means the pid has been written.
     assert!(answers(&sock));
     let pidfile = dir.path().join(&name);
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while (pidfile.exists() || sock.exists()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    stop_from_pidfile(&pidfile, &[&pidfile, &sock]);
     assert!(
         !pidfile.exists(),
         "pidfile not removed in the start directory"
@@ -591,7 +590,7 @@ mod activation {
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(format!(
-                "LISTEN_PID=$$ LISTEN_FDS={fds} exec {} \"$@\"",
+                "LISTEN_PID=$$ LISTEN_FDS={fds} exec {} --seccomp kill \"$@\"",
                 our_helper().display()
             ))
             .arg("sh")
