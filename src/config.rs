@@ -371,13 +371,25 @@ pub struct CommandLine {
     pub seccomp: Option<crate::adapters::seccomp::SeccompMode>,
 }
 
+/// Where the socket path came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketSource {
+    /// The built-in default.
+    Default,
+    /// `socket` in the configuration file.
+    ConfigFile,
+    /// `-k`.
+    CommandLine,
+}
+
 /// The merged, validated settings the daemon runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Socket path to create (unless socket-activated).
     pub socket: PathBuf,
-    /// Whether the socket path was given explicitly (`-k` or file).
-    pub socket_given: bool,
+    /// Where the socket path came from: with socket activation `-k` is an
+    /// error (as in the C helper), the file's path is not used.
+    pub socket_source: SocketSource,
     /// Pidfile path.
     pub pidfile: PathBuf,
     /// Whether to write the pidfile (`-d` or `-f`).
@@ -411,7 +423,13 @@ pub struct Settings {
 impl Settings {
     /// Merges defaults, the file and the command line (which wins).
     pub fn merge(file: ConfigFile, cli: CommandLine) -> Result<Settings, ConfigError> {
-        let socket_given = cli.socket.is_some() || file.socket.is_some();
+        let socket_source = if cli.socket.is_some() {
+            SocketSource::CommandLine
+        } else if file.socket.is_some() {
+            SocketSource::ConfigFile
+        } else {
+            SocketSource::Default
+        };
         let socket = cli
             .socket
             .or(file.socket)
@@ -467,7 +485,7 @@ impl Settings {
             .unwrap_or(crate::adapters::sg_io::DEFAULT_TIMEOUT.as_millis() as u64);
         Ok(Settings {
             socket,
-            socket_given,
+            socket_source,
             pidfile,
             write_pidfile: daemon || pidfile_given,
             daemon,
@@ -553,7 +571,8 @@ mod tests {
         let s = Settings::merge(ConfigFile::default(), CommandLine::default()).unwrap();
         assert_eq!(s.socket, PathBuf::from("/var/run/qemu-pr-helper.sock"));
         assert_eq!(s.pidfile, PathBuf::from("/var/run/qemu-pr-helper.pid"));
-        assert!(!s.write_pidfile && !s.daemon && !s.socket_given);
+        assert!(!s.write_pidfile && !s.daemon);
+        assert_eq!(s.socket_source, SocketSource::Default);
         assert_eq!(s.executor, ExecutorKind::SgIo);
         assert_eq!(s.timeout, Duration::from_secs(30));
         assert!(s.multipath);

@@ -17,7 +17,7 @@ use crate::adapters::seccomp::SeccompMode;
 use crate::adapters::sg_io::SgIoExecutor;
 use crate::adapters::systemd::{self, ActivationError};
 use crate::adapters::unix_socket::{ListenError, SocketPermissions, UnixSocketListener};
-use crate::config::{ExecutorKind, InitiatorModel, Settings};
+use crate::config::{ExecutorKind, InitiatorModel, Settings, SocketSource};
 use crate::domain::access::{DeviceAllowlist, PeerPolicy};
 use crate::ports::executor::ScsiExecutor;
 use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
@@ -295,8 +295,15 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
 
     // 2. The listening socket, while privileged.
     let activated = systemd::activation_requested();
-    if activated && settings.socket_given {
-        return Err(DaemonError::SocketWithActivation);
+    match settings.socket_source {
+        SocketSource::CommandLine if activated => return Err(DaemonError::SocketWithActivation),
+        // The shipped unit runs with the shipped configuration, whose
+        // `socket` serves the same path without systemd: not a conflict.
+        SocketSource::ConfigFile if activated => tracing::info!(
+            socket = %settings.socket.display(),
+            "the configuration file's socket is not used: systemd passed the listening socket"
+        ),
+        _ => {}
     }
     let (std_listener, owned_path): (_, Option<PathBuf>) = match systemd::take_activation_fd()? {
         Some(fd) => (UnixSocketListener::adopt_std(fd)?, None),
