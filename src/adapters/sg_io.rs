@@ -2,10 +2,9 @@
 //!
 //! The ioctl runs on the blocking thread the server gives each command, never
 //! on the async workers, so a device that takes seconds to answer delays only
-//! its own client. Only block
-//! devices and sg/bsg character devices reach the ioctl: another driver may
-//! give number 0x2285 a different meaning, and this process holds
-//! CAP_SYS_RAWIO.
+//! its own client. Only block devices and sg/bsg character devices reach the
+//! ioctl: another driver may give number 0x2285 a different meaning, and this
+//! process holds CAP_SYS_RAWIO.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;

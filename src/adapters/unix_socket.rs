@@ -15,9 +15,6 @@ use crate::ports::executor::Initiator;
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{Connection, Listener, TransportError};
 
-/// Room for this many fds per message: more than one is already a violation,
-/// a few more let the helper see (and close) them instead of the kernel
-/// silently truncating.
 /// Room for as many fds as the kernel passes in one message (SCM_MAX_FD): a
 /// smaller buffer truncates, and the fds the kernel already installed could
 /// then not be iterated, so they would never be closed.
