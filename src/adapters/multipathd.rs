@@ -85,12 +85,19 @@ impl MultipathdAddress {
             SockFlag::SOCK_CLOEXEC,
             None,
         )?;
-        let timeout = nix::sys::time::TimeVal::new(TIMEOUT.as_secs() as i64, 0);
-        socket::setsockopt(&fd, sockopt::SendTimeout, &timeout)?;
-        socket::setsockopt(&fd, sockopt::ReceiveTimeout, &timeout)?;
+        socket::setsockopt(&fd, sockopt::SendTimeout, &socket_timeout(TIMEOUT))?;
+        socket::setsockopt(&fd, sockopt::ReceiveTimeout, &socket_timeout(TIMEOUT))?;
         socket::connect(fd.as_raw_fd(), &addr)?;
         Ok(UnixStream::from(fd))
     }
+}
+
+/// `d` as a socket timeout (`SO_RCVTIMEO`, `SO_SNDTIMEO`).
+pub(super) fn socket_timeout(d: Duration) -> nix::sys::time::TimeVal {
+    nix::sys::time::TimeVal::new(
+        d.as_secs().try_into().unwrap_or(i64::MAX),
+        d.subsec_micros().into(),
+    )
 }
 
 /// Why a command could not be delivered to multipathd.

@@ -24,11 +24,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
-use nix::sys::time::TimeVal;
+use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::Pid;
 
-use super::multipathd::{MultipathdAddress, MultipathdConnection, NotifyError};
+use super::multipathd::{socket_timeout, MultipathdAddress, MultipathdConnection, NotifyError};
 use super::seccomp::SeccompMode;
 use crate::domain::multipath::events::MapCommand;
 
@@ -135,20 +134,26 @@ pub fn spawn(address: MultipathdAddress, mode: SeccompMode) -> Result<RelayClien
     let theirs = above_stdio(theirs).map_err(os("move the relay socket"))?;
     socket::setsockopt(
         &ours,
-        socket::sockopt::ReceiveTimeout,
-        &timeval(REPLY_TIMEOUT),
+        sockopt::ReceiveTimeout,
+        &socket_timeout(REPLY_TIMEOUT),
     )
     .map_err(os("set the relay's receive timeout"))?;
-    socket::setsockopt(&ours, socket::sockopt::SendTimeout, &timeval(SEND_TIMEOUT))
+    socket::setsockopt(&ours, sockopt::SendTimeout, &socket_timeout(SEND_TIMEOUT))
         .map_err(os("set the relay's send timeout"))?;
     // SAFETY: the process has exactly one thread (checked above), so the
     // child is a complete copy with no lock held by a vanished thread; it
     // runs `relay_main` and leaves with `_exit`, never returning here.
     match unsafe { nix::unistd::fork() }.map_err(os("fork"))? {
         nix::unistd::ForkResult::Child => {
+            // A panic in the relay must neither unwind into the daemon's
+            // copied frames nor abort through calls its filter forbids:
+            // it ends the relay at once, with a status the daemon reports.
+            std::panic::set_hook(Box::new(|_| {
+                // SAFETY: _exit ends the relay at once; nothing is shared.
+                unsafe { libc::_exit(101) }
+            }));
             drop(ours);
-            let code =
-                std::panic::catch_unwind(move || relay_main(theirs, address, mode)).unwrap_or(101);
+            let code = relay_main(theirs, address, mode);
             // SAFETY: _exit ends the child at once, without running the
             // daemon's exit handlers or destructors on the copied state.
             unsafe { libc::_exit(code) }
@@ -300,35 +305,25 @@ fn relay_main(socket: OwnedFd, address: MultipathdAddress, mode: SeccompMode) ->
 /// multipathd wants it), and installs the relay's system-call filter. The
 /// error says which step failed, for the daemon's log.
 fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), String> {
-    // A panic from here on must not unwind or abort through calls the
-    // filter forbids: leave at once with a status the daemon reports.
-    std::panic::set_hook(Box::new(|_| {
-        // SAFETY: _exit ends the relay at once; nothing is shared with it.
-        unsafe { libc::_exit(101) }
-    }));
-    let step = |what: &str| {
-        let what = what.to_string();
-        move |e: &dyn std::fmt::Display| format!("{what}: {e}")
-    };
     let keep = socket.as_fd().as_raw_fd();
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
-        .map_err(|e| step("open /dev/null")(&e))?;
+        .map_err(|e| format!("open /dev/null: {e}"))?;
     for stdio in 0..3 {
         nix::unistd::dup2(null.as_raw_fd(), stdio)
-            .map_err(|e| step("point stdio at /dev/null")(&e))?;
+            .map_err(|e| format!("point stdio at /dev/null: {e}"))?;
     }
     drop(null);
-    close_inherited_fds(keep).map_err(|e| step("close inherited fds")(&e))?;
+    close_inherited_fds(keep).map_err(|e| format!("close inherited fds: {e}"))?;
     // No supplementary groups (needs CAP_SETGID: before the capabilities go).
     if nix::unistd::geteuid().is_root() {
-        nix::unistd::setgroups(&[]).map_err(|e| step("drop supplementary groups")(&e))?;
+        nix::unistd::setgroups(&[]).map_err(|e| format!("drop supplementary groups: {e}"))?;
     }
-    super::privileges::drop_all_capabilities().map_err(|e| step("drop capabilities")(&e))?;
-    nix::sys::prctl::set_no_new_privs().map_err(|e| step("set no_new_privs")(&e))?;
-    super::seccomp::install_relay(mode).map_err(|e| step("install the filter")(&e))?;
+    super::privileges::drop_all_capabilities().map_err(|e| format!("drop capabilities: {e}"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("set no_new_privs: {e}"))?;
+    super::seccomp::install_relay(mode).map_err(|e| format!("install the filter: {e}"))?;
     Ok(())
 }
 
@@ -378,11 +373,4 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
 /// then /proc is missing and nothing else has run either).
 fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
-}
-
-fn timeval(d: Duration) -> TimeVal {
-    TimeVal::new(
-        d.as_secs().try_into().unwrap_or(i64::MAX),
-        d.subsec_micros().into(),
-    )
 }
