@@ -70,15 +70,7 @@ impl PrivilegeControl for LinuxPrivileges {
         let keep = kept_capabilities(plan);
 
         // 1. Bounding set: needs CAP_SETPCAP, so it goes first.
-        for cap in caps::all() {
-            if !keep.contains(&cap)
-                && caps::has_cap(None, CapSet::Bounding, cap)
-                    .map_err(cap_err("read the bounding set"))?
-            {
-                caps::drop(None, CapSet::Bounding, cap)
-                    .map_err(cap_err("clear the capability bounding set"))?;
-            }
-        }
+        clear_bounding_set(&keep)?;
         caps::clear(None, CapSet::Ambient).map_err(cap_err("clear the ambient set"))?;
         caps::clear(None, CapSet::Inheritable).map_err(cap_err("clear the inheritable set"))?;
 
@@ -143,14 +135,7 @@ pub fn drop_all_capabilities() -> Result<(), PrivilegeError> {
     let permitted =
         caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
     if permitted.contains(&Capability::CAP_SETPCAP) {
-        for cap in caps::all() {
-            if caps::has_cap(None, CapSet::Bounding, cap)
-                .map_err(cap_err("read the bounding set"))?
-            {
-                caps::drop(None, CapSet::Bounding, cap)
-                    .map_err(cap_err("clear the capability bounding set"))?;
-            }
-        }
+        clear_bounding_set(&CapsHashSet::new())?;
     }
     for (set, step) in [
         (CapSet::Ambient, "clear the ambient set"),
@@ -165,6 +150,21 @@ pub fn drop_all_capabilities() -> Result<(), PrivilegeError> {
         return Err(PrivilegeError::NotDropped(format!(
             "permitted set {left:?}"
         )));
+    }
+    Ok(())
+}
+
+/// Removes every capability but `keep` from the bounding set (needs
+/// CAP_SETPCAP).
+fn clear_bounding_set(keep: &CapsHashSet) -> Result<(), PrivilegeError> {
+    for cap in caps::all() {
+        if !keep.contains(&cap)
+            && caps::has_cap(None, CapSet::Bounding, cap)
+                .map_err(cap_err("read the bounding set"))?
+        {
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(cap_err("clear the capability bounding set"))?;
+        }
     }
     Ok(())
 }
