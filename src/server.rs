@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::domain::access::{DeviceAllowlist, PeerCredentials, PeerPolicy};
-use crate::domain::audit::{sense_text, KeyDisplay, PrOutAudit};
+use crate::domain::audit::{KeyDisplay, PrOutAudit};
 use crate::domain::cdb::{PrCdb, PrDirection, CDB_LEN};
 use crate::domain::framing::{
     check_client_features, check_fd_count, PrReply, ProtocolViolation, FEATURES_LEN,
@@ -491,8 +491,7 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
             if is_out {
                 // Every PR OUT has its audit line; this one may still
                 // change the device after the daemon has gone.
-                let placeholder = PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE);
-                let record = PrOutAudit::new(&cdb, &keys, &placeholder, options.audit_keys);
+                let record = PrOutAudit::abandoned(&cdb, &keys, options.audit_keys);
                 tracing::warn!(
                     target: "audit",
                     peer_pid = %plain(initiator.pid),
@@ -503,7 +502,7 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
                     r#type = record.type_code,
                     key = %record.key,
                     sa_key = %record.sa_key,
-                    status = %"abandoned",
+                    status = %record.status,
                     "PR OUT abandoned at shutdown: whether the device ran it is unknown"
                 );
             }
@@ -543,7 +542,7 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
             key = %record.key,
             sa_key = %record.sa_key,
             status = %record.status,
-            sense = %sense_text(&reply),
+            sense = %record.sense,
             "{}",
             if outcome.device_refused { "device refused" } else { "PR OUT" }
         );

@@ -61,6 +61,22 @@ pub struct PrOutAudit {
 impl PrOutAudit {
     /// Builds the record of `cdb` with parameter list `data` answered by `reply`.
     pub fn new(cdb: &PrCdb, data: &[u8], reply: &PrReply, keys: KeyDisplay) -> PrOutAudit {
+        PrOutAudit::ended(cdb, data, keys, reply.status.to_string(), sense_text(reply))
+    }
+
+    /// The record of a command that never got an answer (abandoned when the
+    /// daemon stopped): whether the device ran it is unknown.
+    pub fn abandoned(cdb: &PrCdb, data: &[u8], keys: KeyDisplay) -> PrOutAudit {
+        PrOutAudit::ended(cdb, data, keys, "abandoned".to_string(), "-".to_string())
+    }
+
+    fn ended(
+        cdb: &PrCdb,
+        data: &[u8],
+        keys: KeyDisplay,
+        status: String,
+        sense: String,
+    ) -> PrOutAudit {
         let key_at = |at: usize| {
             data.get(at..at + 8).map_or("-".to_string(), |b| {
                 let mut w = [0u8; 8];
@@ -76,8 +92,8 @@ impl PrOutAudit {
             type_code: cdb.type_code(),
             key: key_at(0),
             sa_key: key_at(8),
-            status: reply.status.to_string(),
-            sense: sense_text(reply),
+            status,
+            sense,
         }
     }
 }
@@ -135,5 +151,11 @@ mod tests {
         let short = PrOutAudit::new(&cdb, &data[..4], &PrReply::good(vec![]), KeyDisplay::Full);
         assert_eq!(short.key, "-");
         assert_eq!(short.sense, "-");
+        let gone = PrOutAudit::abandoned(&cdb, &data, KeyDisplay::Full);
+        assert_eq!(
+            gone.to_string(),
+            "PREEMPT scope=0 type=5 key=0x0000000000000001 sa_key=0x0000000000000002 \
+             -> abandoned sense=-"
+        );
     }
 }
