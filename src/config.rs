@@ -67,7 +67,7 @@ pub struct FaultFile {
     pub path: PathBuf,
     /// The fault's name, as [`DeviceFault`]'s `FromStr` reads it.
     #[serde(deserialize_with = "fault_name")]
-    pub fault: String,
+    pub fault: DeviceFault,
     /// Show the fault this many times, then heal (default: for ever).
     #[serde(default, deserialize_with = "at_least_one")]
     pub count: Option<u32>,
@@ -193,15 +193,6 @@ pub enum ConfigError {
     /// The socket path is relative.
     #[error("socket path must be absolute: {0}")]
     RelativeSocket(PathBuf),
-    /// An `[[executor.fault]]` entry names no known fault.
-    #[error("[[executor.fault]] for {path}: {source}")]
-    Fault {
-        /// The entry's file.
-        path: PathBuf,
-        /// The name that was not understood.
-        #[source]
-        source: UnknownFault,
-    },
     /// Faults are for the emulated device; real devices bring their own.
     #[error("[[executor.fault]] needs the emulated executor (--emulate or kind = \"emulated\")")]
     FaultsNeedEmulation,
@@ -329,10 +320,10 @@ fn name_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 }
 
 /// A fault name the emulated device knows.
-fn fault_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let name = String::deserialize(d)?;
-    name.parse::<DeviceFault>().map_err(D::Error::custom)?;
-    Ok(name)
+fn fault_name<'de, D: Deserializer<'de>>(d: D) -> Result<DeviceFault, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(|e: UnknownFault| D::Error::custom(e))
 }
 
 /// `-T` options that parse.
@@ -461,21 +452,16 @@ impl Settings {
         } else {
             file.executor.kind.unwrap_or_default()
         };
-        let faults = file
+        let faults: Vec<FaultSetting> = file
             .executor
             .fault
             .iter()
-            .map(|f| {
-                Ok(FaultSetting {
-                    path: f.path.clone(),
-                    fault: f.fault.parse().map_err(|source| ConfigError::Fault {
-                        path: f.path.clone(),
-                        source,
-                    })?,
-                    count: f.count,
-                })
+            .map(|f| FaultSetting {
+                path: f.path.clone(),
+                fault: f.fault,
+                count: f.count,
             })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
+            .collect();
         if !faults.is_empty() && executor != ExecutorKind::Emulated {
             return Err(ConfigError::FaultsNeedEmulation);
         }
