@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::fs::OpenOptions;
 use std::io::{IoSlice, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -40,11 +39,7 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
     // More connections than the daemon has async workers: each sends a fd
     // whose fstat never returns; the last one with a PR OUT REGISTER.
     for i in 0..6 {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(fuse.file())
-            .unwrap();
+        let file = fuse.open();
         let mut c = h.connect().negotiate();
         if i < 5 {
             c.send_request(&read_keys(), &[file.as_raw_fd()], &[]);
@@ -58,11 +53,7 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
     fuse.answer_foreign_getattr
         .store(true, std::sync::atomic::Ordering::SeqCst);
     for fds in [1, 2] {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(fuse.file())
-            .unwrap();
+        let file = fuse.open();
         let mut c = h.connect().negotiate();
         c.send_request(&read_keys(), &vec![file.as_raw_fd(); fds], &[]);
         stuck.push(c);

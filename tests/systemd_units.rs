@@ -7,6 +7,15 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 
+/// Whether `tool` is absent (then the test is skipped, with a word why).
+fn missing(tool: &str) -> bool {
+    let absent = Command::new(tool).arg("--version").output().is_err();
+    if absent {
+        eprintln!("*** SKIPPED: {tool} is not installed ***");
+    }
+    absent
+}
+
 /// A shipped file of `config/`.
 fn unit(name: &str) -> String {
     std::fs::read_to_string(
@@ -37,12 +46,7 @@ fn service_keeps_its_hardening() {
 
 #[test]
 fn units_pass_systemd_analyze_verify() {
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("*** SKIPPED: systemd-analyze is not installed ***");
+    if missing("systemd-analyze") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -86,12 +90,7 @@ fn unit_value(name: &str, key: &str) -> String {
 /// that was a restart loop).
 #[test]
 fn the_shipped_units_serve_as_installed() {
-    if Command::new("systemd-socket-activate")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("*** SKIPPED: systemd-socket-activate is not installed ***");
+    if missing("systemd-socket-activate") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -90,6 +90,15 @@ impl StuckFuse {
     pub fn file(&self) -> PathBuf {
         self.mountpoint.join("f")
     }
+
+    /// The one file, opened read-write: an fd to hand to the daemon.
+    pub fn open(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.file())
+            .unwrap()
+    }
 }
 
 impl Drop for StuckFuse {
