@@ -12,11 +12,13 @@
 //!   SG_IO, dm-multipath path discovery and multipathd, capabilities and
 //!   uid/gid, systemd activation, the pidfile, the in-memory emulated device.
 //! - [`server`]: the request-serving logic, written once against the ports.
+//! - [`cli`]: the helper's command line (clap), as the binary parses it.
 //! - [`config`]: the daemon's settings, from the command line and a TOML file.
 //! - [`client`]: the client side of the protocol, for `qemu-pr-client` and tests.
 #![deny(missing_docs)]
 
 pub mod adapters;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;

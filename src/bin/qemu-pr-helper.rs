@@ -1,80 +1,13 @@
 //! `qemu-pr-helper`: the command line of the C helper, wired to the library.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Parser};
-use qemu_pr_helper::adapters::seccomp::SeccompMode;
+use clap::Parser;
+use qemu_pr_helper::cli::Cli;
 use qemu_pr_helper::config::{
     glob_match, CommandLine, ConfigFile, LogFormat, Settings, TraceOptions,
 };
 use qemu_pr_helper::daemon;
-
-/// Persistent Reservation helper program for QEMU.
-#[derive(Debug, Parser)]
-#[command(
-    name = "qemu-pr-helper",
-    version,
-    disable_version_flag = true,
-    about = "Persistent Reservation helper program for QEMU",
-    after_help = "Drop-in replacement for QEMU's qemu-pr-helper: same options, same protocol."
-)]
-struct Cli {
-    /// Run in the background.
-    #[arg(short = 'd', long)]
-    daemon: bool,
-    /// PID file when running as a daemon [default: /var/run/qemu-pr-helper.pid].
-    #[arg(short = 'f', long, value_name = "PATH")]
-    pidfile: Option<PathBuf>,
-    /// Path to the unix socket [default: /var/run/qemu-pr-helper.sock].
-    #[arg(short = 'k', long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-    /// Tracing options: PATTERN (glob over log targets such as
-    /// 'qemu_pr_helper::server') enables TRACE level for them; events=FILE
-    /// reads patterns one per line; file=FILE writes the log there.
-    #[arg(
-        short = 'T',
-        long,
-        value_name = "[[enable=]PATTERN][,events=FILE][,file=FILE]"
-    )]
-    trace: Option<String>,
-    /// User to drop privileges to (name or number).
-    #[arg(short = 'u', long, value_name = "USER")]
-    user: Option<String>,
-    /// Group to drop privileges to (name or number).
-    #[arg(short = 'g', long, value_name = "GROUP")]
-    group: Option<String>,
-    /// More log output (repeat for more).
-    #[arg(short = 'v', long, action = ArgAction::Count)]
-    verbose: u8,
-    /// Only errors in the log.
-    #[arg(short = 'q', long)]
-    quiet: bool,
-    /// TOML configuration file; command-line flags override it.
-    #[arg(short = 'c', long, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// Serve an in-memory emulated device instead of real ones (testing).
-    #[arg(long)]
-    emulate: bool,
-    /// SG_IO timeout in milliseconds [default: 30000].
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: Option<u64>,
-    /// System-call filter: kill (release default), log (debug default), off.
-    #[arg(long, value_name = "MODE", value_parser = parse_seccomp)]
-    seccomp: Option<SeccompMode>,
-    /// Output version information and exit.
-    #[arg(short = 'V', long, action = ArgAction::Version)]
-    version: (),
-}
-
-fn parse_seccomp(s: &str) -> Result<SeccompMode, String> {
-    match s {
-        "kill" => Ok(SeccompMode::Kill),
-        "log" => Ok(SeccompMode::Log),
-        "off" => Ok(SeccompMode::Off),
-        other => Err(format!("'{other}' is not kill, log or off")),
-    }
-}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
