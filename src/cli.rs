@@ -19,6 +19,10 @@ use crate::adapters::seccomp::SeccompMode;
 )]
 pub struct Cli {
     /// Run in the background.
+    ///
+    /// Its stderr is then /dev/null, so the log goes to the journal if it
+    /// answers, else to syslog (/dev/log); where it goes is printed before
+    /// going to the background. -T file=FILE or --log-to choose otherwise.
     #[arg(short = 'd', long)]
     pub daemon: bool,
     /// PID file when running as a daemon [default: /var/run/qemu-pr-helper.pid].
@@ -27,9 +31,13 @@ pub struct Cli {
     /// Path to the unix socket [default: /var/run/qemu-pr-helper.sock].
     #[arg(short = 'k', long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Tracing options: PATTERN (glob over log targets such as
-    /// 'qemu_pr_helper::server') enables TRACE level for them; events=FILE
-    /// reads patterns one per line; file=FILE writes the log there.
+    /// Tracing options ('-T help' lists the targets).
+    ///
+    /// PATTERN (a glob with '*' over log targets such as
+    /// 'qemu_pr_helper::server' or 'audit') logs everything those targets
+    /// log, TRACE included, whatever -v/-q say; events=FILE reads patterns
+    /// one per line; file=FILE appends the log to FILE. '-T help' prints the
+    /// targets and exits.
     #[arg(
         short = 'T',
         long,
@@ -42,10 +50,15 @@ pub struct Cli {
     /// Group to drop privileges to (name or number).
     #[arg(short = 'g', long, value_name = "GROUP")]
     pub group: Option<String>,
-    /// More log output (repeat for more).
+    /// More log output: -v debug, -vv trace.
+    ///
+    /// The default is INFO: start, stop, warnings and one audit line per
+    /// PR OUT. -v adds DEBUG (every command, connection and SG_IO result),
+    /// -vv adds TRACE (each request as it arrives, the sense bytes of each
+    /// SG_IO). More v's add nothing.
     #[arg(short = 'v', long, action = ArgAction::Count)]
     pub verbose: u8,
-    /// Only errors in the log.
+    /// Only errors in the log (no audit lines either).
     #[arg(short = 'q', long)]
     pub quiet: bool,
     /// TOML configuration file; command-line flags override it.
@@ -57,6 +70,15 @@ pub struct Cli {
     /// SG_IO timeout in milliseconds [default: 30000].
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
+    /// Where the log goes: auto, stderr, journald or syslog.
+    ///
+    /// auto (the default) is the journal when systemd connected stderr to it
+    /// (JOURNAL_STREAM), with -d the journal or else syslog, otherwise
+    /// stderr. journald writes native fields and priorities (journalctl -p
+    /// warning, PEER_PID=...); syslog writes to /dev/log (syslog_socket in
+    /// the configuration file) with the daemon facility.
+    #[arg(long, value_name = "WHERE")]
+    pub log_to: Option<crate::config::LogTo>,
     /// System-call filter: kill (release default), log (debug default), off.
     #[arg(long, value_name = "MODE", value_parser = parse_seccomp)]
     pub seccomp: Option<SeccompMode>,

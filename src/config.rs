@@ -130,6 +130,48 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the log goes (`--log-to`, `log_to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogTo {
+    /// The journal when systemd connected stderr to it (`JOURNAL_STREAM`);
+    /// with `-d` the journal, else syslog; otherwise stderr.
+    #[default]
+    Auto,
+    /// Standard error (refused with `-d`, whose stderr is /dev/null).
+    Stderr,
+    /// The journal's native protocol: fields and priorities.
+    Journald,
+    /// The syslog socket (`syslog_socket`, default /dev/log).
+    Syslog,
+}
+
+impl LogTo {
+    /// The name as written on the command line and in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogTo::Auto => "auto",
+            LogTo::Stderr => "stderr",
+            LogTo::Journald => "journald",
+            LogTo::Syslog => "syslog",
+        }
+    }
+}
+
+impl std::str::FromStr for LogTo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogTo, String> {
+        [LogTo::Auto, LogTo::Stderr, LogTo::Journald, LogTo::Syslog]
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("'{s}' is not auto, stderr, journald or syslog"))
+    }
+}
+
+/// The syslog socket unless `syslog_socket` says otherwise.
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+
 /// The TOML configuration file; every key is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -151,8 +193,13 @@ pub struct ConfigFile {
     /// Trace options, as `-T`.
     #[serde(default, deserialize_with = "trace_options")]
     pub trace: Option<String>,
-    /// Log format: "text" (default) or "json".
+    /// Log format: "text" (default) or "json" (not for the journal, which
+    /// takes fields natively).
     pub log_format: Option<LogFormat>,
+    /// Where the log goes: "auto" (default), "stderr", "journald", "syslog".
+    pub log_to: Option<LogTo>,
+    /// The syslog socket for `log_to = "syslog"` (default /dev/log).
+    pub syslog_socket: Option<PathBuf>,
     /// The executor.
     #[serde(default)]
     pub executor: ExecutorFile,
@@ -360,6 +407,8 @@ pub struct CommandLine {
     pub timeout_ms: Option<u64>,
     /// `--seccomp`.
     pub seccomp: Option<crate::adapters::seccomp::SeccompMode>,
+    /// `--log-to`.
+    pub log_to: Option<LogTo>,
 }
 
 /// Where the socket path came from.
@@ -391,7 +440,7 @@ pub struct Settings {
     pub user: Option<String>,
     /// Group to drop to.
     pub group: Option<String>,
-    /// -1 quiet, 0 default, 1 debug, 2+ trace.
+    /// -1 quiet (errors), 0 default (info), 1 debug, 2 and more trace.
     pub verbosity: i8,
     /// `-T` options.
     pub trace: Option<String>,
@@ -407,6 +456,10 @@ pub struct Settings {
     pub faults: Vec<FaultSetting>,
     /// Log format.
     pub log_format: LogFormat,
+    /// Where the log goes.
+    pub log_to: LogTo,
+    /// The syslog socket.
+    pub syslog_socket: PathBuf,
     /// Access control and limits, as in the file.
     pub security: SecurityFile,
 }
@@ -485,6 +538,10 @@ impl Settings {
             initiator: file.executor.initiator.unwrap_or_default(),
             faults,
             log_format: file.log_format.unwrap_or_default(),
+            log_to: cli.log_to.or(file.log_to).unwrap_or_default(),
+            syslog_socket: file
+                .syslog_socket
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SYSLOG_SOCKET)),
             security: SecurityFile {
                 seccomp: cli.seccomp.or(file.security.seccomp),
                 ..file.security

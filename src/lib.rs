@@ -14,6 +14,7 @@
 //! - [`server`]: the request-serving logic, written once against the ports.
 //! - [`cli`]: the helper's command line (clap), as the binary parses it.
 //! - [`config`]: the daemon's settings, from the command line and a TOML file.
+//! - [`logging`]: log levels, `-T` targets and where the log goes.
 //! - [`client`]: the client side of the protocol, for `qemu-pr-client` and tests.
 #![deny(missing_docs)]
 
@@ -23,5 +24,6 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod domain;
+pub mod logging;
 pub mod ports;
 pub mod server;

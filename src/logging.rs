@@ -1,0 +1,485 @@
+//! Which log lines are written and where: the `-v`/`-q` level, `-T`
+//! patterns, the format, and the destination (stderr, a file, the journal's
+//! native protocol, or syslog).
+//!
+//! Levels: `-q` errors only; default INFO (start, stop, warnings and the
+//! PR OUT audit trail); `-v` DEBUG (every command, connection and SG_IO
+//! result); `-vv` TRACE (each request as it arrives, the sense bytes of each
+//! SG_IO). `-T PATTERN` raises the modules whose target matches to TRACE
+//! whatever the level.
+
+use std::io::{self, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::level_filters::LevelFilter;
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+use crate::config::{glob_match, LogFormat, LogTo, Settings, TraceOptions};
+
+/// Every tracing target the daemon logs on, as `-T help` lists them: the
+/// module path of each module that logs (tracing's default target) and
+/// `audit`. A test checks it against the sources; `-T` patterns are matched
+/// against each event's own target, so a module missing here still obeys
+/// them.
+pub const TARGETS: &[&str] = &[
+    "audit",
+    "qemu_pr_helper::adapters::emulated",
+    "qemu_pr_helper::adapters::multipath",
+    "qemu_pr_helper::adapters::multipathd",
+    "qemu_pr_helper::adapters::pidfile",
+    "qemu_pr_helper::adapters::sg_io",
+    "qemu_pr_helper::adapters::unix_socket",
+    "qemu_pr_helper::daemon",
+    "qemu_pr_helper::server",
+];
+
+/// Where the journal listens for its native protocol.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// The syslog identifier and journal `SYSLOG_IDENTIFIER`.
+const IDENTIFIER: &str = "qemu-pr-helper";
+
+/// How long a syslog line may wait for a slow syslog daemon before it is
+/// dropped: a wedged logger must not stall the PR commands.
+const SYSLOG_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Logging cannot be set up as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// `-T` does not parse.
+    #[error("{0}")]
+    TraceOptions(String),
+    /// `-T events=FILE` cannot be read.
+    #[error("cannot read trace events file {path}: {source}")]
+    EventsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// `-T file=FILE` cannot be opened.
+    #[error("cannot open trace file {path}: {source}")]
+    LogFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// `log_to = "stderr"` with `-d`, whose stderr is /dev/null.
+    #[error("logging to stderr with -d would discard every line: use --log-to journald or syslog, or -T file=FILE")]
+    StderrWhenDaemon,
+    /// `log_to` names a destination and `-T file=` another.
+    #[error("-T file= and --log-to {0} name two destinations for the log")]
+    TwoDestinations(&'static str),
+    /// `log_to = "journald"` and the journal cannot be reached.
+    #[error("cannot reach the journal at {JOURNAL_SOCKET}: {0}")]
+    Journal(#[source] io::Error),
+    /// `log_to = "syslog"` and the syslog socket cannot be reached.
+    #[error("cannot reach syslog at {path}: {source}")]
+    Syslog {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where the log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Standard error (a terminal, or a pipe of a supervisor).
+    Stderr,
+    /// A file (`-T file=FILE`), appended to.
+    File(PathBuf),
+    /// The journal, with native fields and priorities.
+    Journald,
+    /// A syslog socket, with the daemon facility.
+    Syslog(PathBuf),
+    /// Nowhere: daemonized with neither journal nor syslog reachable.
+    Discarded,
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Stderr => f.write_str("stderr"),
+            Destination::File(p) => write!(f, "{}", p.display()),
+            Destination::Journald => write!(f, "the journal ({JOURNAL_SOCKET})"),
+            Destination::Syslog(p) => write!(f, "syslog ({})", p.display()),
+            Destination::Discarded => f.write_str(
+                "nowhere: neither the journal nor syslog can be reached (give -T file=FILE)",
+            ),
+        }
+    }
+}
+
+/// What [`choose`] needs to know about the system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Surroundings {
+    /// `JOURNAL_STREAM` names this process's stderr: systemd connected it
+    /// to the journal.
+    pub stderr_is_journal: bool,
+    /// The journal's socket answers.
+    pub journal: bool,
+    /// The syslog socket answers.
+    pub syslog: bool,
+}
+
+/// Picks the destination. An explicit `log_to` is obeyed or refused; `auto`
+/// takes the journal when systemd connected stderr to it, and when
+/// daemonized (stderr is then /dev/null) the journal, else syslog.
+pub fn choose(
+    log_to: LogTo,
+    log_file: Option<&Path>,
+    daemon: bool,
+    syslog_socket: &Path,
+    around: Surroundings,
+) -> Result<Destination, LogError> {
+    if let Some(file) = log_file {
+        return match log_to {
+            LogTo::Auto => Ok(Destination::File(file.to_path_buf())),
+            other => Err(LogError::TwoDestinations(other.name())),
+        };
+    }
+    match log_to {
+        LogTo::Stderr if daemon => Err(LogError::StderrWhenDaemon),
+        LogTo::Stderr => Ok(Destination::Stderr),
+        LogTo::Journald => Ok(Destination::Journald),
+        LogTo::Syslog => Ok(Destination::Syslog(syslog_socket.to_path_buf())),
+        LogTo::Auto if around.journal && (around.stderr_is_journal || daemon) => {
+            Ok(Destination::Journald)
+        }
+        LogTo::Auto if daemon && around.syslog => {
+            Ok(Destination::Syslog(syslog_socket.to_path_buf()))
+        }
+        LogTo::Auto if daemon => Ok(Destination::Discarded),
+        LogTo::Auto => Ok(Destination::Stderr),
+    }
+}
+
+/// Whether `JOURNAL_STREAM` (`DEVICE:INODE`) names the file on fd 2, as
+/// systemd documents for telling a journal stream from a redirected stderr.
+pub fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    match nix::sys::stat::fstat(2) {
+        Ok(st) => st.st_dev == dev && st.st_ino == ino,
+        Err(_) => false,
+    }
+}
+
+/// The level `-q`/`-v` ask for: -1 errors, 0 info, 1 debug, 2 and more trace.
+pub fn level_for(verbosity: i8) -> LevelFilter {
+    match verbosity {
+        i8::MIN..=-1 => LevelFilter::ERROR,
+        0 => LevelFilter::INFO,
+        1 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    }
+}
+
+/// The filter: events up to `level`, and every event whose target matches
+/// a `-T` pattern.
+#[derive(Debug, Clone)]
+pub struct LogFilter {
+    level: LevelFilter,
+    patterns: Vec<String>,
+}
+
+impl LogFilter {
+    /// Events up to `level`, plus all of the targets `patterns` match.
+    pub fn new(level: LevelFilter, patterns: Vec<String>) -> LogFilter {
+        LogFilter { level, patterns }
+    }
+
+    /// Whether an event of `level` on `target` is written.
+    pub fn enables(&self, level: &Level, target: &str) -> bool {
+        level <= &self.level || self.patterns.iter().any(|p| glob_match(p, target))
+    }
+}
+
+impl<S> Filter<S> for LogFilter {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        self.enables(meta.level(), meta.target())
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        // Decided once per call site: no pattern matching per event.
+        if self.enables(meta.level(), meta.target()) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(if self.patterns.is_empty() {
+            self.level
+        } else {
+            LevelFilter::TRACE
+        })
+    }
+}
+
+/// `-T` patterns, with those of an `events=FILE` (one per line, `#`
+/// comments), and the `file=` destination.
+pub fn trace_patterns(trace: Option<&str>) -> Result<(Vec<String>, Option<PathBuf>), LogError> {
+    let Some(trace) = trace else {
+        return Ok((Vec::new(), None));
+    };
+    let opts = TraceOptions::parse(trace).map_err(LogError::TraceOptions)?;
+    let mut patterns = opts.patterns;
+    if let Some(path) = &opts.events_file {
+        let text = std::fs::read_to_string(path).map_err(|source| LogError::EventsFile {
+            path: path.clone(),
+            source,
+        })?;
+        patterns.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok((patterns, opts.log_file))
+}
+
+/// Whether `-T` asks for the list of targets (`-T help`, as the C helper).
+pub fn wants_target_list(trace: Option<&str>) -> bool {
+    trace.is_some_and(|t| {
+        t.split(',')
+            .any(|part| part == "help" || part == "enable=help")
+    })
+}
+
+/// Sets up logging for the daemon as `settings` say and returns where the
+/// log goes (to tell an operator who runs it with `-d`).
+pub fn init(settings: &Settings) -> Result<Destination, LogError> {
+    let (patterns, log_file) = trace_patterns(settings.trace.as_deref())?;
+    let filter = LogFilter::new(level_for(settings.verbosity), patterns);
+    let journal = match settings.log_to {
+        LogTo::Auto | LogTo::Journald => journal_layer(),
+        _ => Err(io::ErrorKind::Unsupported.into()),
+    };
+    let syslog =
+        match settings.log_to {
+            LogTo::Auto if settings.daemon => Syslog::connect(&settings.syslog_socket).ok(),
+            LogTo::Syslog => Some(Syslog::connect(&settings.syslog_socket).map_err(|source| {
+                LogError::Syslog {
+                    path: settings.syslog_socket.clone(),
+                    source,
+                }
+            })?),
+            _ => None,
+        };
+    let around = Surroundings {
+        stderr_is_journal: stderr_is_journal(),
+        journal: journal.is_ok(),
+        syslog: syslog.is_some(),
+    };
+    let destination = choose(
+        settings.log_to,
+        log_file.as_deref(),
+        settings.daemon,
+        &settings.syslog_socket,
+        around,
+    )?;
+    let layer: Box<dyn Layer<Registry> + Send + Sync> = match &destination {
+        Destination::Journald => Box::new(journal.map_err(LogError::Journal)?),
+        Destination::Stderr => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            fmt_layer(settings.log_format, std::io::stderr, ansi, true)
+        }
+        Destination::File(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| LogError::LogFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            fmt_layer(settings.log_format, Arc::new(file), false, true)
+        }
+        Destination::Syslog(path) => match syslog {
+            Some(syslog) => fmt_layer(settings.log_format, syslog, false, false),
+            None => {
+                return Err(LogError::Syslog {
+                    path: path.clone(),
+                    source: io::ErrorKind::NotConnected.into(),
+                })
+            }
+        },
+        Destination::Discarded => fmt_layer(settings.log_format, io::sink, false, false),
+    };
+    // Another subscriber already set (only in tests that call this twice):
+    // the first one stays.
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
+    Ok(destination)
+}
+
+/// The journal's native-protocol layer, or why the journal cannot be
+/// reached. Its socket is made now, before the system-call filter.
+fn journal_layer() -> io::Result<tracing_journald::Layer> {
+    Ok(tracing_journald::Layer::new()?
+        // Field names as in the text log, upper-cased (PEER_PID, DEVICE):
+        // none of ours is one of the journal's own.
+        .with_field_prefix(None)
+        .with_syslog_identifier(IDENTIFIER.to_string()))
+}
+
+/// A text or JSON formatting layer writing to `writer`; `time` is left out
+/// where the receiver stamps lines itself (syslog).
+fn fmt_layer<W>(
+    format: LogFormat,
+    writer: W,
+    ansi: bool,
+    time: bool,
+) -> Box<dyn Layer<Registry> + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer()
+        .with_target(true)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    match (format, time) {
+        (LogFormat::Json, true) => Box::new(layer.json()),
+        (LogFormat::Json, false) => Box::new(layer.json().without_time()),
+        (LogFormat::Text, true) => Box::new(layer),
+        (LogFormat::Text, false) => Box::new(layer.without_time()),
+    }
+}
+
+/// A syslog socket (`/dev/log`): one datagram per line, RFC 3164 style with
+/// the daemon facility and the level as severity.
+#[derive(Debug)]
+pub struct Syslog {
+    path: PathBuf,
+    socket: Mutex<UnixDatagram>,
+}
+
+impl Syslog {
+    /// Connects to the syslog socket at `path` (made now, before the
+    /// system-call filter; reconnecting later needs only socket/connect).
+    pub fn connect(path: &Path) -> io::Result<Syslog> {
+        Ok(Syslog {
+            path: path.to_path_buf(),
+            socket: Mutex::new(Syslog::open(path)?),
+        })
+    }
+
+    fn open(path: &Path) -> io::Result<UnixDatagram> {
+        let socket = UnixDatagram::unbound()?;
+        socket.connect(path)?;
+        socket.set_write_timeout(Some(SYSLOG_SEND_TIMEOUT))?;
+        Ok(socket)
+    }
+
+    /// Sends one line; a syslog daemon that restarted is reconnected to
+    /// once. Failures are dropped: there is nowhere left to report them.
+    fn send(&self, severity: u8, line: &[u8]) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let mut datagram = format!(
+            "<{}>{IDENTIFIER}[{}]: ",
+            DAEMON_FACILITY + severity,
+            std::process::id()
+        )
+        .into_bytes();
+        datagram.extend_from_slice(line);
+        let mut socket = self
+            .socket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if socket.send(&datagram).is_err() {
+            if let Ok(fresh) = Syslog::open(&self.path) {
+                *socket = fresh;
+                let _ = socket.send(&datagram);
+            }
+        }
+    }
+}
+
+/// `LOG_DAEMON << 3`.
+const DAEMON_FACILITY: u8 = 3 << 3;
+
+/// The syslog severity of a tracing level, as the journal layer maps it:
+/// INFO (the audit trail) is notice.
+pub fn severity(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 5,
+        Level::DEBUG => 6,
+        Level::TRACE => 7,
+    }
+}
+
+/// One formatted line on its way to syslog, sent when dropped.
+#[derive(Debug)]
+pub struct SyslogLine<'a> {
+    syslog: &'a Syslog,
+    severity: u8,
+    buf: Vec<u8>,
+}
+
+impl Write for SyslogLine<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for SyslogLine<'_> {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.syslog.send(self.severity, &self.buf);
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for Syslog {
+    type Writer = SyslogLine<'a>;
+
+    fn make_writer(&'a self) -> SyslogLine<'a> {
+        SyslogLine {
+            syslog: self,
+            severity: severity(&Level::INFO),
+            buf: Vec::new(),
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> SyslogLine<'a> {
+        SyslogLine {
+            syslog: self,
+            severity: severity(meta.level()),
+            buf: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
