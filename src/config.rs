@@ -39,6 +39,17 @@ pub enum InitiatorModel {
     Session,
 }
 
+impl InitiatorModel {
+    /// The name as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            InitiatorModel::Connection => "connection",
+            InitiatorModel::Uid => "uid",
+            InitiatorModel::Session => "session",
+        }
+    }
+}
+
 /// The `[executor]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

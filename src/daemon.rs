@@ -21,7 +21,8 @@ use crate::config::{ExecutorKind, InitiatorModel, Settings, SocketSource};
 use crate::domain::access::{DeviceAllowlist, PeerPolicy};
 use crate::ports::executor::ScsiExecutor;
 use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
-use crate::server::ServerOptions;
+use crate::server::{ServerOptions, ServerStats};
+use crate::status::status_line;
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +139,7 @@ pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, Daem
                 InitiatorModel::Session => InitiatorIdentity::PeerSession,
             };
             tracing::warn!(
-                initiator = ?settings.initiator,
+                initiator = %settings.initiator.name(),
                 "EMULATED DEVICE: commands run on an in-memory SPC-4 device; \
                  no real device is touched and nothing reaches storage"
             );
@@ -157,7 +158,7 @@ pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, Daem
                     tracing::warn!(
                         path = %f.path.display(),
                         fault = %f.fault,
-                        count = ?f.count,
+                        count = f.count,
                         "EMULATED DEVICE FAULT configured"
                     );
                     Ok(FaultInjection {
@@ -225,6 +226,7 @@ pub fn server_options(settings: &Settings) -> Result<ServerOptions, DaemonError>
             .request_timeout_ms
             .map_or(defaults.request_timeout, std::time::Duration::from_millis),
         audit_keys: sec.audit_keys.unwrap_or_default(),
+        stats: Arc::default(),
     })
 }
 
@@ -317,6 +319,16 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
 
     let executor = build_executor(&settings)?;
 
+    // The service manager's socket, made before the system-call filter.
+    let notifier = match systemd::Notifier::from_env() {
+        Ok(n) => n.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(cause = %e, "cannot use NOTIFY_SOCKET: systemd will not hear from the daemon");
+            None
+        }
+    };
+    let stats = Arc::clone(&options.stats);
+
     // 3. Background.
     if settings.daemon {
         nix::unistd::daemon(false, false).map_err(|e| DaemonError::Daemonize(e.into()))?;
@@ -348,7 +360,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     // 5. The system-call allowlist, inherited by every thread from here on.
     let mode = seccomp_mode(&settings);
     crate::adapters::seccomp::install(mode).map_err(DaemonError::Seccomp)?;
-    tracing::debug!(?mode, "seccomp filter installed");
+    tracing::debug!(mode = %mode.name(), "seccomp filter installed");
 
     // 6. Serve.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -358,17 +370,37 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let result = runtime.block_on(async {
         std::mem::forget(cleanup);
         let listener = UnixSocketListener::from_std(std_listener, owned_path)?;
-        let shutdown = shutdown_signal().map_err(DaemonError::Runtime)?;
+        let signal = shutdown_signal().map_err(DaemonError::Runtime)?;
+        let reporter = notifier
+            .clone()
+            .map(|n| tokio::spawn(report_status(n, Arc::clone(&stats))));
+        let shutdown = {
+            let (notifier, stats) = (notifier.clone(), Arc::clone(&stats));
+            async move {
+                signal.await;
+                if let Some(reporter) = reporter {
+                    reporter.abort();
+                }
+                if let Some(n) = notifier {
+                    let state = format!("STOPPING=1\nSTATUS=stopping: {}", status_line(&stats));
+                    if let Err(e) = n.send(&state) {
+                        tracing::debug!(cause = %e, "cannot tell systemd the daemon stops");
+                    }
+                }
+            }
+        };
         // The handlers exist now: let pending and later signals through.
         let _ = shutdown_sigset().thread_unblock();
         match &listener.owned_path() {
             Some(path) => tracing::info!(socket = %path.display(), "listening"),
             None => tracing::info!("listening on the socket passed by systemd"),
         }
-        match systemd::notify_ready() {
-            Ok(true) => tracing::debug!("notified systemd"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(cause = %e, "cannot notify systemd"),
+        if let Some(n) = &notifier {
+            let state = format!("READY=1\nSTATUS=serving: {}", status_line(&stats));
+            match n.send(&state) {
+                Ok(()) => tracing::debug!("notified systemd"),
+                Err(e) => tracing::warn!(cause = %e, "cannot notify systemd"),
+            }
         }
         crate::server::run_with(listener, executor, shutdown, options).await;
         tracing::info!("exiting");
@@ -379,6 +411,29 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     runtime.shutdown_timeout(crate::server::STOP_GRACE);
     drop(pidfile);
     result
+}
+
+/// How often the status line is refreshed (only when it changed): a fixed
+/// wake-up, whatever the number of commands.
+const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps `STATUS=` (connections, commands in flight) current for
+/// `systemctl status`, by reading the server's counters now and then rather
+/// than being woken by every command.
+async fn report_status(notifier: Arc<systemd::Notifier>, stats: Arc<ServerStats>) {
+    let mut tick = tokio::time::interval(STATUS_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = status_line(&stats);
+    loop {
+        tick.tick().await;
+        let now = status_line(&stats);
+        if now != last {
+            if let Err(e) = notifier.send(&format!("STATUS=serving: {now}")) {
+                tracing::debug!(cause = %e, "cannot update the status in systemd");
+            }
+            last = now;
+        }
+    }
 }
 
 /// Completes on SIGTERM, SIGINT or SIGHUP.

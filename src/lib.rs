@@ -12,6 +12,7 @@
 //!   SG_IO, dm-multipath path discovery and multipathd, capabilities and
 //!   uid/gid, systemd activation, the pidfile, the in-memory emulated device.
 //! - [`server`]: the request-serving logic, written once against the ports.
+//! - [`status`]: live counts for the service manager.
 //! - [`cli`]: the helper's command line (clap), as the binary parses it.
 //! - [`config`]: the daemon's settings, from the command line and a TOML file.
 //! - [`logging`]: log levels, `-T` targets and where the log goes.
@@ -27,3 +28,4 @@ pub mod domain;
 pub mod logging;
 pub mod ports;
 pub mod server;
+pub mod status;

@@ -339,7 +339,7 @@ pub fn init(settings: &Settings) -> Result<Destination, LogError> {
 
 /// The journal's native-protocol layer, or why the journal cannot be
 /// reached. Its socket is made now, before the system-call filter.
-fn journal_layer() -> io::Result<tracing_journald::Layer> {
+pub fn journal_layer() -> io::Result<tracing_journald::Layer> {
     Ok(tracing_journald::Layer::new()?
         // Field names as in the text log, upper-cased (PEER_PID, DEVICE):
         // none of ours is one of the journal's own.
@@ -398,7 +398,8 @@ impl Syslog {
     /// Sends one line; a syslog daemon that restarted is reconnected to
     /// once. Failures are dropped: there is nowhere left to report them.
     fn send(&self, severity: u8, line: &[u8]) {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        // The level is padded for columns that syslog does not have.
+        let line = line.strip_suffix(b"\n").unwrap_or(line).trim_ascii_start();
         let mut datagram = format!(
             "<{}>{IDENTIFIER}[{}]: ",
             DAEMON_FACILITY + severity,

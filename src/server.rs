@@ -10,7 +10,6 @@
 //! device policy, runs the executor and closes the fd; fds dropped over a
 //! protocol violation are closed there too.
 
-use std::fmt::Display;
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -21,7 +20,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::domain::access::{DeviceAllowlist, PeerCredentials, PeerPolicy};
-use crate::domain::audit::{KeyDisplay, PrOutAudit};
+use crate::domain::audit::{sense_text, KeyDisplay, PrOutAudit};
 use crate::domain::cdb::{PrCdb, PrDirection, CDB_LEN};
 use crate::domain::framing::{
     check_client_features, check_fd_count, PrReply, ProtocolViolation, FEATURES_LEN,
@@ -34,6 +33,8 @@ use crate::ports::executor::{
 };
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{Connection, Listener, ReadOutcome, TransportError};
+use crate::status::InFlight;
+pub use crate::status::ServerStats;
 
 /// Finds the WWID of a device (from sysfs, in production).
 pub type WwidLookup = Arc<dyn Fn(&DeviceInfo) -> Option<String> + Send + Sync>;
@@ -72,6 +73,8 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     /// How keys appear in audit lines.
     pub audit_keys: KeyDisplay,
+    /// Counts the service manager's status line reads.
+    pub stats: Arc<ServerStats>,
 }
 
 impl Default for ServerOptions {
@@ -84,6 +87,7 @@ impl Default for ServerOptions {
             max_connections: 16384,
             request_timeout: Duration::from_secs(30),
             audit_keys: KeyDisplay::Full,
+            stats: Arc::default(),
         }
     }
 }
@@ -107,6 +111,15 @@ pub enum ConnectionEnd {
     ClientClosed,
     /// The daemon is shutting down and the connection was idle.
     Shutdown,
+}
+
+impl std::fmt::Display for ConnectionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConnectionEnd::ClientClosed => "client closed",
+            ConnectionEnd::Shutdown => "shutdown",
+        })
+    }
 }
 
 /// Why a connection was dropped.
@@ -151,6 +164,7 @@ pub async fn run_with<L, E, S>(
     S: Future<Output = ()>,
 {
     let options = Arc::new(options);
+    let stats = Arc::clone(&options.stats);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut refusals = RefusalLog::new();
@@ -168,9 +182,10 @@ pub async fn run_with<L, E, S>(
                     }
                     let span = tracing::info_span!(
                         "connection",
-                        id = initiator.connection_id,
-                        peer_pid = %plain(initiator.pid),
-                        peer_uid = %plain(initiator.uid),
+                        conn_id = initiator.connection_id,
+                        peer_pid = initiator.pid,
+                        peer_uid = initiator.uid,
+                        peer_gid = initiator.gid,
                     );
                     let executor = Arc::clone(&executor);
                     let options = Arc::clone(&options);
@@ -180,7 +195,7 @@ pub async fn run_with<L, E, S>(
                             tracing::debug!("accepted");
                             let mut conn = conn;
                             match serve_connection_with(&mut conn, executor, stop, options).await {
-                                Ok(end) => tracing::debug!(?end, "connection closed"),
+                                Ok(end) => tracing::debug!(%end, "connection closed"),
                                 Err(
                                     e @ (ConnectionError::Protocol(_)
                                     | ConnectionError::Stalled(_)
@@ -193,6 +208,7 @@ pub async fn run_with<L, E, S>(
                         }
                         .instrument(span),
                     );
+                    stats.set_connections(tasks.len());
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -200,7 +216,10 @@ pub async fn run_with<L, E, S>(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => log_task_end(done),
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                log_task_end(done);
+                stats.set_connections(tasks.len());
+            }
             _ = summary.tick() => refusals.summarize(),
         }
     }
@@ -213,6 +232,7 @@ pub async fn run_with<L, E, S>(
     }
     while let Some(done) = tasks.join_next().await {
         log_task_end(done);
+        stats.set_connections(tasks.len());
     }
 }
 
@@ -261,11 +281,6 @@ impl RefusalLog {
     }
 }
 
-/// A value for a log line: the value itself, or `-` when unknown.
-fn plain<T: Display>(value: Option<T>) -> String {
-    value.map_or_else(|| "-".to_string(), |v| v.to_string())
-}
-
 /// The checks made at accept, before negotiation: the peer allowlist and the
 /// connection cap. A refused connection is dropped (closed) by the caller.
 fn admitted(
@@ -282,9 +297,9 @@ fn admitted(
         if refusals.peers.record(Instant::now()) {
             tracing::warn!(
                 target: "audit",
-                peer_pid = %plain(initiator.pid),
-                peer_uid = %plain(initiator.uid),
-                peer_gid = %plain(initiator.gid),
+                peer_pid = initiator.pid,
+                peer_uid = initiator.uid,
+                peer_gid = initiator.gid,
                 "peer refused: not in allowed_uids/allowed_gids"
             );
         }
@@ -293,7 +308,7 @@ fn admitted(
     if open >= options.max_connections {
         if refusals.limit.record(Instant::now()) {
             tracing::warn!(
-                peer_pid = %plain(initiator.pid),
+                peer_pid = initiator.pid,
                 limit = options.max_connections,
                 "connection refused: connection limit reached"
             );
@@ -463,6 +478,7 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
     stop: &mut watch::Receiver<bool>,
 ) -> Option<PrReply> {
     let is_out = cdb.direction() == PrDirection::Out;
+    tracing::trace!(cdb = %cdb.hex(), data_len = data_out.len(), "request received");
     let allocation_len = if is_out { 0 } else { cdb.transfer_len() };
     // The keys, for the audit line only.
     let keys = if is_out {
@@ -479,6 +495,7 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
             run_command(&*executor, &options, &initiator, cdb, data_out, device)
         }
     };
+    let in_flight = InFlight::start(&options.stats);
     let outcome = match unless_stopped_for(
         stop,
         options.request_timeout,
@@ -494,9 +511,6 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
                 let record = PrOutAudit::abandoned(&cdb, &keys, options.audit_keys);
                 tracing::warn!(
                     target: "audit",
-                    peer_pid = %plain(initiator.pid),
-                    peer_uid = %plain(initiator.uid),
-                    peer_gid = %plain(initiator.gid),
                     action = %record.action,
                     scope = record.scope,
                     r#type = record.type_code,
@@ -519,11 +533,13 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
             }
         }
     };
+    drop(in_flight);
     let reply = outcome.reply.fit_to(allocation_len);
     tracing::debug!(
-        cdb = ?&cdb.command(),
+        device = outcome.info.as_ref().map(tracing::field::display),
+        cdb = %cdb.hex(),
         status = %reply.status,
-        sense = ?reply.sense,
+        sense = %sense_text(&reply),
         payload_len = reply.payload.len(),
         "command done"
     );
@@ -531,11 +547,8 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
         let record = PrOutAudit::new(&cdb, &keys, &reply, options.audit_keys);
         tracing::info!(
             target: "audit",
-            peer_pid = %plain(initiator.pid),
-            peer_uid = %plain(initiator.uid),
-            peer_gid = %plain(initiator.gid),
-            device = %plain(outcome.info.map(|i| format!("{}:{}", i.major(), i.minor()))),
-            wwid = %outcome.wwid.as_deref().unwrap_or("-"),
+            device = outcome.info.as_ref().map(tracing::field::display),
+            wwid = outcome.wwid.as_deref(),
             action = %record.action,
             scope = record.scope,
             r#type = record.type_code,

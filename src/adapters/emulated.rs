@@ -209,17 +209,12 @@ impl EmulatedExecutor {
 impl ScsiExecutor for EmulatedExecutor {
     fn execute(&self, device: DeviceFd, command: PrCommand, initiator: &Initiator) -> PrReply {
         let unit = (device.info.dev, device.info.ino);
+        let name = device.info;
         // The fd only names the unit: close it now.
         drop(device);
         let nexus = self.identity.nexus_of(initiator);
         if let Some(fault) = self.fault_for(unit, &nexus) {
-            tracing::info!(
-                connection = initiator.connection_id,
-                dev = unit.0,
-                ino = unit.1,
-                %fault,
-                "emulated device fault"
-            );
+            tracing::info!(device = %name, %fault, "emulated device fault");
             if fault == DeviceFault::Timeout {
                 // Only this command's blocking thread waits: every other
                 // connection goes on.
@@ -232,13 +227,7 @@ impl ScsiExecutor for EmulatedExecutor {
                 .entry(unit)
                 .or_default()
                 .execute(&nexus, &command.cdb, &command.data_out);
-        tracing::debug!(
-            connection = initiator.connection_id,
-            dev = unit.0,
-            ino = unit.1,
-            status = %reply.status,
-            "emulated PR command"
-        );
+        tracing::debug!(device = %name, status = %reply.status, "emulated PR command");
         reply
     }
 }

@@ -166,10 +166,10 @@ impl PathRunner for SgIoPaths<'_> {
         tracing::debug!(
             map = %self.map.name,
             path = %self.map.paths.get(path).map_or("?", |p| p.name.as_str()),
-            cdb = ?command.cdb.command(),
+            cdb = %command.cdb.hex(),
             status = %reply.status,
-            sense = ?reply.sense,
-            origin = ?origin,
+            sense = %crate::domain::audit::sense_text(&reply),
+            %origin,
             "path answered"
         );
         PathReply { reply, origin }
@@ -257,7 +257,12 @@ impl MultipathExecutor {
             });
             fds.push(fd);
         }
-        tracing::debug!(map = %map.name, paths = ?views, "routing through multipath map");
+        tracing::debug!(
+            map = %map.name,
+            active = views.iter().filter(|v| v.state == PathState::Active).count(),
+            failed = views.iter().filter(|v| v.state == PathState::Failed).count(),
+            "routing through multipath map"
+        );
         let command = PathCommand {
             cdb: command.cdb,
             data_out: command.data_out,

@@ -27,6 +27,15 @@ pub enum SeccompMode {
 }
 
 impl SeccompMode {
+    /// The name as written on the command line and in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            SeccompMode::Kill => "kill",
+            SeccompMode::Log => "log",
+            SeccompMode::Off => "off",
+        }
+    }
+
     /// Kill in release builds, log in debug builds.
     pub fn default_for_build() -> SeccompMode {
         if cfg!(debug_assertions) {
@@ -71,6 +80,8 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_gettid,
     libc::SYS_lseek,
     libc::SYS_madvise,
+    // A journal entry too large for one datagram goes in a sealed memfd.
+    libc::SYS_memfd_create,
     libc::SYS_mmap,
     libc::SYS_mprotect,
     libc::SYS_mremap,

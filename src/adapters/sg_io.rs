@@ -125,7 +125,7 @@ pub fn send_pr_command_with_origin(
     let rc = unsafe { bindings::sg_io(fd.as_raw_fd(), &mut hdr) };
     match rc {
         Err(errno) => {
-            tracing::debug!(errno = %errno, "SG_IO failed");
+            tracing::debug!(errno = errno as i32, cause = %errno.desc(), "SG_IO failed");
             let failure = classify_errno(errno);
             (
                 reply_for_ioctl_failure(failure),
@@ -146,6 +146,10 @@ pub fn send_pr_command_with_origin(
                 driver_status = hdr.driver_status,
                 resid = hdr.resid,
                 "SG_IO completed"
+            );
+            tracing::trace!(
+                sense = %crate::domain::cdb::Hex(completion.sense),
+                "SG_IO sense bytes"
             );
             if command.cdb.direction() == PrDirection::Out {
                 data = Vec::new();
@@ -190,11 +194,11 @@ impl Default for SgIoExecutor {
 }
 
 impl ScsiExecutor for SgIoExecutor {
-    fn execute(&self, device: DeviceFd, command: PrCommand, initiator: &Initiator) -> PrReply {
+    fn execute(&self, device: DeviceFd, command: PrCommand, _initiator: &Initiator) -> PrReply {
         if !device.info.kind.accepts_sg_io() {
             tracing::warn!(
-                kind = ?device.info.kind,
-                peer_pid = ?initiator.pid,
+                device = %device.info,
+                kind = %device.info.kind,
                 "refusing SG_IO on a file that is not a block, sg or bsg device"
             );
             return reply_for_ioctl_failure(IoctlFailure::Other(Errno::ENOTTY as i32));

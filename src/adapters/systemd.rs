@@ -1,8 +1,10 @@
 //! systemd integration without libsystemd: socket activation
-//! (`LISTEN_PID`/`LISTEN_FDS`) and readiness (`NOTIFY_SOCKET`).
+//! (`LISTEN_PID`/`LISTEN_FDS`) and state notifications (`NOTIFY_SOCKET`:
+//! READY=1, STATUS=, STOPPING=1).
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 /// The first fd systemd passes.
 const SD_LISTEN_FDS_START: i32 = 3;
@@ -73,22 +75,41 @@ pub fn activation_requested() -> bool {
         == Some(std::process::id())
 }
 
-/// Sends `READY=1` to the service manager if `NOTIFY_SOCKET` is set.
-/// Returns whether a notification was sent.
-pub fn notify_ready() -> io::Result<bool> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(false);
-    };
-    let socket = std::os::unix::net::UnixDatagram::unbound()?;
-    let bytes = path.as_encoded_bytes();
-    if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-        socket.send_to_addr(b"READY=1", &addr)?;
-    } else {
-        socket.send_to(b"READY=1", &path)?;
+/// The service manager's notification socket, opened once (before the
+/// system-call filter) and used for every state change.
+#[derive(Debug)]
+pub struct Notifier {
+    socket: UnixDatagram,
+    address: SocketAddr,
+}
+
+impl Notifier {
+    /// The socket `NOTIFY_SOCKET` names (a path, or `@` and an abstract
+    /// name); `None` when the variable is not set.
+    pub fn from_env() -> io::Result<Option<Notifier>> {
+        let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+            return Ok(None);
+        };
+        let bytes = path.as_encoded_bytes();
+        let address = match bytes.strip_prefix(b"@") {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                SocketAddr::from_abstract_name(name)?
+            }
+            None => SocketAddr::from_pathname(&path)?,
+        };
+        Ok(Some(Notifier {
+            socket: UnixDatagram::unbound()?,
+            address,
+        }))
     }
-    Ok(true)
+
+    /// Sends newline-separated assignments such as `READY=1\nSTATUS=...`.
+    pub fn send(&self, state: &str) -> io::Result<()> {
+        self.socket
+            .send_to_addr(state.as_bytes(), &self.address)
+            .map(drop)
+    }
 }
 
 #[cfg(test)]
@@ -96,17 +117,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ready_goes_to_a_path_socket() {
+    fn states_go_to_a_path_socket_and_to_an_abstract_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify");
-        let rx = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let abstract_name = format!("qemu-pr-helper-test-{}", std::process::id());
+        let abstract_rx = {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+            UnixDatagram::bind_addr(&addr).unwrap()
+        };
         // Tests run in threads of one process: only this test sets the var.
         std::env::set_var("NOTIFY_SOCKET", &path);
-        let sent = notify_ready().unwrap();
+        let to_path = Notifier::from_env().unwrap().unwrap();
+        std::env::set_var("NOTIFY_SOCKET", format!("@{abstract_name}"));
+        let to_abstract = Notifier::from_env().unwrap().unwrap();
         std::env::remove_var("NOTIFY_SOCKET");
-        assert!(sent);
+        assert!(Notifier::from_env().unwrap().is_none());
+        to_path.send("READY=1\nSTATUS=x").unwrap();
+        to_abstract.send("STOPPING=1").unwrap();
         let mut buf = [0u8; 32];
         let n = rx.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1");
+        assert_eq!(&buf[..n], b"READY=1\nSTATUS=x");
+        let n = abstract_rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STOPPING=1");
     }
 }

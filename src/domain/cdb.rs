@@ -94,6 +94,11 @@ impl PrCdb {
         &self.bytes[..PR_CDB_LEN]
     }
 
+    /// The command in hex, as SCSI documents write CDBs, for log lines.
+    pub fn hex(&self) -> Hex<'_> {
+        Hex(self.command())
+    }
+
     /// PR IN or PR OUT.
     pub fn direction(&self) -> PrDirection {
         self.direction
@@ -146,6 +151,17 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
+/// Bytes shown as contiguous lower-case hex (`5f01000000000000001800`);
+/// formatted only when the log line is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Hex<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +179,12 @@ mod tests {
         assert_eq!(c.transfer_len(), 256);
         assert_eq!(c.pr_in_action(), Some(PrInServiceAction::ReadKeys));
         assert_eq!(c.pr_out_action(), None);
+    }
+
+    #[test]
+    fn logs_show_the_command_in_hex() {
+        let cdb = PrCdb::pr_out(PrOutServiceAction::Register, 0x05, 24);
+        assert_eq!(cdb.hex().to_string(), "5f000500000000001800");
     }
 
     #[test]

@@ -54,6 +54,15 @@ pub enum Origin {
     Transport,
 }
 
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Origin::Device => "device",
+            Origin::Transport => "transport",
+        })
+    }
+}
+
 /// The origin of a failed ioctl. `EDOM` and `EBADE` are the kernel relaying
 /// the device's TASK SET FULL and RESERVATION CONFLICT, and `EINVAL` is a bad
 /// command, which another path would refuse the same way.

@@ -43,6 +43,23 @@ impl DeviceKind {
     }
 }
 
+impl std::fmt::Display for DeviceKind {
+    /// One word, for log fields.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceKind::Block => "block",
+            DeviceKind::ScsiGeneric => "sg",
+            DeviceKind::Bsg => "bsg",
+            DeviceKind::OtherChar => "char",
+            DeviceKind::Regular => "file",
+            DeviceKind::Directory => "directory",
+            DeviceKind::Socket => "socket",
+            DeviceKind::Fifo => "fifo",
+            DeviceKind::Other => "other",
+        })
+    }
+}
+
 /// How the client opened the fd (`O_ACCMODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessMode {
@@ -73,12 +90,43 @@ pub struct DeviceInfo {
 impl DeviceInfo {
     /// Major number of a device node.
     pub fn major(&self) -> u32 {
-        ((self.rdev >> 32) & 0xffff_f000) as u32 | ((self.rdev >> 8) & 0xfff) as u32
+        major(self.rdev)
     }
 
     /// Minor number of a device node.
     pub fn minor(&self) -> u32 {
-        ((self.rdev >> 12) & 0xffff_ff00) as u32 | (self.rdev & 0xff) as u32
+        minor(self.rdev)
+    }
+}
+
+fn major(dev: u64) -> u32 {
+    ((dev >> 32) & 0xffff_f000) as u32 | ((dev >> 8) & 0xfff) as u32
+}
+
+fn minor(dev: u64) -> u32 {
+    ((dev >> 12) & 0xffff_ff00) as u32 | (dev & 0xff) as u32
+}
+
+impl std::fmt::Display for DeviceInfo {
+    /// The device as every log line names it: `MAJOR:MINOR` of a device
+    /// node (as in /sys/dev and the `devices` allowlist), and for any other
+    /// file (the emulated device's) its inode and file system.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            DeviceKind::Block
+            | DeviceKind::ScsiGeneric
+            | DeviceKind::Bsg
+            | DeviceKind::OtherChar => {
+                write!(f, "{}:{}", self.major(), self.minor())
+            }
+            _ => write!(
+                f,
+                "inode-{}-on-{}:{}",
+                self.ino,
+                major(self.dev),
+                minor(self.dev)
+            ),
+        }
     }
 }
 
@@ -155,6 +203,25 @@ mod tests {
             | ((minor & 0xffffff00) << 12)
             | (minor & 0xff);
         assert_eq!((info(big).major(), info(big).minor()), (259, 70000));
+    }
+
+    #[test]
+    fn logs_name_a_node_by_major_minor_and_a_file_by_inode() {
+        let node = DeviceInfo {
+            kind: DeviceKind::Block,
+            access: AccessMode::ReadWrite,
+            dev: 0x5,
+            ino: 99,
+            rdev: 0x810,
+        };
+        assert_eq!(node.to_string(), "8:16");
+        let file = DeviceInfo {
+            kind: DeviceKind::Regular,
+            rdev: 0,
+            dev: 0xfe01,
+            ..node
+        };
+        assert_eq!(file.to_string(), "inode-99-on-254:1");
     }
 
     #[test]

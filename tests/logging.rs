@@ -1,0 +1,543 @@
+//! What an operator reads: levels, -T, JSON field types, the journal's
+//! native fields, syslog under -d, and the service manager's status.
+//! Every daemon here runs under `--seccomp kill`, so each destination is
+//! also proven to work inside the system-call filter.
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// Starts our daemon on its emulated device in `dir` with `extra`
+/// arguments and `env`, its stderr in DIR/helper.log.
+fn spawn_in(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Helper {
+    spawn_with(dir, extra, env, |_| {})
+}
+
+fn spawn_with(
+    dir: tempfile::TempDir,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    adjust: impl FnOnce(&mut Command),
+) -> Helper {
+    let socket = dir.path().join("pr.sock");
+    let log = File::create(dir.path().join("helper.log")).unwrap();
+    let mut command = Command::new(our_helper());
+    command
+        .arg("-k")
+        .arg(&socket)
+        .args(["--seccomp", "kill", "--emulate"])
+        .args(extra)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    adjust(&mut command);
+    let child = command.spawn().unwrap();
+    let h = Helper { child, dir, socket };
+    h.wait_for_socket();
+    h
+}
+
+fn spawn(extra: &[&str]) -> Helper {
+    spawn_in(tempfile::tempdir().unwrap(), extra, &[])
+}
+
+/// One REGISTER and one READ KEYS on a new connection.
+fn register_and_read(h: &Helper) {
+    let disk = h.disk();
+    let mut c = h.connect().negotiate();
+    let r = c
+        .command(&pr_out(0, 0, 24), disk.as_raw_fd(), &params(0, 0xabc))
+        .unwrap();
+    assert_eq!(r.status, 0);
+    let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]).unwrap();
+    assert_eq!(r.status, 0);
+}
+
+/// The log once the daemon has stopped (SIGTERM).
+fn stopped_log(h: Helper) -> String {
+    h.signal(Signal::SIGTERM);
+    let (code, log) = h.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    log
+}
+
+#[test]
+fn t_help_lists_the_targets_on_stdout_and_exits_zero_without_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s");
+    let out = Command::new(our_helper())
+        .args(["-T", "help", "-k"])
+        .arg(&socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let listed: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(listed, qemu_pr_helper::logging::TARGETS);
+    assert!(listed.contains(&"qemu_pr_helper::adapters::multipathd"));
+    assert!(!socket.exists(), "-T help started the daemon");
+}
+
+#[test]
+fn vv_shows_each_request_that_v_does_not() {
+    let v = {
+        let h = spawn(&["-v"]);
+        register_and_read(&h);
+        stopped_log(h)
+    };
+    let vv = {
+        let h = spawn(&["-vv"]);
+        register_and_read(&h);
+        stopped_log(h)
+    };
+    assert!(v.contains("DEBUG") && v.contains("command done"), "{v}");
+    assert!(!v.contains("TRACE"), "{v}");
+    let request = vv
+        .lines()
+        .find(|l| l.contains("TRACE") && l.contains("request received"))
+        .unwrap_or_else(|| panic!("no TRACE request line under -vv: {vv}"));
+    assert!(request.contains("cdb=5f000000000000001800"), "{request}");
+    assert!(request.contains("data_len=24"), "{request}");
+}
+
+#[test]
+fn t_pattern_traces_its_target_only_and_the_default_level_stays_for_the_rest() {
+    let h = spawn(&["-T", "qemu_pr_helper::server"]);
+    register_and_read(&h);
+    let log = stopped_log(h);
+    assert!(log.contains("request received"), "{log}");
+    assert!(log.contains("command done"), "{log}");
+    // The emulated device's DEBUG line is not enabled by the pattern.
+    assert!(!log.contains("emulated PR command"), "{log}");
+    assert!(
+        log.contains("action=REGISTER"),
+        "the audit line stays: {log}"
+    );
+}
+
+#[test]
+fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "log_format = \"json\"\n").unwrap();
+    let h = spawn_in(dir, &["-v", "-c", config.to_str().unwrap()], &[]);
+    register_and_read(&h);
+    let log = stopped_log(h);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for line in &lines {
+        let fields = line["fields"].as_object().unwrap();
+        if let Some(span) = line.get("span").and_then(|s| s.as_object()) {
+            for key in fields.keys() {
+                assert!(!span.contains_key(key), "{key} in span and event: {line}");
+            }
+        }
+        for value in fields.values() {
+            let text = value.as_str().unwrap_or("");
+            assert!(
+                !text.starts_with("Some(") && text != "None" && !text.starts_with('['),
+                "debug output in {line}"
+            );
+        }
+    }
+    let audit = lines
+        .iter()
+        .find(|l| l["target"] == "audit")
+        .unwrap_or_else(|| panic!("no audit line: {log}"));
+    assert_eq!(
+        audit["span"]["peer_pid"].as_u64(),
+        Some(u64::from(std::process::id())),
+        "{audit}"
+    );
+    assert!(audit["span"]["peer_uid"].is_u64(), "{audit}");
+    assert!(audit["span"]["conn_id"].is_u64(), "{audit}");
+    assert_eq!(audit["fields"]["scope"].as_u64(), Some(0), "{audit}");
+    assert_eq!(audit["fields"]["type"].as_u64(), Some(0), "{audit}");
+    assert_eq!(audit["fields"]["action"], "REGISTER", "{audit}");
+    let done = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "command done")
+        .unwrap_or_else(|| panic!("no command line: {log}"));
+    assert_eq!(done["fields"]["cdb"], "5f000000000000001800", "{done}");
+    assert_eq!(done["fields"]["payload_len"].as_u64(), Some(0), "{done}");
+    assert_eq!(done["fields"]["sense"], "-", "{done}");
+    // Audit and debug lines name the device the same way.
+    assert_eq!(done["fields"]["device"], audit["fields"]["device"]);
+}
+
+#[test]
+fn no_multipath_lines_at_the_default_level_when_no_map_is_used() {
+    // The production executor (multipath routing on, relay started), on a
+    // host without multipathd, given a file that is not a map.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("pr.sock");
+    let log = File::create(dir.path().join("helper.log")).unwrap();
+    let child = Command::new(our_helper())
+        .arg("-k")
+        .arg(&socket)
+        .args(["--seccomp", "kill"])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let h = Helper { child, dir, socket };
+    h.wait_for_socket();
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let mut c = h.connect().negotiate();
+    assert!(c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).is_some());
+    drop(c);
+    let log = stopped_log(h);
+    assert!(log.contains("listening"), "{log}");
+    assert!(!log.to_lowercase().contains("multipath"), "{log}");
+}
+
+/// Receives datagrams on `rx` until one satisfies `want` (10 s at most).
+fn receive_until(rx: &UnixDatagram, want: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+    rx.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        if let Ok(n) = rx.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+            if want(&buf[..n]) {
+                return got;
+            }
+        }
+    }
+    panic!(
+        "not received; got {:?}",
+        got.iter()
+            .map(|d| String::from_utf8_lossy(d))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let syslog_path = dir.path().join("log");
+    let rx = UnixDatagram::bind(&syslog_path).unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log_to = \"syslog\"\nsyslog_socket = \"{}\"\n",
+            syslog_path.display()
+        ),
+    )
+    .unwrap();
+    let socket = dir.path().join("pr.sock");
+    let pidfile = dir.path().join("pid");
+    let out = Command::new(our_helper())
+        .args(["-d", "--emulate", "--seccomp", "kill", "-c"])
+        .arg(&config)
+        .arg("-k")
+        .arg(&socket)
+        .arg("-f")
+        .arg(&pidfile)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "qemu-pr-helper: running in the background; log: syslog ({})",
+            syslog_path.display()
+        )
+    );
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let prefix = format!("qemu-pr-helper[{pid}]: ");
+    receive_until(&rx, |d| {
+        let line = String::from_utf8_lossy(d);
+        line.starts_with(&format!("<29>{prefix}")) && line.contains("listening")
+    });
+    let disk = File::create(dir.path().join("lu.img")).unwrap();
+    disk.set_len(512).unwrap();
+    let mut c = Client::connect(&socket).negotiate();
+    let r = c
+        .command(&pr_out(0, 0, 24), disk.as_raw_fd(), &params(0, 0xabc))
+        .unwrap();
+    assert_eq!(r.status, 0);
+    let got = receive_until(&rx, |d| {
+        String::from_utf8_lossy(d).contains("action=REGISTER")
+    });
+    let audit = String::from_utf8_lossy(got.last().unwrap()).into_owned();
+    // Notice (5) of the daemon facility (3): <29>.
+    assert!(audit.starts_with(&format!("<29>{prefix}")), "{audit}");
+    drop(c);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    receive_until(&rx, |d| String::from_utf8_lossy(d).contains("exiting"));
+}
+
+/// The fields of one journal native-protocol datagram: `NAME=value` lines,
+/// or `NAME`, a little-endian 64-bit length and the value.
+fn journal_fields(mut d: &[u8]) -> HashMap<String, String> {
+    let mut fields = HashMap::new();
+    while !d.is_empty() {
+        let end = d.iter().position(|&b| b == b'\n').unwrap();
+        let line = &d[..end];
+        if let Some(eq) = line.iter().position(|&b| b == b'=') {
+            fields.insert(
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            );
+            d = &d[end + 1..];
+        } else {
+            let len = u64::from_le_bytes(d[end + 1..end + 9].try_into().unwrap()) as usize;
+            let value = &d[end + 9..end + 9 + len];
+            fields.insert(
+                String::from_utf8_lossy(line).into_owned(),
+                String::from_utf8_lossy(value).into_owned(),
+            );
+            d = &d[end + 9 + len + 1..];
+        }
+    }
+    fields
+}
+
+/// Makes `command` run in a mount namespace of its own where `run` is
+/// mounted on /run, so that the journal's socket is a test's.
+fn with_run_from(command: &mut Command, run: &std::path::Path) {
+    let run = std::ffi::CString::new(run.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: only system calls between fork and exec, on memory prepared
+    // before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let ok = libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) == 0
+                && libc::mount(
+                    run.as_ptr(),
+                    c"/run".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) == 0;
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// A directory to mount on /run with a bound journal socket in it.
+fn fake_run(dir: &tempfile::TempDir) -> (std::path::PathBuf, UnixDatagram) {
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(run.join("systemd/journal")).unwrap();
+    let rx = UnixDatagram::bind(run.join("systemd/journal/socket")).unwrap();
+    (run, rx)
+}
+
+#[test]
+fn under_systemd_the_journal_gets_native_fields_and_priorities() {
+    // The daemon runs in a mount namespace of its own where /run is a
+    // directory of this test: /run/systemd/journal/socket is then this
+    // test's socket, and the daemon talks to it as to the journal.
+    let dir = tempfile::tempdir().unwrap();
+    let (run, rx) = fake_run(&dir);
+    // systemd's JOURNAL_STREAM names the stream it gave as stderr.
+    let log = dir.path().join("helper.log");
+    File::create(&log).unwrap();
+    let st = nix::sys::stat::stat(&log).unwrap();
+    let stream = format!("{}:{}", st.st_dev, st.st_ino);
+    let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        spawn_with(dir, &[], &[("JOURNAL_STREAM", &stream)], |c| {
+            with_run_from(c, &run)
+        })
+    }));
+    let h = match spawned {
+        Ok(h) => h,
+        Err(_) if !nix::unistd::Uid::effective().is_root() => {
+            eprintln!("skipped: a mount namespace needs root");
+            return;
+        }
+        Err(e) => std::panic::resume_unwind(e),
+    };
+    let disk = h.disk();
+    let mut c = h.connect().negotiate();
+    let r = c
+        .command(&pr_out(0, 0, 24), disk.as_raw_fd(), &params(0, 0xabc))
+        .unwrap();
+    assert_eq!(r.status, 0);
+    let got = receive_until(&rx, |d| {
+        journal_fields(d)
+            .get("MESSAGE")
+            .is_some_and(|m| m == "PR OUT")
+    });
+    let audit = journal_fields(got.last().unwrap());
+    assert_eq!(audit["PRIORITY"], "5", "{audit:?}");
+    assert_eq!(audit["TARGET"], "audit", "{audit:?}");
+    assert_eq!(audit["SYSLOG_IDENTIFIER"], "qemu-pr-helper", "{audit:?}");
+    assert_eq!(
+        audit["PEER_PID"],
+        std::process::id().to_string(),
+        "{audit:?}"
+    );
+    assert_eq!(audit["ACTION"], "REGISTER", "{audit:?}");
+    assert_eq!(audit["SA_KEY"], "0x0000000000000abc", "{audit:?}");
+    assert!(audit["DEVICE"].starts_with("inode-"), "{audit:?}");
+    // `journalctl -p warning` finds the emulated device's warning.
+    let warning = got
+        .iter()
+        .map(|d| journal_fields(d))
+        .find(|f| {
+            f.get("MESSAGE")
+                .is_some_and(|m| m.starts_with("EMULATED DEVICE:"))
+        })
+        .unwrap_or_else(|| panic!("no warning among {got:?}"));
+    assert_eq!(warning["PRIORITY"], "4", "{warning:?}");
+    assert_eq!(warning["INITIATOR"], "connection", "{warning:?}");
+    drop(c);
+    let (code, stderr) = {
+        h.signal(Signal::SIGTERM);
+        h.wait_exit(Duration::from_secs(10))
+    };
+    assert_eq!(code, Some(0));
+    assert_eq!(stderr, "", "the journal, not stderr, has the log");
+}
+
+#[test]
+fn systemd_hears_ready_status_with_counts_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let rx = UnixDatagram::bind(&notify).unwrap();
+    let notify_env = notify.to_str().unwrap().to_string();
+    let h = spawn_in(dir, &[], &[("NOTIFY_SOCKET", &notify_env)]);
+    let got = receive_until(&rx, |d| d.starts_with(b"READY=1\n"));
+    assert_eq!(
+        String::from_utf8_lossy(got.last().unwrap()),
+        "READY=1\nSTATUS=serving: 0 connections, 0 commands in flight, 0 done"
+    );
+    let disk = h.disk();
+    let mut c = h.connect().negotiate();
+    assert!(c.command(&pr_in(0, 8), disk.as_raw_fd(), &[]).is_some());
+    // Refreshed now and then (not per command): wait for the line that
+    // counts this connection and its command.
+    receive_until(&rx, |d| {
+        d == b"STATUS=serving: 1 connection, 0 commands in flight, 1 done"
+    });
+    h.signal(Signal::SIGTERM);
+    let got = receive_until(&rx, |d| d.starts_with(b"STOPPING=1"));
+    assert_eq!(
+        String::from_utf8_lossy(got.last().unwrap()),
+        "STOPPING=1\nSTATUS=stopping: 1 connection, 0 commands in flight, 1 done"
+    );
+    drop(c);
+    let (code, _) = h.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
+
+/// Set in the child of the test below.
+const LARGE_ENTRY_CHILD: &str = "QEMU_PR_HELPER_TEST_LARGE_JOURNAL_ENTRY";
+
+#[test]
+fn a_journal_entry_too_large_for_a_datagram_passes_the_filter() {
+    use tracing_subscriber::layer::SubscriberExt;
+    if std::env::var_os(LARGE_ENTRY_CHILD).is_some() {
+        // The child, in the namespace: the daemon's journal layer, then the
+        // daemon's filter on this thread, then an entry larger than a
+        // datagram can be (the layer sends it in a sealed memfd).
+        let layer = qemu_pr_helper::logging::journal_layer().unwrap();
+        qemu_pr_helper::adapters::seccomp::install(
+            qemu_pr_helper::adapters::seccomp::SeccompMode::Kill,
+        )
+        .unwrap();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(big = %"x".repeat(400_000), "large entry");
+        });
+        return;
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: a mount namespace needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (run, rx) = fake_run(&dir);
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "a_journal_entry_too_large_for_a_datagram_passes_the_filter",
+            "--test-threads=1",
+        ])
+        .env(LARGE_ENTRY_CHILD, "1")
+        .stdout(Stdio::null());
+    with_run_from(&mut child, &run);
+    let out = child.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} (SIGSYS: a system call outside the allowlist): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The entry arrived as an fd.
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    rx.set_nonblocking(true).unwrap();
+    let mut space = nix::cmsg_space!(std::os::fd::RawFd);
+    let mut received = None;
+    loop {
+        let mut buf = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let Ok(msg) = recvmsg::<()>(
+            rx.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        ) else {
+            break;
+        };
+        for cmsg in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                received = fds.first().copied();
+            }
+        }
+    }
+    let fd = received.expect("no memfd received");
+    // SAFETY: the fd was just received over SCM_RIGHTS and nothing else owns it.
+    let mut file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // The sender's offset is at the end of what it wrote.
+    std::io::Seek::rewind(&mut file).unwrap();
+    let mut entry = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut entry).unwrap();
+    let fields = journal_fields(&entry);
+    let keys: Vec<&String> = fields.keys().collect();
+    assert_eq!(
+        fields.get("MESSAGE").map(String::as_str),
+        Some("large entry"),
+        "{keys:?}"
+    );
+    assert_eq!(fields["BIG"].len(), 400_000);
+}
