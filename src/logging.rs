@@ -213,16 +213,24 @@ impl LogFilter {
     pub fn enables(&self, level: &Level, target: &str) -> bool {
         level <= &self.level || self.patterns.iter().any(|p| glob_match(p, target))
     }
+
+    /// Whether a call site is enabled. Spans up to INFO (the connection
+    /// with its peer) always are: an error under -q or an audit line under
+    /// -T audit still says whose connection it was.
+    pub fn enables_site(&self, meta: &Metadata<'_>) -> bool {
+        (meta.is_span() && meta.level() <= &Level::INFO)
+            || self.enables(meta.level(), meta.target())
+    }
 }
 
 impl<S> Filter<S> for LogFilter {
     fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
-        self.enables(meta.level(), meta.target())
+        self.enables_site(meta)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
         // Decided once per call site: no pattern matching per event.
-        if self.enables(meta.level(), meta.target()) {
+        if self.enables_site(meta) {
             tracing::subscriber::Interest::always()
         } else {
             tracing::subscriber::Interest::never()
@@ -231,7 +239,7 @@ impl<S> Filter<S> for LogFilter {
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
         Some(if self.patterns.is_empty() {
-            self.level
+            self.level.max(LevelFilter::INFO)
         } else {
             LevelFilter::TRACE
         })

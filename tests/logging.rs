@@ -541,3 +541,23 @@ fn a_journal_entry_too_large_for_a_datagram_passes_the_filter() {
     );
     assert_eq!(fields["BIG"].len(), 400_000);
 }
+
+#[test]
+fn q_keeps_errors_only_and_t_audit_brings_the_audit_trail_back_with_its_peer() {
+    let quiet = {
+        let h = spawn(&["-q"]);
+        register_and_read(&h);
+        stopped_log(h)
+    };
+    assert_eq!(quiet, "", "-q wrote more than errors");
+    let h = spawn(&["-q", "-T", "audit"]);
+    register_and_read(&h);
+    let log = stopped_log(h);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("action=REGISTER"), "{log}");
+    assert!(
+        lines[0].contains(&format!("peer_pid={} ", std::process::id())),
+        "the audit line lost its connection: {log}"
+    );
+}
