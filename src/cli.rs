@@ -58,7 +58,8 @@ pub struct Cli {
     /// SG_IO). More v's add nothing.
     #[arg(short = 'v', long, action = ArgAction::Count)]
     pub verbose: u8,
-    /// Only errors in the log (no audit lines either).
+    /// Only errors in the log (audit lines too are left out; -T audit keeps
+    /// them).
     #[arg(short = 'q', long)]
     pub quiet: bool,
     /// TOML configuration file; command-line flags override it.

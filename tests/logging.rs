@@ -561,3 +561,114 @@ fn q_keeps_errors_only_and_t_audit_brings_the_audit_trail_back_with_its_peer() {
         "the audit line lost its connection: {log}"
     );
 }
+
+/// Runs `-d` (emulated, under the kill filter) in a mount namespace whose
+/// /run is `run`, with `config`; returns its stderr, once it has gone to
+/// the background, and the pidfile.
+fn daemonize_in(
+    dir: &tempfile::TempDir,
+    run: &std::path::Path,
+    config: &str,
+) -> (String, std::path::PathBuf) {
+    let config_path = dir.path().join("c.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let pidfile = dir.path().join("pid");
+    let mut command = Command::new(our_helper());
+    command
+        .args(["-d", "--emulate", "--seccomp", "kill", "-c"])
+        .arg(&config_path)
+        .arg("-k")
+        .arg(dir.path().join("pr.sock"))
+        .arg("-f")
+        .arg(&pidfile)
+        .stdin(Stdio::null());
+    with_run_from(&mut command, run);
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (stderr, pidfile)
+}
+
+/// Stops the daemon whose pid `pidfile` holds, once it has written it.
+fn stop_daemon(pidfile: &std::path::Path, socket: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid: i32 = std::fs::read_to_string(pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    while socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!socket.exists(), "the daemon did not stop");
+}
+
+#[test]
+fn d_takes_the_journal_when_it_answers_and_says_so() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: a mount namespace needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (run, rx) = fake_run(&dir);
+    let (stderr, pidfile) = daemonize_in(&dir, &run, "");
+    assert_eq!(
+        stderr.trim(),
+        "qemu-pr-helper: running in the background; log: the journal \
+         (/run/systemd/journal/socket)"
+    );
+    receive_until(&rx, |d| {
+        journal_fields(d)
+            .get("MESSAGE")
+            .is_some_and(|m| m == "listening")
+    });
+    stop_daemon(&pidfile, &dir.path().join("pr.sock"));
+}
+
+#[test]
+fn d_with_neither_journal_nor_syslog_says_the_log_is_lost() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: a mount namespace needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("empty-run");
+    std::fs::create_dir(&run).unwrap();
+    let nowhere = dir.path().join("no-syslog-here");
+    let (stderr, pidfile) = daemonize_in(
+        &dir,
+        &run,
+        &format!("syslog_socket = \"{}\"\n", nowhere.display()),
+    );
+    assert!(
+        stderr.contains("log: nowhere: neither the journal nor syslog can be reached"),
+        "{stderr}"
+    );
+    stop_daemon(&pidfile, &dir.path().join("pr.sock"));
+}
+
+#[test]
+fn stderr_with_d_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("pr.sock");
+    let out = Command::new(our_helper())
+        .args(["-d", "--log-to", "stderr", "--emulate", "-k"])
+        .arg(&socket)
+        .arg("-f")
+        .arg(dir.path().join("pid"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("qemu-pr-helper: logging to stderr with -d would discard every line"),
+        "{stderr}"
+    );
+    assert!(!socket.exists());
+}
