@@ -346,9 +346,11 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         keep_sys_admin: false,
     };
     match LinuxPrivileges.drop_privileges(&plan)? {
+        // The ids the daemon now runs as, numbers whether or not -u/-g
+        // changed them.
         PrivilegeOutcome::Dropped => tracing::info!(
-            uid = %uid.map_or_else(|| "unchanged".to_string(), |u| u.to_string()),
-            gid = %gid.map_or_else(|| "unchanged".to_string(), |g| g.to_string()),
+            uid = nix::unistd::getuid().as_raw(),
+            gid = nix::unistd::getgid().as_raw(),
             "privileges dropped: keeping CAP_SYS_RAWIO only"
         ),
         PrivilegeOutcome::Unprivileged => tracing::warn!(

@@ -172,6 +172,16 @@ fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
     assert_eq!(done["fields"]["cdb"], "5f000000000000001800", "{done}");
     assert_eq!(done["fields"]["payload_len"].as_u64(), Some(0), "{done}");
     assert_eq!(done["fields"]["sense"], "-", "{done}");
+    let dropped = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("privileges dropped"))
+        })
+        .unwrap_or_else(|| panic!("no privileges line: {log}"));
+    assert!(dropped["fields"]["uid"].is_u64(), "{dropped}");
+    assert!(dropped["fields"]["gid"].is_u64(), "{dropped}");
     // Audit and debug lines name the device the same way.
     assert_eq!(done["fields"]["device"], audit["fields"]["device"]);
 }
