@@ -682,3 +682,15 @@ fn stderr_with_d_is_refused_in_one_line() {
     );
     assert!(!socket.exists());
 }
+
+#[test]
+fn t_star_finds_trace_events_at_the_default_level() {
+    let h = spawn(&["-T", "*"]);
+    register_and_read(&h);
+    let log = stopped_log(h);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TRACE") && l.contains("request received")),
+        "{log}"
+    );
+}
