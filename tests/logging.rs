@@ -264,6 +264,7 @@ fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
+    let _stop = Daemonized(pidfile.clone());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
@@ -302,6 +303,21 @@ fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
     )
     .unwrap();
     receive_until(&rx, |d| String::from_utf8_lossy(d).contains("exiting"));
+}
+
+/// Stops a daemonized helper (the pid in its pidfile) when dropped, so a
+/// failed assertion leaves no daemon behind.
+struct Daemonized(std::path::PathBuf);
+
+impl Drop for Daemonized {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
 }
 
 /// The fields of one journal native-protocol datagram: `NAME=value` lines,
@@ -579,7 +595,7 @@ fn daemonize_in(
     dir: &tempfile::TempDir,
     run: &std::path::Path,
     config: &str,
-) -> (String, std::path::PathBuf) {
+) -> (String, Daemonized) {
     let config_path = dir.path().join("c.toml");
     std::fs::write(&config_path, config).unwrap();
     let pidfile = dir.path().join("pid");
@@ -594,9 +610,10 @@ fn daemonize_in(
         .stdin(Stdio::null());
     with_run_from(&mut command, run);
     let out = command.output().unwrap();
+    let daemon = Daemonized(pidfile);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
-    (stderr, pidfile)
+    (stderr, daemon)
 }
 
 /// Stops the daemon whose pid `pidfile` holds, once it has written it.
@@ -625,7 +642,7 @@ fn d_takes_the_journal_when_it_answers_and_says_so() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (run, rx) = fake_run(&dir);
-    let (stderr, pidfile) = daemonize_in(&dir, &run, "");
+    let (stderr, daemon) = daemonize_in(&dir, &run, "");
     assert_eq!(
         stderr.trim(),
         "qemu-pr-helper: running in the background; log: the journal \
@@ -636,7 +653,7 @@ fn d_takes_the_journal_when_it_answers_and_says_so() {
             .get("MESSAGE")
             .is_some_and(|m| m == "listening")
     });
-    stop_daemon(&pidfile, &dir.path().join("pr.sock"));
+    stop_daemon(&daemon.0, &dir.path().join("pr.sock"));
 }
 
 #[test]
@@ -649,7 +666,7 @@ fn d_with_neither_journal_nor_syslog_says_the_log_is_lost() {
     let run = dir.path().join("empty-run");
     std::fs::create_dir(&run).unwrap();
     let nowhere = dir.path().join("no-syslog-here");
-    let (stderr, pidfile) = daemonize_in(
+    let (stderr, daemon) = daemonize_in(
         &dir,
         &run,
         &format!("syslog_socket = \"{}\"\n", nowhere.display()),
@@ -658,7 +675,7 @@ fn d_with_neither_journal_nor_syslog_says_the_log_is_lost() {
         stderr.contains("log: nowhere: neither the journal nor syslog can be reached"),
         "{stderr}"
     );
-    stop_daemon(&pidfile, &dir.path().join("pr.sock"));
+    stop_daemon(&daemon.0, &dir.path().join("pr.sock"));
 }
 
 #[test]
