@@ -282,23 +282,29 @@ pub fn wants_target_list(trace: Option<&str>) -> bool {
 pub fn init(settings: &Settings) -> Result<Destination, LogError> {
     let (patterns, log_file) = trace_patterns(settings.trace.as_deref())?;
     let filter = LogFilter::new(level_for(settings.verbosity), patterns);
+    // The journal and syslog are reached only where they may be chosen.
+    let stderr_journal = stderr_is_journal();
+    let may_pick = settings.log_to == LogTo::Auto && log_file.is_none();
     let journal = match settings.log_to {
-        LogTo::Auto | LogTo::Journald => journal_layer(),
+        LogTo::Journald => journal_layer(),
+        LogTo::Auto if may_pick && (stderr_journal || settings.daemon) => journal_layer(),
         _ => Err(io::ErrorKind::Unsupported.into()),
     };
     let syslog =
         match settings.log_to {
-            LogTo::Auto if settings.daemon => Syslog::connect(&settings.syslog_socket).ok(),
             LogTo::Syslog => Some(Syslog::connect(&settings.syslog_socket).map_err(|source| {
                 LogError::Syslog {
                     path: settings.syslog_socket.clone(),
                     source,
                 }
             })?),
+            LogTo::Auto if may_pick && settings.daemon && journal.is_err() => {
+                Syslog::connect(&settings.syslog_socket).ok()
+            }
             _ => None,
         };
     let around = Surroundings {
-        stderr_is_journal: stderr_is_journal(),
+        stderr_is_journal: stderr_journal,
         journal: journal.is_ok(),
         syslog: syslog.is_some(),
     };
@@ -335,7 +341,9 @@ pub fn init(settings: &Settings) -> Result<Destination, LogError> {
                 })
             }
         },
-        Destination::Discarded => fmt_layer(settings.log_format, io::sink, false, false),
+        // No subscriber: every call site stays disabled, nothing is
+        // formatted for nowhere.
+        Destination::Discarded => return Ok(destination),
     };
     // Another subscriber already set (only in tests that call this twice):
     // the first one stays.

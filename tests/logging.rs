@@ -616,17 +616,18 @@ fn daemonize_in(
     (stderr, daemon)
 }
 
-/// Stops the daemon whose pid `pidfile` holds, once it has written it.
+/// Stops the daemon whose pid `pidfile` holds, once it has written it
+/// (after going to the background), and waits for its socket to go.
 fn stop_daemon(pidfile: &std::path::Path, socket: &std::path::Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() && Instant::now() < deadline {
+    let pid = loop {
+        let written = std::fs::read_to_string(pidfile).unwrap_or_default();
+        if let Ok(pid) = written.trim().parse::<i32>() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {}", pidfile.display());
         std::thread::sleep(Duration::from_millis(10));
-    }
-    let pid: i32 = std::fs::read_to_string(pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    };
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
     while socket.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
