@@ -90,9 +90,7 @@ fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut cmd.clone(), &name, &mut out);
             files.push((
-                Path::new("completions")
-                    .join(shell.to_string())
-                    .join(file),
+                Path::new("completions").join(shell.to_string()).join(file),
                 out,
             ));
         }
