@@ -152,8 +152,8 @@ fn the_readme_shell_examples_print_what_the_readme_shows() {
         );
         // The daemon's log went to its file, not between the answers.
         assert!(
-            log.contains("listening"),
-            "README.md line {}: {log}",
+            !log.trim().is_empty(),
+            "README.md line {}: the daemon's log file is empty",
             example.line
         );
     }

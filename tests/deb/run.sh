@@ -90,6 +90,7 @@ exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
 grep -qx "DynamicUser=yes" "$unit" || fail "the unit no longer uses DynamicUser"
 grep -qx "CapabilityBoundingSet=CAP_SYS_RAWIO" "$unit" || fail "bounding set changed"
 grep -qx "AmbientCapabilities=CAP_SYS_RAWIO" "$unit" || fail "ambient set changed"
+# shellcheck disable=SC2054 # the commas are setpriv's capability lists
 as_unit=(setpriv --reuid=61999 --regid=61999 --clear-groups
     --bounding-set=-all,+sys_rawio --inh-caps=-all,+sys_rawio
     --ambient-caps=-all,+sys_rawio --no-new-privs --)
@@ -101,7 +102,6 @@ start_as_unit() { # [a QEMU_PR_HELPER_OPTS line]
     . /etc/default/$pkg
     [ $# = 0 ] || eval "$1"
     local words
-    # shellcheck disable=SC2086
     read -r -a words <<<"${exec_start//\$QEMU_PR_HELPER_OPTS/$QEMU_PR_HELPER_OPTS}"
     [ "${words[0]}" = /usr/libexec/$pkg/qemu-pr-helper ] || fail "ExecStart runs ${words[0]}"
     echo "   ${words[*]}"
