@@ -322,19 +322,11 @@ fn the_multipath_dropin_serves_as_installed() {
         .join(",");
 
     let dir = tempfile::tempdir().unwrap();
-    // The daemon, as nobody, must reach the socket's directory.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
     let config = dir.path().join("qemu-pr-helper.toml");
     std::fs::write(&config, unit("qemu-pr-helper.toml")).unwrap();
     let opts = format!("{} --seccomp kill", shipped_opts(&config));
     let (program, args) = command_line(&execs[1], &opts);
     assert_eq!(program, INSTALLED_HELPER);
-    // The helper's binary sits under a directory nobody may not enter
-    // (target/); the drop-in starts it as root, so that does not matter.
     let daemon = Activated::start(
         &["setpriv", "--bounding-set", &setpriv_bounding, "--"],
         &dir.path().join("pr.sock"),
