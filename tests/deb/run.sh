@@ -72,6 +72,17 @@ for path in \
     /usr/share/doc/$pkg/copyright; do
     [ -e "$path" ] || fail "not installed: $path"
 done
+# The units and files are config/'s as the repository ships them (which
+# tests/systemd_units.rs runs as shipped).
+for pair in \
+    "config/$pkg.service $unit" \
+    "config/$pkg.socket /usr/lib/systemd/system/$pkg.socket" \
+    "config/$pkg.default /etc/default/$pkg" \
+    "config/$pkg-multipath.conf /usr/share/doc/$pkg/examples/$pkg-multipath.conf" \
+    "config/qemu-pr-helper.toml /usr/share/doc/$pkg/examples/qemu-pr-helper.toml"; do
+    # shellcheck disable=SC2086 # two words
+    cmp $pair || fail "installed file differs from config/: $pair"
+done
 [ "$(dpkg -S "$c_helper" | cut -d: -f1)" = qemu-system-common ] ||
     fail "$c_helper no longer belongs to qemu-system-common"
 [ "$(c_helper_sum)" = "$c_sum" ] || fail "$c_helper changed"
