@@ -290,17 +290,19 @@ impl EmulatedExecutor {
             command.cdb.pr_out_action(),
             Some(PrOutServiceAction::Register | PrOutServiceAction::RegisterAndIgnoreExistingKey)
         );
+        let registered = registers && reply.status == ScsiStatus::GOOD;
+        if !registered && reply.status != ScsiStatus::RESERVATION_CONFLICT {
+            // The common case (PR IN, a GOOD reservation) takes no lock.
+            return false;
+        }
         let mut registered_from = self
             .registered_from
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if registers && reply.status == ScsiStatus::GOOD {
+        if registered {
             if let Some(session) = session_of(initiator) {
                 registered_from.insert(nexus.clone(), session);
             }
-            return false;
-        }
-        if reply.status != ScsiStatus::RESERVATION_CONFLICT {
             return false;
         }
         let Some(session) = session_of(initiator) else {
