@@ -1,5 +1,6 @@
-//! The shipped systemd units must pass `systemd-analyze verify` and must
-//! keep the hardening the README promises.
+//! The shipped systemd units must pass `systemd-analyze verify`, keep the
+//! hardening the README promises, and start a daemon that serves when used
+//! exactly as installed (the plain units, and with the multipath drop-in).
 
 mod common;
 
@@ -16,6 +17,9 @@ fn missing(tool: &str) -> bool {
     absent
 }
 
+/// Where the package installs the helper, as the units' `ExecStart` names it.
+const INSTALLED_HELPER: &str = "/usr/libexec/qemu-pr-helper-rs/qemu-pr-helper";
+
 /// A shipped file of `config/`.
 fn unit(name: &str) -> String {
     std::fs::read_to_string(
@@ -28,7 +32,7 @@ fn unit(name: &str) -> String {
 
 #[test]
 fn service_keeps_its_hardening() {
-    let service = unit("qemu-pr-helper.service");
+    let service = unit("qemu-pr-helper-rs.service");
     for line in [
         "Type=notify",
         "CapabilityBoundingSet=CAP_SYS_RAWIO",
@@ -50,39 +54,181 @@ fn units_pass_systemd_analyze_verify() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    for name in ["qemu-pr-helper.socket", "qemu-pr-helper.service"] {
+    let dropin = dir.path().join("qemu-pr-helper-rs.service.d");
+    std::fs::create_dir(&dropin).unwrap();
+    for (name, to) in [
+        ("qemu-pr-helper-rs.socket", dir.path().to_path_buf()),
+        ("qemu-pr-helper-rs.service", dir.path().to_path_buf()),
+        ("qemu-pr-helper-rs-multipath.conf", dropin.clone()),
+    ] {
         // ExecStart must name an existing binary: point it at ours.
-        let text = unit(name).replace(
-            "/usr/bin/qemu-pr-helper",
-            env!("CARGO_BIN_EXE_qemu-pr-helper"),
-        );
-        std::fs::write(dir.path().join(name), text).unwrap();
+        let text = unit(name).replace(INSTALLED_HELPER, env!("CARGO_BIN_EXE_qemu-pr-helper"));
+        let to = to.join(if name.ends_with(".conf") {
+            "multipath.conf"
+        } else {
+            name
+        });
+        std::fs::write(to, text).unwrap();
     }
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(dir.path().join("qemu-pr-helper.socket"))
-        .arg(dir.path().join("qemu-pr-helper.service"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Once without the drop-in, once with it (systemd reads drop-ins from
+    // the unit's directory).
+    for with_dropin in [false, true] {
+        if !with_dropin {
+            std::fs::rename(&dropin, dir.path().join("aside")).unwrap();
+        } else {
+            std::fs::rename(dir.path().join("aside"), &dropin).unwrap();
+        }
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(dir.path().join("qemu-pr-helper-rs.socket"))
+            .arg(dir.path().join("qemu-pr-helper-rs.service"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "drop-in {with_dropin}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
-/// The value of `key=` in the shipped unit `name`.
-fn unit_value(name: &str, key: &str) -> String {
+/// The values of `key=` in the shipped file `name`, in order.
+fn unit_values(name: &str, key: &str) -> Vec<String> {
     unit(name)
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{name} has no {key}="))
-        .to_string()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The value of `key=` in the shipped unit `name` (its only one).
+fn unit_value(name: &str, key: &str) -> String {
+    let values = unit_values(name, key);
+    assert_eq!(values.len(), 1, "{name}: {key}= {values:?}");
+    values[0].clone()
+}
+
+/// `QEMU_PR_HELPER_OPTS` as the shipped `/etc/default/qemu-pr-helper-rs`
+/// sets it once its line is uncommented, with the configuration file's path
+/// moved to `config`.
+fn shipped_opts(config: &Path) -> String {
+    unit("qemu-pr-helper-rs.default")
+        .lines()
+        .find_map(|l| l.strip_prefix("#QEMU_PR_HELPER_OPTS="))
+        .expect("the default file names the configuration")
+        .trim_matches('"')
+        .replace("/etc/qemu-pr-helper.toml", config.to_str().unwrap())
+}
+
+/// The command line systemd runs for `exec` (an `ExecStart` value) with
+/// `QEMU_PR_HELPER_OPTS` set to `opts`, split into words as systemd splits
+/// an unquoted `$VARIABLE`.
+fn command_line(exec: &str, opts: &str) -> (String, Vec<String>) {
+    let mut words = exec.split_whitespace();
+    let program = words.next().unwrap().to_string();
+    let args = words
+        .flat_map(|w| match w {
+            "$QEMU_PR_HELPER_OPTS" => opts.split_whitespace().map(str::to_string).collect(),
+            w => vec![w.to_string()],
+        })
+        .collect();
+    (program, args)
+}
+
+/// A daemon started through `systemd-socket-activate`, which binds the
+/// socket and execs the daemon in place with it, as the .socket unit hands
+/// its socket to the service.
+struct Activated {
+    child: Option<std::process::Child>,
+    socket: std::path::PathBuf,
+}
+
+impl Activated {
+    /// Runs `prefix... systemd-socket-activate -l SOCKET binary args...`
+    /// and waits for the socket.
+    fn start(prefix: &[&str], socket: &Path, binary: &str, args: &[String]) -> Activated {
+        let _ = std::fs::remove_file(socket);
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg("systemd-socket-activate");
+                c
+            }
+            None => Command::new("systemd-socket-activate"),
+        };
+        let child = command
+            .arg("-l")
+            .arg(socket)
+            .arg(binary)
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let activated = Activated {
+            child: Some(child),
+            socket: socket.to_path_buf(),
+        };
+        // Bounded: a daemon that never gets there fails the test, it does
+        // not hang it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(std::time::Instant::now() < deadline, "no socket");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        activated
+    }
+
+    /// Sends PR IN READ KEYS for a regular file through a new connection and
+    /// checks the answer: a regular file is not a SCSI device, so ABORTED
+    /// COMMAND, as the C helper answers; never run.
+    fn serves(&self, what: &str) {
+        let disk = self.socket.with_file_name("disk.img");
+        std::fs::write(&disk, [0u8; 512]).unwrap();
+        let disk = std::fs::File::open(&disk).unwrap();
+        let mut client = common::Client::connect(&self.socket).negotiate();
+        let reply = client
+            .command(&common::pr_in(0, 64), disk.as_raw_fd(), &[])
+            .unwrap_or_else(|| panic!("{what}: no reply"));
+        assert_eq!(reply.status, 2, "{what}");
+        assert_eq!(reply.sense_code().0, 0xb, "{what}: ABORTED COMMAND");
+    }
+
+    /// The daemon's pid (systemd-socket-activate execs it in place).
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Stops the daemon with SIGTERM, as systemd does; its exit must be
+    /// clean. Returns its log.
+    fn stop(mut self, what: &str) -> String {
+        let child = self.child.take().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{what}: {log}");
+        // The socket is systemd's: the daemon leaves it in place.
+        assert!(self.socket.exists(), "{what}: the socket was removed");
+        log
+    }
+}
+
+impl Drop for Activated {
+    /// Kills the daemon if the test fails before stopping it.
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// The daemon started as the shipped units start it: the service's
-/// `ExecStart` with `$QEMU_PR_HELPER_OPTS` as `/etc/default/qemu-pr-helper`
+/// `ExecStart` with `$QEMU_PR_HELPER_OPTS` as `/etc/default/qemu-pr-helper-rs`
 /// sets it (the shipped file's line uncommented, then no file at all), the
 /// shipped configuration installed (its `socket` line set, as shipped), the
 /// listening socket passed by `systemd-socket-activate` as the .socket unit
@@ -96,87 +242,136 @@ fn the_shipped_units_serve_as_installed() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("qemu-pr-helper.toml");
     std::fs::write(&config, unit("qemu-pr-helper.toml")).unwrap();
-    let shipped_opts = unit("qemu-pr-helper.default")
-        .lines()
-        .find_map(|l| l.strip_prefix("#QEMU_PR_HELPER_OPTS="))
-        .expect("the default file names the configuration")
-        .trim_matches('"')
-        .replace("/etc/qemu-pr-helper.toml", config.to_str().unwrap());
-    let exec = unit_value("qemu-pr-helper.service", "ExecStart");
+    let exec = unit_value("qemu-pr-helper-rs.service", "ExecStart");
     assert_eq!(
-        unit_value("qemu-pr-helper.service", "EnvironmentFile"),
-        "-/etc/default/qemu-pr-helper",
+        unit_value("qemu-pr-helper-rs.service", "EnvironmentFile"),
+        "-/etc/default/qemu-pr-helper-rs",
         "the options file must be optional"
     );
-    for opts in [shipped_opts.as_str(), ""] {
+    for opts in [shipped_opts(&config), String::new()] {
         // Release builds filter system calls with kill by default; this
         // debug build is told to, as an administrator could in the file.
         let opts = format!("{opts} --seccomp kill");
-        let mut words = exec.split_whitespace();
-        let program = words.next().unwrap();
-        assert_eq!(program, "/usr/bin/qemu-pr-helper");
-        let args: Vec<String> = words
-            .flat_map(|w| match w {
-                "$QEMU_PR_HELPER_OPTS" => opts.split_whitespace().map(str::to_string).collect(),
-                w => vec![w.to_string()],
-            })
-            .collect();
-        let sock = dir.path().join("pr.sock");
-        let _ = std::fs::remove_file(&sock);
-        let activate = Command::new("systemd-socket-activate")
-            .arg("-l")
-            .arg(&sock)
-            .arg(env!("CARGO_BIN_EXE_qemu-pr-helper"))
-            .args(&args)
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut activate = KillOnDrop(Some(activate));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(std::time::Instant::now() < deadline, "no socket");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let disk = dir.path().join("disk.img");
-        std::fs::write(&disk, [0u8; 512]).unwrap();
-        let disk = std::fs::File::open(&disk).unwrap();
-        let mut client = common::Client::connect(&sock).negotiate();
-        let reply = client
-            .command(&common::pr_in(0, 64), disk.as_raw_fd(), &[])
-            .unwrap_or_else(|| panic!("opts [{opts}]: no reply"));
-        // A regular file is not a SCSI device: answered (ABORTED COMMAND,
-        // as the C helper answers), never run.
-        assert_eq!(reply.status, 2, "opts [{opts}]");
-        assert_eq!(reply.sense_code().0, 0xb, "opts [{opts}]: ABORTED COMMAND");
-        drop(client);
-        let activate = activate.0.take().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(activate.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let out = activate.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "opts [{opts}]: {log}");
+        let (program, args) = command_line(&exec, &opts);
+        assert_eq!(program, INSTALLED_HELPER);
+        let what = format!("opts [{opts}]");
+        let daemon = Activated::start(
+            &[],
+            &dir.path().join("pr.sock"),
+            env!("CARGO_BIN_EXE_qemu-pr-helper"),
+            &args,
+        );
+        daemon.serves(&what);
+        let log = daemon.stop(&what);
         if !opts.trim_start().starts_with("--seccomp") {
             assert!(
                 log.contains("the configuration file's socket is not used"),
                 "{log}"
             );
         }
-        // The socket is systemd's: the daemon leaves it in place.
-        assert!(sock.exists(), "opts [{opts}]: the socket was removed");
     }
 }
 
-/// Kills the daemon if the test fails before stopping it.
-struct KillOnDrop(Option<std::process::Child>);
+/// `Name:\tVALUE` from `/proc/PID/status`.
+fn proc_status(pid: i32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+/// The unit with the multipath drop-in, as installed: root starts the
+/// drop-in's `ExecStart` (with the shipped options) under the bounding set
+/// the unit and the drop-in allow together (`setpriv` stands in for
+/// systemd there). It must serve; the daemon must then run as nobody:disk
+/// with CAP_SYS_RAWIO alone, and its multipathd relay as root with nothing.
+#[test]
+fn the_multipath_dropin_serves_as_installed() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("*** SKIPPED: needs root (the drop-in starts the daemon as root) ***");
+        return;
     }
+    if missing("systemd-socket-activate") || missing("setpriv") {
+        return;
+    }
+    let dropin = "qemu-pr-helper-rs-multipath.conf";
+    let execs = unit_values(dropin, "ExecStart");
+    assert_eq!(execs.len(), 2, "ExecStart= resets the unit's, then one");
+    assert_eq!(execs[0], "", "the unit's ExecStart is reset first");
+    assert_eq!(unit_values(dropin, "DynamicUser"), ["no"]);
+    assert_eq!(unit_values(dropin, "PrivateNetwork"), ["no"]);
+    // systemd merges CapabilityBoundingSet= lines.
+    let mut bounding: Vec<String> =
+        unit_values("qemu-pr-helper-rs.service", "CapabilityBoundingSet")
+            .into_iter()
+            .chain(unit_values(dropin, "CapabilityBoundingSet"))
+            .flat_map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect();
+    bounding.sort();
+    bounding.dedup();
+    let setpriv_bounding = std::iter::once("-all".to_string())
+        .chain(
+            bounding
+                .iter()
+                .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase())),
+        )
+        .collect::<Vec<_>>()
+        .join(",");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("qemu-pr-helper.toml");
+    std::fs::write(&config, unit("qemu-pr-helper.toml")).unwrap();
+    let opts = format!("{} --seccomp kill", shipped_opts(&config));
+    let (program, args) = command_line(&execs[1], &opts);
+    assert_eq!(program, INSTALLED_HELPER);
+    let daemon = Activated::start(
+        &["setpriv", "--bounding-set", &setpriv_bounding, "--"],
+        &dir.path().join("pr.sock"),
+        env!("CARGO_BIN_EXE_qemu-pr-helper"),
+        &args,
+    );
+    daemon.serves("multipath drop-in");
+    let pid = daemon.pid();
+    let disk_gid = nix::unistd::Group::from_name("disk")
+        .unwrap()
+        .expect("a disk group")
+        .gid
+        .as_raw();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("a nobody user")
+        .uid
+        .as_raw();
+    assert_eq!(
+        proc_status(pid, "Uid")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        vec![nobody.to_string(); 4],
+        "the daemon runs as nobody"
+    );
+    assert_eq!(
+        proc_status(pid, "Gid").split_whitespace().next(),
+        Some(disk_gid.to_string().as_str()),
+        "the daemon runs in group disk"
+    );
+    // CAP_SYS_RAWIO (bit 17) and nothing else, bounding set included.
+    for set in ["CapPrm", "CapEff", "CapBnd"] {
+        assert_eq!(proc_status(pid, set), "0000000000020000", "{set}");
+    }
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let relay: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("the multipathd relay runs")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        proc_status(relay, "Uid").split_whitespace().next(),
+        Some("0")
+    );
+    assert_eq!(proc_status(relay, "CapPrm"), "0000000000000000");
+    daemon.stop("multipath drop-in");
 }

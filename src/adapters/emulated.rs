@@ -16,8 +16,13 @@
 //!   reconnects is a new nexus: its old registration stays behind, as a real
 //!   initiator port's would if it went away without unregistering. A
 //!   one-command-per-run tool is therefore a new nexus on every run;
-//!   [`InitiatorIdentity::PeerUid`] makes every connection of one user one
-//!   nexus instead (SAS address [`UID_SAS_BASE`] + uid), for such tools.
+//!   [`InitiatorIdentity::PeerSession`] makes every connection of one
+//!   session one nexus instead (SAS address [`SESSION_SAS_BASE`] + session
+//!   id), for such tools, and [`InitiatorIdentity::PeerUid`] every
+//!   connection of one user (SAS address [`UID_SAS_BASE`] + uid). When such
+//!   a tool meets RESERVATION CONFLICT because of a key its own session
+//!   registered on an earlier connection, the log says so once, and names
+//!   the setting.
 //! - **State** lives for the life of the executor (the daemon); APTPL is
 //!   accepted and reported but nothing survives a restart.
 //! - **Semantics** are those of [`crate::domain::reservation`]: SPC-4 as LIO
@@ -35,6 +40,7 @@
 //! command runs, never across an await.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -42,6 +48,8 @@ use crate::domain::fault::DeviceFault;
 use crate::domain::framing::PrReply;
 use crate::domain::param_list::TransportId;
 use crate::domain::reservation::{LogicalUnit, NexusId};
+use crate::domain::sense::ScsiStatus;
+use crate::domain::service_action::PrOutServiceAction;
 use crate::ports::executor::{DeviceFd, Initiator, PrCommand, ScsiExecutor};
 
 /// SAS address of connection 0's initiator port; connection `n` is this + `n`
@@ -86,11 +94,7 @@ pub fn nexus_of(initiator: &Initiator) -> NexusId {
 impl InitiatorIdentity {
     /// The I_T nexus `initiator` is under this rule.
     pub fn nexus_of(self, initiator: &Initiator) -> NexusId {
-        let session = || {
-            let pid = nix::unistd::Pid::from_raw(initiator.pid?);
-            let sid = nix::unistd::getsid(Some(pid)).ok()?;
-            u64::try_from(sid.as_raw()).ok()
-        };
+        let session = || u64::try_from(session_of(initiator)?).ok();
         let address = match (self, initiator.uid) {
             (InitiatorIdentity::PeerUid, Some(uid)) => UID_SAS_BASE + u64::from(uid),
             (InitiatorIdentity::PeerSession, _) => match session() {
@@ -101,6 +105,12 @@ impl InitiatorIdentity {
         };
         NexusId::new(TransportId::sas(address), TARGET_PORT)
     }
+}
+
+/// The session id of a peer process, when it can be known.
+fn session_of(initiator: &Initiator) -> Option<i32> {
+    let pid = nix::unistd::Pid::from_raw(initiator.pid?);
+    Some(nix::unistd::getsid(Some(pid)).ok()?.as_raw())
 }
 
 /// A fault to show on one emulated logical unit.
@@ -131,6 +141,12 @@ pub struct EmulatedExecutor {
     faults: Mutex<HashMap<UnitId, ActiveFault>>,
     /// How long SG_IO would wait for a device that never answers.
     timeout: Duration,
+    /// Under [`InitiatorIdentity::Connection`]: the peer session each
+    /// registering nexus came from, to explain conflicts a one-shot tool
+    /// has with its own earlier runs.
+    registered_from: Mutex<HashMap<NexusId, i32>>,
+    /// Whether that explanation was logged already (it is, once).
+    hinted: AtomicBool,
 }
 
 impl EmulatedExecutor {
@@ -228,7 +244,63 @@ impl ScsiExecutor for EmulatedExecutor {
                 .or_default()
                 .execute(&nexus, &command.cdb, &command.data_out);
         tracing::debug!(device = %name, status = %reply.status, "emulated PR command");
+        if self.identity == InitiatorIdentity::Connection
+            && self.conflicts_with_own_session(unit, &nexus, &command, &reply, initiator)
+            && !self.hinted.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "emulated device: RESERVATION CONFLICT with a key this peer's session registered \
+                 on an earlier connection; each connection is its own initiator (as QEMU keeps \
+                 one per VM), so a tool that runs one command per process is a new, unregistered \
+                 initiator every time: for such tools set initiator = \"session\" in [executor] \
+                 (config/emulated.toml does)"
+            );
+        }
         reply
+    }
+}
+
+impl EmulatedExecutor {
+    /// Under one nexus per connection: remembers which session a
+    /// registration came from, and whether `reply` is a RESERVATION
+    /// CONFLICT explained by a key the same session registered on another
+    /// connection (a tool that runs one command per process is a new
+    /// initiator each time).
+    fn conflicts_with_own_session(
+        &self,
+        unit: UnitId,
+        nexus: &NexusId,
+        command: &PrCommand,
+        reply: &PrReply,
+        initiator: &Initiator,
+    ) -> bool {
+        let registers = matches!(
+            command.cdb.pr_out_action(),
+            Some(PrOutServiceAction::Register | PrOutServiceAction::RegisterAndIgnoreExistingKey)
+        );
+        let registered = registers && reply.status == ScsiStatus::GOOD;
+        if !registered && reply.status != ScsiStatus::RESERVATION_CONFLICT {
+            // The common case (PR IN, a GOOD reservation) takes no lock.
+            return false;
+        }
+        let mut registered_from = self
+            .registered_from
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if registered {
+            if let Some(session) = session_of(initiator) {
+                registered_from.insert(nexus.clone(), session);
+            }
+            return false;
+        }
+        let Some(session) = session_of(initiator) else {
+            return false;
+        };
+        self.lock().get(&unit).is_some_and(|lu| {
+            lu.registrations()
+                .iter()
+                .any(|r| r.nexus != *nexus && registered_from.get(&r.nexus) == Some(&session))
+        })
     }
 }
 

@@ -39,9 +39,9 @@ impl LogThrottle {
     /// Records an event at `now`: `true` if it is to be logged in full,
     /// `false` if it is only counted for the next summary.
     pub fn record(&mut self, now: Instant) -> bool {
-        let expired = self.window_start.map_or(true, |start| {
-            now.saturating_duration_since(start) >= self.interval
-        });
+        let expired = self
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= self.interval);
         if expired {
             self.window_start = Some(now);
             self.logged_in_window = 0;

@@ -525,3 +525,38 @@ fn a_device_that_never_answers_is_busy_after_the_timeout() {
     assert_eq!(r.status, ScsiStatus::BUSY);
     assert!(r.payload.is_empty());
 }
+
+#[test]
+fn a_conflict_with_a_key_of_the_same_session_is_explained() {
+    let disk = tempfile::NamedTempFile::new().unwrap();
+    let exec = EmulatedExecutor::new();
+    let run = |sa: Out, t: u8, key: u64, sa_key: u64| PrCommand {
+        cdb: PrCdb::pr_out(sa, t, 24),
+        data_out: params(key, sa_key).encode(),
+    };
+    // One process per command, all from this test's session.
+    let from_here = |connection_id| Initiator {
+        connection_id,
+        pid: Some(std::process::id() as i32),
+        ..Default::default()
+    };
+    let unit = unit_of(disk.path());
+    let register = run(Out::Register, 0, 0, 0xabc);
+    let registered = exec.execute(open(disk.path()), register.clone(), &from_here(1));
+    good(&registered);
+    let nexus = |c| InitiatorIdentity::Connection.nexus_of(&from_here(c));
+    assert!(!exec.conflicts_with_own_session(
+        unit,
+        &nexus(1),
+        &register,
+        &registered,
+        &from_here(1)
+    ));
+    // The next run reserves with that key: a new, unregistered nexus.
+    let reserve = run(Out::Reserve, 5, 0xabc, 0);
+    let conflict = exec.execute(open(disk.path()), reserve.clone(), &from_here(2));
+    assert_eq!(conflict.status, ScsiStatus::RESERVATION_CONFLICT);
+    assert!(exec.conflicts_with_own_session(unit, &nexus(2), &reserve, &conflict, &from_here(2)));
+    // A peer whose session is unknown is not told about another's key.
+    assert!(!exec.conflicts_with_own_session(unit, &nexus(3), &reserve, &conflict, &conn(3)));
+}

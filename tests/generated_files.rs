@@ -1,0 +1,139 @@
+//! Man pages and shell completions are rendered from the clap definitions
+//! the binaries parse; the copies under `dist/`, which packages install, must
+//! be what those definitions render today. After changing an option:
+//!
+//! ```sh
+//! REGENERATE_DIST=1 cargo test --test generated_files
+//! ```
+//!
+//! rewrites them (then commit `dist/`).
+
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+/// The helper's man page: section 8, named so that it does not replace
+/// QEMU's qemu-pr-helper(8) when both are installed.
+const HELPER_MAN: &str = "qemu-pr-helper-rs.8";
+
+/// What the helper's man page adds to the options: where the package puts
+/// things, and what else to read.
+const HELPER_EXTRA: &str = r#".SH FILES
+.TP
+\fI/usr/libexec/qemu\-pr\-helper\-rs/qemu\-pr\-helper\fR
+this program, installed beside QEMU's \fI/usr/bin/qemu\-pr\-helper\fR; point libvirt's
+\fBpr_helper\fR (\fI/etc/libvirt/qemu.conf\fR) at it.
+.TP
+\fIqemu\-pr\-helper\-rs.socket\fR, \fIqemu\-pr\-helper\-rs.service\fR
+systemd units: the socket \fI/run/qemu\-pr\-helper.sock\fR, the daemon as a dynamic user
+holding CAP_SYS_RAWIO only.
+.TP
+\fI/etc/default/qemu\-pr\-helper\-rs\fR
+options for the service (QEMU_PR_HELPER_OPTS), e.g. \fB\-c /etc/qemu\-pr\-helper.toml\fR.
+.TP
+\fI/usr/share/doc/qemu\-pr\-helper\-rs/examples/\fR
+an example configuration file, the emulated device's, and the drop-in for hosts with
+dm\-multipath maps (\fIqemu\-pr\-helper\-rs\-multipath.conf\fR).
+.SH SEE ALSO
+\fBqemu\-pr\-client\fR(1), \fBqemu\-pr\-helper\fR(8), \fBsg_persist\fR(8), \fBmultipathd\fR(8)
+"#;
+
+/// What the client's man page adds.
+const CLIENT_EXTRA: &str = r#".SH SEE ALSO
+\fBqemu\-pr\-helper\-rs\fR(8), \fBsg_persist\fR(8)
+"#;
+
+/// Every generated file: its path under `dist/` and its bytes.
+fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for (cmd, man_name, section, extra) in [
+        (
+            qemu_pr_helper::cli::Cli::command(),
+            HELPER_MAN,
+            "8",
+            HELPER_EXTRA,
+        ),
+        (
+            qemu_pr_helper::client::cli::Cli::command(),
+            "qemu-pr-client.1",
+            "1",
+            CLIENT_EXTRA,
+        ),
+    ] {
+        let name = cmd.get_name().to_string();
+        let title = man_name.rsplit_once('.').unwrap().0.to_uppercase();
+        let mut man = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .title(title)
+            .section(section)
+            .source(format!(
+                "{} {}",
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION")
+            ))
+            .manual(if section == "8" {
+                "System Administration"
+            } else {
+                "User Commands"
+            })
+            .render(&mut man)
+            .unwrap();
+        man.extend_from_slice(extra.as_bytes());
+        files.push((Path::new("man").join(man_name), man));
+
+        for (shell, file) in [
+            (Shell::Bash, name.clone()),
+            (Shell::Zsh, format!("_{name}")),
+            (Shell::Fish, format!("{name}.fish")),
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd.clone(), &name, &mut out);
+            files.push((
+                Path::new("completions").join(shell.to_string()).join(file),
+                out,
+            ));
+        }
+    }
+    files
+}
+
+#[test]
+fn man_pages_and_completions_are_current() {
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist");
+    let regenerate = std::env::var_os("REGENERATE_DIST").is_some();
+    let mut stale = Vec::new();
+    for (path, bytes) in rendered() {
+        let path = dist.join(path);
+        if regenerate {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        } else if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale or missing: {stale:?}\n\
+         regenerate with: REGENERATE_DIST=1 cargo test --test generated_files"
+    );
+}
+
+/// The man pages name what they document, in the section packages put them.
+#[test]
+fn man_pages_are_titled_for_their_section() {
+    let files = rendered();
+    let page = |name: &str| {
+        let (_, bytes) = files
+            .iter()
+            .find(|(p, _)| p.ends_with(name))
+            .unwrap_or_else(|| panic!("no {name}"));
+        String::from_utf8(bytes.clone()).unwrap()
+    };
+    let helper = page(HELPER_MAN);
+    assert!(helper.starts_with(".ie"), "{helper}");
+    assert!(helper.contains(".TH QEMU-PR-HELPER-RS 8"), "{helper}");
+    assert!(helper.contains("\\-\\-emulate"), "options are listed");
+    let client = page("qemu-pr-client.1");
+    assert!(client.contains(".TH QEMU-PR-CLIENT 1"), "{client}");
+}
