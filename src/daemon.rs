@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use nix::unistd::{Group, User};
 
+use crate::adapters::background::{self, BackgroundError};
 use crate::adapters::emulated::{EmulatedExecutor, FaultInjection, InitiatorIdentity};
 use crate::adapters::multipath::MultipathExecutor;
 use crate::adapters::multipathd::{MultipathdAddress, MultipathdNotifier};
@@ -52,9 +53,9 @@ pub enum DaemonError {
     /// `-g` names no group.
     #[error("invalid group '{0}'")]
     InvalidGroup(String),
-    /// Forking into the background failed.
-    #[error("cannot daemonize: {0}")]
-    Daemonize(#[source] std::io::Error),
+    /// Going to the background failed.
+    #[error(transparent)]
+    Background(#[from] BackgroundError),
     /// Dropping privileges failed: the daemon does not run with more.
     #[error("failed to drop privileges: {0}")]
     Privileges(#[from] PrivilegeError),
@@ -330,9 +331,11 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let stats = Arc::clone(&options.stats);
 
     // 3. Background.
-    if settings.daemon {
-        nix::unistd::daemon(false, false).map_err(|e| DaemonError::Daemonize(e.into()))?;
-    }
+    let detached = if settings.daemon {
+        Some(background::detach()?)
+    } else {
+        None
+    };
     if let Some(p) = pidfile.as_mut() {
         p.write_pid()?;
     }
@@ -393,6 +396,10 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         };
         // The handlers exist now: let pending and later signals through.
         let _ = shutdown_sigset().thread_unblock();
+        // Whoever ran `-d` learns the start succeeded only now.
+        if let Some(detached) = detached {
+            detached.ready();
+        }
         match &listener.owned_path() {
             Some(path) => tracing::info!(socket = %path.display(), "listening"),
             None => tracing::info!("listening on the socket passed by systemd"),

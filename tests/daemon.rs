@@ -350,6 +350,40 @@ fn daemon_mode_forks_writes_the_pidfile_and_serves() {
     assert!(!sock.exists(), "daemon did not clean up its socket");
 }
 
+#[test]
+fn when_d_returns_the_pidfile_names_the_serving_daemon() {
+    // What an init script or a Type=forking unit relies on: the moment the
+    // parent exits, the pidfile holds the pid of the process that serves
+    // (not empty, not the parent's). Several starts, since a parent that
+    // exits before the child writes the file loses only some races.
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("d.sock");
+        let pidfile = dir.path().join("d.pid");
+        let status = Command::new(our_helper())
+            .args(["-d", "--emulate", "--seccomp", "kill", "-k"])
+            .arg(&sock)
+            .arg("-f")
+            .arg(&pidfile)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "round {round}");
+        let written = std::fs::read_to_string(&pidfile).unwrap();
+        let pid: i32 = written
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("round {round}: pidfile holds {written:?}"));
+        let c = Client::connect(&sock).negotiate();
+        // The named process serves: stopping it removes the socket.
+        drop(c);
+        stop_from_pidfile(&pidfile, &[&sock]);
+        assert!(!sock.exists(), "round {round}: the daemon did not stop");
+    }
+}
+
 /// Sends SIGTERM to the daemon whose pid `pidfile` holds and waits (10 s at
 /// most) until every path in `gone` has been removed.
 fn stop_from_pidfile(pidfile: &std::path::Path, gone: &[&std::path::Path]) {

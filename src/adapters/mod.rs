@@ -3,6 +3,7 @@
 //! that keeps persistent reservations in memory. `unsafe` lives only here,
 //! each block with its reason.
 
+pub mod background;
 pub mod device;
 pub mod emulated;
 pub mod multipath;

@@ -61,6 +61,9 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_clone3,
     libc::SYS_close,
     libc::SYS_connect,
+    // With -d, stdio goes onto /dev/null once the daemon serves.
+    libc::SYS_dup2,
+    libc::SYS_dup3,
     libc::SYS_epoll_create1,
     libc::SYS_epoll_ctl,
     libc::SYS_epoll_pwait,
