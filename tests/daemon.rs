@@ -376,6 +376,10 @@ fn when_d_returns_the_pidfile_names_the_serving_daemon() {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("round {round}: pidfile holds {written:?}"));
+        assert!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(),
+            "round {round}: pid {pid} is not running"
+        );
         let c = Client::connect(&sock).negotiate();
         // The named process serves: stopping it removes the socket.
         drop(c);
