@@ -456,6 +456,22 @@ mod tests {
              INVALID COMMAND OPERATION CODE\n"
         ));
         assert!(r.stderr.contains("read-only"));
+        // Names come from the domain's one table, this one included.
+        let rel = PrOutOptions::new(PrOutServiceAction::Release)
+            .build()
+            .unwrap();
+        let r = human(
+            &rel,
+            &reply(PrReply::check_condition(
+                SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
+            )),
+        );
+        assert!(
+            r.stderr
+                .ends_with("26h/04h INVALID RELEASE OF PERSISTENT RESERVATION\n"),
+            "{}",
+            r.stderr
+        );
     }
 
     #[test]

@@ -148,6 +148,17 @@ sc_prin() {
             [ "$got" = "$want" ] || fail "$l: payload [$got] differs from the device's own reply [$want]"
         fi
     done
+    # --status: the same state in one table; the other node's TransportID
+    # reads back as -X spells it.
+    if [ "$B" != direct ]; then
+        drain 1
+        pr_cmd --status "$PATH1"
+        [ "$RC" = 0 ] || fail "--status: exit $RC: $OUT"
+        for want in '"source":"READ FULL STATUS"' '"key":"0x1111","holder":true' \
+            '"key":"0x3333","holder":false' "\"transport_id_text\":\"$TID3\""; do
+            case $OUT in *"$want"*) ;; *) fail "--status: no [$want] in $OUT" ;; esac
+        done
+    fi
     expect_state pr-in "1:0x1111:R5 3:0x3333"
     end
 }
