@@ -251,7 +251,10 @@ impl Cli {
                 aptpl: self.param_aptpl,
                 all_tg_pt: self.param_alltgpt,
                 transport_ids: self.transport_ids()?,
-                relative_target_port: self.relative_target_port,
+                // sg_persist lets -Q 0 (its default) through with any action.
+                relative_target_port: self
+                    .relative_target_port
+                    .filter(|&p| p != 0 || action == PrOutServiceAction::RegisterAndMove),
                 unreg: self.unreg,
             }
             .build()

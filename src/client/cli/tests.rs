@@ -175,6 +175,10 @@ fn contradictions_are_31_and_bad_values_1() {
         let e = parse(args).unwrap().request().unwrap_err();
         assert_eq!(e.exit_status(), 31, "{args:?}");
     }
+    assert!(parse(&["-o", "-L", "-Q", "0", "d"])
+        .unwrap()
+        .request()
+        .is_ok());
     // Bad values.
     for args in [
         &["-o", "-G", "-T", "10", "d"][..],
