@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use qemu_pr_helper::client::{HelperConnection, PrOutOptions, PrRequest, Reply};
+use qemu_pr_helper::client::{exit_status, HelperConnection, PrOutOptions, PrRequest, Reply};
 use qemu_pr_helper::domain::pr_in_data::{ReadKeys, ReadReservation};
 use qemu_pr_helper::domain::sense::{ScsiStatus, SenseCode, SenseKey};
 use qemu_pr_helper::domain::service_action::{
@@ -77,12 +77,20 @@ fn text(b: &[u8]) -> String {
 }
 
 #[test]
-fn real_daemon_refuses_sg_io_on_a_regular_file_with_sense() {
+fn a_regular_file_is_refused_before_the_real_daemon_sees_it() {
     let d = Daemon::start(&[]);
     let dev = tempfile::NamedTempFile::new().unwrap();
     let out = client(&d.socket, &["-i", "-k"], dev.path());
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("ABORTED COMMAND"));
+    assert_eq!(out.status.code(), Some(15), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is a regular file, not a block, sg or bsg device"));
+    // Told the helper emulates, the client sends; the real daemon's SG_IO
+    // fails on the file (ABORTED COMMAND, sg3_utils' 11), and the client
+    // says why.
+    let out = client(&d.socket, &["--emulated", "-i", "-k"], dev.path());
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("ABORTED COMMAND"), "{err}");
+    assert!(err.contains("really serving its emulated device?"), "{err}");
     // The connection stays usable: a second command on it gets an answer.
     let mut conn = d.connect();
     let req = PrRequest::pr_in(PrInServiceAction::ReadKeys, 64).unwrap();
@@ -94,17 +102,25 @@ fn real_daemon_refuses_sg_io_on_a_regular_file_with_sense() {
 
 #[test]
 fn real_daemon_answers_pr_out_on_a_read_only_fd_with_invalid_opcode() {
-    let d = Daemon::start(&[]);
+    let d = Daemon::start(&["--emulate"]);
     let dev = tempfile::NamedTempFile::new().unwrap();
     let out = client(
         &d.socket,
-        &["--readonly", "--json", "-o", "-G", "-S", "1"],
+        &["--emulated", "--readonly", "--json", "-o", "-G", "-S", "1"],
         dev.path(),
     );
-    assert_eq!(out.status.code(), Some(2));
-    let j = text(&out.stdout);
-    assert!(j.contains("\"sense_key\":5,"), "{j}");
-    assert!(j.contains("\"asc\":32,\"ascq\":0"), "{j}");
+    assert_eq!(
+        out.status.code(),
+        Some(9),
+        "sg3_utils: invalid operation code"
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["sense"]["key"], 5, "{j}");
+    assert_eq!(
+        (j["sense"]["asc"].as_u64(), j["sense"]["ascq"].as_u64()),
+        (Some(0x20), Some(0))
+    );
+    assert_eq!(j["exit_status"], 9);
 }
 
 /// Runs a request, consuming any UNIT ATTENTION the device queued for this
@@ -198,12 +214,82 @@ fn emulated_register_reserve_preempt_release_cycle() {
     assert_eq!(reservation(&mut a, f).reservation, None);
 
     // The CLI sees the same state from a connection of its own.
-    let cli = client(&d.socket, &["-i", "-k"], dev.path());
+    let cli = client(&d.socket, &["--emulated", "-i", "-k"], dev.path());
     assert_eq!(cli.status.code(), Some(0), "{}", text(&cli.stderr));
     assert!(text(&cli.stdout).contains("1 registered reservation key follows:\n    0xb\n"));
+
+    // The holder releasing with the wrong type: a named sense code that
+    // sg3_utils counts as ILLEGAL REQUEST.
+    good(out(&mut b, f, opts(Reserve, 0xb, 0, we_ro)));
+    let wrong = out(
+        &mut b,
+        f,
+        opts(Release, 0xb, 0, Some(ReservationType::WriteExclusive)),
+    );
+    let code = wrong.header.sense.code().unwrap();
+    assert_eq!(code, SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION);
+    assert_eq!(
+        code.name(),
+        Some("INVALID RELEASE OF PERSISTENT RESERVATION")
+    );
+    assert_eq!(
+        exit_status::for_reply(wrong.header.scsi_status(), &wrong.header.sense),
+        5
+    );
+    good(out(&mut b, f, opts(Release, 0xb, 0, we_ro)));
 
     // An unknown service action is a CHECK CONDITION, not a disconnect.
     let bad = PrRequest::pr_in(PrInServiceAction::Unknown(0x1f), 64).unwrap();
     let r = run(&mut a, f, &bad);
     assert_eq!(r.header.sense.code(), Some(SenseCode::INVALID_FIELD_IN_CDB));
+}
+
+/// `--status` on the emulated device: one table, the holder marked, each
+/// registrant's TransportID as the emulated device gives it.
+#[test]
+fn status_table_on_the_emulated_device() {
+    use PrOutServiceAction::*;
+    let we_ro = Some(ReservationType::WriteExclusiveRegistrantsOnly);
+    let d = Daemon::start(&["--emulate"]);
+    let dev = tempfile::NamedTempFile::new().unwrap();
+    let f = dev.as_file();
+    let mut a = d.connect();
+    let mut b = d.connect();
+    out(&mut a, f, opts(Register, 0, 0xabc, None));
+    out(&mut b, f, opts(Register, 0, 0xdef, None));
+    out(&mut a, f, opts(Reserve, 0xabc, 0, we_ro));
+
+    let cli = client(&d.socket, &["--emulated", "--status"], dev.path());
+    assert_eq!(cli.status.code(), Some(0), "{}", text(&cli.stderr));
+    let table = text(&cli.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0], "  PR generation=0x2 (from READ FULL STATUS)",
+        "{table}"
+    );
+    assert_eq!(
+        lines[1],
+        "  reservation: Write Exclusive, registrants only, LU_SCOPE; holder marked *"
+    );
+    assert_eq!(
+        lines[2],
+        "  HOLDER  KEY                 PORT   TRANSPORT ID"
+    );
+    assert!(
+        lines[3].starts_with("  *       0xabc               1      sas,"),
+        "{table}"
+    );
+    assert!(
+        lines[4].starts_with("          0xdef               1      sas,"),
+        "{table}"
+    );
+    assert_ne!(lines[3][37..], lines[4][37..], "one TransportID per nexus");
+    assert_eq!(lines.len(), 5);
+
+    let cli = client(&d.socket, &["--emulated", "--status", "--json"], dev.path());
+    let j: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(j["source"], "READ FULL STATUS");
+    assert_eq!(j["registrants"][0]["holder"], true);
+    assert_eq!(j["registrants"][1]["holder"], false);
+    assert_eq!(j["reservation"]["type"], 5);
 }

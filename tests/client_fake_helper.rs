@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::thread::JoinHandle;
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -15,11 +15,15 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use qemu_pr_helper::client::{ClientError, HelperConnection, Phase, PrOutOptions, PrRequest};
 use qemu_pr_helper::domain::cdb::{PrCdb, CDB_LEN};
 use qemu_pr_helper::domain::framing::PrReply;
-use qemu_pr_helper::domain::pr_in_data::{ReadKeys, ReadReservation, Reservation};
+use qemu_pr_helper::domain::param_list::TransportId;
+use qemu_pr_helper::domain::pr_in_data::{
+    FullStatusDescriptor, ReadFullStatus, ReadKeys, ReadReservation, Reservation,
+};
 use qemu_pr_helper::domain::sense::{ScsiStatus, SenseCode};
 use qemu_pr_helper::domain::service_action::{
     PrInServiceAction, PrOutServiceAction, ReservationKey, ReservationType,
 };
+use serde_json::Value;
 
 /// What the fake helper received for one request.
 struct Received {
@@ -50,23 +54,40 @@ enum Answer {
 struct Fake {
     _dir: tempfile::TempDir,
     socket: PathBuf,
-    thread: JoinHandle<Received>,
+    thread: JoinHandle<Vec<Received>>,
 }
 
-fn recv_cdb(stream: &UnixStream) -> ([u8; CDB_LEN], Vec<OwnedFd>) {
+impl Fake {
+    /// Waits for the client to finish; what the one request carried.
+    fn one(self) -> Received {
+        let mut all = self.thread.join().unwrap();
+        assert_eq!(all.len(), 1, "the client sent one request");
+        all.remove(0)
+    }
+
+    /// Every request the client sent, in order.
+    fn all(self) -> Vec<Received> {
+        self.thread.join().unwrap()
+    }
+}
+
+fn recv_cdb(stream: &UnixStream) -> Option<([u8; CDB_LEN], Vec<OwnedFd>)> {
     let mut cdb = [0u8; CDB_LEN];
     let mut got = 0;
     let mut fds = Vec::new();
     while got < CDB_LEN {
         let mut space = nix::cmsg_space!([RawFd; 4]);
         let mut iov = [IoSliceMut::new(&mut cdb[got..])];
-        let msg = recvmsg::<()>(
+        let msg = match recvmsg::<()>(
             stream.as_raw_fd(),
             &mut iov,
             Some(&mut space),
             MsgFlags::empty(),
-        )
-        .unwrap();
+        ) {
+            // A client that leaves part of a reply unread resets the connection.
+            Err(nix::errno::Errno::ECONNRESET) if got == 0 => return None,
+            r => r.unwrap(),
+        };
         for c in msg.cmsgs().unwrap() {
             if let ControlMessageOwned::ScmRights(raw) = c {
                 for fd in raw {
@@ -76,39 +97,51 @@ fn recv_cdb(stream: &UnixStream) -> ([u8; CDB_LEN], Vec<OwnedFd>) {
                 }
             }
         }
-        assert!(msg.bytes > 0, "client closed before sending a whole CDB");
+        if msg.bytes == 0 {
+            assert_eq!(got, 0, "client closed in the middle of a CDB");
+            return None;
+        }
         got += msg.bytes;
     }
-    (cdb, fds)
+    Some((cdb, fds))
 }
 
-/// Starts a helper that serves one request on one connection.
-fn fake(server_features: u32, answer: impl FnOnce(&Received) -> Answer + Send + 'static) -> Fake {
+/// Starts a helper that serves one connection, answering each request with
+/// what `answer` says until the client closes (or it is told to close).
+fn fake(
+    server_features: u32,
+    mut answer: impl FnMut(&Received) -> Answer + Send + 'static,
+) -> Fake {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("helper.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     let thread = std::thread::spawn(move || {
+        let mut all = Vec::new();
         let (mut stream, _) = listener.accept().unwrap();
         stream.write_all(&server_features.to_be_bytes()).unwrap();
         let mut client_features = [0u8; 4];
         stream.read_exact(&mut client_features).unwrap();
-        let (cdb, fds) = recv_cdb(&stream);
-        let parsed = PrCdb::try_from(&cdb).expect("client sent a CDB the helper accepts");
-        let mut params = Vec::new();
-        if cdb[0] == 0x5f {
-            params = vec![0u8; parsed.transfer_len()];
-            stream.read_exact(&mut params).unwrap();
+        while let Some((cdb, fds)) = recv_cdb(&stream) {
+            let parsed = PrCdb::try_from(&cdb).expect("client sent a CDB the helper accepts");
+            let mut params = Vec::new();
+            if cdb[0] == 0x5f {
+                params = vec![0u8; parsed.transfer_len()];
+                stream.read_exact(&mut params).unwrap();
+            }
+            let received = Received {
+                client_features,
+                cdb,
+                fds,
+                params,
+            };
+            let reply = answer(&received);
+            all.push(received);
+            match reply {
+                Answer::Reply(bytes) => stream.write_all(&bytes).unwrap(),
+                Answer::Close => break,
+            }
         }
-        let received = Received {
-            client_features,
-            cdb,
-            fds,
-            params,
-        };
-        if let Answer::Reply(bytes) = answer(&received) {
-            stream.write_all(&bytes).unwrap();
-        }
-        received
+        all
     });
     Fake {
         _dir: dir,
@@ -133,6 +166,7 @@ fn client(socket: &Path, args: &[&str], device: &Path) -> Output {
         .arg(socket)
         .arg("--timeout")
         .arg("10")
+        .arg("--emulated")
         .args(args)
         .arg(device)
         .output()
@@ -152,7 +186,7 @@ fn read_keys_sends_cdb_with_the_device_fd_and_prints_keys() {
     };
     let f = fake(0, move |_| wire(PrReply::good(keys.encode())));
     let out = client(&f.socket, &["--in", "--read-keys"], dev.path());
-    let got = f.thread.join().unwrap();
+    let got = f.one();
     assert_eq!(got.client_features, [0; 4]);
     assert_eq!(
         got.cdb,
@@ -174,7 +208,7 @@ fn readonly_opens_the_device_read_only() {
     let dev = device();
     let f = fake(0, |_| wire(PrReply::good(ReadKeys::default().encode())));
     let out = client(&f.socket, &["--readonly", "-i", "-k"], dev.path());
-    let got = f.thread.join().unwrap();
+    let got = f.one();
     assert_eq!(got.fd_flags() & libc::O_ACCMODE, libc::O_RDONLY);
     assert_eq!(out.status.code(), Some(0));
 }
@@ -188,7 +222,7 @@ fn register_sends_the_parameter_list() {
         &["--out", "--register", "--param-sark", "0xabc", "-Z"],
         dev.path(),
     );
-    let got = f.thread.join().unwrap();
+    let got = f.one();
     assert_eq!(&got.cdb[..10], &[0x5f, 0, 0, 0, 0, 0, 0, 0, 24, 0]);
     let mut expected = vec![0u8; 24];
     expected[14..16].copy_from_slice(&[0x0a, 0xbc]);
@@ -199,15 +233,15 @@ fn register_sends_the_parameter_list() {
 }
 
 #[test]
-fn check_condition_exits_2_with_sense_on_stderr() {
+fn check_condition_prints_sense_on_stderr_and_exits_with_its_category() {
     let dev = device();
     let f = fake(0, |_| {
         wire(PrReply::check_condition(SenseCode::INVALID_FIELD_IN_CDB))
     });
     let out = client(&f.socket, &["-o", "-R", "-K", "1", "-T", "9"], dev.path());
-    let got = f.thread.join().unwrap();
+    let got = f.one();
     assert_eq!(got.cdb[2], 9);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(5), "sg3_utils: ILLEGAL REQUEST");
     assert!(out.stdout.is_empty());
     assert_eq!(
         text(&out.stderr),
@@ -216,24 +250,65 @@ fn check_condition_exits_2_with_sense_on_stderr() {
     );
 }
 
+/// The exit status a script written for sg_persist checks, for each answer.
 #[test]
-fn reservation_conflict_exits_3_and_busy_exits_4() {
-    for (status, code) in [
-        (ScsiStatus::RESERVATION_CONFLICT, 3),
-        (ScsiStatus::BUSY, 4),
-        (ScsiStatus::TASK_SET_FULL, 4),
-    ] {
+fn exit_status_follows_sg3_utils_for_each_answer() {
+    let ua = SenseCode::REGISTRATIONS_PREEMPTED;
+    let cases = [
+        (PrReply::good(Vec::new()), 0),
+        (PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT), 24),
+        (PrReply::status_only(ScsiStatus::BUSY), 26),
+        (PrReply::status_only(ScsiStatus::TASK_SET_FULL), 27),
+        (PrReply::check_condition(ua), 6),
+        (PrReply::check_condition(SenseCode::LUN_NOT_READY), 2),
+        (
+            PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE),
+            3,
+        ),
+        (
+            PrReply::check_condition(SenseCode::INVALID_FIELD_IN_PARAMETER_LIST),
+            5,
+        ),
+        (
+            PrReply::check_condition(SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION),
+            5,
+        ),
+        (PrReply::check_condition(SenseCode::SPACE_ALLOC_FAILED), 7),
+        (PrReply::check_condition(SenseCode::INVALID_OPCODE), 9),
+        (
+            PrReply::check_condition(SenseCode::IO_PROCESS_TERMINATED),
+            11,
+        ),
+    ];
+    for (reply, code) in cases {
         let dev = device();
-        let f = fake(0, move |_| wire(PrReply::status_only(status)));
+        let what = format!("{:?}", reply.status);
+        let f = fake(0, move |_| wire(reply.clone()));
         let out = client(&f.socket, &["-o", "-L", "-K", "1", "-T", "1"], dev.path());
-        f.thread.join().unwrap();
-        assert_eq!(out.status.code(), Some(code), "{status}");
-        assert!(text(&out.stderr).contains(status.name()));
+        f.one();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{what}: {}",
+            text(&out.stderr)
+        );
     }
 }
 
+fn json_of(out: &Output) -> Value {
+    let s = text(&out.stdout);
+    assert_eq!(s.lines().count(), 1, "one line of JSON: {s}");
+    let v: Value = serde_json::from_str(&s).unwrap();
+    assert_eq!(
+        v["exit_status"].as_i64(),
+        out.status.code().map(i64::from),
+        "exit_status is the process's: {s}"
+    );
+    v
+}
+
 #[test]
-fn json_is_one_line_with_decoded_fields() {
+fn json_answer_has_decoded_fields_and_no_sense_without_sense() {
     let dev = device();
     let data = ReadReservation {
         generation: 5,
@@ -244,27 +319,308 @@ fn json_is_one_line_with_decoded_fields() {
     };
     let f = fake(0, move |_| wire(PrReply::good(data.encode())));
     let out = client(&f.socket, &["-i", "-r", "--json"], dev.path());
-    f.thread.join().unwrap();
-    let s = text(&out.stdout);
-    assert_eq!(s.lines().count(), 1);
-    assert!(s.starts_with("{\"status\":0,\"status_name\":\"GOOD\",\"sense\":\""));
-    assert!(s.contains(&format!("\"sense\":\"{}\"", "00".repeat(96))));
-    assert!(s.contains(
-        "\"generation\":5,\"reservation\":{\"key\":\"0x77\",\"scope\":0,\"type\":3,\
-         \"type_name\":\"Exclusive Access\"}"
-    ));
+    f.one();
+    let j = json_of(&out);
+    assert_eq!(j["command"], "PR in (READ RESERVATION)");
+    assert_eq!(j["status"], 0);
+    assert!(j.get("sense").is_none(), "{j}");
+    assert_eq!(j["generation"], 5);
+    assert_eq!(j["reservation"]["key"], "0x77");
+    assert_eq!(j["reservation"]["type"], 3);
+    assert_eq!(j["reservation"]["type_name"], "Exclusive Access");
     assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]
-fn hex_prints_header_and_payload() {
+fn json_check_condition_has_the_sense_decoded() {
+    let dev = device();
+    let f = fake(0, |_| {
+        wire(PrReply::check_condition(SenseCode::REGISTRATIONS_PREEMPTED))
+    });
+    let out = client(
+        &f.socket,
+        &["--json", "-o", "-R", "-K", "1", "-T", "1"],
+        dev.path(),
+    );
+    f.one();
+    let j = json_of(&out);
+    assert_eq!(j["status_name"], "CHECK CONDITION");
+    assert_eq!(j["sense"]["hex"], "700006000000000a000000002a0500000000");
+    assert_eq!(j["sense"]["key_name"], "UNIT ATTENTION");
+    assert_eq!(j["sense"]["name"], "REGISTRATIONS PREEMPTED");
+    assert_eq!(j["exit_status"], 6);
+    assert!(out.stderr.is_empty(), "JSON mode says it all on stdout");
+}
+
+#[test]
+fn json_for_failures_without_an_answer() {
+    let dev = device();
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("none.sock");
+    // (arguments, device, exit status, error kind)
+    let cases: [(&[&str], &Path, i32, &str); 5] = [
+        (&["--json", "-k"], dev.path(), 37, "helper_unreachable"),
+        (&["--json", "-k", "-T", "zz"], dev.path(), 1, "syntax"),
+        (&["--json", "-k", "-r"], dev.path(), 31, "contradict"),
+        (&["--json", "-o", "-M"], dev.path(), 31, "contradict"),
+        (
+            &["--json", "-k"],
+            Path::new("/nonexistent/sdb"),
+            52,
+            "device",
+        ),
+    ];
+    for (args, device, code, kind) in cases {
+        let out = client(&none, args, device);
+        let j = json_of(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {j}");
+        assert_eq!(j["error"], kind, "{args:?}");
+        assert!(j["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(j.get("status").is_none());
+    }
+    // Closed after the request: the command may have run.
+    let f = fake(0, |_| Answer::Close);
+    let out = client(&f.socket, &["--json", "-o", "-C", "-K", "1"], dev.path());
+    f.one();
+    let j = json_of(&out);
+    assert_eq!(j["error"], "helper_protocol");
+    assert_eq!(j["command"], "PR out (CLEAR)");
+    assert_eq!(out.status.code(), Some(38));
+}
+
+#[test]
+fn a_regular_file_is_refused_before_connecting_unless_emulated() {
     let dev = device();
     let f = fake(0, |_| wire(PrReply::good(ReadKeys::default().encode())));
-    let out = client(&f.socket, &["-k", "--hex"], dev.path());
-    f.thread.join().unwrap();
-    let s = text(&out.stdout);
-    assert_eq!(s.lines().count(), 7);
-    assert!(s.starts_with("0000: 00 00 00 00 00 00 00 08"));
+    let out = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
+        .arg("--socket")
+        .arg(&f.socket)
+        .args(["-k"])
+        .arg(dev.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(15));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is a regular file, not a block, sg or bsg device"),
+        "{err}"
+    );
+    assert!(err.contains("--emulated"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+    // The helper never saw a connection: the same one still serves the next client.
+    let out = client(&f.socket, &["-k"], dev.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    f.one();
+}
+
+#[test]
+fn hex_prints_pr_in_data_as_sg_persist_does() {
+    let keys = ReadKeys {
+        generation: 3,
+        keys: vec![ReservationKey(0x1234), ReservationKey(0x5678)],
+    };
+    for (flag, expected) in [
+        (
+            "-H",
+            "  PR generation=0x3, Additional length=16\n \
+             00     00 00 00 00 00 00 12 34  00 00 00 00 00 00 56 78\n",
+        ),
+        (
+            "-HH",
+            " 00     00 00 00 03 00 00 00 10  00 00 00 00 00 00 12 34\n \
+             10     00 00 00 00 00 00 56 78\n",
+        ),
+    ] {
+        let dev = device();
+        let data = keys.encode();
+        let f = fake(0, move |_| wire(PrReply::good(data.clone())));
+        let out = client(&f.socket, &["-k", flag], dev.path());
+        f.one();
+        assert_eq!(text(&out.stdout), expected);
+        assert_eq!(out.status.code(), Some(0));
+    }
+}
+
+#[test]
+fn verbose_shows_the_cdb_the_parameter_list_and_the_reply_header() {
+    let dev = device();
+    let f = fake(0, |_| {
+        wire(PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT))
+    });
+    let out = client(
+        &f.socket,
+        &["-vv", "-o", "-R", "-K", "abc", "-T", "5"],
+        dev.path(),
+    );
+    f.one();
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(
+            "    Persistent reservation out cdb: [5f 01 05 00 00 00 00 00 18 00]\n    \
+         Persistent reservation out parameters:\n \
+         00     00 00 00 00 00 00 0a bc  00 00 00 00 00 00 00 00"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "    helper reply header: status=RESERVATION CONFLICT (18h), payload length=0\n \
+         00     00 00 00 18 00 00 00 00"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("PR out (RESERVE): RESERVATION CONFLICT\n"),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(24));
+}
+
+#[test]
+fn replace_lost_and_device_option_and_no_inquiry() {
+    let dev = device();
+    let f = fake(0, |_| wire(PrReply::good(Vec::new())));
+    let out = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
+        .arg("--socket")
+        .arg(&f.socket)
+        .args([
+            "--emulated",
+            "-n",
+            "-o",
+            "-z",
+            "-S",
+            "0x99",
+            "-T",
+            "5",
+            "-d",
+        ])
+        .arg(dev.path())
+        .output()
+        .unwrap();
+    let got = f.one();
+    assert_eq!(&got.cdb[..3], &[0x5f, 0x08, 0x05]);
+    assert_eq!(&got.params[8..16], &0x99u64.to_be_bytes());
+    assert_eq!(
+        text(&out.stdout),
+        "PR out (REPLACE LOST RESERVATION): command successful\n"
+    );
+}
+
+#[test]
+fn transport_ids_from_standard_input() {
+    let dev = device();
+    let f = fake(0, |_| wire(PrReply::good(Vec::new())));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
+        .arg("--socket")
+        .arg(&f.socket)
+        .args(["--emulated", "-o", "-G", "-S", "1", "-X", "-"])
+        .arg(dev.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"# the other node\nsas,5001405000000002\nspi,7,1\n")
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let got = f.one();
+    assert_eq!(got.params[20] & 0x08, 0x08, "SPEC_I_PT");
+    assert_eq!(&got.params[24..28], &48u32.to_be_bytes());
+    assert_eq!(got.params[28], 0x06);
+    assert_eq!(got.params[52], 0x01);
+}
+
+fn full_status_of_two() -> ReadFullStatus {
+    let desc = |key: u64, holder: bool, sas: u64| FullStatusDescriptor {
+        key: ReservationKey(key),
+        all_tg_pt: false,
+        r_holder: holder,
+        scope: 0,
+        type_code: if holder { 5 } else { 0 },
+        relative_target_port: 1,
+        transport_id: TransportId::sas(sas).as_bytes().to_vec(),
+    };
+    ReadFullStatus {
+        generation: 4,
+        descriptors: vec![
+            desc(0xabc, true, 0x5000_0002_0000_0001),
+            desc(0xdef, false, 0x5000_0002_0000_0002),
+        ],
+    }
+}
+
+#[test]
+fn status_is_one_table_from_read_full_status() {
+    let dev = device();
+    let data = full_status_of_two().encode();
+    let f = fake(0, move |_| wire(PrReply::good(data.clone())));
+    let out = client(&f.socket, &["--status"], dev.path());
+    let got = f.one();
+    assert_eq!(&got.cdb[..10], &[0x5e, 0x03, 0, 0, 0, 0, 0, 0x20, 0, 0]);
+    assert_eq!(
+        text(&out.stdout),
+        "  PR generation=0x4 (from READ FULL STATUS)
+  reservation: Write Exclusive, registrants only, LU_SCOPE; holder marked *
+  HOLDER  KEY                 PORT   TRANSPORT ID
+  *       0xabc               1      sas,5000000200000001
+          0xdef               1      sas,5000000200000002
+"
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn status_falls_back_to_read_keys_and_read_reservation() {
+    let dev = device();
+    let f = fake(0, |r| match r.cdb[1] {
+        0x03 => wire(PrReply::check_condition(SenseCode::INVALID_FIELD_IN_CDB)),
+        0x00 => wire(PrReply::good(
+            ReadKeys {
+                generation: 7,
+                keys: vec![ReservationKey(0xa), ReservationKey(0xb)],
+            }
+            .encode(),
+        )),
+        _ => wire(PrReply::good(
+            ReadReservation {
+                generation: 7,
+                reservation: Some(Reservation::new(
+                    ReservationKey(0xb),
+                    ReservationType::WriteExclusive,
+                )),
+            }
+            .encode(),
+        )),
+    });
+    let out = client(&f.socket, &["--status", "--json"], dev.path());
+    let sent: Vec<u8> = f.all().iter().map(|r| r.cdb[1]).collect();
+    assert_eq!(
+        sent,
+        [0x03, 0x00, 0x01],
+        "FULL STATUS, then KEYS, then RESERVATION"
+    );
+    let j = json_of(&out);
+    assert_eq!(j["source"], "READ KEYS + READ RESERVATION");
+    assert_eq!(j["generation"], 7);
+    assert_eq!(j["registrants"][0]["holder"], false);
+    assert_eq!(j["registrants"][1]["holder"], true);
+    assert!(j["registrants"][1]["transport_id"].is_null());
+    assert_eq!(j["reservation"]["type"], 1);
+}
+
+#[test]
+fn status_reports_a_failure_other_than_unsupported() {
+    let dev = device();
+    let f = fake(0, |_| {
+        wire(PrReply::check_condition(SenseCode::DEVICE_RESET))
+    });
+    let out = client(&f.socket, &["--status"], dev.path());
+    assert_eq!(f.all().len(), 1, "no fallback for a UNIT ATTENTION");
+    assert_eq!(out.status.code(), Some(6));
+    assert!(text(&out.stderr).contains("UNIT ATTENTION"));
 }
 
 #[test]
@@ -279,7 +635,7 @@ fn allocation_length_is_sent_and_truncation_reported() {
         wire(PrReply::good(keys.encode()).fit_to(alloc))
     });
     let out = client(&f.socket, &["-k", "-l", "10"], dev.path());
-    let got = f.thread.join().unwrap();
+    let got = f.one();
     assert_eq!(&got.cdb[7..9], &[0x00, 0x10]);
     assert!(text(&out.stdout).contains("1 registered reservation key follows:"));
     assert!(text(&out.stderr).contains("truncated: 16 of 32 bytes"));
@@ -287,12 +643,12 @@ fn allocation_length_is_sent_and_truncation_reported() {
 }
 
 #[test]
-fn helper_closing_after_the_cdb_exits_5_with_a_hint() {
+fn helper_closing_after_the_cdb_exits_38_with_a_hint() {
     let dev = device();
     let f = fake(0, |_| Answer::Close);
     let out = client(&f.socket, &["-o", "-C", "-K", "1"], dev.path());
-    f.thread.join().unwrap();
-    assert_eq!(out.status.code(), Some(5));
+    f.one();
+    assert_eq!(out.status.code(), Some(38));
     let err = text(&out.stderr);
     assert!(err.contains("closed the connection"), "{err}");
     assert!(err.contains("CHECK CONDITION, not a disconnect"), "{err}");
@@ -304,7 +660,7 @@ fn missing_socket_and_unopenable_device_are_clear() {
     let dev = device();
     let dir = tempfile::tempdir().unwrap();
     let out = client(&dir.path().join("none.sock"), &["-k"], dev.path());
-    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(out.status.code(), Some(37));
     assert!(text(&out.stderr).contains("no helper socket at"));
 
     let out = client(
@@ -312,17 +668,21 @@ fn missing_socket_and_unopenable_device_are_clear() {
         &["-k"],
         &dir.path().join("no-such-device"),
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(50 + libc::ENOENT));
     assert!(text(&out.stderr).contains("cannot open"));
 }
 
 #[test]
-fn usage_errors_exit_1() {
+fn syntax_errors_exit_1_and_contradictions_31() {
     let dev = device();
+    let out = client(Path::new("/nonexistent"), &["-T", "nothex"], dev.path());
+    assert_eq!(out.status.code(), Some(1));
+    let out = client(Path::new("/nonexistent"), &["--no-such-option"], dev.path());
+    assert_eq!(out.status.code(), Some(1));
     let out = client(Path::new("/nonexistent"), &["-k", "-r"], dev.path());
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(31));
     let out = client(Path::new("/nonexistent"), &["-o"], dev.path());
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(31));
 }
 
 #[test]
@@ -333,7 +693,8 @@ fn library_requests_no_features_even_when_offered() {
     assert_eq!(conn.server_features(), 1);
     let req = PrRequest::pr_in(PrInServiceAction::ReadKeys, 64).unwrap();
     let reply = conn.execute(dev.as_file().as_fd(), &req).unwrap();
-    let got = f.thread.join().unwrap();
+    drop(conn);
+    let got = f.one();
     assert_eq!(got.client_features, [0; 4]);
     assert_eq!(reply.header.scsi_status(), ScsiStatus::GOOD);
     assert_eq!(reply.payload, ReadKeys::default().encode());
@@ -346,7 +707,8 @@ fn library_reports_payload_over_allocation_as_malformed() {
     let mut conn = HelperConnection::connect(&f.socket, None).unwrap();
     let req = PrRequest::pr_in(PrInServiceAction::ReadKeys, 16).unwrap();
     let err = conn.execute(dev.as_file().as_fd(), &req).unwrap_err();
-    f.thread.join().unwrap();
+    drop(conn);
+    f.one();
     assert!(matches!(err, ClientError::MalformedReply(_)), "{err}");
 }
 
@@ -381,7 +743,8 @@ fn library_pr_out_round_trip() {
     let reply = conn
         .execute(dev.as_file().as_fd(), &o.build().unwrap())
         .unwrap();
-    let got = f.thread.join().unwrap();
+    drop(conn);
+    let got = f.one();
     assert_eq!(&got.cdb[..3], &[0x5f, 0x04, 0x01]);
     assert_eq!(got.params.len(), 24);
     assert_eq!(reply.header.scsi_status(), ScsiStatus::GOOD);

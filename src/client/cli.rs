@@ -1,46 +1,44 @@
-//! The command line of `qemu-pr-client`: options in sg_persist's spelling,
-//! turned into one request. In the library so that man pages and shell
-//! completions are generated from the same definition.
+//! The command line of `qemu-pr-client`: sg_persist's options (sg3_utils
+//! 1.47), turned into one request. In the library so that man pages and
+//! shell completions are generated from the same definition.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
-use clap::{ArgGroup, Parser};
+use clap::{ArgAction, ArgGroup, Parser};
 
-use crate::client::request::{parse_alloc_len, parse_hex_u64, parse_number, parse_transport_id};
-use crate::client::{ClientError, PrOutOptions, PrRequest};
+use crate::client::error::Error;
+use crate::client::request::{parse_alloc_len, parse_hex_u64, parse_maxlen};
+use crate::client::{exit_status, transport_id, PrOutOptions, PrRequest, RequestError};
 use crate::domain::param_list::TransportId;
 use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
 
-const EXIT_STATUS_HELP: &str = "\
-Exit status:
-  0  GOOD
-  1  usage or local error (bad option, device cannot be opened)
-  2  CHECK CONDITION (sense on stderr, or in --json)
-  3  RESERVATION CONFLICT
-  4  other SCSI status (BUSY, TASK SET FULL, ...)
-  5  connection or protocol failure (helper unreachable, or it closed the connection)
-
+/// What `--help` prints after the options.
+const AFTER_HELP: &str = "\
 Examples:
+  qemu-pr-client --status /dev/sdb
   qemu-pr-client --in --read-keys /dev/sdb
   qemu-pr-client --out --register --param-sark=0x1234 /dev/sdb
   qemu-pr-client --out --reserve --param-rk=0x1234 --prout-type=5 /dev/sdb
-  qemu-pr-client -i -s --json --socket /run/qemu-pr-helper.sock /dev/mapper/mpatha";
+  qemu-pr-client -i -s --json --socket /run/qemu-pr-helper.sock /dev/mapper/mpatha
+  qemu-pr-client --emulated --socket /tmp/pr.sock -k /tmp/disk.img";
 
 /// Send one PERSISTENT RESERVE IN/OUT command through a qemu-pr-helper, as QEMU does.
 ///
-/// Options follow sg_persist: keys (-K, -S) and the allocation length (-l) are hex.
-/// The device is opened here and its fd handed to the helper, which runs the command
-/// with its own privileges: this checks that the helper works with this device, from
-/// this account.
+/// Options are sg_persist's (sg3_utils 1.47): keys (-K, -S), the type (-T), the
+/// relative target port (-Q) and the allocation length (-l) are hex; exit statuses are
+/// sg3_utils' values. The device is opened here and its fd handed to the helper, which
+/// runs the command with its own privileges: this checks that the helper works with this
+/// device, from this account.
 #[derive(Debug, Parser)]
-#[command(name = "qemu-pr-client", version, after_long_help = EXIT_STATUS_HELP)]
+#[command(name = "qemu-pr-client", version)]
+#[command(after_long_help = format!("{}\n\n{AFTER_HELP}", exit_status::HELP))]
 #[command(group(ArgGroup::new("in_action").args(
-    ["read_keys", "read_reservation", "report_capabilities", "read_full_status"])))]
+    ["read_keys", "read_reservation", "report_capabilities", "read_full_status", "status"])))]
 #[command(group(ArgGroup::new("out_action").args(
     ["register", "register_ignore", "reserve", "release", "clear", "preempt",
-     "preempt_abort", "register_move"]).conflicts_with("in_action")))]
+     "preempt_abort", "register_move", "replace_lost"]).conflicts_with("in_action")))]
 pub struct Cli {
     /// PERSISTENT RESERVE IN (the default; alone it means --read-keys).
     #[arg(short = 'i', long = "in", conflicts_with_all = ["pr_out", "out_action"])]
@@ -61,6 +59,11 @@ pub struct Cli {
     /// PR IN: READ FULL STATUS.
     #[arg(short = 's', long, visible_alias = "read-status")]
     pub read_full_status: bool,
+    /// One table of the whole state: generation, reservation type and scope, every
+    /// registrant's key, port and TransportID, the holder marked. From READ FULL
+    /// STATUS, or READ KEYS + READ RESERVATION where that is not supported.
+    #[arg(long, conflicts_with_all = ["pr_out", "hex"])]
+    pub status: bool,
 
     /// PR OUT: REGISTER.
     #[arg(short = 'G', long)]
@@ -86,6 +89,9 @@ pub struct Cli {
     /// PR OUT: REGISTER AND MOVE.
     #[arg(short = 'M', long)]
     pub register_move: bool,
+    /// PR OUT: REPLACE LOST RESERVATION (give -S NEW_KEY and -T TYPE).
+    #[arg(short = 'z', long)]
+    pub replace_lost: bool,
 
     /// RESERVATION KEY (hex, with or without 0x).
     #[arg(short = 'K', long, value_name = "RK", value_parser = parse_hex_u64, default_value = "0")]
@@ -93,7 +99,7 @@ pub struct Cli {
     /// SERVICE ACTION RESERVATION KEY (hex, with or without 0x).
     #[arg(short = 'S', long, value_name = "SARK", value_parser = parse_hex_u64, default_value = "0")]
     pub param_sark: u64,
-    /// Reservation TYPE: 1 WE, 3 EA, 5 WE-RO, 6 EA-RO, 7 WE-AR, 8 EA-AR.
+    /// Reservation TYPE (hex): 1 WE, 3 EA, 5 WE-RO, 6 EA-RO, 7 WE-AR, 8 EA-AR.
     #[arg(short = 'T', long, value_name = "TYPE", value_parser = parse_type, default_value = "0")]
     pub prout_type: u8,
     /// Set APTPL (persist through power loss).
@@ -102,19 +108,44 @@ pub struct Cli {
     /// Set ALL_TG_PT (register through every target port).
     #[arg(short = 'Y', long)]
     pub param_alltgpt: bool,
-    /// TransportID: sas,ADDR | fcp,WWN | iSCSI name | hex bytes. Repeat for REGISTER
-    /// with SPEC_I_PT; exactly one for REGISTER AND MOVE.
-    #[arg(short = 'X', long, value_name = "TID", value_parser = parse_transport_id)]
-    pub transport_id: Vec<TransportId>,
-    /// RELATIVE TARGET PORT IDENTIFIER for REGISTER AND MOVE (decimal or 0x hex).
+    /// TransportID: sas,ADDR | fcp,WWN | spi,ADDR,RTPI | sbp,EUI64 | srp,ID | sop,ID | iSCSI
+    /// name | hex bytes | file=NAME or - (one a line, # comments). Repeat for REGISTER with
+    /// SPEC_I_PT; exactly one for REGISTER AND MOVE.
+    #[arg(short = 'X', long, value_name = "TIDS")]
+    pub transport_id: Vec<String>,
+    /// RELATIVE TARGET PORT IDENTIFIER for REGISTER AND MOVE (hex, 0 to ffff).
     #[arg(short = 'Q', long, value_name = "RTPI", value_parser = parse_port)]
     pub relative_target_port: Option<u16>,
     /// Set UNREG for REGISTER AND MOVE.
-    #[arg(short = 'U', long)]
+    #[arg(short = 'U', long, visible_alias = "param-unreg")]
     pub unreg: bool,
-    /// PR IN allocation length, hex like sg_persist (default 2000 = 8192 bytes, the maximum).
-    #[arg(short = 'l', long, value_name = "LEN", value_parser = parse_alloc_len, default_value = "2000")]
-    pub alloc_length: u16,
+    /// PR IN allocation length in hex (default 2000 = 8192 bytes, the helper's maximum).
+    #[arg(short = 'l', long, value_name = "LEN", value_parser = parse_alloc_len)]
+    pub alloc_length: Option<u16>,
+    /// PR IN allocation length, decimal by default (8192, 8k, 0x2000, 2000h).
+    #[arg(short = 'm', long, value_name = "LEN", value_parser = parse_maxlen)]
+    pub maxlen: Option<u16>,
+
+    /// Print PR IN data in hex as sg_persist does: -H the data after its header, -HH all
+    /// of it with offsets, -HHH without offsets.
+    #[arg(short = 'H', long, action = ArgAction::Count)]
+    pub hex: u8,
+    /// Show what is sent and received on standard error: -v the CDB and the helper's raw
+    /// reply header, -vv also the PR OUT parameter list.
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Accepted for sg_persist's command lines; does nothing here: the helper runs only
+    /// PERSISTENT RESERVE IN/OUT, so no INQUIRY is ever sent (and none is printed).
+    #[arg(short = 'n', long)]
+    pub no_inquiry: bool,
+    /// Open the device read-only (the helper refuses PR OUT on such an fd); -yy forces a
+    /// read-write open despite SG_PERSIST_IN_RDONLY, which otherwise makes PR IN open
+    /// read-only, as with sg_persist.
+    #[arg(short = 'y', long, action = ArgAction::Count)]
+    pub readonly: u8,
+    /// The device, as an option instead of the argument.
+    #[arg(short = 'd', long = "device", value_name = "DEVICE")]
+    pub device_option: Option<PathBuf>,
 
     /// The helper's socket.
     #[arg(
@@ -123,70 +154,37 @@ pub struct Cli {
         default_value = "/var/run/qemu-pr-helper.sock"
     )]
     pub socket: PathBuf,
-    /// Open the device read-only (the helper refuses PR OUT on such an fd).
+    /// The helper serves its emulated device (--emulate): DEVICE may be any file. Without
+    /// it a DEVICE that is not a block or character device is refused before anything is
+    /// sent (exit 15).
     #[arg(long)]
-    pub readonly: bool,
+    pub emulated: bool,
     /// Seconds to wait for the helper before giving up (0: forever).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
-    /// Print one line of JSON instead of text.
+    /// Print one line of JSON for every outcome, failures included.
     #[arg(long, conflicts_with = "hex")]
     pub json: bool,
-    /// Print the raw reply (header and payload) in hex.
-    #[arg(short = 'H', long)]
-    pub hex: bool,
 
-    /// The device (any file works with an emulated device).
+    /// The device (block, sg or bsg; any file with --emulated).
     #[arg(value_name = "DEVICE")]
-    pub device: PathBuf,
+    pub device: Option<PathBuf>,
 }
 
+/// TYPE is hex in sg_persist (`sscanf("%x")`); four bits on the wire.
 fn parse_type(s: &str) -> Result<u8, String> {
-    parse_number(s)?
+    parse_hex_u64(s)?
         .try_into()
         .ok()
         .filter(|&t: &u8| t <= 0x0f)
         .ok_or_else(|| format!("type '{s}' does not fit in 4 bits"))
 }
 
+/// RTPI is hex in sg_persist, 0 to ffff.
 fn parse_port(s: &str) -> Result<u16, String> {
-    parse_number(s)?
+    parse_hex_u64(s)?
         .try_into()
-        .map_err(|_| format!("relative target port '{s}' does not fit in 16 bits"))
-}
-
-/// Why the client could not produce an answer.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The options do not describe one valid command.
-    #[error("{0}")]
-    Usage(String),
-    /// The device could not be opened from this account.
-    #[error("cannot open {path} {mode}: {source}{hint}")]
-    Device {
-        /// The device named on the command line.
-        path: PathBuf,
-        /// "read-only" or "read-write".
-        mode: &'static str,
-        /// What to try instead, or nothing.
-        hint: &'static str,
-        /// What open(2) said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The helper could not be reached or broke the protocol.
-    #[error("{0}")]
-    Helper(#[from] ClientError),
-}
-
-impl Error {
-    /// The process exit status for this failure.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::Usage(_) | Error::Device { .. } => 1,
-            Error::Helper(_) => 5,
-        }
-    }
+        .map_err(|_| format!("relative target port '{s}' is more than ffff"))
 }
 
 impl Cli {
@@ -217,23 +215,33 @@ impl Cli {
             (self.preempt, PrOutServiceAction::Preempt),
             (self.preempt_abort, PrOutServiceAction::PreemptAndAbort),
             (self.register_move, PrOutServiceAction::RegisterAndMove),
+            (
+                self.replace_lost,
+                PrOutServiceAction::ReplaceLostReservation,
+            ),
         ]
         .into_iter()
         .find_map(|(set, a)| set.then_some(a))
     }
 
-    /// The request the options describe.
+    /// The PR IN allocation length: --maxlen, else --alloc-length, else 8192.
+    pub fn allocation_length(&self) -> u16 {
+        self.maxlen.or(self.alloc_length).unwrap_or(0x2000)
+    }
+
+    /// The request the options describe (not used with --status).
     pub fn request(&self) -> Result<PrRequest, Error> {
-        let usage = |e: &dyn std::fmt::Display| Error::Usage(e.to_string());
         match self.out_action() {
-            None if self.pr_out => Err(Error::Usage(
-                "--out needs a service action: --register, --register-ignore, --reserve, \
-                 --release, --clear, --preempt, --preempt-abort or --register-move"
+            None if self.pr_out => Err(Error::Contradict(
+                "--out needs one service action: --register, --register-ignore, --reserve, \
+                 --release, --clear, --preempt, --preempt-abort, --register-move or \
+                 --replace-lost"
                     .into(),
             )),
             None => {
                 let action = self.in_action().unwrap_or(PrInServiceAction::ReadKeys);
-                PrRequest::pr_in(action, self.alloc_length).map_err(|e| usage(&e))
+                PrRequest::pr_in(action, self.allocation_length())
+                    .map_err(|e| Error::Syntax(e.to_string()))
             }
             Some(action) => PrOutOptions {
                 action,
@@ -242,165 +250,100 @@ impl Cli {
                 service_action_key: self.param_sark,
                 aptpl: self.param_aptpl,
                 all_tg_pt: self.param_alltgpt,
-                transport_ids: self.transport_id.clone(),
-                relative_target_port: self.relative_target_port,
+                transport_ids: self.transport_ids()?,
+                // sg_persist lets -Q 0 (its default) through with any action.
+                relative_target_port: self
+                    .relative_target_port
+                    .filter(|&p| p != 0 || action == PrOutServiceAction::RegisterAndMove),
                 unreg: self.unreg,
             }
             .build()
-            .map_err(|e| usage(&e)),
+            .map_err(|e| match e {
+                RequestError::MoveNeedsOneTransportId(_) | RequestError::OnlyWithMove(_) => {
+                    Error::Contradict(e.to_string())
+                }
+                _ => Error::Syntax(e.to_string()),
+            }),
         }
     }
 
-    /// Opens the device the way sg_persist does, for its fd to be handed over.
+    /// Every -X, files and standard input read.
+    fn transport_ids(&self) -> Result<Vec<TransportId>, Error> {
+        let mut all = Vec::new();
+        for arg in &self.transport_id {
+            all.extend(transport_id::parse_argument(arg).map_err(Error::Syntax)?);
+        }
+        Ok(all)
+    }
+
+    /// The device: the argument or -d, not both.
+    pub fn device(&self) -> Result<&Path, Error> {
+        match (&self.device, &self.device_option) {
+            (Some(_), Some(_)) => Err(Error::Syntax(
+                "the device is given twice: as --device and as the argument".into(),
+            )),
+            (Some(d), None) | (None, Some(d)) => Ok(d),
+            (None, None) => Err(Error::Syntax("no device given".into())),
+        }
+    }
+
+    /// Whether the device is opened read-only: -y, or SG_PERSIST_IN_RDONLY
+    /// for PR IN unless -yy, as sg_persist decides.
+    pub fn read_only(&self) -> bool {
+        match self.readonly {
+            0 => {
+                self.out_action().is_none()
+                    && !self.pr_out
+                    && std::env::var_os("SG_PERSIST_IN_RDONLY").is_some()
+            }
+            1 => true,
+            _ => false,
+        }
+    }
+
+    /// Opens the device the way sg_persist does, for its fd to be handed over;
+    /// refuses anything but a block or character device unless --emulated.
     pub fn open_device(&self) -> Result<File, Error> {
+        let path = self.device()?;
+        let read_only = self.read_only();
         let mut o = OpenOptions::new();
-        o.read(true).write(!self.readonly);
+        o.read(true).write(!read_only);
         // Like sg_persist: do not wait for media or a busy device at open.
         o.custom_flags(libc::O_NONBLOCK);
-        o.open(&self.device).map_err(|source| {
+        let device_error = |source: std::io::Error| {
             let denied = source.kind() == std::io::ErrorKind::PermissionDenied;
             Error::Device {
-                path: self.device.clone(),
-                mode: if self.readonly {
-                    "read-only"
-                } else {
-                    "read-write"
-                },
-                hint: if denied && !self.readonly {
+                path: path.to_path_buf(),
+                mode: if read_only { "read-only" } else { "read-write" },
+                hint: if denied && !read_only {
                     " (PR IN works with --readonly; PR OUT needs write access)"
                 } else {
                     ""
                 },
                 source,
             }
+        };
+        let file = o.open(path).map_err(device_error)?;
+        let kind = file.metadata().map_err(device_error)?.file_type();
+        if self.emulated || kind.is_block_device() || kind.is_char_device() {
+            return Ok(file);
+        }
+        Err(Error::NotADevice {
+            path: path.to_path_buf(),
+            what: if kind.is_file() {
+                "a regular file"
+            } else if kind.is_dir() {
+                "a directory"
+            } else if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_socket() {
+                "a socket"
+            } else {
+                "a special file"
+            },
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::cdb::PrDirection;
-    use crate::domain::param_list::{PrOutParameters, RegisterAndMoveParameters};
-
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("qemu-pr-client").chain(args.iter().copied()))
-    }
-
-    fn request(args: &[&str]) -> PrRequest {
-        parse(args).unwrap().request().unwrap()
-    }
-
-    #[test]
-    fn in_alone_reads_keys_with_8192_bytes() {
-        for args in [&["--in", "/dev/sdb"][..], &["/dev/sdb"], &["-i", "-k", "x"]] {
-            let r = request(args);
-            assert_eq!(r.cdb().command(), &[0x5e, 0, 0, 0, 0, 0, 0, 0x20, 0, 0]);
-        }
-    }
-
-    #[test]
-    fn each_in_action() {
-        for (flag, sa) in [
-            ("-k", 0),
-            ("-r", 1),
-            ("-c", 2),
-            ("-s", 3),
-            ("--read-status", 3),
-        ] {
-            let r = request(&["-i", flag, "-l", "0x100", "d"]);
-            assert_eq!(r.cdb().command()[1], sa);
-            assert_eq!(r.cdb().transfer_len(), 256);
-        }
-    }
-
-    #[test]
-    fn each_out_action() {
-        for (flag, sa) in [
-            ("-G", 0),
-            ("-R", 1),
-            ("-L", 2),
-            ("-C", 3),
-            ("-P", 4),
-            ("-A", 5),
-            ("-I", 6),
-        ] {
-            let r = request(&["-o", flag, "-K", "abc", "-S", "0x123", "-T", "5", "d"]);
-            assert_eq!(r.cdb().direction(), PrDirection::Out);
-            assert_eq!(r.cdb().command()[1..3], [sa, 5]);
-            let p = PrOutParameters::try_from(r.params()).unwrap();
-            assert_eq!(p.reservation_key.0, 0xabc);
-            assert_eq!(p.service_action_key.0, 0x123);
-        }
-    }
-
-    #[test]
-    fn register_with_transport_ids_and_flags() {
-        let r = request(&[
-            "--out",
-            "--register",
-            "--param-sark=1",
-            "-Z",
-            "-Y",
-            "-X",
-            "sas,1",
-            "-X",
-            "iqn.2026-11.example:a",
-            "d",
-        ]);
-        let p = PrOutParameters::try_from(r.params()).unwrap();
-        assert!(p.aptpl && p.all_tg_pt);
-        assert_eq!(p.transport_ids.unwrap().len(), 2);
-    }
-
-    #[test]
-    fn register_move() {
-        let r = request(&[
-            "-o", "-M", "-K", "1", "-S", "2", "-T", "1", "-X", "sas,42", "-Q", "3", "-U", "d",
-        ]);
-        let p = RegisterAndMoveParameters::try_from(r.params()).unwrap();
-        assert!(p.unreg);
-        assert_eq!(p.relative_target_port, 3);
-        assert!(matches!(
-            parse(&["-o", "-M", "d"]).unwrap().request(),
-            Err(Error::Usage(_))
-        ));
-    }
-
-    #[test]
-    fn usage_errors() {
-        // Two actions, in with out, out without an action, bad values.
-        assert!(parse(&["-k", "-r", "d"]).is_err());
-        assert!(parse(&["-G", "-R", "d"]).is_err());
-        assert!(parse(&["-i", "-G", "d"]).is_err());
-        assert!(parse(&["-k", "-G", "d"]).is_err());
-        assert!(parse(&["-o", "-G", "-T", "16", "d"]).is_err());
-        assert!(parse(&["-o", "-G", "-K", "nothex", "d"]).is_err());
-        assert!(parse(&["-l", "2001", "d"]).is_err());
-        assert!(parse(&["-o", "-G"]).is_err());
-        assert!(parse(&["--json", "--hex", "d"]).is_err());
-        assert!(matches!(
-            parse(&["-o", "d"]).unwrap().request(),
-            Err(Error::Usage(_))
-        ));
-        assert!(matches!(
-            parse(&["-o", "-L", "-U", "d"]).unwrap().request(),
-            Err(Error::Usage(_))
-        ));
-    }
-
-    #[test]
-    fn out_action_implies_out() {
-        let r = request(&["-R", "-K", "1", "-T", "1", "d"]);
-        assert_eq!(r.cdb().direction(), PrDirection::Out);
-    }
-
-    #[test]
-    fn help_documents_exit_status() {
-        let e = parse(&["--help"]).unwrap_err();
-        assert!(!e.use_stderr());
-        let text = e.to_string();
-        assert!(text.contains("3  RESERVATION CONFLICT"));
-        assert!(text.contains("5  connection or protocol failure"));
-    }
-}
+mod tests;

@@ -114,6 +114,22 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The failure came before the request went out: the helper has seen
+    /// nothing of it (a PR OUT certainly did not take effect).
+    pub fn nothing_sent(&self) -> bool {
+        match self {
+            ClientError::SocketMissing(_)
+            | ClientError::SocketPermission(_)
+            | ClientError::ConnectionRefused(_)
+            | ClientError::Connect { .. } => true,
+            ClientError::Closed { phase } | ClientError::Io { phase, .. } => {
+                *phase == Phase::Negotiation
+            }
+            ClientError::Timeout(_, phase) => *phase == Phase::Negotiation,
+            ClientError::MalformedHeader(_) | ClientError::MalformedReply(_) => false,
+        }
+    }
+
     fn from_connect(path: &Path, e: io::Error) -> ClientError {
         let path = path.to_path_buf();
         match e.kind() {

@@ -1,5 +1,6 @@
-//! Turning a reply into what the operator reads: sg_persist-like text, one
-//! line of JSON, or a hex dump. Pure functions of the request and reply.
+//! Turning a reply into what the operator reads: sg_persist-like text.
+//! Pure functions of the request and reply; JSON is in [`super::json`], hex
+//! in [`super::hex`].
 
 use std::fmt::Write as _;
 
@@ -10,18 +11,7 @@ use crate::domain::pr_in_data::{
     ReadReservation,
 };
 use crate::domain::sense::{ScsiStatus, SenseCode};
-use crate::domain::service_action::{PrInServiceAction, ReservationType};
-
-/// Exit status for a SCSI status: 0 GOOD, 2 CHECK CONDITION,
-/// 3 RESERVATION CONFLICT, 4 anything else.
-pub fn exit_code(status: ScsiStatus) -> u8 {
-    match status {
-        ScsiStatus::GOOD => 0,
-        ScsiStatus::CHECK_CONDITION => 2,
-        ScsiStatus::RESERVATION_CONFLICT => 3,
-        _ => 4,
-    }
-}
+use crate::domain::service_action::ReservationType;
 
 /// Text for standard output and standard error.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,74 +20,6 @@ pub struct Rendered {
     pub stdout: String,
     /// What goes to standard error.
     pub stderr: String,
-}
-
-/// The name of a sense code the helper or a PR-capable device commonly uses.
-pub fn sense_name(code: SenseCode) -> Option<&'static str> {
-    const NAMES: &[(SenseCode, &str)] = &[
-        (SenseCode::INVALID_OPCODE, "INVALID COMMAND OPERATION CODE"),
-        (SenseCode::INVALID_FIELD_IN_CDB, "INVALID FIELD IN CDB"),
-        (
-            SenseCode::INVALID_FIELD_IN_PARAMETER_LIST,
-            "INVALID FIELD IN PARAMETER LIST",
-        ),
-        (
-            SenseCode::PARAMETER_LIST_LENGTH_ERROR,
-            "PARAMETER LIST LENGTH ERROR",
-        ),
-        (
-            SenseCode::LOGICAL_UNIT_NOT_SUPPORTED,
-            "LOGICAL UNIT NOT SUPPORTED",
-        ),
-        (
-            SenseCode::INSUFFICIENT_REGISTRATION_RESOURCES,
-            "INSUFFICIENT REGISTRATION RESOURCES",
-        ),
-        (SenseCode::IO_PROCESS_TERMINATED, "I/O PROCESS TERMINATED"),
-        (SenseCode::I_T_NEXUS_LOSS, "I_T NEXUS LOSS OCCURRED"),
-        (
-            SenseCode::LUN_COMM_FAILURE,
-            "LOGICAL UNIT COMMUNICATION FAILURE",
-        ),
-        (
-            SenseCode::COMMAND_TIMEOUT,
-            "COMMAND TIMEOUT DURING PROCESSING",
-        ),
-        (
-            SenseCode::COMMAND_ABORTED,
-            "NO ADDITIONAL SENSE INFORMATION",
-        ),
-        (
-            SenseCode::INTERNAL_TARGET_FAILURE,
-            "INTERNAL TARGET FAILURE",
-        ),
-        (
-            SenseCode::LUN_NOT_READY,
-            "LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE",
-        ),
-        (
-            SenseCode::LUN_NOT_RESPONDING,
-            "LOGICAL UNIT NOT RESPONDING TO SELECTION",
-        ),
-        (SenseCode::NO_MEDIUM, "MEDIUM NOT PRESENT"),
-        (SenseCode::READ_ERROR, "UNRECOVERED READ ERROR"),
-        (
-            SenseCode::DEVICE_RESET,
-            "POWER ON, RESET, OR BUS DEVICE RESET OCCURRED",
-        ),
-        (SenseCode::SCSI_BUS_RESET, "SCSI BUS RESET OCCURRED"),
-        (SenseCode::RESERVATIONS_PREEMPTED, "RESERVATIONS PREEMPTED"),
-        (SenseCode::RESERVATIONS_RELEASED, "RESERVATIONS RELEASED"),
-        (
-            SenseCode::REGISTRATIONS_PREEMPTED,
-            "REGISTRATIONS PREEMPTED",
-        ),
-        (
-            SenseCode::SPACE_ALLOC_FAILED,
-            "SPACE ALLOCATION FAILED WRITE PROTECT",
-        ),
-    ];
-    NAMES.iter().find(|(c, _)| *c == code).map(|&(_, n)| n)
 }
 
 /// What the command was, for messages: "PR in (READ KEYS)".
@@ -120,7 +42,7 @@ pub fn human(request: &PrRequest, reply: &Reply) -> Rendered {
             match reply.header.sense.code() {
                 Some(code) => {
                     let _ = write!(out.stderr, ": {code}");
-                    if let Some(name) = sense_name(code) {
+                    if let Some(name) = code.name() {
                         let _ = write!(out.stderr, " {name}");
                     }
                     if code == SenseCode::INVALID_OPCODE && request.cdb().pr_out_action().is_some()
@@ -365,176 +287,6 @@ pub fn hex_string(b: &[u8]) -> String {
     s
 }
 
-/// The raw reply (header, then payload) as a hex dump, 16 bytes a line.
-pub fn hex(reply: &Reply) -> String {
-    let mut all = reply.raw_header.to_vec();
-    all.extend_from_slice(&reply.payload);
-    let mut s = String::new();
-    for (i, chunk) in all.chunks(16).enumerate() {
-        let _ = write!(s, "{:04x}:", i * 16);
-        for b in chunk {
-            let _ = write!(s, " {b:02x}");
-        }
-        s.push('\n');
-    }
-    s
-}
-
-/// A JSON string literal.
-fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-/// One line of JSON: status, sense and payload, the sense decoded with
-/// CHECK CONDITION, and the PR IN data decoded with GOOD. Keys are strings
-/// ("0x…") because JSON numbers cannot hold 64 bits exactly.
-pub fn json(request: &PrRequest, reply: &Reply) -> String {
-    let status = reply.header.scsi_status();
-    let mut j = format!(
-        "{{\"status\":{},\"status_name\":{},\"sense\":\"{}\",\"payload\":\"{}\"",
-        status.0,
-        json_str(status.name()),
-        hex_string(&reply.header.sense.0),
-        hex_string(&reply.payload)
-    );
-    if status == ScsiStatus::CHECK_CONDITION {
-        if let Some(code) = reply.header.sense.code() {
-            let _ = write!(
-                j,
-                ",\"sense_key\":{},\"sense_key_name\":{},\"asc\":{},\"ascq\":{}",
-                code.key.0,
-                json_str(code.key.name()),
-                code.asc,
-                code.ascq
-            );
-            if let Some(name) = sense_name(code) {
-                let _ = write!(j, ",\"sense_name\":{}", json_str(name));
-            }
-        }
-    }
-    if status == ScsiStatus::GOOD {
-        if let Some(action) = request.cdb().pr_in_action() {
-            json_pr_in(&mut j, action, &reply.payload);
-        }
-    }
-    j.push('}');
-    j
-}
-
-fn json_completeness<T>(j: &mut String, d: &Decoded<T>) {
-    let _ = write!(
-        j,
-        ",\"additional_length\":{},\"truncated\":{},\"leftover\":{}",
-        d.claimed_len, d.truncated, d.leftover
-    );
-}
-
-fn json_pr_in(j: &mut String, action: PrInServiceAction, payload: &[u8]) {
-    match PrInData::decode(action, payload) {
-        Err(e) => {
-            let _ = write!(j, ",\"decode_error\":{}", json_str(&e.to_string()));
-        }
-        Ok(None) => {}
-        Ok(Some(PrInData::Keys(d))) => {
-            let keys: Vec<String> = d
-                .value
-                .keys
-                .iter()
-                .map(|k| json_str(&k.to_string()))
-                .collect();
-            let _ = write!(
-                j,
-                ",\"generation\":{},\"keys\":[{}]",
-                d.value.generation,
-                keys.join(",")
-            );
-            json_completeness(j, &d);
-        }
-        Ok(Some(PrInData::Reservation(d))) => {
-            let _ = write!(j, ",\"generation\":{},\"reservation\":", d.value.generation);
-            match &d.value.reservation {
-                None => j.push_str("null"),
-                Some(r) => {
-                    let _ = write!(
-                        j,
-                        "{{\"key\":{},\"scope\":{},\"type\":{},\"type_name\":{}}}",
-                        json_str(&r.key.to_string()),
-                        r.scope,
-                        r.type_code,
-                        json_str(&type_name(r.type_code))
-                    );
-                }
-            }
-            json_completeness(j, &d);
-        }
-        Ok(Some(PrInData::Capabilities(d))) => {
-            let c = &d.value;
-            let types: Vec<String> = c
-                .supported_types()
-                .iter()
-                .map(|t| t.code().to_string())
-                .collect();
-            let _ = write!(
-                j,
-                ",\"capabilities\":{{\"rlr_c\":{},\"crh\":{},\"sip_c\":{},\"atp_c\":{},\
-                 \"ptpl_c\":{},\"tmv\":{},\"allow_commands\":{},\"ptpl_a\":{},\
-                 \"type_mask\":{},\"types\":[{}]}}",
-                c.rlr_c,
-                c.crh,
-                c.sip_c,
-                c.atp_c,
-                c.ptpl_c,
-                c.tmv,
-                c.allow_commands,
-                c.ptpl_a,
-                c.type_mask,
-                types.join(",")
-            );
-            json_completeness(j, &d);
-        }
-        Ok(Some(PrInData::FullStatus(d))) => {
-            let regs: Vec<String> = d
-                .value
-                .descriptors
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{{\"key\":{},\"all_tg_pt\":{},\"r_holder\":{},\"scope\":{},\"type\":{},\
-                         \"relative_target_port\":{},\"transport_id\":\"{}\"}}",
-                        json_str(&r.key.to_string()),
-                        r.all_tg_pt,
-                        r.r_holder,
-                        r.scope,
-                        r.type_code,
-                        r.relative_target_port,
-                        hex_string(&r.transport_id)
-                    )
-                })
-                .collect();
-            let _ = write!(
-                j,
-                ",\"generation\":{},\"registrations\":[{}]",
-                d.value.generation,
-                regs.join(",")
-            );
-            json_completeness(j, &d);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,7 +294,7 @@ mod tests {
     use crate::domain::framing::{PrReply, ReplyHeader};
     use crate::domain::param_list::TransportId;
     use crate::domain::pr_in_data::Reservation;
-    use crate::domain::service_action::{PrOutServiceAction, ReservationKey};
+    use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction, ReservationKey};
 
     fn reply(r: PrReply) -> Reply {
         let raw_header = r.encode_header();
@@ -689,13 +441,6 @@ mod tests {
         iSCSI name: iqn.x:\\u{1b}node
 ";
         assert_eq!(r.stdout, expected);
-        let j = json(
-            &pr_in(PrInServiceAction::ReadFullStatus),
-            &reply(PrReply::good(fs.encode())),
-        );
-        assert!(j.contains(
-            "\"registrations\":[{\"key\":\"0x11\",\"all_tg_pt\":false,\"r_holder\":true"
-        ));
     }
 
     #[test]
@@ -711,25 +456,22 @@ mod tests {
              INVALID COMMAND OPERATION CODE\n"
         ));
         assert!(r.stderr.contains("read-only"));
-        assert_eq!(exit_code(rep.header.scsi_status()), 2);
-        let j = json(&req, &rep);
-        assert!(j.starts_with(
-            "{\"status\":2,\"status_name\":\"CHECK CONDITION\",\"sense\":\"7000050000000"
-        ));
-        assert!(j.ends_with(
-            "\"payload\":\"\",\"sense_key\":5,\"sense_key_name\":\"ILLEGAL REQUEST\",\"asc\":32,\
-             \"ascq\":0,\"sense_name\":\"INVALID COMMAND OPERATION CODE\"}"
-        ));
-        assert!(!j.contains('\n'));
-    }
-
-    #[test]
-    fn exit_codes() {
-        assert_eq!(exit_code(ScsiStatus::GOOD), 0);
-        assert_eq!(exit_code(ScsiStatus::CHECK_CONDITION), 2);
-        assert_eq!(exit_code(ScsiStatus::RESERVATION_CONFLICT), 3);
-        assert_eq!(exit_code(ScsiStatus::BUSY), 4);
-        assert_eq!(exit_code(ScsiStatus::TASK_SET_FULL), 4);
+        // Names come from the domain's one table, this one included.
+        let rel = PrOutOptions::new(PrOutServiceAction::Release)
+            .build()
+            .unwrap();
+        let r = human(
+            &rel,
+            &reply(PrReply::check_condition(
+                SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
+            )),
+        );
+        assert!(
+            r.stderr
+                .ends_with("26h/04h INVALID RELEASE OF PERSISTENT RESERVATION\n"),
+            "{}",
+            r.stderr
+        );
     }
 
     #[test]
@@ -744,47 +486,5 @@ mod tests {
         assert_eq!(r.stderr, "PR out (RELEASE): RESERVATION CONFLICT\n");
         let r = human(&req, &reply(PrReply::good(Vec::new())));
         assert_eq!(r.stdout, "PR out (RELEASE): command successful\n");
-    }
-
-    #[test]
-    fn json_keys_and_reservation() {
-        let data = ReadKeys {
-            generation: 3,
-            keys: vec![ReservationKey(u64::MAX)],
-        };
-        let j = json(
-            &pr_in(PrInServiceAction::ReadKeys),
-            &reply(PrReply::good(data.encode())),
-        );
-        assert!(j.starts_with("{\"status\":0,\"status_name\":\"GOOD\",\"sense\":\"0000"));
-        assert!(j.ends_with(
-            "\"payload\":\"0000000300000008ffffffffffffffff\",\"generation\":3,\
-             \"keys\":[\"0xffffffffffffffff\"],\"additional_length\":8,\"truncated\":false,\
-             \"leftover\":0}"
-        ));
-        let j = json(
-            &pr_in(PrInServiceAction::ReadReservation),
-            &reply(PrReply::good(ReadReservation::default().encode())),
-        );
-        assert!(j.contains("\"reservation\":null"));
-        let short = json(
-            &pr_in(PrInServiceAction::ReadKeys),
-            &reply(PrReply::good(vec![0, 0])),
-        );
-        assert!(short.contains("\"decode_error\":"));
-    }
-
-    #[test]
-    fn hex_dump_covers_header_and_payload() {
-        let h = hex(&reply(PrReply::good(vec![0xaa; 4])));
-        let lines: Vec<&str> = h.lines().collect();
-        assert_eq!(lines.len(), 7);
-        assert!(lines[0].starts_with("0000: 00 00 00 00 00 00 00 04 00"));
-        assert_eq!(lines[6], "0060: 00 00 00 00 00 00 00 00 aa aa aa aa");
-    }
-
-    #[test]
-    fn json_escapes_control_characters() {
-        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
     }
 }

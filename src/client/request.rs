@@ -3,9 +3,7 @@
 
 use crate::domain::cdb::PrCdb;
 use crate::domain::framing::{ReplyHeader, MAX_TRANSFER_LEN, REPLY_HEADER_LEN};
-use crate::domain::param_list::{
-    protocol_id, PrOutParameters, RegisterAndMoveParameters, TransportId,
-};
+use crate::domain::param_list::{PrOutParameters, RegisterAndMoveParameters, TransportId};
 use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction, ReservationKey};
 
 /// A request ready for the wire: the CDB and, for PR OUT, the parameter list.
@@ -189,80 +187,31 @@ pub fn parse_alloc_len(s: &str) -> Result<u16, String> {
         })
 }
 
-/// Parses a decimal number, or hex with a `0x` prefix.
-pub fn parse_number(s: &str) -> Result<u64, String> {
+/// Parses `--maxlen` as sg3_utils' `sg_get_num` does for the values that
+/// fit: decimal, hex with `0x` or a trailing `h`, or decimal with `k`/`K`/`KiB`
+/// (1024) or `KB` (1000).
+pub fn parse_maxlen(s: &str) -> Result<u16, String> {
     let t = s.trim();
-    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => t.parse(),
-    }
-    .map_err(|_| format!("'{s}' is not a number"))
-}
-
-/// Parses a TransportID given as:
-/// - `sas,ADDR` (SAS address in hex),
-/// - `fcp,WWN` (Fibre Channel N_PORT_NAME in hex),
-/// - an iSCSI name (`iqn.…`, `eui.…`, `naa.…`), optionally `NAME,i,0xISID`,
-/// - or its raw bytes in hex (spaces, commas or colons between bytes allowed).
-pub fn parse_transport_id(s: &str) -> Result<TransportId, String> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    if let Some(addr) = lower.strip_prefix("sas,") {
-        return Ok(TransportId::sas(parse_hex_u64(addr)?));
-    }
-    if let Some(wwn) = lower.strip_prefix("fcp,") {
-        let mut b = vec![0u8; 24];
-        b[0] = protocol_id::FC;
-        b[8..16].copy_from_slice(&parse_hex_u64(wwn)?.to_be_bytes());
-        return TransportId::from_bytes(&b).ok_or_else(|| format!("bad FC TransportID '{s}'"));
-    }
-    if ["iqn.", "eui.", "naa."]
-        .iter()
-        .any(|p| lower.starts_with(p))
-    {
-        return iscsi_transport_id(t);
-    }
-    let hex: String = t
-        .trim_start_matches("0x")
-        .chars()
-        .filter(|c| !matches!(c, ' ' | ',' | ':'))
-        .collect();
-    if hex.len() % 2 != 0 || hex.is_empty() {
-        return Err(format!(
-            "'{s}' is not a TransportID: give sas,ADDR, fcp,WWN, an iSCSI name or hex bytes"
-        ));
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| format!("'{s}' is not hex"))?;
-    TransportId::from_bytes(&bytes).ok_or_else(|| {
-        format!(
-            "'{s}' is not one valid TransportID ({} bytes; FC/SAS/SPI/SRP/SBP/SOP are 24 bytes, \
-             iSCSI 4 + its additional length)",
-            bytes.len()
-        )
-    })
-}
-
-fn iscsi_transport_id(name: &str) -> Result<TransportId, String> {
-    // NAME,i,0xISID is format 01b; a bare name is format 00b.
-    let format: u8 = if name.to_ascii_lowercase().contains(",i,0x") {
-        1
+    let bad = || format!("'{s}' is not a length (decimal, 0xHEX, HEXh, or Nk)");
+    let value = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).map_err(|_| bad())?
+    } else if let Some(h) = t.strip_suffix('h').or_else(|| t.strip_suffix('H')) {
+        u64::from_str_radix(h, 16).map_err(|_| bad())?
     } else {
-        0
+        let (digits, scale) = [("KiB", 1024), ("KB", 1000), ("k", 1024), ("K", 1024)]
+            .iter()
+            .find_map(|&(suffix, scale)| t.strip_suffix(suffix).map(|d| (d, scale)))
+            .unwrap_or((t, 1));
+        digits
+            .parse::<u64>()
+            .map_err(|_| bad())?
+            .checked_mul(scale)
+            .ok_or_else(bad)?
     };
-    let mut n = name.as_bytes().to_vec();
-    n.push(0);
-    while n.len() < 20 || n.len() % 4 != 0 {
-        n.push(0);
-    }
-    let len = u16::try_from(n.len()).map_err(|_| format!("iSCSI name too long: '{name}'"))?;
-    let mut b = vec![(format << 6) | protocol_id::ISCSI, 0];
-    b.extend_from_slice(&len.to_be_bytes());
-    b.extend_from_slice(&n);
-    TransportId::from_bytes(&b).ok_or_else(|| format!("bad iSCSI TransportID '{name}'"))
+    u16::try_from(value)
+        .ok()
+        .filter(|&l| u32::from(l) <= MAX_TRANSFER_LEN)
+        .ok_or_else(|| format!("maxlen {value} exceeds the helper's limit of 8192"))
 }
 
 #[cfg(test)]
@@ -372,38 +321,14 @@ mod tests {
     }
 
     #[test]
-    fn transport_id_forms() {
-        assert_eq!(
-            parse_transport_id("sas,5001405000000001"),
-            Ok(TransportId::sas(0x5001_4050_0000_0001))
-        );
-        let hex = "06000000500140500000000100000000000000000000000000000000";
-        assert!(parse_transport_id(&hex[..48]).is_ok());
-        let spaced = "06 00 00 00 50 01 40 50 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00";
-        assert_eq!(
-            parse_transport_id(spaced),
-            Ok(TransportId::sas(0x5001_4050_0000_0001))
-        );
-        let fc = parse_transport_id("fcp,0x21000024ff000001").unwrap();
-        assert_eq!(fc.protocol(), protocol_id::FC);
-        assert_eq!(
-            &fc.as_bytes()[8..16],
-            &0x2100_0024_ff00_0001u64.to_be_bytes()
-        );
-        let iscsi = parse_transport_id("iqn.2026-11.example:node1").unwrap();
-        assert_eq!(iscsi.protocol(), protocol_id::ISCSI);
-        assert_eq!(iscsi.as_bytes().len() % 4, 0);
-        let isid = parse_transport_id("iqn.2026-11.example:node1,i,0x23d000000001").unwrap();
-        assert_eq!(isid.as_bytes()[0] >> 6, 1);
-        assert!(parse_transport_id("0600").is_err());
-        assert!(parse_transport_id("zz").is_err());
-        assert!(parse_transport_id("").is_err());
-    }
-
-    #[test]
-    fn numbers_decimal_or_hex() {
-        assert_eq!(parse_number("12"), Ok(12));
-        assert_eq!(parse_number("0x12"), Ok(18));
-        assert!(parse_number("x").is_err());
+    fn maxlen_is_decimal_by_default() {
+        assert_eq!(parse_maxlen("8192"), Ok(8192));
+        assert_eq!(parse_maxlen("8k"), Ok(8192));
+        assert_eq!(parse_maxlen("2000h"), Ok(8192));
+        assert_eq!(parse_maxlen("0x100"), Ok(256));
+        assert_eq!(parse_maxlen("100"), Ok(100));
+        assert!(parse_maxlen("8193").is_err());
+        assert!(parse_maxlen("9k").is_err());
+        assert!(parse_maxlen("x").is_err());
     }
 }

@@ -112,53 +112,76 @@ impl SenseCode {
         }
     }
 
+    /// The standard name of this code, when it is one the helper, the
+    /// emulated device or a PR-capable device commonly uses.
+    pub fn name(self) -> Option<&'static str> {
+        SenseCode::NAMED
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|&(_, n)| n)
+    }
+}
+
+/// Declares each named sense code once: the constant and its entry in the
+/// table [`SenseCode::name`] reads, so that the two cannot drift apart.
+macro_rules! named_sense_codes {
+    ($($(#[$doc:meta])* $id:ident = ($key:literal, $asc:literal, $ascq:literal) $name:literal;)*) => {
+        impl SenseCode {
+            $($(#[$doc])* pub const $id: SenseCode = SenseCode::new($key, $asc, $ascq);)*
+
+            const NAMED: &'static [(SenseCode, &'static str)] = &[$((SenseCode::$id, $name),)*];
+        }
+    };
+}
+
+named_sense_codes! {
     /// ILLEGAL REQUEST / INVALID COMMAND OPERATION CODE (20h/00h).
-    pub const INVALID_OPCODE: SenseCode = SenseCode::new(0x5, 0x20, 0x00);
+    INVALID_OPCODE = (0x5, 0x20, 0x00) "INVALID COMMAND OPERATION CODE";
     /// ILLEGAL REQUEST / INVALID FIELD IN CDB (24h/00h).
-    pub const INVALID_FIELD_IN_CDB: SenseCode = SenseCode::new(0x5, 0x24, 0x00);
+    INVALID_FIELD_IN_CDB = (0x5, 0x24, 0x00) "INVALID FIELD IN CDB";
     /// ILLEGAL REQUEST / INVALID FIELD IN PARAMETER LIST (26h/00h).
-    pub const INVALID_FIELD_IN_PARAMETER_LIST: SenseCode = SenseCode::new(0x5, 0x26, 0x00);
+    INVALID_FIELD_IN_PARAMETER_LIST = (0x5, 0x26, 0x00) "INVALID FIELD IN PARAMETER LIST";
     /// ILLEGAL REQUEST / PARAMETER LIST LENGTH ERROR (1Ah/00h).
-    pub const PARAMETER_LIST_LENGTH_ERROR: SenseCode = SenseCode::new(0x5, 0x1a, 0x00);
+    PARAMETER_LIST_LENGTH_ERROR = (0x5, 0x1a, 0x00) "PARAMETER LIST LENGTH ERROR";
     /// ILLEGAL REQUEST / INVALID RELEASE OF PERSISTENT RESERVATION (26h/04h).
-    pub const INVALID_RELEASE_OF_PERSISTENT_RESERVATION: SenseCode =
-        SenseCode::new(0x5, 0x26, 0x04);
+    INVALID_RELEASE_OF_PERSISTENT_RESERVATION = (0x5, 0x26, 0x04)
+        "INVALID RELEASE OF PERSISTENT RESERVATION";
     /// ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED (25h/00h).
-    pub const LOGICAL_UNIT_NOT_SUPPORTED: SenseCode = SenseCode::new(0x5, 0x25, 0x00);
+    LOGICAL_UNIT_NOT_SUPPORTED = (0x5, 0x25, 0x00) "LOGICAL UNIT NOT SUPPORTED";
     /// ILLEGAL REQUEST / INSUFFICIENT REGISTRATION RESOURCES (55h/04h).
-    pub const INSUFFICIENT_REGISTRATION_RESOURCES: SenseCode = SenseCode::new(0x5, 0x55, 0x04);
+    INSUFFICIENT_REGISTRATION_RESOURCES = (0x5, 0x55, 0x04) "INSUFFICIENT REGISTRATION RESOURCES";
     /// ABORTED COMMAND / I/O PROCESS TERMINATED (00h/06h).
-    pub const IO_PROCESS_TERMINATED: SenseCode = SenseCode::new(0xb, 0x00, 0x06);
+    IO_PROCESS_TERMINATED = (0xb, 0x00, 0x06) "I/O PROCESS TERMINATED";
     /// ABORTED COMMAND / I_T NEXUS LOSS OCCURRED (29h/07h).
-    pub const I_T_NEXUS_LOSS: SenseCode = SenseCode::new(0xb, 0x29, 0x07);
+    I_T_NEXUS_LOSS = (0xb, 0x29, 0x07) "I_T NEXUS LOSS OCCURRED";
     /// ABORTED COMMAND / LOGICAL UNIT COMMUNICATION FAILURE (08h/00h).
-    pub const LUN_COMM_FAILURE: SenseCode = SenseCode::new(0xb, 0x08, 0x00);
+    LUN_COMM_FAILURE = (0xb, 0x08, 0x00) "LOGICAL UNIT COMMUNICATION FAILURE";
     /// ABORTED COMMAND / COMMAND TIMEOUT DURING PROCESSING (2Eh/02h).
-    pub const COMMAND_TIMEOUT: SenseCode = SenseCode::new(0xb, 0x2e, 0x02);
+    COMMAND_TIMEOUT = (0xb, 0x2e, 0x02) "COMMAND TIMEOUT DURING PROCESSING";
     /// ABORTED COMMAND with no additional sense (00h/00h).
-    pub const COMMAND_ABORTED: SenseCode = SenseCode::new(0xb, 0x00, 0x00);
+    COMMAND_ABORTED = (0xb, 0x00, 0x00) "NO ADDITIONAL SENSE INFORMATION";
     /// HARDWARE ERROR / INTERNAL TARGET FAILURE (44h/00h).
-    pub const INTERNAL_TARGET_FAILURE: SenseCode = SenseCode::new(0x4, 0x44, 0x00);
+    INTERNAL_TARGET_FAILURE = (0x4, 0x44, 0x00) "INTERNAL TARGET FAILURE";
     /// NOT READY / LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE (04h/00h).
-    pub const LUN_NOT_READY: SenseCode = SenseCode::new(0x2, 0x04, 0x00);
+    LUN_NOT_READY = (0x2, 0x04, 0x00) "LOGICAL UNIT NOT READY, CAUSE NOT REPORTABLE";
     /// NOT READY / LOGICAL UNIT NOT RESPONDING TO SELECTION (05h/00h).
-    pub const LUN_NOT_RESPONDING: SenseCode = SenseCode::new(0x2, 0x05, 0x00);
+    LUN_NOT_RESPONDING = (0x2, 0x05, 0x00) "LOGICAL UNIT NOT RESPONDING TO SELECTION";
     /// NOT READY / MEDIUM NOT PRESENT (3Ah/00h).
-    pub const NO_MEDIUM: SenseCode = SenseCode::new(0x2, 0x3a, 0x00);
+    NO_MEDIUM = (0x2, 0x3a, 0x00) "MEDIUM NOT PRESENT";
     /// MEDIUM ERROR / UNRECOVERED READ ERROR (11h/00h).
-    pub const READ_ERROR: SenseCode = SenseCode::new(0x3, 0x11, 0x00);
+    READ_ERROR = (0x3, 0x11, 0x00) "UNRECOVERED READ ERROR";
     /// UNIT ATTENTION / POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h).
-    pub const DEVICE_RESET: SenseCode = SenseCode::new(0x6, 0x29, 0x00);
+    DEVICE_RESET = (0x6, 0x29, 0x00) "POWER ON, RESET, OR BUS DEVICE RESET OCCURRED";
     /// UNIT ATTENTION / SCSI BUS RESET OCCURRED (29h/02h).
-    pub const SCSI_BUS_RESET: SenseCode = SenseCode::new(0x6, 0x29, 0x02);
+    SCSI_BUS_RESET = (0x6, 0x29, 0x02) "SCSI BUS RESET OCCURRED";
     /// UNIT ATTENTION / RESERVATIONS PREEMPTED (2Ah/03h).
-    pub const RESERVATIONS_PREEMPTED: SenseCode = SenseCode::new(0x6, 0x2a, 0x03);
+    RESERVATIONS_PREEMPTED = (0x6, 0x2a, 0x03) "RESERVATIONS PREEMPTED";
     /// UNIT ATTENTION / RESERVATIONS RELEASED (2Ah/04h).
-    pub const RESERVATIONS_RELEASED: SenseCode = SenseCode::new(0x6, 0x2a, 0x04);
+    RESERVATIONS_RELEASED = (0x6, 0x2a, 0x04) "RESERVATIONS RELEASED";
     /// UNIT ATTENTION / REGISTRATIONS PREEMPTED (2Ah/05h).
-    pub const REGISTRATIONS_PREEMPTED: SenseCode = SenseCode::new(0x6, 0x2a, 0x05);
+    REGISTRATIONS_PREEMPTED = (0x6, 0x2a, 0x05) "REGISTRATIONS PREEMPTED";
     /// DATA PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT (27h/07h).
-    pub const SPACE_ALLOC_FAILED: SenseCode = SenseCode::new(0x7, 0x27, 0x07);
+    SPACE_ALLOC_FAILED = (0x7, 0x27, 0x07) "SPACE ALLOCATION FAILED WRITE PROTECT";
 }
 
 impl fmt::Display for SenseCode {
@@ -260,6 +283,18 @@ mod tests {
         assert_eq!(&s.0[..4], &short);
         assert!(s.0[4..].iter().all(|&b| b == 0));
         assert_eq!(s.code(), Some(SenseCode::RESERVATIONS_PREEMPTED));
+    }
+
+    #[test]
+    fn every_named_code_is_unique_and_the_release_error_has_its_name() {
+        for (i, (a, _)) in SenseCode::NAMED.iter().enumerate() {
+            assert!(SenseCode::NAMED[i + 1..].iter().all(|(b, _)| a != b), "{a}");
+        }
+        assert_eq!(
+            SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION.name(),
+            Some("INVALID RELEASE OF PERSISTENT RESERVATION")
+        );
+        assert_eq!(SenseCode::new(0x5, 0x26, 0x05).name(), None);
     }
 
     #[test]

@@ -145,17 +145,22 @@ echo "== the installed helper, as the installed unit starts it"
 start_as_unit
 rc=0
 client "$disk" >"$work/out" 2>&1 || rc=$?
-# A regular file is not a SCSI device: CHECK CONDITION, ABORTED COMMAND.
-[ "$rc" = 2 ] || fail "READ KEYS on a file: exit $rc, $(cat "$work/out")"
+# A regular file is not a SCSI device: the client says so and sends nothing
+# (sg3_utils' 15)...
+[ "$rc" = 15 ] || fail "READ KEYS on a file: exit $rc, $(cat "$work/out")"
+rc=0
+client --emulated "$disk" >"$work/out" 2>&1 || rc=$?
+# ...and a helper serving real devices answers ABORTED COMMAND for one (11).
+[ "$rc" = 11 ] || fail "READ KEYS on a file with --emulated: exit $rc, $(cat "$work/out")"
 grep -q "ABORTED COMMAND" "$work/out" || fail "$(cat "$work/out")"
 grep -q "privileges dropped" "$work/helper.log" || fail "$(cat "$work/helper.log")"
 stop
 
 echo "== the installed helper with the installed emulated example"
 start_as_unit "QEMU_PR_HELPER_OPTS=\"-c /usr/share/doc/$pkg/examples/emulated.toml\""
-client -o -G -S 0xabc "$disk" >/dev/null
-client -o -R -K 0xabc -T 5 "$disk" >/dev/null
-client -r "$disk" >"$work/out"
+client --emulated -o -G -S 0xabc "$disk" >/dev/null
+client --emulated -o -R -K 0xabc -T 5 "$disk" >/dev/null
+client --emulated -r "$disk" >"$work/out"
 grep -q "Key=0xabc" "$work/out" || fail "READ RESERVATION: $(cat "$work/out")"
 grep -q "EMULATED DEVICE" "$work/helper.log" || fail "$(cat "$work/helper.log")"
 stop

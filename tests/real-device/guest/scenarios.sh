@@ -48,7 +48,7 @@ sc_register() {
     reset_lu
     step register 0 -o -G -S 0x1111 "$PATH1"
     expect_state register "1:0x1111"
-    step register-wrong-key 3 -o -G -K 0x9999 -S 0x2222 "$PATH1"
+    step register-wrong-key 24 -o -G -K 0x9999 -S 0x2222 "$PATH1"
     expect_state register-wrong-key "1:0x1111"
     step change-key 0 -o -G -K 0x1111 -S 0x1212 "$PATH1"
     expect_state change-key "1:0x1212"
@@ -79,7 +79,7 @@ sc_reserve() {
         step reserve-again 0 -o -R -K 0x1111 -T $t "$PATH1"
         # LIO answers RESERVATION CONFLICT here (SPC-4 would have CHECK
         # CONDITION, INVALID RELEASE OF PERSISTENT RESERVATION).
-        step release-wrong-type 3 -o -L -K 0x1111 -T $((t == 1 ? 3 : 1)) "$PATH1"
+        step release-wrong-type 24 -o -L -K 0x1111 -T $((t == 1 ? 3 : 1)) "$PATH1"
         expect_state release-wrong-type "1:0x1111:R$t"
         step release 0 -o -L -K 0x1111 -T $t "$PATH1"
         expect_state release "1:0x1111"
@@ -148,6 +148,17 @@ sc_prin() {
             [ "$got" = "$want" ] || fail "$l: payload [$got] differs from the device's own reply [$want]"
         fi
     done
+    # --status: the same state in one table; the other node's TransportID
+    # reads back as -X spells it.
+    if [ "$B" != direct ]; then
+        drain 1
+        pr_cmd --status "$PATH1"
+        [ "$RC" = 0 ] || fail "--status: exit $RC: $OUT"
+        for want in '"source":"READ FULL STATUS"' '"key":"0x1111","holder":true' \
+            '"key":"0x3333","holder":false' "\"transport_id_text\":\"$TID3\""; do
+            case $OUT in *"$want"*) ;; *) fail "--status: no [$want] in $OUT" ;; esac
+        done
+    fi
     expect_state pr-in "1:0x1111:R5 3:0x3333"
     end
 }
@@ -159,9 +170,9 @@ sc_alloc_length() {
     other -o -G -S 0x3333
     step reserve 0 -o -R -K 0x1111 -T 1 "$PATH1"
     # LIO refuses REPORT CAPABILITIES with less than 8 bytes (CHECK CONDITION,
-    # INVALID FIELD IN CDB): the sense must come through unchanged.
+    # INVALID FIELD IN CDB, exit 5): the sense must come through unchanged.
     # Allocation lengths are hex, as with sg_persist: c = 12 bytes.
-    for c in k:8:0 k:c:0 r:8:0 r:c:0 s:c:0 c:4:2; do
+    for c in k:8:0 k:c:0 r:8:0 r:c:0 s:c:0 c:4:5; do
         f=${c%%:*}
         a=${c#*:}
         w=${a#*:}
@@ -186,10 +197,10 @@ sc_conflict() {
     other -o -G -S 0x3333
     other -o -R -K 0x3333 -T 3
     step register 0 -o -G -S 0x1111 "$PATH1"
-    step reserve-held-elsewhere 3 -o -R -K 0x1111 -T 1 "$PATH1"
+    step reserve-held-elsewhere 24 -o -R -K 0x1111 -T 1 "$PATH1"
     step release-not-holder 0 -o -L -K 0x1111 -T 3 "$PATH1"
     step read-reservation 0 -i -r "$PATH1"
-    step unregistered-path-reserve 3 -o -R -K 0x1111 -T 3 "$PATH2"
+    step unregistered-path-reserve 24 -o -R -K 0x1111 -T 3 "$PATH2"
     expect_state conflict "1:0x1111 3:0x3333:R3"
     end
 }
@@ -198,9 +209,9 @@ sc_wrong_key() {
     begin "$B.wrong-key" || return 0
     reset_lu
     step register 0 -o -G -S 0x1111 "$PATH1"
-    step reserve-wrong-key 3 -o -R -K 0x9999 -T 1 "$PATH1"
-    step clear-wrong-key 3 -o -C -K 0x9999 "$PATH1"
-    step preempt-wrong-key 3 -o -P -K 0x9999 -S 0x1111 -T 1 "$PATH1"
+    step reserve-wrong-key 24 -o -R -K 0x9999 -T 1 "$PATH1"
+    step clear-wrong-key 24 -o -C -K 0x9999 "$PATH1"
+    step preempt-wrong-key 24 -o -P -K 0x9999 -S 0x1111 -T 1 "$PATH1"
     expect_state wrong-key "1:0x1111"
     end
 }
@@ -221,10 +232,10 @@ sc_contend() {
         touched 1 2
         ra=$(cat /tmp/rc.a)
         rb=$(cat /tmp/rc.b)
-        case "$ra$rb" in
-        03) expect_state "round $round (path 1 won)" "1:0xa1:R1 2:0xb2" ;;
-        30) expect_state "round $round (path 2 won)" "1:0xa1 2:0xb2:R1" ;;
-        *) fail "round $round: exit codes $ra and $rb, want one 0 and one 3 (state $(dev_state))" ;;
+        case "$ra-$rb" in
+        0-24) expect_state "round $round (path 1 won)" "1:0xa1:R1 2:0xb2" ;;
+        24-0) expect_state "round $round (path 2 won)" "1:0xa1 2:0xb2:R1" ;;
+        *) fail "round $round: exit codes $ra and $rb, want one 0 and one 24 (state $(dev_state))" ;;
         esac
     done
     end
@@ -294,7 +305,7 @@ sc_multipath() {
     # (f) REGISTER refused on one path (registered there with another key):
     # the path that accepted it is rolled back.
     on_nexus 2 -o -G -S 0x2222
-    step register-f 3 -o -G -S 0x1111 "$MPATH"
+    step register-f 24 -o -G -S 0x1111 "$MPATH"
     expect_state "register refused on path 2" "2:0x2222"
     reset_lu
     # (g) Unregistering through the map removes both registrations.

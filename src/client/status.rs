@@ -1,0 +1,382 @@
+//! `--status`: the whole persistent reservation state of a logical unit in
+//! one table (generation, reservation type and scope, every registrant's key
+//! and TransportID, the holder marked), from READ FULL STATUS, or from READ
+//! KEYS and READ RESERVATION on a device without READ FULL STATUS.
+//! Pure: the commands are run by the caller.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::render::type_name;
+use super::transport_id;
+use crate::domain::pr_in_data::{Decoded, ReadFullStatus, ReadKeys, ReadReservation};
+use crate::domain::service_action::{ReservationKey, ReservationType};
+
+/// Where the state came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// One READ FULL STATUS.
+    FullStatus,
+    /// READ KEYS then READ RESERVATION (no TransportIDs, no ports).
+    KeysAndReservation,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::FullStatus => "READ FULL STATUS",
+            Source::KeysAndReservation => "READ KEYS + READ RESERVATION",
+        }
+    }
+}
+
+/// The reservation, if one is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// TYPE.
+    pub type_code: u8,
+    /// SCOPE (0: LU_SCOPE).
+    pub scope: u8,
+}
+
+impl Held {
+    /// An all-registrants type: every registrant holds the reservation.
+    fn all_registrants(&self) -> bool {
+        matches!(
+            ReservationType::from_code(self.type_code),
+            Some(
+                ReservationType::WriteExclusiveAllRegistrants
+                    | ReservationType::ExclusiveAccessAllRegistrants
+            )
+        )
+    }
+}
+
+/// One registered I_T nexus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registrant {
+    /// Its RESERVATION KEY.
+    pub key: ReservationKey,
+    /// It holds the reservation.
+    pub holder: bool,
+    /// ALL_TG_PT (unknown without READ FULL STATUS).
+    pub all_tg_pt: Option<bool>,
+    /// RELATIVE TARGET PORT IDENTIFIER (unknown without READ FULL STATUS).
+    pub relative_target_port: Option<u16>,
+    /// The initiator's TransportID (unknown without READ FULL STATUS).
+    pub transport_id: Option<Vec<u8>>,
+}
+
+/// The state `--status` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Which commands it came from.
+    pub source: Source,
+    /// PRGENERATION.
+    pub generation: u32,
+    /// The reservation, if any.
+    pub reservation: Option<Held>,
+    /// Every registration.
+    pub registrants: Vec<Registrant>,
+    /// Some data was cut off by the allocation length.
+    pub truncated: bool,
+}
+
+impl Status {
+    /// From READ FULL STATUS: the holder is each descriptor with R_HOLDER.
+    pub fn from_full_status(d: &Decoded<ReadFullStatus>) -> Status {
+        let v = &d.value;
+        Status {
+            source: Source::FullStatus,
+            generation: v.generation,
+            reservation: v.descriptors.iter().find(|r| r.r_holder).map(|r| Held {
+                type_code: r.type_code,
+                scope: r.scope,
+            }),
+            registrants: v
+                .descriptors
+                .iter()
+                .map(|r| Registrant {
+                    key: r.key,
+                    holder: r.r_holder,
+                    all_tg_pt: Some(r.all_tg_pt),
+                    relative_target_port: Some(r.relative_target_port),
+                    transport_id: Some(r.transport_id.clone()),
+                })
+                .collect(),
+            truncated: d.truncated,
+        }
+    }
+
+    /// From READ KEYS and READ RESERVATION: a registrant holds the
+    /// reservation when its key is the reservation's (every registrant, for
+    /// an all-registrants type).
+    pub fn from_keys_and_reservation(
+        keys: &Decoded<ReadKeys>,
+        reservation: &Decoded<ReadReservation>,
+    ) -> Status {
+        let held = reservation.value.reservation.as_ref().map(|r| Held {
+            type_code: r.type_code,
+            scope: r.scope,
+        });
+        let holder_key = reservation.value.reservation.as_ref().map(|r| r.key);
+        let all = held.as_ref().is_some_and(Held::all_registrants);
+        Status {
+            source: Source::KeysAndReservation,
+            generation: keys.value.generation,
+            registrants: keys
+                .value
+                .keys
+                .iter()
+                .map(|&key| Registrant {
+                    key,
+                    holder: held.is_some() && (all || Some(key) == holder_key),
+                    all_tg_pt: None,
+                    relative_target_port: None,
+                    transport_id: None,
+                })
+                .collect(),
+            reservation: held,
+            truncated: keys.truncated || reservation.truncated,
+        }
+    }
+
+    /// The table.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "  PR generation=0x{:x} (from {})\n",
+            self.generation,
+            self.source.name()
+        );
+        match &self.reservation {
+            None => out.push_str("  reservation: none\n"),
+            Some(r) => {
+                let scope = match r.scope {
+                    0 => "LU_SCOPE".to_string(),
+                    s => format!("scope {s}"),
+                };
+                let _ = writeln!(
+                    out,
+                    "  reservation: {}, {scope}; holder marked *",
+                    type_name(r.type_code)
+                );
+            }
+        }
+        if self.registrants.is_empty() {
+            out.push_str("  no registrants\n");
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "  {:<6}  {:<18}  {:<5}  TRANSPORT ID",
+            "HOLDER", "KEY", "PORT"
+        );
+        for r in &self.registrants {
+            let port = match (r.all_tg_pt, r.relative_target_port) {
+                (Some(true), _) => "all".to_string(),
+                (_, Some(p)) => p.to_string(),
+                _ => "-".to_string(),
+            };
+            let tid = r
+                .transport_id
+                .as_deref()
+                .map_or_else(|| "-".to_string(), transport_id::to_text);
+            let mark = if r.holder { "*" } else { "" };
+            let _ = writeln!(
+                out,
+                "  {mark:<6}  {:<18}  {port:<5}  {tid}",
+                r.key.to_string()
+            );
+        }
+        out
+    }
+
+    /// The `--json` form.
+    pub fn json(&self, exit_status: u8) -> Json {
+        Json {
+            command: "status",
+            source: self.source.name(),
+            generation: self.generation,
+            reservation: self.reservation.as_ref().map(|r| JsonReservation {
+                scope: r.scope,
+                type_code: r.type_code,
+                type_name: type_name(r.type_code),
+                all_registrants: r.all_registrants(),
+            }),
+            registrants: self
+                .registrants
+                .iter()
+                .map(|r| JsonRegistrant {
+                    key: r.key.to_string(),
+                    holder: r.holder,
+                    all_tg_pt: r.all_tg_pt,
+                    relative_target_port: r.relative_target_port,
+                    transport_id: r.transport_id.as_deref().map(super::render::hex_string),
+                    transport_id_text: r.transport_id.as_deref().map(transport_id::to_text),
+                })
+                .collect(),
+            truncated: self.truncated,
+            exit_status,
+        }
+    }
+}
+
+/// `--status --json`.
+#[derive(Debug, Serialize)]
+pub struct Json {
+    /// Always "status".
+    pub command: &'static str,
+    /// "READ FULL STATUS" or "READ KEYS + READ RESERVATION".
+    pub source: &'static str,
+    /// PRGENERATION.
+    pub generation: u32,
+    /// The reservation, or null.
+    pub reservation: Option<JsonReservation>,
+    /// Every registration, holders marked.
+    pub registrants: Vec<JsonRegistrant>,
+    /// Some data was cut off by the allocation length.
+    pub truncated: bool,
+    /// The process's exit status.
+    pub exit_status: u8,
+}
+
+/// The reservation in `--status --json`.
+#[derive(Debug, Serialize)]
+pub struct JsonReservation {
+    /// SCOPE.
+    pub scope: u8,
+    /// TYPE.
+    #[serde(rename = "type")]
+    pub type_code: u8,
+    /// Its name.
+    pub type_name: String,
+    /// Every registrant holds it.
+    pub all_registrants: bool,
+}
+
+/// One registrant in `--status --json`; null where READ KEYS cannot tell.
+#[derive(Debug, Serialize)]
+pub struct JsonRegistrant {
+    /// Its key.
+    pub key: String,
+    /// It holds the reservation.
+    pub holder: bool,
+    /// ALL_TG_PT.
+    pub all_tg_pt: Option<bool>,
+    /// RELATIVE TARGET PORT IDENTIFIER.
+    pub relative_target_port: Option<u16>,
+    /// The TransportID's bytes in hex.
+    pub transport_id: Option<String>,
+    /// The TransportID as `-X` reads it.
+    pub transport_id_text: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::param_list::TransportId;
+    use crate::domain::pr_in_data::{FullStatusDescriptor, Reservation};
+
+    fn desc(key: u64, holder: bool, sas: u64) -> FullStatusDescriptor {
+        FullStatusDescriptor {
+            key: ReservationKey(key),
+            all_tg_pt: false,
+            r_holder: holder,
+            scope: 0,
+            type_code: if holder { 5 } else { 0 },
+            relative_target_port: 1,
+            transport_id: TransportId::sas(sas).as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn full_status_table_marks_the_holder() {
+        let fs = ReadFullStatus {
+            generation: 6,
+            descriptors: vec![
+                desc(0xabc, true, 0x5000_0002_0000_0001),
+                desc(0xdef, false, 0x5000_0002_0000_0002),
+            ],
+        };
+        let s = Status::from_full_status(&ReadFullStatus::decode(&fs.encode()).unwrap());
+        assert_eq!(
+            s.table(),
+            "  PR generation=0x6 (from READ FULL STATUS)
+  reservation: Write Exclusive, registrants only, LU_SCOPE; holder marked *
+  HOLDER  KEY                 PORT   TRANSPORT ID
+  *       0xabc               1      sas,5000000200000001
+          0xdef               1      sas,5000000200000002
+"
+        );
+        let j = serde_json::to_value(s.json(0)).unwrap();
+        assert_eq!(j["registrants"][0]["holder"], true);
+        assert_eq!(
+            j["registrants"][1]["transport_id_text"],
+            "sas,5000000200000002"
+        );
+        assert_eq!(j["reservation"]["type"], 5);
+    }
+
+    #[test]
+    fn keys_and_reservation_mark_by_key_and_leave_transport_ids_unknown() {
+        let keys = ReadKeys {
+            generation: 2,
+            keys: vec![ReservationKey(1), ReservationKey(2)],
+        };
+        let res = ReadReservation {
+            generation: 2,
+            reservation: Some(Reservation::new(
+                ReservationKey(2),
+                ReservationType::WriteExclusive,
+            )),
+        };
+        let s = Status::from_keys_and_reservation(
+            &ReadKeys::decode(&keys.encode()).unwrap(),
+            &ReadReservation::decode(&res.encode()).unwrap(),
+        );
+        let t = s.table();
+        assert!(t.contains("(from READ KEYS + READ RESERVATION)"), "{t}");
+        assert!(
+            t.contains("\n          0x1                 -      -\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\n  *       0x2                 -      -\n"),
+            "{t}"
+        );
+        let j = serde_json::to_value(s.json(0)).unwrap();
+        assert!(j["registrants"][0]["transport_id"].is_null());
+    }
+
+    #[test]
+    fn all_registrants_type_makes_everyone_holder() {
+        let keys = ReadKeys {
+            generation: 2,
+            keys: vec![ReservationKey(1), ReservationKey(2)],
+        };
+        let res = ReadReservation {
+            generation: 2,
+            reservation: Some(Reservation::new(
+                ReservationKey(0),
+                ReservationType::ExclusiveAccessAllRegistrants,
+            )),
+        };
+        let s = Status::from_keys_and_reservation(
+            &ReadKeys::decode(&keys.encode()).unwrap(),
+            &ReadReservation::decode(&res.encode()).unwrap(),
+        );
+        assert!(s.registrants.iter().all(|r| r.holder));
+    }
+
+    #[test]
+    fn nothing_registered() {
+        let s = Status::from_full_status(
+            &ReadFullStatus::decode(&ReadFullStatus::default().encode()).unwrap(),
+        );
+        assert_eq!(
+            s.table(),
+            "  PR generation=0x0 (from READ FULL STATUS)\n  reservation: none\n  no registrants\n"
+        );
+    }
+}
