@@ -362,6 +362,7 @@ EMU
 install -m 0755 "$HERE/guest/init" "$ROOT/init"
 install -m 0644 "$HERE/guest/lib.sh" "$ROOT/etc/tier-lib.sh"
 install -m 0644 "$HERE/guest/scenarios.sh" "$ROOT/etc/tier-scenarios.sh"
+install -m 0644 "$HERE/guest/path-failures.sh" "$ROOT/etc/tier-path-failures.sh"
 
 install -m 0644 "$HERE/guest/multipathd.sh" "$ROOT/etc/tier-multipathd.sh"
 
