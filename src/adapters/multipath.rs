@@ -20,6 +20,7 @@ use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::sg_io::{send_pr_command_with_origin, SgIoExecutor};
 use crate::domain::framing::PrReply;
 use crate::domain::multipath::command::PathCommand;
+use crate::domain::multipath::missed::LeftWith;
 use crate::domain::multipath::path::{PathState, PathView};
 use crate::domain::multipath::runner::{execute, PathRunner};
 use crate::domain::multipath::verdict::PathReply;
@@ -269,8 +270,47 @@ impl MultipathExecutor {
         };
         let outcome = execute(&mut runner, &views, &command);
         drop(runner);
+        for missed in &outcome.missed {
+            let path = map.paths.get(missed.path).map_or("?", |p| p.name.as_str());
+            report_missed(&map.name, path, missed.left_with);
+        }
         self.notifier.notify(&map.name, &outcome.events);
         outcome.reply
+    }
+}
+
+/// Tells the operator what a path that was down during a change for every
+/// path still holds, and what happens when it returns.
+fn report_missed(map: &str, path: &str, left_with: LeftWith) {
+    match left_with {
+        LeftWith::StaleKey { old, new } if new.0 == 0 => tracing::warn!(
+            map = %map, path = %path, key = %format_args!("0x{:x}", old.0),
+            "path was down during the unregister and is still registered with the key; \
+             once it is back, remove it: sg_persist --out --register --param-rk=0x{:x} /dev/{path}",
+            old.0
+        ),
+        LeftWith::StaleKey { old, new } => tracing::warn!(
+            map = %map, path = %path, old_key = %format_args!("0x{:x}", old.0),
+            key = %format_args!("0x{:x}", new.0),
+            "path was down during the key change and still has the old key; multipathd \
+             registers the map's key on it when it returns (reservation_key file), otherwise: \
+             sg_persist --out --register-ignore --param-sark=0x{:x} /dev/{path}",
+            new.0
+        ),
+        LeftWith::Unchanged { key } | LeftWith::Unregistered { key } if key.0 != 0 => {
+            tracing::warn!(
+                map = %map, path = %path, key = %format_args!("0x{:x}", key.0),
+                "path was down and is not registered with the map's key; multipathd registers \
+                 it when the path returns (reservation_key file), otherwise: \
+                 sg_persist --out --register-ignore --param-sark=0x{:x} /dev/{path}",
+                key.0
+            )
+        }
+        LeftWith::Unchanged { .. } | LeftWith::Unregistered { .. } => tracing::warn!(
+            map = %map, path = %path,
+            "path was down during the unregister and keeps whatever registration it had; \
+             once it is back, check it: sg_persist --in --read-keys /dev/{path}"
+        ),
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod events;
+pub mod missed;
 pub mod multipathd_reply;
 pub mod path;
 pub mod plan;
