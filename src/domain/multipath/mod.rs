@@ -7,6 +7,7 @@
 //! adapter only discovers, opens and drives the paths.
 
 pub mod command;
+pub mod dm_path_state;
 pub mod events;
 pub mod missed;
 pub mod multipathd_reply;
