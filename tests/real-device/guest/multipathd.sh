@@ -463,6 +463,39 @@ mpd_replaced_path() {
     end
 }
 
+# 10. A path dm has failed while its SCSI device still runs (multipathd
+# `fail path`, which also stops its checker from reinstating it): the
+# helper reads dm's view from multipathd and tries that path last, so the
+# reservation lands on the path dm uses. Without that view the path first
+# in the map would take it.
+mpd_dm_failed_path() {
+    begin "mpd.dm-failed-path.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    expect_state register "2:0x1111 3:0x1111"
+    # The path the helper tries first when dm's view is not known.
+    first=$(printf '%s\n%s\n' "${PATH2#/dev/} 2" "${PATH3#/dev/} 3" | sort | head -1)
+    n=${first#* }
+    first=${first% *}
+    other=$((5 - n))
+    mpd fail path "$first"
+    [ "$MPD_OUT" = ok ] || fail "multipathd fail path $first: [$MPD_OUT]"
+    wait_dm "$n" failed
+    mpd show paths raw format %d:%t
+    note "(multipathd: $MPD_OUT; $first SCSI state $(cat "/sys/block/$first/device/state"))"
+    [ "$(cat "/sys/block/$first/device/state")" = running ] || fail "$first is not running: the check needs only dm to have failed it"
+    step reserve 0 -o -R -K 0x1111 -T 5 "$MAP"
+    expect_state "RESERVE with $first failed in dm only" "$(
+        [ "$other" = 2 ] && echo "2:0x1111:R5 3:0x1111" || echo "2:0x1111 3:0x1111:R5")"
+    step release 0 -o -L -K 0x1111 -T 5 "$MAP"
+    expect_state "RELEASE" "2:0x1111 3:0x1111"
+    mpd reinstate path "$first"
+    [ "$MPD_OUT" = ok ] || fail "multipathd reinstate path $first: [$MPD_OUT]"
+    wait_dm "$n" active
+    wait_map_ready || fail "the map's paths are not both active again"
+    end
+}
+
 # ---------------------------------------------------------------- the boot
 mpd_setup() {
     load_modules /etc/modules.order || return 1
@@ -576,6 +609,7 @@ mpd_main() {
             mpd_key_change_dead_path
             mpd_unregister_dead_path
             mpd_replaced_path
+            mpd_dm_failed_path
             stop_mpd_helper
         done
     fi
