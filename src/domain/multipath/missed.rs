@@ -33,6 +33,16 @@ pub enum LeftWith {
     },
 }
 
+impl LeftWith {
+    /// The key the map's live paths have now (zero: none).
+    pub fn map_key(&self) -> ReservationKey {
+        match *self {
+            LeftWith::StaleKey { new, .. } => new,
+            LeftWith::Unchanged { key } | LeftWith::Unregistered { key } => key,
+        }
+    }
+}
+
 /// One path that did not get a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissedPath {

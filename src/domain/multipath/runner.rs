@@ -12,7 +12,7 @@ use crate::domain::service_action::{PrOutServiceAction, ReservationKey};
 use super::command::PathCommand;
 use super::events::MapEvent;
 use super::missed::{LeftWith, MissedPath};
-use super::path::{active_paths, one_per_host, PathView};
+use super::path::{active_paths, one_per_host, DmState, PathView};
 use super::plan::{plan, Route};
 use super::verdict::{verdict, PathReply, Verdict, MAX_RETRIES};
 use super::{NO_ACTIVE_PATH, PATH_FAILURE};
@@ -51,6 +51,7 @@ pub fn execute<R: PathRunner>(
         return failed(PrReply::check_condition(NO_ACTIVE_PATH));
     }
     let mut dead: Vec<usize> = (0..paths.len()).filter(|p| !active.contains(p)).collect();
+    let mut unsettled = Vec::new();
     let (reply, left_with) = match &plan.route {
         Route::OnePath => (one_path(runner, &active, command).0.reply, None),
         Route::OnePathThenReregister { reregister, key } => {
@@ -59,7 +60,7 @@ pub fn execute<R: PathRunner>(
                 Some(used) if verdict(&first) == Verdict::Good => {
                     let others: Vec<usize> =
                         active.iter().copied().filter(|&p| p != used).collect();
-                    let done = every_live_path(runner, &others, reregister, reregister);
+                    let done = every_live_path(runner, paths, &others, reregister, reregister);
                     dead.extend(done.unreachable);
                     done.failure.unwrap_or(first.reply)
                 }
@@ -82,13 +83,14 @@ pub fn execute<R: PathRunner>(
             } else {
                 active
             };
-            let done = every_live_path(runner, &targets, command, rest);
+            let done = every_live_path(runner, paths, &targets, command, rest);
             let reply = match done.failure {
                 None if done.succeeded.is_empty() => done
                     .last_transport
                     .unwrap_or_else(|| PrReply::check_condition(NO_ACTIVE_PATH)),
                 None => {
                     dead.extend(done.unreachable);
+                    unsettled = done.unsettled;
                     PrReply::good(Vec::new())
                 }
                 Some(failure) => {
@@ -118,10 +120,21 @@ pub fn execute<R: PathRunner>(
     dead.sort_unstable();
     dead.dedup();
     let missed = match left_with {
-        Some(left_with) => dead
-            .into_iter()
-            .map(|path| MissedPath { path, left_with })
-            .collect(),
+        Some(left_with) => {
+            let kept = LeftWith::Unchanged {
+                key: left_with.map_key(),
+            };
+            let mut missed: Vec<MissedPath> = dead
+                .into_iter()
+                .map(|path| MissedPath { path, left_with })
+                .chain(unsettled.into_iter().map(|path| MissedPath {
+                    path,
+                    left_with: kept,
+                }))
+                .collect();
+            missed.sort_by_key(|m| m.path);
+            missed
+        }
         None => Vec::new(),
     };
     Outcome {
@@ -188,6 +201,10 @@ struct EveryPath {
     unreachable: Vec<usize>,
     /// The last of those failures.
     last_transport: Option<PrReply>,
+    /// Paths dm has failed whose device refused after another path had
+    /// accepted: stale (their registration is not the map's), so they keep
+    /// it rather than fail the map's command.
+    unsettled: Vec<usize>,
     /// The device's first answer that is not GOOD; the paths after it were
     /// not tried.
     failure: Option<PrReply>,
@@ -195,9 +212,14 @@ struct EveryPath {
 
 /// `first` on paths until one succeeds, `rest` on the paths after it. A
 /// path that fails as a path is skipped (it is down: the device never saw
-/// the command there); a device's refusal stops the walk.
+/// the command there); a device's refusal stops the walk, unless it comes
+/// from a path dm has failed after another path accepted the command: such
+/// a path may have missed an earlier change while it was down (multipathd
+/// registers the map's key on it when it reinstates it), and its stale
+/// registration must not fail the map.
 fn every_live_path<R: PathRunner>(
     runner: &mut R,
+    views: &[PathView],
     paths: &[usize],
     first: &PathCommand,
     rest: &PathCommand,
@@ -215,6 +237,11 @@ fn every_live_path<R: PathRunner>(
             Verdict::Transport => {
                 done.unreachable.push(p);
                 done.last_transport = Some(reply.reply);
+            }
+            _ if !done.succeeded.is_empty()
+                && views.get(p).is_some_and(|v| v.dm == DmState::Failed) =>
+            {
+                done.unsettled.push(p);
             }
             _ => {
                 done.failure = Some(reply.reply);
@@ -326,7 +353,7 @@ fn move_and_release<R: PathRunner>(
     let reregister =
         PathCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &again);
     let others: Vec<usize> = paths.iter().copied().filter(|&p| p != used).collect();
-    let done = every_live_path(runner, &others, &reregister, &reregister);
+    let done = every_live_path(runner, &[], &others, &reregister, &reregister);
     // Once released, a live path left unregistered is reported, not
     // answered: the guest's RELEASE took effect and a retry would be a no-op.
     let mut unreachable = done.unreachable;
@@ -659,6 +686,45 @@ mod tests {
                 }
             }]
         );
+    }
+
+    #[test]
+    fn paths_dm_failed_come_last_and_their_stale_keys_do_not_fail_a_key_change() {
+        use crate::domain::multipath::path::DmState;
+        use PrOutServiceAction::*;
+        let paths = [
+            PathView::active(1).with_dm(DmState::Failed),
+            PathView::active(2).with_dm(DmState::Active),
+            PathView::active(3).with_dm(DmState::Active),
+        ];
+        // One-path commands: dm's live paths first.
+        let mut s = Script::default();
+        execute(&mut s, &paths, &out(Reserve, 1, 0));
+        assert_eq!(s.paths_sent(), vec![1]);
+        // A key change: path 0 still has an older key and refuses; the map
+        // changes anyway, and path 0 is reported.
+        let mut s = Script::default().on(0, &[conflict()]);
+        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        assert_eq!(o.reply, PrReply::good(Vec::new()));
+        assert_eq!(s.paths_sent(), vec![1, 2, 0]);
+        assert_eq!(
+            o.missed,
+            vec![MissedPath {
+                path: 0,
+                left_with: LeftWith::Unchanged {
+                    key: ReservationKey(0xb)
+                }
+            }]
+        );
+        // The same refusal from a path dm uses rolls back.
+        let mut s = Script::default().on(2, &[conflict()]);
+        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        assert_eq!(o.reply, conflict().reply);
+        // And from a dm-failed path when no other path accepted first.
+        let only_failed = [PathView::active(1).with_dm(DmState::Failed)];
+        let mut s = Script::default().on(0, &[conflict()]);
+        let o = execute(&mut s, &only_failed, &out(Register, 0xa, 0xb));
+        assert_eq!(o.reply, conflict().reply);
     }
 
     #[test]
