@@ -466,8 +466,9 @@ mpd_replaced_path() {
 # 10. A path dm has failed while its SCSI device still runs (multipathd
 # `fail path`, which also stops its checker from reinstating it): the
 # helper reads dm's view from multipathd and tries that path last, so the
-# reservation lands on the path dm uses. Without that view the path first
-# in the map would take it.
+# reservation lands on the path dm uses (without that view the path first
+# in the map would take it), and a stale key on it does not fail a key
+# change through the map.
 mpd_dm_failed_path() {
     begin "mpd.dm-failed-path.$P" || return 0
     mpd_reset
@@ -489,6 +490,14 @@ mpd_dm_failed_path() {
         [ "$other" = 2 ] && echo "2:0x1111:R5 3:0x1111" || echo "2:0x1111 3:0x1111:R5")"
     step release 0 -o -L -K 0x1111 -T 5 "$MAP"
     expect_state "RELEASE" "2:0x1111 3:0x1111"
+    # The failed path missed a change (its key is stale): a key change
+    # through the map is not failed by it, and leaves it as it was.
+    on_nexus "$n" -o -G -K 0x1111 -S 0x7777
+    mpd_log_mark
+    step key-change 0 -o -G -K 0x1111 -S 0x2222 "$MAP"
+    expect_state "key change with $first failed in dm and stale" "$(
+        [ "$other" = 2 ] && echo "2:0x2222 3:0x7777" || echo "2:0x7777 3:0x2222")"
+    mpd_log_expect "not registered with the map's key" "$first"
     mpd reinstate path "$first"
     [ "$MPD_OUT" = ok ] || fail "multipathd reinstate path $first: [$MPD_OUT]"
     wait_dm "$n" active
