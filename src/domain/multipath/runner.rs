@@ -84,6 +84,7 @@ pub fn execute<R: PathRunner>(
                 active
             };
             let done = every_live_path(runner, paths, &targets, command, rest);
+            let mut left_with = *missed;
             let reply = match done.failure {
                 None if done.succeeded.is_empty() => done
                     .last_transport
@@ -91,6 +92,16 @@ pub fn execute<R: PathRunner>(
                 None => {
                     dead.extend(done.unreachable);
                     unsettled = done.unsettled;
+                    // A key change that missed a path: if that path holds
+                    // the reservation, it still holds it with the old key.
+                    if let Some(LeftWith::StaleKey { old, new }) = left_with {
+                        if new.0 != 0
+                            && !dead.is_empty()
+                            && follow_key_change(runner, &done.succeeded, old, new)
+                        {
+                            left_with = Some(LeftWith::Unregistered { key: new });
+                        }
+                    }
                     PrReply::good(Vec::new())
                 }
                 Some(failure) => {
@@ -103,7 +114,7 @@ pub fn execute<R: PathRunner>(
                     failure
                 }
             };
-            (reply, *missed)
+            (reply, left_with)
         }
         Route::Release { key } => {
             let released = release(runner, &active, command, *key);
@@ -250,6 +261,42 @@ fn every_live_path<R: PathRunner>(
         }
     }
     done
+}
+
+/// After a key change from `old` to `new` that a path missed: when the
+/// reservation is held with `old`, its holder is a path that did not get
+/// the new key (one that got it would hold it with `new`), so the
+/// reservation is moved to a live path with PREEMPT (RK = `new`, SARK =
+/// `old`, the holder's scope and type), which also removes `old` from the
+/// paths that missed the change. Returns whether it moved; a failure leaves
+/// the key change done and the reservation where it was.
+fn follow_key_change<R: PathRunner>(
+    runner: &mut R,
+    live: &[usize],
+    old: ReservationKey,
+    new: ReservationKey,
+) -> bool {
+    let (check, _) = one_path(runner, live, &PathCommand::read_reservation());
+    let held = (check.reply.status == ScsiStatus::GOOD)
+        .then(|| ReadReservation::decode(&check.reply.payload).ok())
+        .flatten()
+        .and_then(|d| d.value.reservation)
+        .filter(|r| r.key == old);
+    let Some(held) = held else {
+        return false;
+    };
+    let keys = PrOutParameters {
+        reservation_key: new,
+        service_action_key: old,
+        ..Default::default()
+    };
+    let preempt = PathCommand::pr_out(
+        PrOutServiceAction::Preempt,
+        held.scope << 4 | held.type_code,
+        &keys,
+    );
+    let (taken, _) = one_path(runner, live, &preempt);
+    verdict(&taken) == Verdict::Good
 }
 
 /// What a RELEASE through the map came to.
@@ -725,6 +772,48 @@ mod tests {
         let mut s = Script::default().on(0, &[conflict()]);
         let o = execute(&mut s, &only_failed, &out(Register, 0xa, 0xb));
         assert_eq!(o.reply, conflict().reply);
+    }
+
+    #[test]
+    fn a_key_change_that_missed_the_holder_moves_the_reservation_to_the_new_key() {
+        use PrOutServiceAction::*;
+        let paths = [PathView::failed(1), PathView::active(2)];
+        // The dead path holds the reservation with the old key 0xa.
+        let mut s = held_by_us(0xa);
+        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        assert_eq!(o.reply, PrReply::good(Vec::new()));
+        assert_eq!(
+            s.actions_sent(),
+            vec![(1, Some(Register)), (1, None), (1, Some(Preempt))]
+        );
+        let preempt = &s.sent[2].1;
+        assert_eq!(preempt.cdb.bytes()[2], 0x01);
+        let p = sent_params(preempt);
+        assert_eq!(
+            (p.reservation_key, p.service_action_key),
+            (ReservationKey(0xb), ReservationKey(0xa))
+        );
+        // The PREEMPT removed the old key from the dead path.
+        assert_eq!(
+            o.missed,
+            vec![MissedPath {
+                path: 0,
+                left_with: LeftWith::Unregistered {
+                    key: ReservationKey(0xb)
+                }
+            }]
+        );
+        // Held with another key, or no path missed: nothing more is sent.
+        let mut s = held_by_us(0x99);
+        execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        assert_eq!(s.actions_sent(), vec![(1, Some(Register)), (1, None)]);
+        let mut s = held_by_us(0xa);
+        execute(&mut s, &two_paths(), &out(Register, 0xa, 0xb));
+        assert_eq!(s.sent.len(), 2);
+        // An unregister never preempts.
+        let mut s = held_by_us(0xa);
+        execute(&mut s, &paths, &out(Register, 0xa, 0));
+        assert_eq!(s.sent.len(), 1);
     }
 
     #[test]
