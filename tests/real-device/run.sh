@@ -25,7 +25,7 @@
 # (`echo offline` into its SCSI device state, `running` to bring it back)
 # and check what each path failure leaves on the device: the main boot in
 # guest/path-failures.sh, the multipathd boot (where multipathd fails and
-# reinstates the path) in checks 6-9 of guest/multipathd.sh. The seccomp
+# reinstates the path) in checks 6-10 of guest/multipathd.sh. The seccomp
 # log pass boots both once more with our helper's filter logging (--seccomp
 # log, kernel audit=1) and fails on any audit record of a system call
 # missing from the allowlist.

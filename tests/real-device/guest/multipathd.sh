@@ -408,6 +408,38 @@ mpd_key_change_dead_path() {
     end
 }
 
+# 7b. A key change through the map while the path holding the
+# reservation is offline: the reservation follows the new key to the live
+# path; the returning path gets the new key from multipathd.
+mpd_key_change_dead_holder() {
+    begin "mpd.key-change-dead-holder.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    step reserve 0 -o -R -K 0x1111 -T 5 "$MAP"
+    st=$(dev_state)
+    h=$(echo "$st" | tr ' ' '\n' | sed -n 's/^\([23]\):[^:]*:R.*/\1/p' | head -1)
+    if [ -z "$h" ]; then
+        fail "no holder among the map's paths after RESERVE: [$st]"
+        end
+        return 0
+    fi
+    live=$((5 - h))
+    mpd_path "$h" offline
+    wait_dm "$h" failed
+    step key-change 0 -o -G -K 0x1111 -S 0x2222 "$MAP"
+    expect_state "key change with the holder (path $h) offline" "$live:0x2222:R5"
+    expect_prkey "key change with the holder offline" 0x2222
+    mpd_path "$h" running
+    wait_dm "$h" active
+    want="2:0x2222:R5 3:0x2222"
+    [ "$live" = 3 ] && want="2:0x2222 3:0x2222:R5"
+    wait_state "$want" "path $h back: multipathd registers the new key on it"
+    wait_map_ready || fail "the map's paths are not both active again"
+    step release 0 -o -L -K 0x2222 -T 5 "$MAP"
+    expect_state "RELEASE with the new key" "2:0x2222 3:0x2222"
+    end
+}
+
 # 8. Unregistering through the map while a path is offline: GOOD, the live
 # path is unregistered, multipathd forgets the key; the dead path keeps its
 # registration when it returns (nothing unregisters it), and the helper's
@@ -616,6 +648,7 @@ mpd_main() {
             mpd_restart
             mpd_release_dead_holder
             mpd_key_change_dead_path
+            mpd_key_change_dead_holder
             mpd_unregister_dead_path
             mpd_replaced_path
             mpd_dm_failed_path

@@ -142,9 +142,42 @@ pf_register_dead_path() {
     pf_end
 }
 
+# 3b. A key change through the map while the path holding the reservation
+# is down: that path still holds it with the old key, so the map moves it
+# to the live path with the new key (PREEMPT, RK = new, SARK = old), and a
+# RELEASE with the new key then frees the LU for the other node.
+pf_key_change_dead_holder() {
+    begin "$B.mpath-key-change-dead-holder" || return 0
+    STATE_NEXUS=""
+    reset_lu
+    step register 0 -o -G -S 0x1111 "$MPATH"
+    step reserve 0 -o -R -K 0x1111 -T 5 "$MPATH"
+    h=$(holder_of "$(dev_state)")
+    if [ -z "$h" ]; then
+        fail "no reservation holder after RESERVE through the map: [$(dev_state)]"
+        pf_end
+        return 0
+    fi
+    live=$((3 - h))
+    pf_path "$h" offline
+    STATE_NEXUS=3
+    step key-change 0 -o -G -K 0x1111 -S 0x2222 "$MPATH"
+    expect_state "key change with the holder (path $h) offline" "$live:0x2222:R5"
+    step release 0 -o -L -K 0x2222 -T 5 "$MPATH"
+    expect_state "RELEASE with the new key" "$live:0x2222"
+    other -o -G -S 0x3333
+    other -o -R -K 0x3333 -T 1
+    expect_state "the other node's RESERVE" "$live:0x2222 3:0x3333:R1"
+    STATE_NEXUS=""
+    pf_path "$h" running
+    reset_lu
+    pf_end
+}
+
 pf_scenarios() {
     [ "$B" = rs ] || return 0
     pf_release_dead_holder
     pf_dead_first_path
     pf_register_dead_path
+    pf_key_change_dead_holder
 }
