@@ -21,6 +21,7 @@ use qemu_pr_helper::adapters::multipathd::{
 };
 use qemu_pr_helper::adapters::multipathd_relay;
 use qemu_pr_helper::adapters::seccomp::{self, SeccompMode};
+use qemu_pr_helper::domain::multipath::dm_path_state::PATH_STATES_QUERY;
 use qemu_pr_helper::domain::multipath::events::{MapCommand, MapEvent};
 
 /// A stand-in multipathd life: accepts one connection and answers "ok\n" to
@@ -124,7 +125,8 @@ fn daemon_survives_a_multipathd_restart(sock: &Path, through_relay: bool) {
 }
 
 /// The relay keeps root's uid with nothing else, forwards reservation
-/// changes only, follows multipathd across restarts, and ends with the daemon.
+/// changes and the path-state query only, follows multipathd across
+/// restarts, and ends with the daemon.
 fn relay_forwards_only_map_commands_and_ends_with_the_daemon(sock: &Path) {
     let _ = std::fs::remove_file(sock);
     let first = UnixListener::bind(sock).unwrap();
@@ -156,7 +158,7 @@ fn relay_forwards_only_map_commands_and_ends_with_the_daemon(sock: &Path) {
         drop(first);
         std::fs::remove_file(&sock_owned).unwrap();
         let second = UnixListener::bind(&sock_owned).unwrap();
-        got.extend(serve(&second, 1));
+        got.extend(serve(&second, 2));
         got
     });
     assert_eq!(notifier.send(&command(MapEvent::SetHold)).unwrap(), "ok\n");
@@ -176,9 +178,15 @@ fn relay_forwards_only_map_commands_and_ends_with_the_daemon(sock: &Path) {
         reply = notifier.send(&command(MapEvent::UnsetHold));
     }
     assert_eq!(reply.unwrap(), "ok\n");
+    // The one read-only query passes too: dm's view of the paths.
+    assert_eq!(notifier.path_states().unwrap(), "ok\n");
     assert_eq!(
         stand_in.join().unwrap(),
-        vec!["setprhold map mpatha", "unsetprhold map mpatha"]
+        vec![
+            "setprhold map mpatha",
+            "unsetprhold map mpatha",
+            PATH_STATES_QUERY
+        ]
     );
     drop(notifier);
     let child = Pid::from_raw(pid as i32);

@@ -4,8 +4,9 @@
 //! Discovery reads sysfs only (`dm/uuid`, `dm/name`, `slaves/`, each path's
 //! `dev` and `device/state`): no device-mapper ioctl, so the daemon needs no
 //! CAP_SYS_ADMIN. A path whose SCSI device state is not `running`, or that
-//! cannot be opened, counts as failed. Any fd that is not a multipath map
-//! goes to the plain [`SgIoExecutor`].
+//! cannot be opened, counts as failed. dm's own view of each path (active or
+//! failed) comes from multipathd when it answers, and orders the paths tried.
+//! Any fd that is not a multipath map goes to the plain [`SgIoExecutor`].
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -20,7 +21,9 @@ use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::sg_io::{send_pr_command_with_origin, SgIoExecutor};
 use crate::domain::framing::PrReply;
 use crate::domain::multipath::command::PathCommand;
-use crate::domain::multipath::path::{PathState, PathView};
+use crate::domain::multipath::dm_path_state::parse_path_states;
+use crate::domain::multipath::missed::LeftWith;
+use crate::domain::multipath::path::{DmState, PathState, PathView};
 use crate::domain::multipath::runner::{execute, PathRunner};
 use crate::domain::multipath::verdict::PathReply;
 use crate::domain::multipath::PATH_FAILURE;
@@ -108,6 +111,7 @@ fn read_path(dir: &Path, name: &str) -> Option<MapPath> {
             } else {
                 PathState::Failed
             },
+            dm: DmState::Unknown,
             host,
         },
     })
@@ -225,6 +229,19 @@ impl MultipathExecutor {
         }
     }
 
+    /// dm's view of the paths by device name, from multipathd; empty when
+    /// multipathd cannot be asked (then the SCSI device state alone counts).
+    fn dm_path_states(&self, map: &str) -> Vec<(String, DmState)> {
+        match self.notifier.path_states() {
+            Ok(reply) => parse_path_states(&reply),
+            Err(e) => {
+                tracing::debug!(map = %map, cause = %e,
+                    "no dm path states from multipathd: routing by SCSI device state");
+                Vec::new()
+            }
+        }
+    }
+
     /// Opens the paths, routes the command over them and notifies
     /// multipathd. Blocking. Every path fd is closed when this returns.
     fn run_on_map(&self, map: &MultipathMap, command: PrCommand) -> PrReply {
@@ -232,6 +249,7 @@ impl MultipathExecutor {
         // Nothing that panics runs under this lock but SG_IO bookkeeping;
         // a poisoned lock still serializes.
         let _serialized = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let dm = self.dm_path_states(&map.name);
         let mut views = Vec::with_capacity(map.paths.len());
         let mut fds = Vec::with_capacity(map.paths.len());
         for path in &map.paths {
@@ -253,6 +271,10 @@ impl MultipathExecutor {
                 } else {
                     PathState::Failed
                 },
+                dm: dm
+                    .iter()
+                    .find(|(name, _)| *name == path.name)
+                    .map_or(DmState::Unknown, |(_, state)| *state),
                 host: path.view.host,
             });
             fds.push(fd);
@@ -274,8 +296,47 @@ impl MultipathExecutor {
         };
         let outcome = execute(&mut runner, &views, &command);
         drop(runner);
+        for missed in &outcome.missed {
+            let path = map.paths.get(missed.path).map_or("?", |p| p.name.as_str());
+            report_missed(&map.name, path, missed.left_with);
+        }
         self.notifier.notify(&map.name, &outcome.events);
         outcome.reply
+    }
+}
+
+/// Tells the operator what a path that was down during a change for every
+/// path still holds, and what happens when it returns.
+fn report_missed(map: &str, path: &str, left_with: LeftWith) {
+    match left_with {
+        LeftWith::StaleKey { old, new } if new.0 == 0 => tracing::warn!(
+            map = %map, path = %path, key = %format_args!("0x{:x}", old.0),
+            "path was down during the unregister and is still registered with the key; \
+             once it is back, remove it: sg_persist --out --register --param-rk=0x{:x} /dev/{path}",
+            old.0
+        ),
+        LeftWith::StaleKey { old, new } => tracing::warn!(
+            map = %map, path = %path, old_key = %format_args!("0x{:x}", old.0),
+            key = %format_args!("0x{:x}", new.0),
+            "path was down during the key change and still has the old key; multipathd \
+             registers the map's key on it when it returns (reservation_key file), otherwise: \
+             sg_persist --out --register-ignore --param-sark=0x{:x} /dev/{path}",
+            new.0
+        ),
+        LeftWith::Unchanged { key } | LeftWith::Unregistered { key } if key.0 != 0 => {
+            tracing::warn!(
+                map = %map, path = %path, key = %format_args!("0x{:x}", key.0),
+                "path was down and is not registered with the map's key; multipathd registers \
+                 it when the path returns (reservation_key file), otherwise: \
+                 sg_persist --out --register-ignore --param-sark=0x{:x} /dev/{path}",
+                key.0
+            )
+        }
+        LeftWith::Unchanged { .. } | LeftWith::Unregistered { .. } => tracing::warn!(
+            map = %map, path = %path,
+            "path was down during the unregister and keeps whatever registration it had; \
+             once it is back, check it: sg_persist --in --read-keys /dev/{path}"
+        ),
     }
 }
 

@@ -24,6 +24,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::multipathd_relay::RelayClient;
+use crate::domain::multipath::dm_path_state::PATH_STATES_QUERY;
 use crate::domain::multipath::events::{MapCommand, MapEvent};
 use crate::domain::multipath::multipathd_reply::MultipathdReply;
 
@@ -239,6 +240,18 @@ impl MultipathdNotifier {
                 // stream, which the next send replaces.
                 .unwrap_or_else(|e| e.into_inner())
                 .send(&command.to_string()),
+        }
+    }
+
+    /// Asks multipathd for dm's state of every path
+    /// ([`PATH_STATES_QUERY`]) and returns its reply text.
+    pub fn path_states(&self) -> Result<String, NotifyError> {
+        match &self.link {
+            Link::Relay(relay) => relay.send(PATH_STATES_QUERY),
+            Link::Direct(connection) => connection
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(PATH_STATES_QUERY),
         }
     }
 

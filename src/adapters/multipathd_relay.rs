@@ -8,8 +8,9 @@
 //! filter, so it could neither reconnect nor be let to. The relay keeps uid 0
 //! but drops every capability, sets no_new_privs, and installs a filter of
 //! its own that allows little more than connect, read and write; it forwards
-//! only the commands [`MapCommand::parse`] accepts, so a daemon taken over by
-//! a client could make multipathd do nothing it would not do anyway.
+//! only the commands [`MapCommand::parse`] accepts and the one read-only
+//! query for dm's path states ([`PATH_STATES_QUERY`]), so a daemon taken
+//! over by a client could make multipathd do nothing it would not do anyway.
 //!
 //! Protocol over a `SOCK_SEQPACKET` pair, one message each way per command:
 //! request = sequence number (u32, native endian) + command text; reply =
@@ -29,6 +30,7 @@ use nix::unistd::Pid;
 
 use super::multipathd::{socket_timeout, MultipathdAddress, MultipathdConnection, NotifyError};
 use super::seccomp::SeccompMode;
+use crate::domain::multipath::dm_path_state::PATH_STATES_QUERY;
 use crate::domain::multipath::events::MapCommand;
 
 /// Longest command accepted (a map name of 127 bytes and a key fit easily).
@@ -277,12 +279,16 @@ fn relay_main(socket: OwnedFd, address: MultipathdAddress, mode: SeccompMode) ->
         if n < 4 {
             continue;
         }
-        let command = std::str::from_utf8(&request[4..n])
-            .ok()
-            .and_then(MapCommand::parse);
+        let command = std::str::from_utf8(&request[4..n]).ok().and_then(|text| {
+            if text == PATH_STATES_QUERY {
+                Some(PATH_STATES_QUERY.to_string())
+            } else {
+                MapCommand::parse(text).map(|c| c.to_string())
+            }
+        });
         let (status, text) = match command {
             None => (RelayStatus::Rejected, String::new()),
-            Some(command) => match multipathd.send(&command.to_string()) {
+            Some(command) => match multipathd.send(&command) {
                 Ok(reply) => (RelayStatus::Answered, reply),
                 Err(e) => (RelayStatus::Unreachable, e.to_string()),
             },

@@ -21,9 +21,14 @@
 # helper over five nexuses of the LU: multipathd learns the key the helper
 # registers, registers it on a path added back, survives restarts on either
 # side, and a migration (QEMU's migrate-pr) between two maps fences the
-# source. The seccomp log pass boots both once more with our helper's filter
-# logging (--seccomp log, kernel audit=1) and fails on any audit record of a
-# system call missing from the allowlist.
+# source. Both boots also fail a path of a map the way an operator meets it
+# (`echo offline` into its SCSI device state, `running` to bring it back)
+# and check what each path failure leaves on the device: the main boot in
+# guest/path-failures.sh, the multipathd boot (where multipathd fails and
+# reinstates the path) in checks 6-10 of guest/multipathd.sh. The seccomp
+# log pass boots both once more with our helper's filter logging (--seccomp
+# log, kernel audit=1) and fails on any audit record of a system call
+# missing from the allowlist.
 #
 # Usage: tests/real-device/run.sh [options]
 #   --helper PATH    helper under test (default target/release/qemu-pr-helper;
@@ -362,6 +367,7 @@ EMU
 install -m 0755 "$HERE/guest/init" "$ROOT/init"
 install -m 0644 "$HERE/guest/lib.sh" "$ROOT/etc/tier-lib.sh"
 install -m 0644 "$HERE/guest/scenarios.sh" "$ROOT/etc/tier-scenarios.sh"
+install -m 0644 "$HERE/guest/path-failures.sh" "$ROOT/etc/tier-path-failures.sh"
 
 install -m 0644 "$HERE/guest/multipathd.sh" "$ROOT/etc/tier-multipathd.sh"
 
@@ -440,13 +446,13 @@ run_boot() {
 : >"$WORK/console.log"
 [ "$WITH_QEMU_BOOT" = 1 ] && BOOT_TIMEOUT=$((BOOT_TIMEOUT + 600))
 case " $BOOTS " in *" main "*) run_boot main main "$BOOT_TIMEOUT" ;; esac
-case " $BOOTS " in *" multipathd "*) run_boot multipathd multipathd 420 ;; esac
+case " $BOOTS " in *" multipathd "*) run_boot multipathd multipathd 600 ;; esac
 # The seccomp log pass: the same with our helper's filter logging instead of
 # killing; audit=1 makes the kernel report the events (audit type 1326).
 case " $BOOTS " in *" seccomp-log "*)
     if [ -n "$HELPER" ]; then
         run_boot main-seclog main 420 log " audit=1"
-        run_boot multipathd-seclog multipathd 420 log " audit=1"
+        run_boot multipathd-seclog multipathd 600 log " audit=1"
     fi ;;
 esac
 LOG=$WORK/console.log

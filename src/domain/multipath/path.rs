@@ -1,5 +1,5 @@
-//! The paths of a map as routing sees them: their state and the SCSI host
-//! (initiator port) they leave from.
+//! The paths of a map as routing sees them: their state, dm's view of them
+//! and the SCSI host (initiator port) they leave from.
 
 /// Whether a path can carry commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,11 +10,27 @@ pub enum PathState {
     Failed,
 }
 
+/// dm-multipath's own view of a path (the table status of the map), as
+/// multipathd reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmState {
+    /// dm sends I/O down it.
+    Active,
+    /// dm failed it (I/O errors, or multipathd's checker): it is tried only
+    /// after every path dm still uses, since it is likely down even while
+    /// its SCSI device state says running.
+    Failed,
+    /// Not known (multipathd not reachable): only the SCSI state counts.
+    Unknown,
+}
+
 /// One path of a map, in the order the map lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathView {
     /// Usable or not.
     pub state: PathState,
+    /// dm's view of it.
+    pub dm: DmState,
     /// SCSI host number, when known. Paths on the same host share an
     /// initiator port, which matters for ALL_TG_PT registrations.
     pub host: Option<u32>,
@@ -25,6 +41,7 @@ impl PathView {
     pub fn active(host: u32) -> PathView {
         PathView {
             state: PathState::Active,
+            dm: DmState::Unknown,
             host: Some(host),
         }
     }
@@ -33,19 +50,26 @@ impl PathView {
     pub fn failed(host: u32) -> PathView {
         PathView {
             state: PathState::Failed,
+            dm: DmState::Unknown,
             host: Some(host),
         }
     }
+
+    /// The same path with dm's view of it.
+    pub fn with_dm(self, dm: DmState) -> PathView {
+        PathView { dm, ..self }
+    }
 }
 
-/// Indices of the active paths, in map order.
+/// Indices of the active paths in the order they are tried: map order, but
+/// the paths dm has failed after all the others.
 pub fn active_paths(paths: &[PathView]) -> Vec<usize> {
-    paths
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.state == PathState::Active)
-        .map(|(i, _)| i)
-        .collect()
+    let usable = |i: &usize| paths[*i].state == PathState::Active;
+    let dm_failed = |i: &usize| paths[*i].dm == DmState::Failed;
+    let (mut first, last): (Vec<usize>, Vec<usize>) =
+        (0..paths.len()).filter(usable).partition(|i| !dm_failed(i));
+    first.extend(last);
+    first
 }
 
 /// Keeps the first of `indices` per SCSI host. An ALL_TG_PT registration
@@ -85,9 +109,22 @@ mod tests {
     }
 
     #[test]
+    fn paths_dm_failed_are_tried_last_and_dm_never_revives_a_dead_path() {
+        let paths = [
+            PathView::active(0).with_dm(DmState::Failed),
+            PathView::active(1).with_dm(DmState::Active),
+            PathView::failed(2).with_dm(DmState::Active),
+            PathView::active(3).with_dm(DmState::Failed),
+            PathView::active(4),
+        ];
+        assert_eq!(active_paths(&paths), vec![1, 4, 0, 3]);
+    }
+
+    #[test]
     fn one_path_per_host_keeps_the_first_and_unknown_hosts() {
         let unknown = PathView {
             state: PathState::Active,
+            dm: DmState::Unknown,
             host: None,
         };
         let paths = [

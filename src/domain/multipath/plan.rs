@@ -18,6 +18,7 @@ use crate::domain::service_action::{PrOutServiceAction, ReservationKey};
 
 use super::command::PathCommand;
 use super::events::{events_after, MapEvent};
+use super::missed::LeftWith;
 
 /// Where a command goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub enum Route {
     OnePathThenReregister {
         /// REGISTER AND IGNORE EXISTING KEY with the map's key.
         reregister: PathCommand,
+        /// The map's key.
+        key: ReservationKey,
     },
     /// Every active path, in map order, stopping at the first failure.
     EveryPath {
@@ -39,6 +42,8 @@ pub enum Route {
         rollback: Option<PathCommand>,
         /// ALL_TG_PT: one path per SCSI host.
         once_per_host: bool,
+        /// What a path that cannot be reached is left with.
+        missed: Option<LeftWith>,
     },
     /// Every active path, then a check that no nexus of ours holds it.
     Release {
@@ -111,6 +116,7 @@ pub fn plan(command: &PathCommand) -> Result<Plan, SenseCode> {
                             0,
                             &again,
                         ),
+                        key: params.reservation_key,
                     }
                 }
                 _ => Route::OnePath,
@@ -139,10 +145,19 @@ fn register_route(action: PrOutServiceAction, scope_type: u8, params: &PrOutPara
         };
         PathCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &undo)
     });
+    let new = params.service_action_key;
+    let missed = match action {
+        _ if old == new && action == PrOutServiceAction::Register => None,
+        PrOutServiceAction::Register if old.0 != 0 => Some(LeftWith::StaleKey { old, new }),
+        PrOutServiceAction::Register if new.0 != 0 => Some(LeftWith::Unregistered { key: new }),
+        PrOutServiceAction::Register => None,
+        _ => Some(LeftWith::Unchanged { key: new }),
+    };
     Route::EveryPath {
         rest: PathCommand::pr_out(action, scope_type, &rest),
         rollback,
         once_per_host: params.all_tg_pt,
+        missed,
     }
 }
 
@@ -211,11 +226,19 @@ mod tests {
             rest,
             rollback,
             once_per_host,
+            missed,
         } = plan.route
         else {
             panic!("not every path: {plan:?}");
         };
         assert!(!once_per_host);
+        assert_eq!(
+            missed,
+            Some(LeftWith::StaleKey {
+                old: ReservationKey(0xa),
+                new: ReservationKey(0xb)
+            })
+        );
         let rest_p = PrOutParameters::try_from(&rest.data_out[..]).unwrap();
         assert_eq!(rest_p.transport_ids, None);
         assert_eq!(rest.cdb.transfer_len(), 24);
@@ -258,6 +281,40 @@ mod tests {
     }
 
     #[test]
+    fn what_a_path_missed_by_a_registration_is_left_with() {
+        use PrOutServiceAction::*;
+        let missed = |action, old, new| match plan(&out(action, &keys(old, new))).unwrap().route {
+            Route::EveryPath { missed, .. } => missed,
+            other => panic!("not every path: {other:?}"),
+        };
+        let k = ReservationKey;
+        assert_eq!(
+            missed(Register, 1, 2),
+            Some(LeftWith::StaleKey {
+                old: k(1),
+                new: k(2)
+            })
+        );
+        assert_eq!(
+            missed(Register, 1, 0),
+            Some(LeftWith::StaleKey {
+                old: k(1),
+                new: k(0)
+            })
+        );
+        assert_eq!(
+            missed(Register, 0, 2),
+            Some(LeftWith::Unregistered { key: k(2) })
+        );
+        assert_eq!(missed(Register, 0, 0), None);
+        assert_eq!(missed(Register, 3, 3), None);
+        assert_eq!(
+            missed(RegisterAndIgnoreExistingKey, 9, 3),
+            Some(LeftWith::Unchanged { key: k(3) })
+        );
+    }
+
+    #[test]
     fn release_is_checked_with_the_key() {
         let plan = plan(&out(PrOutServiceAction::Release, &keys(9, 0))).unwrap();
         assert_eq!(
@@ -271,7 +328,7 @@ mod tests {
 
     #[test]
     fn preempting_our_own_key_registers_the_other_paths_again() {
-        let Route::OnePathThenReregister { reregister } =
+        let Route::OnePathThenReregister { reregister, .. } =
             plan(&out(PrOutServiceAction::Preempt, &keys(4, 4)))
                 .unwrap()
                 .route

@@ -4,12 +4,15 @@
 //! tested with a scripted runner.
 
 use crate::domain::framing::PrReply;
-use crate::domain::pr_in_data::ReadReservation;
-use crate::domain::sense::ScsiStatus;
+use crate::domain::param_list::PrOutParameters;
+use crate::domain::pr_in_data::{ReadReservation, Reservation};
+use crate::domain::sense::{ScsiStatus, SenseCode};
+use crate::domain::service_action::{PrOutServiceAction, ReservationKey};
 
 use super::command::PathCommand;
 use super::events::MapEvent;
-use super::path::{active_paths, one_per_host, PathView};
+use super::missed::{LeftWith, MissedPath};
+use super::path::{active_paths, one_per_host, DmState, PathView};
 use super::plan::{plan, Route};
 use super::verdict::{verdict, PathReply, Verdict, MAX_RETRIES};
 use super::{NO_ACTIVE_PATH, PATH_FAILURE};
@@ -28,6 +31,9 @@ pub struct Outcome {
     pub reply: PrReply,
     /// Events for multipathd; empty unless the reply is GOOD.
     pub events: Vec<MapEvent>,
+    /// Paths the command should have changed but could not reach, with what
+    /// each still holds; empty unless the reply is GOOD.
+    pub missed: Vec<MissedPath>,
 }
 
 /// Runs `command` on the map whose paths are `paths`.
@@ -44,60 +50,126 @@ pub fn execute<R: PathRunner>(
     if active.is_empty() {
         return failed(PrReply::check_condition(NO_ACTIVE_PATH));
     }
-    let reply = match &plan.route {
-        Route::OnePath => one_path(runner, &active, command).0.reply,
-        Route::OnePathThenReregister { reregister } => {
+    let mut dead: Vec<usize> = (0..paths.len()).filter(|p| !active.contains(p)).collect();
+    let mut unsettled = Vec::new();
+    let (reply, left_with) = match &plan.route {
+        Route::OnePath => (one_path(runner, &active, command).0.reply, None),
+        Route::OnePathThenReregister { reregister, key } => {
             let (first, used) = one_path(runner, &active, command);
-            match used {
+            let reply = match used {
                 Some(used) if verdict(&first) == Verdict::Good => {
                     let others: Vec<usize> =
                         active.iter().copied().filter(|&p| p != used).collect();
-                    every_path_until_failure(runner, &others, reregister, reregister)
-                        .1
-                        .unwrap_or(first.reply)
+                    let done = every_live_path(runner, paths, &others, reregister, reregister);
+                    dead.extend(done.unreachable);
+                    done.failure.unwrap_or(first.reply)
                 }
                 _ => first.reply,
-            }
+            };
+            (reply, Some(LeftWith::Unregistered { key: *key }))
         }
         Route::EveryPath {
             rest,
             rollback,
             once_per_host: once,
+            missed,
         } => {
             let targets = if *once {
+                // One path per host covers the host's other paths too: only
+                // hosts with no live path at all count as missed.
+                let all = one_per_host(paths, &(0..paths.len()).collect::<Vec<_>>());
+                dead.retain(|p| all.contains(p) && !same_host_live(paths, &active, *p));
                 one_per_host(paths, &active)
             } else {
                 active
             };
-            let (done, failure) = every_path_until_failure(runner, &targets, command, rest);
-            match failure {
-                None => PrReply::good(Vec::new()),
+            let done = every_live_path(runner, paths, &targets, command, rest);
+            let mut left_with = *missed;
+            let reply = match done.failure {
+                None if done.succeeded.is_empty() => done
+                    .last_transport
+                    .unwrap_or_else(|| PrReply::check_condition(NO_ACTIVE_PATH)),
+                None => {
+                    dead.extend(done.unreachable);
+                    unsettled = done.unsettled;
+                    // A key change that missed a path: if that path holds
+                    // the reservation, it still holds it with the old key.
+                    if let Some(LeftWith::StaleKey { old, new }) = left_with {
+                        if new.0 != 0
+                            && !dead.is_empty()
+                            && follow_key_change(runner, &done.succeeded, old, new)
+                        {
+                            left_with = Some(LeftWith::Unregistered { key: new });
+                        }
+                    }
+                    PrReply::good(Vec::new())
+                }
                 Some(failure) => {
                     if let Some(undo) = rollback {
-                        for &p in &done {
+                        for &p in &done.succeeded {
                             // Best effort: the client gets the first failure.
                             let _ = with_retries(runner, p, undo);
                         }
                     }
                     failure
                 }
-            }
+            };
+            (reply, left_with)
         }
-        Route::Release { key } => release(runner, &active, command, key.0),
+        Route::Release { key } => {
+            let released = release(runner, &active, command, *key);
+            dead.extend(released.unreachable);
+            let left = released
+                .moved
+                .then_some(LeftWith::Unregistered { key: *key });
+            (released.reply, left)
+        }
     };
-    let events = if reply.status == ScsiStatus::GOOD {
-        plan.events
-    } else {
-        Vec::new()
+    if reply.status != ScsiStatus::GOOD {
+        return failed(reply);
+    }
+    dead.sort_unstable();
+    dead.dedup();
+    let missed = match left_with {
+        Some(left_with) => {
+            let kept = LeftWith::Unchanged {
+                key: left_with.map_key(),
+            };
+            let mut missed: Vec<MissedPath> = dead
+                .into_iter()
+                .map(|path| MissedPath { path, left_with })
+                .chain(unsettled.into_iter().map(|path| MissedPath {
+                    path,
+                    left_with: kept,
+                }))
+                .collect();
+            missed.sort_by_key(|m| m.path);
+            missed
+        }
+        None => Vec::new(),
     };
-    Outcome { reply, events }
+    Outcome {
+        reply,
+        events: plan.events,
+        missed,
+    }
 }
 
 fn failed(reply: PrReply) -> Outcome {
     Outcome {
         reply,
         events: Vec::new(),
+        missed: Vec::new(),
     }
+}
+
+/// Whether a live path leaves from the same SCSI host as `path`.
+fn same_host_live(paths: &[PathView], active: &[usize], path: usize) -> bool {
+    let host = paths.get(path).and_then(|p| p.host);
+    host.is_some()
+        && active
+            .iter()
+            .any(|&a| paths.get(a).and_then(|p| p.host) == host)
 }
 
 /// Runs `command` on `path`, again while the device says a condition will
@@ -131,34 +203,133 @@ fn one_path<R: PathRunner>(
     (last, None)
 }
 
-/// `first` on the first path and `rest` on the others, stopping at the first
-/// answer that is not GOOD. Returns the paths that succeeded and that answer.
-fn every_path_until_failure<R: PathRunner>(
+/// What happened to a command sent down every live path.
+#[derive(Debug, Default)]
+struct EveryPath {
+    /// The paths that answered GOOD.
+    succeeded: Vec<usize>,
+    /// The paths that failed as paths (not the device's answer).
+    unreachable: Vec<usize>,
+    /// The last of those failures.
+    last_transport: Option<PrReply>,
+    /// Paths dm has failed whose device refused after another path had
+    /// accepted: stale (their registration is not the map's), so they keep
+    /// it rather than fail the map's command.
+    unsettled: Vec<usize>,
+    /// The device's first answer that is not GOOD; the paths after it were
+    /// not tried.
+    failure: Option<PrReply>,
+}
+
+/// `first` on paths until one succeeds, `rest` on the paths after it. A
+/// path that fails as a path is skipped (it is down: the device never saw
+/// the command there); a device's refusal stops the walk, unless it comes
+/// from a path dm has failed after another path accepted the command: such
+/// a path may have missed an earlier change while it was down (multipathd
+/// registers the map's key on it when it reinstates it), and its stale
+/// registration must not fail the map.
+fn every_live_path<R: PathRunner>(
     runner: &mut R,
+    views: &[PathView],
     paths: &[usize],
     first: &PathCommand,
     rest: &PathCommand,
-) -> (Vec<usize>, Option<PrReply>) {
-    let mut done = Vec::new();
-    for (n, &p) in paths.iter().enumerate() {
-        let command = if n == 0 { first } else { rest };
+) -> EveryPath {
+    let mut done = EveryPath::default();
+    for &p in paths {
+        let command = if done.succeeded.is_empty() {
+            first
+        } else {
+            rest
+        };
         let reply = with_retries(runner, p, command);
-        if verdict(&reply) != Verdict::Good {
-            return (done, Some(reply.reply));
+        match verdict(&reply) {
+            Verdict::Good => done.succeeded.push(p),
+            Verdict::Transport => {
+                done.unreachable.push(p);
+                done.last_transport = Some(reply.reply);
+            }
+            _ if !done.succeeded.is_empty()
+                && views.get(p).is_some_and(|v| v.dm == DmState::Failed) =>
+            {
+                done.unsettled.push(p);
+            }
+            _ => {
+                done.failure = Some(reply.reply);
+                return done;
+            }
         }
-        done.push(p);
     }
-    (done, None)
+    done
+}
+
+/// After a key change from `old` to `new` that a path missed: when the
+/// reservation is held with `old`, its holder is a path that did not get
+/// the new key (one that got it would hold it with `new`), so the
+/// reservation is moved to a live path with PREEMPT (RK = `new`, SARK =
+/// `old`, the holder's scope and type), which also removes `old` from the
+/// paths that missed the change. Returns whether it moved; a failure leaves
+/// the key change done and the reservation where it was.
+fn follow_key_change<R: PathRunner>(
+    runner: &mut R,
+    live: &[usize],
+    old: ReservationKey,
+    new: ReservationKey,
+) -> bool {
+    let (check, _) = one_path(runner, live, &PathCommand::read_reservation());
+    let held = (check.reply.status == ScsiStatus::GOOD)
+        .then(|| ReadReservation::decode(&check.reply.payload).ok())
+        .flatten()
+        .and_then(|d| d.value.reservation)
+        .filter(|r| r.key == old);
+    let Some(held) = held else {
+        return false;
+    };
+    let keys = PrOutParameters {
+        reservation_key: new,
+        service_action_key: old,
+        ..Default::default()
+    };
+    let preempt = PathCommand::pr_out(
+        PrOutServiceAction::Preempt,
+        held.scope << 4 | held.type_code,
+        &keys,
+    );
+    let (taken, _) = one_path(runner, live, &preempt);
+    verdict(&taken) == Verdict::Good
+}
+
+/// What a RELEASE through the map came to.
+struct Released {
+    /// The answer.
+    reply: PrReply,
+    /// The reservation was moved to a live path first.
+    moved: bool,
+    /// Live paths that could not be registered again after the move.
+    unreachable: Vec<usize>,
+}
+
+impl Released {
+    fn answer(reply: PrReply) -> Released {
+        Released {
+            reply,
+            moved: false,
+            unreachable: Vec::new(),
+        }
+    }
 }
 
 /// RELEASE down every path, then READ RESERVATION: GOOD once no nexus of the
-/// map holds the reservation.
+/// map holds the reservation. A reservation still held with the map's key
+/// after every live path answered GOOD is held by a nexus of this host that
+/// cannot be reached (a dead path, or one no longer in the map): it is the
+/// map's, so it is moved to a live path and released there.
 fn release<R: PathRunner>(
     runner: &mut R,
     paths: &[usize],
     command: &PathCommand,
-    key: u64,
-) -> PrReply {
+    key: ReservationKey,
+) -> Released {
     let mut any_good = false;
     let mut first_bad = None;
     for &p in paths {
@@ -171,19 +342,85 @@ fn release<R: PathRunner>(
     }
     if !any_good {
         // No path released anything: the device's answer stands.
-        return first_bad.unwrap_or_else(|| PrReply::check_condition(PATH_FAILURE));
+        return Released::answer(
+            first_bad.unwrap_or_else(|| PrReply::check_condition(PATH_FAILURE)),
+        );
     }
     let (check, _) = one_path(runner, paths, &PathCommand::read_reservation());
-    let still_ours = check.reply.status == ScsiStatus::GOOD
-        && ReadReservation::decode(&check.reply.payload)
-            .ok()
-            .and_then(|d| d.value.reservation)
-            .is_some_and(|r| key != 0 && r.key.0 == key);
-    if still_ours {
-        // The holder is a path we could not reach, or it refused.
-        return first_bad.unwrap_or_else(|| PrReply::check_condition(PATH_FAILURE));
+    let held = (check.reply.status == ScsiStatus::GOOD)
+        .then(|| ReadReservation::decode(&check.reply.payload).ok())
+        .flatten()
+        .and_then(|d| d.value.reservation)
+        .filter(|r| key.0 != 0 && r.key == key);
+    let Some(held) = held else {
+        return Released::answer(PrReply::good(Vec::new()));
+    };
+    if let Some(refusal) = first_bad {
+        // A live path refused the RELEASE (not registered with the key, or
+        // another key): it could not PREEMPT either.
+        return Released::answer(refusal);
     }
-    PrReply::good(Vec::new())
+    move_and_release(runner, paths, command, key, held)
+}
+
+/// Moves the map's reservation from an unreachable nexus to a live path and
+/// releases it there: PREEMPT of the map's own key with the reservation's
+/// scope and type (which takes the reservation over and removes the key from
+/// every other nexus), RELEASE on the path that preempted, then the other
+/// live paths registered again. The guest's RELEASE must name the type the
+/// holder reserved with, as it would have to on the holder itself.
+fn move_and_release<R: PathRunner>(
+    runner: &mut R,
+    paths: &[usize],
+    release: &PathCommand,
+    key: ReservationKey,
+    held: Reservation,
+) -> Released {
+    let scope_type = release.cdb.bytes()[2];
+    if scope_type != (held.scope << 4 | held.type_code) {
+        return Released::answer(PrReply::check_condition(
+            SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
+        ));
+    }
+    let own = PrOutParameters {
+        reservation_key: key,
+        service_action_key: key,
+        ..Default::default()
+    };
+    let preempt = PathCommand::pr_out(PrOutServiceAction::Preempt, scope_type, &own);
+    let (taken, used) = one_path(runner, paths, &preempt);
+    let Some(used) = used.filter(|_| verdict(&taken) == Verdict::Good) else {
+        return Released::answer(taken.reply);
+    };
+    let released = with_retries(runner, used, release);
+    let again = PrOutParameters {
+        service_action_key: key,
+        ..Default::default()
+    };
+    let reregister =
+        PathCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &again);
+    let others: Vec<usize> = paths.iter().copied().filter(|&p| p != used).collect();
+    let done = every_live_path(runner, &[], &others, &reregister, &reregister);
+    // Once released, a live path left unregistered is reported, not
+    // answered: the guest's RELEASE took effect and a retry would be a no-op.
+    let mut unreachable = done.unreachable;
+    if done.failure.is_some() {
+        unreachable.extend(
+            others
+                .iter()
+                .copied()
+                .filter(|p| !done.succeeded.contains(p)),
+        );
+    }
+    Released {
+        reply: if verdict(&released) == Verdict::Good {
+            PrReply::good(Vec::new())
+        } else {
+            released.reply
+        },
+        moved: true,
+        unreachable,
+    }
 }
 
 #[cfg(test)]
@@ -195,9 +432,7 @@ mod tests {
     use crate::domain::param_list::{PrOutParameters, TransportId};
     use crate::domain::pr_in_data::Reservation;
     use crate::domain::sense::SenseCode;
-    use crate::domain::service_action::{
-        PrInServiceAction, PrOutServiceAction, ReservationKey, ReservationType,
-    };
+    use crate::domain::service_action::{PrInServiceAction, ReservationType};
 
     /// Answers from a per-path script (GOOD once the script runs out) and
     /// records every command sent.
@@ -436,19 +671,208 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_fresh_register_unregisters_and_a_path_failure_is_answered() {
+    fn a_path_that_fails_as_a_path_is_skipped_by_register_and_reported() {
+        use PrOutServiceAction::*;
+        // A fresh registration: the live path registers, the lost one is
+        // reported unregistered, nothing is rolled back.
         let mut s = Script::default().on(1, &[lost()]);
+        let o = execute(&mut s, &two_paths(), &out(Register, 0, 0xb));
+        assert_eq!(o.reply, PrReply::good(Vec::new()));
+        assert_eq!(
+            s.actions_sent(),
+            vec![(0, Some(Register)), (1, Some(Register))]
+        );
+        assert_eq!(
+            o.missed,
+            vec![MissedPath {
+                path: 1,
+                left_with: LeftWith::Unregistered {
+                    key: ReservationKey(0xb)
+                }
+            }]
+        );
+        assert_eq!(o.events.len(), 2);
+        // A key change with one path failed before and one failing now:
+        // both keep the old key.
+        let paths = [
+            PathView::failed(1),
+            PathView::active(2),
+            PathView::active(3),
+        ];
+        let mut s = Script::default().on(2, &[not_responding()]);
+        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        let stale = LeftWith::StaleKey {
+            old: ReservationKey(0xa),
+            new: ReservationKey(0xb),
+        };
+        assert_eq!(
+            o.missed,
+            vec![
+                MissedPath {
+                    path: 0,
+                    left_with: stale
+                },
+                MissedPath {
+                    path: 2,
+                    left_with: stale
+                }
+            ]
+        );
+        // An unregister likewise.
+        let mut s = Script::default().on(0, &[lost()]);
+        let o = execute(&mut s, &two_paths(), &out(Register, 0xa, 0));
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        assert_eq!(
+            o.missed,
+            vec![MissedPath {
+                path: 0,
+                left_with: LeftWith::StaleKey {
+                    old: ReservationKey(0xa),
+                    new: ReservationKey(0)
+                }
+            }]
+        );
+    }
+
+    #[test]
+    fn paths_dm_failed_come_last_and_their_stale_keys_do_not_fail_a_key_change() {
+        use crate::domain::multipath::path::DmState;
+        use PrOutServiceAction::*;
+        let paths = [
+            PathView::active(1).with_dm(DmState::Failed),
+            PathView::active(2).with_dm(DmState::Active),
+            PathView::active(3).with_dm(DmState::Active),
+        ];
+        // One-path commands: dm's live paths first.
+        let mut s = Script::default();
+        execute(&mut s, &paths, &out(Reserve, 1, 0));
+        assert_eq!(s.paths_sent(), vec![1]);
+        // A key change: path 0 still has an older key and refuses; the map
+        // changes anyway, and path 0 is reported.
+        let mut s = Script::default().on(0, &[conflict()]);
+        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        assert_eq!(o.reply, PrReply::good(Vec::new()));
+        assert_eq!(s.paths_sent(), vec![1, 2, 0]);
+        assert_eq!(
+            o.missed,
+            vec![MissedPath {
+                path: 0,
+                left_with: LeftWith::Unchanged {
+                    key: ReservationKey(0xb)
+                }
+            }]
+        );
+        // The same refusal from a path dm uses rolls back.
+        let mut s = Script::default().on(2, &[conflict()]);
+        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        assert_eq!(o.reply, conflict().reply);
+        // And from a dm-failed path when no other path accepted first.
+        let only_failed = [PathView::active(1).with_dm(DmState::Failed)];
+        let mut s = Script::default().on(0, &[conflict()]);
+        let o = execute(&mut s, &only_failed, &out(Register, 0xa, 0xb));
+        assert_eq!(o.reply, conflict().reply);
+    }
+
+    #[test]
+    fn a_key_change_that_missed_the_holder_moves_the_reservation_to_the_new_key() {
+        use PrOutServiceAction::*;
+        let paths = [PathView::failed(1), PathView::active(2)];
+        // The dead path holds the reservation with the old key 0xa.
+        let mut s = held_by_us(0xa);
+        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        assert_eq!(o.reply, PrReply::good(Vec::new()));
+        assert_eq!(
+            s.actions_sent(),
+            vec![(1, Some(Register)), (1, None), (1, Some(Preempt))]
+        );
+        let preempt = &s.sent[2].1;
+        assert_eq!(preempt.cdb.bytes()[2], 0x01);
+        let p = sent_params(preempt);
+        assert_eq!(
+            (p.reservation_key, p.service_action_key),
+            (ReservationKey(0xb), ReservationKey(0xa))
+        );
+        // The PREEMPT removed the old key from the dead path.
+        assert_eq!(
+            o.missed,
+            vec![MissedPath {
+                path: 0,
+                left_with: LeftWith::Unregistered {
+                    key: ReservationKey(0xb)
+                }
+            }]
+        );
+        // Held with another key, or no path missed: nothing more is sent.
+        let mut s = held_by_us(0x99);
+        execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        assert_eq!(s.actions_sent(), vec![(1, Some(Register)), (1, None)]);
+        let mut s = held_by_us(0xa);
+        execute(&mut s, &two_paths(), &out(Register, 0xa, 0xb));
+        assert_eq!(s.sent.len(), 2);
+        // An unregister never preempts.
+        let mut s = held_by_us(0xa);
+        execute(&mut s, &paths, &out(Register, 0xa, 0));
+        assert_eq!(s.sent.len(), 1);
+    }
+
+    #[test]
+    fn register_reaching_no_path_answers_the_path_failure() {
+        let mut s = Script::default()
+            .on(0, &[lost()])
+            .on(1, &[not_responding()]);
         let o = execute(
             &mut s,
             &two_paths(),
-            &out(PrOutServiceAction::Register, 0, 0xb),
+            &out(PrOutServiceAction::Register, 0xa, 0xb),
         );
-        assert_eq!(o.reply, lost().reply);
-        assert_eq!(s.sent.len(), 3);
+        assert_eq!(o.reply, not_responding().reply);
+        assert!(o.events.is_empty());
+        assert!(o.missed.is_empty());
+        assert_eq!(s.paths_sent(), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_refusal_after_a_dead_path_still_rolls_back() {
+        let paths = [
+            PathView::active(1),
+            PathView::active(2),
+            PathView::active(3),
+        ];
+        let mut s = Script::default().on(1, &[lost()]).on(2, &[conflict()]);
+        let o = execute(&mut s, &paths, &out(PrOutServiceAction::Register, 0, 0xb));
+        assert_eq!(o.reply, conflict().reply);
+        assert!(o.missed.is_empty());
+        use PrOutServiceAction::*;
         assert_eq!(
-            sent_params(&s.sent[2].1).service_action_key,
-            ReservationKey(0)
+            s.actions_sent(),
+            vec![
+                (0, Some(Register)),
+                (1, Some(Register)),
+                (2, Some(Register)),
+                (0, Some(RegisterAndIgnoreExistingKey))
+            ]
         );
+    }
+
+    #[test]
+    fn spec_i_pt_goes_to_the_first_path_that_is_up() {
+        let p = PrOutParameters {
+            service_action_key: ReservationKey(5),
+            transport_ids: Some(vec![TransportId::sas(0x5000)]),
+            ..Default::default()
+        };
+        let c = PathCommand::pr_out(PrOutServiceAction::Register, 0, &p);
+        let paths = [
+            PathView::active(1),
+            PathView::active(2),
+            PathView::active(3),
+        ];
+        let mut s = Script::default().on(0, &[lost()]);
+        let o = execute(&mut s, &paths, &c);
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        assert_eq!(s.sent[1].1, c);
+        assert_eq!(sent_params(&s.sent[2].1).transport_ids, None);
     }
 
     #[test]
@@ -587,15 +1011,7 @@ mod tests {
                 .status,
             ScsiStatus::GOOD
         );
-        // Still ours: the holding path failed.
-        let paths = [PathView::active(1), PathView::failed(2)];
-        let mut s = Script {
-            reservation: Some(3),
-            ..Default::default()
-        };
-        let o = execute(&mut s, &paths, &out(Release, 3, 0));
-        assert_eq!(o.reply.sense.code(), Some(SenseCode::I_T_NEXUS_LOSS));
-        assert!(o.events.is_empty());
+        // Still ours: the holding path failed (see the move tests below).
         // Still ours, and one path said why.
         let mut s = Script {
             reservation: Some(3),
@@ -604,6 +1020,127 @@ mod tests {
         .on(1, &[conflict()]);
         let o = execute(&mut s, &two_paths(), &out(Release, 3, 0));
         assert_eq!(o.reply, conflict().reply);
+    }
+
+    fn held_by_us(key: u64) -> Script {
+        Script {
+            reservation: Some(key),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn release_with_the_holder_down_moves_the_reservation_to_a_live_path() {
+        use PrOutServiceAction::*;
+        let paths = [
+            PathView::active(1),
+            PathView::active(2),
+            PathView::failed(3),
+        ];
+        let mut s = held_by_us(3);
+        let o = execute(&mut s, &paths, &out(Release, 3, 0));
+        assert_eq!(o.reply, PrReply::good(Vec::new()));
+        assert_eq!(o.events, vec![MapEvent::UnsetHold]);
+        assert_eq!(
+            s.actions_sent(),
+            vec![
+                (0, Some(Release)),
+                (1, Some(Release)),
+                (0, None),
+                (0, Some(Preempt)),
+                (0, Some(Release)),
+                (1, Some(RegisterAndIgnoreExistingKey)),
+            ]
+        );
+        // PREEMPT of our own key, with the reservation's scope and type.
+        let preempt = &s.sent[3].1;
+        assert_eq!(preempt.cdb.bytes()[2], 0x01);
+        let p = sent_params(preempt);
+        assert_eq!(
+            (p.reservation_key, p.service_action_key),
+            (ReservationKey(3), ReservationKey(3))
+        );
+        assert_eq!(
+            sent_params(&s.sent[5].1).service_action_key,
+            ReservationKey(3)
+        );
+        // The dead path lost its registration to the PREEMPT.
+        assert_eq!(
+            o.missed,
+            vec![MissedPath {
+                path: 2,
+                left_with: LeftWith::Unregistered {
+                    key: ReservationKey(3)
+                }
+            }]
+        );
+    }
+
+    #[test]
+    fn the_move_preempts_from_the_next_path_when_the_first_fails() {
+        use PrOutServiceAction::*;
+        let paths = [
+            PathView::active(1),
+            PathView::active(2),
+            PathView::failed(3),
+        ];
+        let good = PathReply::device(PrReply::good(vec![]));
+        let mut s = held_by_us(3).on(0, &[good, lost(), lost()]);
+        let o = execute(&mut s, &paths, &out(Release, 3, 0));
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        assert_eq!(
+            s.actions_sent(),
+            vec![
+                (0, Some(Release)),
+                (1, Some(Release)),
+                (0, None),
+                (1, None),
+                (0, Some(Preempt)),
+                (1, Some(Preempt)),
+                (1, Some(Release)),
+                (0, Some(RegisterAndIgnoreExistingKey)),
+            ]
+        );
+        assert_eq!(o.missed.iter().map(|m| m.path).collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn no_move_for_another_type_a_refused_preempt_or_a_refusing_path() {
+        use PrOutServiceAction::*;
+        let paths = [PathView::active(1), PathView::failed(2)];
+        // The guest names another type than the holder reserved with: the
+        // holder would have refused it; nothing is preempted.
+        let mut s = held_by_us(3);
+        let p = PrOutParameters {
+            reservation_key: ReservationKey(3),
+            ..Default::default()
+        };
+        let o = execute(&mut s, &paths, &PathCommand::pr_out(Release, 0x05, &p));
+        assert_eq!(
+            o.reply.sense.code(),
+            Some(SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
+        );
+        assert_eq!(s.actions_sent(), vec![(0, Some(Release)), (0, None)]);
+        assert!(o.events.is_empty() && o.missed.is_empty());
+        // The PREEMPT is refused: its answer, no RELEASE after it.
+        let good = PathReply::device(PrReply::good(vec![]));
+        let held = ReadReservation {
+            generation: 1,
+            reservation: Some(Reservation::new(
+                ReservationKey(3),
+                ReservationType::WriteExclusive,
+            )),
+        };
+        let held = PathReply::device(PrReply::good(held.encode()));
+        let mut s = held_by_us(3).on(0, &[good, held, conflict()]);
+        let o = execute(&mut s, &paths, &out(Release, 3, 0));
+        assert_eq!(o.reply, conflict().reply);
+        assert_eq!(s.sent.len(), 3);
+        assert!(o.events.is_empty());
+        // No live path can reach the reservation: nothing moves.
+        let mut s = held_by_us(3).on(0, &[lost(), lost()]);
+        let o = execute(&mut s, &paths, &out(Release, 3, 0));
+        assert_eq!(o.reply, lost().reply);
     }
 
     #[test]

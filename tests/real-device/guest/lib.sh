@@ -132,10 +132,13 @@ drain() {
 
 # dev_state: one word per registration, sorted: NEXUS:KEY, plus :RTYPE on the
 # reservation holder(s), from READ FULL STATUS; "-" when nothing is registered.
-# NEXUS is 1, 2 (this host's paths) or 3 (the other node).
+# NEXUS is 1, 2 (this host's paths) or 3 (the other node). Read through
+# nexus $STATE_NEXUS (default 1), which must be up.
 dev_state() {
-    drain 1
-    h=$(prin_raw "$SG1" 03 4096) || { echo "ERROR(read full status failed)"; return; }
+    _sn=${STATE_NEXUS:-1}
+    drain "$_sn"
+    eval "_sd=\$SG$_sn"
+    h=$(prin_raw "$_sd" 03 4096) || { echo "ERROR(read full status failed)"; return; }
     echo "$h" | awk '
     function hv(s,  i, v) { v = 0; for (i = 1; i <= length(s); i++) v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1; return v }
     function key(s) { sub(/^0+/, "", s); return "0x" (s == "" ? "0" : s) }

@@ -5,7 +5,9 @@
 # helper beside Debian's own multipathd and udev, as in production. Five
 # tcm_loop I_T nexuses to the one LU:
 #   nexus 1     the observer: in no map (blacklisted); the device state is
-#               read here (READ FULL STATUS), never through a helper
+#               read here (READ FULL STATUS), never through a helper; the
+#               path failure checks also make it the other cluster node
+#               (sg_persist straight to it)
 #   nexus 2, 3  this host's paths: multipathd's map; the destination map of
 #               the migration check
 #   nexus 4, 5  the source host's paths in the migration check
@@ -301,6 +303,240 @@ mpd_migrate() {
     end
 }
 
+# ---------------------------------------------------------------- path failures
+# A path of the map fails as an operator meets it (`echo offline` into its
+# SCSI device state) and comes back (`running`); multipathd's checker fails
+# it in dm and reinstates it. The device state is read on the observer.
+
+# mpd_path N offline|running
+mpd_path() {
+    eval "_p=\$PATH$1"
+    echo "$2" >"/sys/block/${_p#/dev/}/device/state" || fail "cannot set ${_p#/dev/} $2"
+    eval "DIRTY$1=1"
+}
+
+# wait_dm N active|failed: multipathd shows nexus N's path in that dm state
+# (bounded: multipathd's checker runs every second here).
+wait_dm() {
+    eval "_p=\$PATH$1"
+    i=0
+    while [ $i -lt 30 ]; do
+        timeout 10 multipathd show paths format "%d %t" 2>/dev/null | grep -q "^${_p#/dev/} *$2" && return 0
+        sleep 1
+        i=$((i + 1))
+    done
+    fail "multipathd does not show ${_p#/dev/} $2: $(timeout 10 multipathd show paths format '%d %t' 2>&1 | tr '\n' ';')"
+    return 1
+}
+
+# wait_state WANT WHEN: the device state becomes WANT (multipathd acts on
+# its own time), else FAIL.
+wait_state() {
+    i=0
+    while [ $i -lt 40 ] && [ "$(dev_state)" != "$1" ]; do
+        sleep 1
+        i=$((i + 1))
+    done
+    expect_state "$2" "$1"
+    [ $i -lt 40 ] && note "(after ${i}s)"
+}
+
+# mpd_log_expect TEXT PATH: a WARN line of the helper's log since the mark
+# says TEXT and names PATH.
+mpd_log_mark() { LOG_MARK=$(wc -l </tmp/helper-mpd.log); }
+mpd_log_expect() {
+    tail -n +"$((LOG_MARK + 1))" /tmp/helper-mpd.log | grep WARN | grep "$1" | grep -q "$2" ||
+        fail "helper log: no warning [$1] naming $2: $(tail -n +"$((LOG_MARK + 1))" /tmp/helper-mpd.log | tail -c 400 | tr '\n' ' ')"
+}
+
+# 6. RELEASE through the map while the path holding the reservation is
+# offline: released, the other node (the observer) reserves, and the dead
+# path, whose registration the move removed, gets the key back from
+# multipathd when it returns.
+mpd_release_dead_holder() {
+    begin "mpd.release-dead-holder.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    step reserve 0 -o -R -K 0x1111 -T 1 "$MAP"
+    st=$(dev_state)
+    h=$(echo "$st" | tr ' ' '\n' | sed -n 's/^\([23]\):[^:]*:R.*/\1/p' | head -1)
+    if [ -z "$h" ]; then
+        fail "no holder among the map's paths after RESERVE: [$st]"
+        end
+        return 0
+    fi
+    live=$((5 - h))
+    mpd_path "$h" offline
+    wait_dm "$h" failed
+    eval "hdev=\${PATH$h#/dev/}"
+    mpd_log_mark
+    step release 0 -o -L -K 0x1111 -T 1 "$MAP"
+    expect_state "RELEASE with the holder (path $h) offline" "$live:0x1111"
+    mpd_log_expect "path was down" "$hdev"
+    on_nexus 1 -o -G -S 0x3333
+    on_nexus 1 -o -R -K 0x3333 -T 1
+    expect_state "the other node's RESERVE" "1:0x3333:R1 $live:0x1111"
+    mpd_path "$h" running
+    wait_dm "$h" active
+    wait_state "1:0x3333:R1 2:0x1111 3:0x1111" "path $h back: multipathd registers the map's key on it"
+    wait_map_ready || fail "the map's paths are not both active again"
+    end
+}
+
+# 7. A key change through the map while a path is offline: the live path
+# takes the new key; the returning path gets the new key from multipathd,
+# never the old one, and later commands through the map work.
+mpd_key_change_dead_path() {
+    begin "mpd.key-change-dead-path.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    mpd_path 3 offline
+    wait_dm 3 failed
+    step key-change 0 -o -G -K 0x1111 -S 0x2222 "$MAP"
+    expect_state "key change with path 3 offline" "2:0x2222 3:0x1111"
+    expect_prkey "key change with path 3 offline" 0x2222
+    mpd_path 3 running
+    wait_dm 3 active
+    wait_state "2:0x2222 3:0x2222" "path 3 back: multipathd registers the new key on it"
+    wait_map_ready || fail "the map's paths are not both active again"
+    step later-key-change 0 -o -G -K 0x2222 -S 0x4444 "$MAP"
+    expect_state "a later key change" "2:0x4444 3:0x4444"
+    step later-reserve 0 -o -R -K 0x4444 -T 5 "$MAP"
+    expect_state "a later RESERVE" "2:0x4444:R5 3:0x4444|2:0x4444 3:0x4444:R5"
+    step later-release 0 -o -L -K 0x4444 -T 5 "$MAP"
+    expect_state "a later RELEASE" "2:0x4444 3:0x4444"
+    end
+}
+
+# 7b. A key change through the map while the path holding the
+# reservation is offline: the reservation follows the new key to the live
+# path; the returning path gets the new key from multipathd.
+mpd_key_change_dead_holder() {
+    begin "mpd.key-change-dead-holder.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    step reserve 0 -o -R -K 0x1111 -T 5 "$MAP"
+    st=$(dev_state)
+    h=$(echo "$st" | tr ' ' '\n' | sed -n 's/^\([23]\):[^:]*:R.*/\1/p' | head -1)
+    if [ -z "$h" ]; then
+        fail "no holder among the map's paths after RESERVE: [$st]"
+        end
+        return 0
+    fi
+    live=$((5 - h))
+    mpd_path "$h" offline
+    wait_dm "$h" failed
+    step key-change 0 -o -G -K 0x1111 -S 0x2222 "$MAP"
+    expect_state "key change with the holder (path $h) offline" "$live:0x2222:R5"
+    expect_prkey "key change with the holder offline" 0x2222
+    mpd_path "$h" running
+    wait_dm "$h" active
+    want="2:0x2222:R5 3:0x2222"
+    [ "$live" = 3 ] && want="2:0x2222 3:0x2222:R5"
+    wait_state "$want" "path $h back: multipathd registers the new key on it"
+    wait_map_ready || fail "the map's paths are not both active again"
+    step release 0 -o -L -K 0x2222 -T 5 "$MAP"
+    expect_state "RELEASE with the new key" "2:0x2222 3:0x2222"
+    end
+}
+
+# 8. Unregistering through the map while a path is offline: GOOD, the live
+# path is unregistered, multipathd forgets the key; the dead path keeps its
+# registration when it returns (nothing unregisters it), and the helper's
+# log names it with the command that removes it.
+mpd_unregister_dead_path() {
+    begin "mpd.unregister-dead-path.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    mpd_path 3 offline
+    wait_dm 3 failed
+    mpd_log_mark
+    step unregister 0 -o -G -K 0x1111 -S 0 "$MAP"
+    expect_state "unregister with path 3 offline" "3:0x1111"
+    expect_prstatus "unregister with path 3 offline" unregistered
+    mpd_log_expect "during the unregister" "${PATH3#/dev/}"
+    mpd_path 3 running
+    wait_dm 3 active
+    expect_state "path 3 back" "3:0x1111"
+    on_nexus 3 -o -G -K 0x1111 -S 0
+    expect_state "path 3 unregistered as the log says" "-"
+    wait_map_ready || fail "the map's paths are not both active again"
+    end
+}
+
+# 9. A reservation held with the map's key by a nexus that is no longer a
+# path of the map (removed from it, as when a path is replaced) is still
+# the map's: READ RESERVATION through the map shows it, RELEASE through the
+# map releases it, and the path added back gets the key from multipathd.
+mpd_replaced_path() {
+    begin "mpd.replaced-path.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    on_nexus 3 -o -R -K 0x1111 -T 1
+    expect_state "RESERVE directly through path 3" "2:0x1111 3:0x1111:R1"
+    gone=${PATH3#/dev/}
+    mpd del path "$gone"
+    [ "$MPD_OUT" = ok ] || fail "multipathd del path $gone: [$MPD_OUT]"
+    step read-reservation 0 -i -r "$MAP"
+    p=$(json_field payload)
+    if [ "$(echo "$p" | cut -c17-32)" != "0000000000001111" ] || [ "$(echo "$p" | cut -c43-44)" != 01 ]; then
+        fail "READ RESERVATION through the map: [$p], want key 0x1111 type 1"
+    fi
+    step release 0 -o -L -K 0x1111 -T 1 "$MAP"
+    expect_state "RELEASE through the map of the removed path's reservation" "2:0x1111"
+    on_nexus 1 -o -G -S 0x3333
+    on_nexus 1 -o -R -K 0x3333 -T 1
+    expect_state "the other node's RESERVE" "1:0x3333:R1 2:0x1111"
+    mpd add path "$gone"
+    [ "$MPD_OUT" = ok ] || fail "multipathd add path $gone: [$MPD_OUT]"
+    touched 1
+    wait_state "1:0x3333:R1 2:0x1111 3:0x1111" "path $gone added back: multipathd registers the map's key on it"
+    wait_map_ready || fail "path $gone not active again in the map"
+    end
+}
+
+# 10. A path dm has failed while its SCSI device still runs (multipathd
+# `fail path`, which also stops its checker from reinstating it): the
+# helper reads dm's view from multipathd and tries that path last, so the
+# reservation lands on the path dm uses (without that view the path first
+# in the map would take it), and a stale key on it does not fail a key
+# change through the map.
+mpd_dm_failed_path() {
+    begin "mpd.dm-failed-path.$P" || return 0
+    mpd_reset
+    step register 0 -o -G -S 0x1111 "$MAP"
+    expect_state register "2:0x1111 3:0x1111"
+    # The path the helper tries first when dm's view is not known.
+    first=$(printf '%s\n%s\n' "${PATH2#/dev/} 2" "${PATH3#/dev/} 3" | sort | head -1)
+    n=${first#* }
+    first=${first% *}
+    other=$((5 - n))
+    mpd fail path "$first"
+    [ "$MPD_OUT" = ok ] || fail "multipathd fail path $first: [$MPD_OUT]"
+    wait_dm "$n" failed
+    mpd show paths raw format %d:%t
+    note "(multipathd: $MPD_OUT; $first SCSI state $(cat "/sys/block/$first/device/state"))"
+    [ "$(cat "/sys/block/$first/device/state")" = running ] || fail "$first is not running: the check needs only dm to have failed it"
+    step reserve 0 -o -R -K 0x1111 -T 5 "$MAP"
+    expect_state "RESERVE with $first failed in dm only" "$(
+        [ "$other" = 2 ] && echo "2:0x1111:R5 3:0x1111" || echo "2:0x1111 3:0x1111:R5")"
+    step release 0 -o -L -K 0x1111 -T 5 "$MAP"
+    expect_state "RELEASE" "2:0x1111 3:0x1111"
+    # The failed path missed a change (its key is stale): a key change
+    # through the map is not failed by it, and leaves it as it was.
+    on_nexus "$n" -o -G -K 0x1111 -S 0x7777
+    mpd_log_mark
+    step key-change 0 -o -G -K 0x1111 -S 0x2222 "$MAP"
+    expect_state "key change with $first failed in dm and stale" "$(
+        [ "$other" = 2 ] && echo "2:0x2222 3:0x7777" || echo "2:0x7777 3:0x2222")"
+    mpd_log_expect "not registered with the map's key" "$first"
+    mpd reinstate path "$first"
+    [ "$MPD_OUT" = ok ] || fail "multipathd reinstate path $first: [$MPD_OUT]"
+    wait_dm "$n" active
+    wait_map_ready || fail "the map's paths are not both active again"
+    end
+}
+
 # ---------------------------------------------------------------- the boot
 mpd_setup() {
     load_modules /etc/modules.order || return 1
@@ -340,6 +576,7 @@ defaults {
     find_multipaths no
     user_friendly_names yes
     reservation_key file
+    polling_interval 1
 }
 blacklist {
     devnode ".*"
@@ -409,6 +646,12 @@ mpd_main() {
             mpd_readd
             mpd_unregister
             mpd_restart
+            mpd_release_dead_holder
+            mpd_key_change_dead_path
+            mpd_key_change_dead_holder
+            mpd_unregister_dead_path
+            mpd_replaced_path
+            mpd_dm_failed_path
             stop_mpd_helper
         done
     fi

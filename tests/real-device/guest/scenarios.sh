@@ -35,6 +35,8 @@ emu_allowed() {
 KNOWN_FAIL="
 "
 
+. /etc/tier-path-failures.sh
+
 # TransportID of nexus 3's initiator (tcm_loop speaks SAS) and its relative target port, for
 # REGISTER AND MOVE.
 TID3_LIO=sas,${INIT3#naa.}
@@ -433,6 +435,7 @@ scenarios() {
     sc_wrong_key
     sc_contend
     sc_multipath
+    pf_scenarios
     case $B in rs | c) sc_qemu ;; esac
 }
 
