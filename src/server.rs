@@ -7,17 +7,18 @@
 //! No system call on a client's fd runs on the async workers: `fstat` and
 //! `close` on a file of a stuck file system (FUSE) never return. Each command
 //! makes one trip to the blocking pool that inspects the fd, applies the
-//! device policy, runs the executor and closes the fd; fds dropped over a
+//! device policy, runs the executor, closes the fd and writes the reply, so
+//! that the reply leaves without a second thread hop; fds dropped over a
 //! protocol violation are closed there too.
 
 use std::fmt::Display;
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::domain::access::{DeviceAllowlist, PeerCredentials, PeerPolicy};
@@ -33,7 +34,9 @@ use crate::ports::executor::{
     AccessMode, DeviceFd, DeviceInfo, Initiator, PrCommand, ScsiExecutor,
 };
 use crate::ports::received_fd::ReceivedFd;
-use crate::ports::transport::{Connection, Listener, ReadOutcome, TransportError};
+use crate::ports::transport::{
+    BlockingReply, Connection, Listener, ReadOutcome, ReplyWriteError, TransportError,
+};
 
 /// Finds the WWID of a device (from sysfs, in production).
 pub type WwidLookup = Arc<dyn Fn(&DeviceInfo) -> Option<String> + Send + Sync>;
@@ -152,7 +155,7 @@ pub async fn run_with<L, E, S>(
 {
     let options = Arc::new(options);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let open = Arc::new(OpenConnections::default());
     let mut refusals = RefusalLog::new();
     let mut summary = tokio::time::interval(REFUSAL_LOG_INTERVAL);
     summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -163,7 +166,7 @@ pub async fn run_with<L, E, S>(
             accepted = listener.accept() => match accepted {
                 Ok(conn) => {
                     let initiator = conn.initiator();
-                    if !admitted(&options, &initiator, tasks.len(), &mut refusals) {
+                    if !admitted(&options, &initiator, open.count(), &mut refusals) {
                         continue;
                     }
                     let span = tracing::info_span!(
@@ -175,11 +178,14 @@ pub async fn run_with<L, E, S>(
                     let executor = Arc::clone(&executor);
                     let options = Arc::clone(&options);
                     let stop = stop_rx.clone();
-                    tasks.spawn(
-                        async move {
+                    let (mut conn, mut stop) = (conn, stop);
+                    let guard = OpenConnections::enter(&open);
+                    let task = async move {
+                            let _open = guard;
                             tracing::debug!("accepted");
-                            let mut conn = conn;
-                            match serve_connection_with(&mut conn, executor, stop, options).await {
+                            // Borrowed, not moved, so that the task's
+                            // future holds one copy of each.
+                            match serve_borrowed(&mut conn, &executor, &mut stop, &options).await {
                                 Ok(end) => tracing::debug!(?end, "connection closed"),
                                 Err(
                                     e @ (ConnectionError::Protocol(_)
@@ -191,8 +197,9 @@ pub async fn run_with<L, E, S>(
                                 Err(e) => tracing::debug!(cause = %e, "connection dropped"),
                             }
                         }
-                        .instrument(span),
-                    );
+                        .instrument(span);
+                    // Detached: `open` counts it until it ends.
+                    tokio::spawn(task);
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -200,27 +207,63 @@ pub async fn run_with<L, E, S>(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => log_task_end(done),
             _ = summary.tick() => refusals.summarize(),
         }
     }
     drop(listener);
     refusals.summarize();
     let _ = stop_tx.send(true);
-    let in_flight = tasks.len();
+    let in_flight = open.count();
     if in_flight > 0 {
         tracing::info!(connections = in_flight, "waiting for commands in flight");
     }
-    while let Some(done) = tasks.join_next().await {
-        log_task_end(done);
+    open.all_closed().await;
+}
+
+/// How many connection tasks are open, and a way to wait until none is.
+/// Lighter than a `JoinSet`: a task holds one counted reference and no list
+/// entry, which matters with thousands of idle connections.
+#[derive(Default)]
+struct OpenConnections {
+    count: std::sync::atomic::AtomicUsize,
+    none_left: tokio::sync::Notify,
+}
+
+/// One open connection task; counted until dropped (also when its task
+/// ends early, or is dropped with the runtime).
+struct OpenGuard(Arc<OpenConnections>);
+
+impl OpenConnections {
+    fn enter(this: &Arc<OpenConnections>) -> OpenGuard {
+        this.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        OpenGuard(Arc::clone(this))
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    async fn all_closed(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
-/// A connection task that panicked is a bug worth an error line; the daemon
-/// itself goes on.
-fn log_task_end(done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done {
-        tracing::error!(cause = %e, "connection task failed");
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.none_left.notify_one();
+        }
     }
 }
 
@@ -328,16 +371,37 @@ where
     C: Connection + ?Sized,
     E: ScsiExecutor + ?Sized + 'static,
 {
+    serve_borrowed(conn, &executor, &mut stop, &options).await
+}
+
+/// [`serve_connection_with`] on borrowed state.
+async fn serve_borrowed<C, E>(
+    conn: &mut C,
+    executor: &Arc<E>,
+    stop: &mut watch::Receiver<bool>,
+    options: &Arc<ServerOptions>,
+) -> Result<ConnectionEnd, ConnectionError>
+where
+    C: Connection + ?Sized,
+    E: ScsiExecutor + ?Sized + 'static,
+{
     // Every fd the client sent and no command took: closed on the blocking
     // pool, on whatever path the connection ends.
     let mut held = Vec::new();
-    let result = serve(conn, &executor, &mut stop, &options, &mut held).await;
-    close_off_workers(held, &mut stop).await;
+    let result = serve(conn, executor, stop, options, &mut held).await;
+    if !held.is_empty() {
+        Box::pin(close_off_workers(held, stop)).await;
+    }
     result
 }
 
 /// The body of [`serve_connection_with`]; fds received and not handed to a
 /// command stay in `held`.
+///
+/// While a connection is idle its future holds only the wait for readiness
+/// and for `stop`: the negotiation and each command run in a future of their
+/// own, allocated while they run, so that thousands of idle connections do
+/// not each keep the largest state any command needs.
 async fn serve<C, E>(
     conn: &mut C,
     executor: &Arc<E>,
@@ -349,27 +413,32 @@ where
     C: Connection + ?Sized,
     E: ScsiExecutor + ?Sized + 'static,
 {
-    let limit = options.request_timeout;
-    write_reply(conn, stop, limit, &SUPPORTED_FEATURES.to_be_bytes()).await?;
-    let mut features = [0u8; FEATURES_LEN];
-    let negotiation = read_part(conn, stop, &mut features, held, true);
-    match tokio::time::timeout(limit, negotiation).await {
-        Err(_) => return Err(ConnectionError::Stalled(limit)),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Some(end))) => return Ok(end),
-        Ok(Ok(None)) => {}
+    if let Some(end) = Box::pin(negotiate(conn, stop, options, held)).await? {
+        return Ok(end);
     }
-    // Fds sent during negotiation are closed here, as the C helper does.
-    close_off_workers(std::mem::take(held), stop).await;
-    check_client_features(features)?;
-
-    let initiator = conn.initiator();
     loop {
         // Idle between commands: no time limit until the first bytes. The
         // previous command's fd is closed by now, so a client whose fds
         // never close ties up one blocking thread per connection.
         let mut cdb = [0u8; CDB_LEN];
-        let first = match until_stopped(stop, conn.read_some(&mut cdb, held)).await {
+        if *stop.borrow() {
+            return Ok(ConnectionEnd::Shutdown);
+        }
+        // Polled by hand rather than with `select!`, which would keep a
+        // second copy of both futures in every idle connection's state.
+        let first = {
+            let mut stopping = std::pin::pin!(stop.changed());
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(read) = conn.poll_read_some(cx, &mut cdb, held) {
+                    return Poll::Ready(Some(read));
+                }
+                // A change can only be to true; a dropped sender means
+                // the server is gone: stop either way.
+                stopping.as_mut().poll(cx).map(|_| None)
+            })
+            .await
+        };
+        let first = match first {
             None => return Ok(ConnectionEnd::Shutdown),
             Some(read) => read?,
         };
@@ -379,26 +448,80 @@ where
             }
             return Err(ProtocolViolation::TruncatedRequest.into());
         }
-        // Once a request has started it must arrive whole in time.
-        let rest = read_request(conn, stop, cdb, first, held);
-        let (cdb, data_out, device) = match tokio::time::timeout(limit, rest).await {
-            Err(_) => return Err(ConnectionError::Stalled(limit)),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(Request::End(end))) => return Ok(end),
-            Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
-        };
-        let Some(reply) = answer(executor, options, &initiator, cdb, data_out, device, stop).await
-        else {
-            return Ok(ConnectionEnd::Shutdown);
-        };
-        write_reply(conn, stop, limit, &reply.encode_header()).await?;
-        if !reply.payload.is_empty() {
-            write_reply(conn, stop, limit, &reply.payload).await?;
-        }
-        if *stop.borrow() {
-            return Ok(ConnectionEnd::Shutdown);
+        let command = command(conn, executor, stop, options, held, cdb, first);
+        if let Some(end) = Box::pin(command).await? {
+            return Ok(end);
         }
     }
+}
+
+/// The features exchange. `Some`: the connection ended during it.
+async fn negotiate<C: Connection + ?Sized>(
+    conn: &mut C,
+    stop: &mut watch::Receiver<bool>,
+    options: &ServerOptions,
+    held: &mut Vec<ReceivedFd>,
+) -> Result<Option<ConnectionEnd>, ConnectionError> {
+    let limit = options.request_timeout;
+    write_reply(conn, stop, limit, &SUPPORTED_FEATURES.to_be_bytes()).await?;
+    let mut features = [0u8; FEATURES_LEN];
+    let negotiation = read_part(conn, stop, &mut features, held, true);
+    match tokio::time::timeout(limit, negotiation).await {
+        Err(_) => return Err(ConnectionError::Stalled(limit)),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Some(end))) => return Ok(Some(end)),
+        Ok(Ok(None)) => {}
+    }
+    // Fds sent during negotiation are closed here, as the C helper does.
+    close_off_workers(std::mem::take(held), stop).await;
+    check_client_features(features)?;
+    Ok(None)
+}
+
+/// One command, from its first `got` bytes (in `cdb`) to its reply. `Some`:
+/// the connection ends without error.
+async fn command<C, E>(
+    conn: &mut C,
+    executor: &Arc<E>,
+    stop: &mut watch::Receiver<bool>,
+    options: &Arc<ServerOptions>,
+    held: &mut Vec<ReceivedFd>,
+    cdb: [u8; CDB_LEN],
+    got: usize,
+) -> Result<Option<ConnectionEnd>, ConnectionError>
+where
+    C: Connection + ?Sized,
+    E: ScsiExecutor + ?Sized + 'static,
+{
+    let limit = options.request_timeout;
+    // Once a request has started it must arrive whole in time.
+    let rest = read_request(conn, stop, cdb, got, held);
+    let (cdb, data_out, device) = match tokio::time::timeout(limit, rest).await {
+        Err(_) => return Err(ConnectionError::Stalled(limit)),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Request::End(end))) => return Ok(Some(end)),
+        Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
+    };
+    let initiator = conn.initiator();
+    let sink = conn.blocking_reply();
+    match answer(
+        executor, options, &initiator, cdb, data_out, device, sink, stop,
+    )
+    .await
+    {
+        Answered::Abandoned => return Ok(Some(ConnectionEnd::Shutdown)),
+        Answered::Written(written) => written?,
+        Answered::ToWrite(reply) => {
+            write_reply(conn, stop, limit, &reply.encode_header()).await?;
+            if !reply.payload.is_empty() {
+                write_reply(conn, stop, limit, &reply.payload).await?;
+            }
+        }
+    }
+    if *stop.borrow() {
+        return Ok(Some(ConnectionEnd::Shutdown));
+    }
+    Ok(None)
 }
 
 /// A complete request, or the end of the connection.
@@ -450,9 +573,22 @@ struct Outcome {
     device_refused: bool,
 }
 
-/// Runs (or refuses) one command on the blocking pool and writes its audit
-/// line. `None`: the daemon stopped and the command did not finish within
-/// the request timeout; its thread is abandoned.
+/// How a command's reply left, or did not.
+enum Answered {
+    /// The blocking thread wrote it (or failed to).
+    Written(Result<(), ConnectionError>),
+    /// The connection's task writes it (no blocking writer, or the command
+    /// thread failed).
+    ToWrite(PrReply),
+    /// The daemon stopped and the command did not finish within the request
+    /// timeout; its thread is abandoned.
+    Abandoned,
+}
+
+/// Runs (or refuses) one command on the blocking pool, writes its audit
+/// line and, with a blocking writer, its reply: one trip off the async
+/// workers per command, and the reply leaves from the thread that made it.
+#[allow(clippy::too_many_arguments)]
 async fn answer<E: ScsiExecutor + ?Sized + 'static>(
     executor: &Arc<E>,
     options: &Arc<ServerOptions>,
@@ -460,10 +596,10 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
     cdb: PrCdb,
     data_out: Vec<u8>,
     device: ReceivedFd,
+    sink: Option<Arc<dyn BlockingReply>>,
     stop: &mut watch::Receiver<bool>,
-) -> Option<PrReply> {
+) -> Answered {
     let is_out = cdb.direction() == PrDirection::Out;
-    let allocation_len = if is_out { 0 } else { cdb.transfer_len() };
     // The keys, for the audit line only.
     let keys = if is_out {
         data_out.get(..16).unwrap_or(&data_out).to_vec()
@@ -473,13 +609,34 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
     let job = {
         let (executor, options, initiator) =
             (Arc::clone(executor), Arc::clone(options), initiator.clone());
+        let stopping = stop.clone();
+        let keys = keys.clone();
         let span = tracing::Span::current();
         move || {
             let _entered = span.enter();
-            run_command(&*executor, &options, &initiator, cdb, data_out, device)
+            let outcome = run_command(&*executor, &options, &initiator, cdb, data_out, device);
+            let reply = log_outcome(&options, &initiator, &cdb, &keys, outcome);
+            match sink {
+                None => Answered::ToWrite(reply),
+                Some(sink) => {
+                    let header = reply.encode_header();
+                    let written = sink
+                        .write_parts(
+                            &[&header, &reply.payload],
+                            options.request_timeout,
+                            STOP_GRACE,
+                            &|| *stopping.borrow(),
+                        )
+                        .map_err(|e| match e {
+                            ReplyWriteError::Stalled(d) => ConnectionError::ReplyStalled(d),
+                            ReplyWriteError::Io(e) => TransportError::Send(e).into(),
+                        });
+                    Answered::Written(written)
+                }
+            }
         }
     };
-    let outcome = match unless_stopped_for(
+    match unless_stopped_for(
         stop,
         options.request_timeout,
         tokio::task::spawn_blocking(job),
@@ -506,19 +663,34 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
                     "PR OUT abandoned at shutdown: whether the device ran it is unknown"
                 );
             }
-            return None;
+            Answered::Abandoned
         }
-        Some(Ok(outcome)) => outcome,
+        Some(Ok(answered)) => answered,
         Some(Err(e)) => {
             tracing::error!(cause = %e, "command thread failed");
-            Outcome {
+            let outcome = Outcome {
                 reply: PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE),
                 info: None,
                 wwid: None,
                 device_refused: false,
-            }
+            };
+            Answered::ToWrite(log_outcome(options, initiator, &cdb, &keys, outcome))
         }
-    };
+    }
+}
+
+/// Cuts the reply to the allocation length and writes the command's debug
+/// line and, for PR OUT or a refused device, its audit line, before the
+/// reply leaves.
+fn log_outcome(
+    options: &ServerOptions,
+    initiator: &Initiator,
+    cdb: &PrCdb,
+    keys: &[u8],
+    outcome: Outcome,
+) -> PrReply {
+    let is_out = cdb.direction() == PrDirection::Out;
+    let allocation_len = if is_out { 0 } else { cdb.transfer_len() };
     let reply = outcome.reply.fit_to(allocation_len);
     tracing::debug!(
         cdb = ?&cdb.command(),
@@ -528,7 +700,7 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
         "command done"
     );
     if is_out || outcome.device_refused {
-        let record = PrOutAudit::new(&cdb, &keys, &reply, options.audit_keys);
+        let record = PrOutAudit::new(cdb, keys, &reply, options.audit_keys);
         tracing::info!(
             target: "audit",
             peer_pid = %plain(initiator.pid),
@@ -547,7 +719,7 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
             if outcome.device_refused { "device refused" } else { "PR OUT" }
         );
     }
-    Some(reply)
+    reply
 }
 
 /// The blocking part of a command, on one thread: inspect the fd, apply the
@@ -713,20 +885,22 @@ mod tests {
             Ok(())
         });
         conn.expect_initiator().returning(Initiator::default);
+        conn.expect_blocking_reply().returning(|| None);
         let chunks = Arc::new(Mutex::new(std::collections::VecDeque::from(chunks)));
         let some = Arc::clone(&chunks);
-        conn.expect_read_some()
-            .returning(move |buf, fds| match some.lock().unwrap().pop_front() {
+        conn.expect_poll_read_some().returning(move |_, buf, fds| {
+            match some.lock().unwrap().pop_front() {
                 Some(Chunk::Bytes(bytes, nfds, access)) => {
                     assert_eq!(bytes.len(), buf.len(), "scripted chunk has the wrong size");
                     buf.copy_from_slice(&bytes);
                     for _ in 0..nfds {
                         fds.push(device(access));
                     }
-                    Ok(bytes.len())
+                    std::task::Poll::Ready(Ok(bytes.len()))
                 }
-                Some(Chunk::Eof) | None => Ok(0),
-            });
+                Some(Chunk::Eof) | None => std::task::Poll::Ready(Ok(0)),
+            }
+        });
         conn.expect_read_exact().returning(move |buf, fds| {
             match chunks.lock().unwrap().pop_front() {
                 Some(Chunk::Bytes(bytes, nfds, access)) => {
@@ -931,6 +1105,17 @@ mod tests {
         fn initiator(&self) -> Initiator {
             Initiator::default()
         }
+        fn poll_read_some(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+            _: &mut [u8],
+            _: &mut Vec<ReceivedFd>,
+        ) -> std::task::Poll<Result<usize, TransportError>> {
+            std::task::Poll::Pending
+        }
+        fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>> {
+            None
+        }
     }
 
     #[async_trait::async_trait]
@@ -954,6 +1139,17 @@ mod tests {
         }
         fn initiator(&self) -> Initiator {
             (**self).initiator()
+        }
+        fn poll_read_some(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+            fds: &mut Vec<ReceivedFd>,
+        ) -> std::task::Poll<Result<usize, TransportError>> {
+            (**self).poll_read_some(cx, buf, fds)
+        }
+        fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>> {
+            (**self).blocking_reply()
         }
     }
 
