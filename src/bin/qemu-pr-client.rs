@@ -9,14 +9,35 @@ use std::time::Duration;
 use clap::Parser;
 
 use qemu_pr_helper::client::cli::{Cli, Error};
-use qemu_pr_helper::client::{render, HelperConnection};
+use qemu_pr_helper::client::{render, timing, HelperConnection};
 
 fn run(cli: &Cli) -> Result<u8, Error> {
     let request = cli.request()?;
     let device = cli.open_device()?;
     let timeout = (cli.timeout != 0).then(|| Duration::from_secs(cli.timeout));
-    let mut conn = HelperConnection::connect(&cli.socket, timeout)?;
-    let reply = conn.execute(device.as_fd(), &request)?;
+    let reply = if cli.repeat > 1 || cli.direct {
+        // One connection (or none), the command sent again and again.
+        let mut conn = None;
+        if cli.direct {
+            timing::check_direct(device.as_fd()).map_err(|e| Error::Usage(e.to_string()))?;
+        } else {
+            conn = Some(HelperConnection::connect(&cli.socket, timeout)?);
+        }
+        let sg_timeout = timeout.unwrap_or(qemu_pr_helper::adapters::sg_io::DEFAULT_TIMEOUT);
+        let (reply, times) = timing::run(
+            conn.as_mut(),
+            device.as_fd(),
+            &request,
+            cli.repeat,
+            sg_timeout,
+        )?;
+        let via = if cli.direct { "sg_io" } else { "helper" };
+        eprintln!("{}", timing::summary(via, &times));
+        reply
+    } else {
+        let mut conn = HelperConnection::connect(&cli.socket, timeout)?;
+        conn.execute(device.as_fd(), &request)?
+    };
 
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
