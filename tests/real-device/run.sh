@@ -492,6 +492,20 @@ if grep -q '^@@BENCH' "$LOG"; then
         printf '  %-20s %s %s %s  %s\n' "$name" "$n" "$med" "$rest" "$ratio"
     done
 fi
+# The helper's own cost: the same command repeated from one client process,
+# over one connection, against SG_IO from that process (information only).
+if grep -q '^@@BENCHREP' "$LOG"; then
+    say "round trip with one connection kept (median; helper / direct SG_IO, same device):"
+    direct_us=$(sed -n 's/^@@BENCHREP read-keys-direct .*median_us=\([0-9.]*\).*/\1/p' "$LOG")
+    grep '^@@BENCHREP' "$LOG" | while read -r _ name rest; do
+        ratio=""
+        m=$(echo "$rest" | sed -n 's/.*median_us=\([0-9.]*\).*/\1/p')
+        if [ -n "$direct_us" ] && [ -n "$m" ]; then
+            ratio=$(awk -v a="$m" -v b="$direct_us" 'BEGIN { if (b > 0) printf "%.2fx direct SG_IO", a / b }')
+        fi
+        printf '  %-20s %s  %s\n' "$name" "$rest" "$ratio"
+    done
+fi
 
 say "summary: $npass passed, $nfail failed, $nxfail known failures, $nskip skipped, $(elapsed) total"
 if [ "$KEEP" = 0 ] && [ "$FAILED" = 0 ]; then
