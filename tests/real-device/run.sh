@@ -480,10 +480,10 @@ fi
 
 # Performance row (information only): READ KEYS through each helper and with
 # sg_persist directly, one program run per command.
-if grep -q '^@@BENCH' "$LOG"; then
+if grep -q '^@@BENCH ' "$LOG"; then
     say "bench (median wall time per command under TCG; compare ratios, not absolute times):"
     direct_ms=$(sed -n 's/^@@BENCH read-keys-direct .*median_ms=\([0-9]*\).*/\1/p' "$LOG")
-    grep '^@@BENCH' "$LOG" | while read -r _ name n med rest; do
+    grep '^@@BENCH ' "$LOG" | while read -r _ name n med rest; do
         m=${med#median_ms=}
         ratio=""
         if [ -n "$direct_ms" ] && [ "$direct_ms" -gt 0 ]; then
