@@ -388,7 +388,18 @@ where
     // Every fd the client sent and no command took: closed on the blocking
     // pool, on whatever path the connection ends.
     let mut held = Vec::new();
-    let result = serve(conn, executor, stop, options, &mut held).await;
+    // The last command, while its thread may still be writing the reply.
+    let mut pending = None;
+    let mut result = serve(conn, executor, stop, options, &mut held, &mut pending).await;
+    if let Some(job) = pending.take() {
+        // The command in flight is waited for (and its failure wins).
+        let initiator = conn.initiator();
+        match Box::pin(finish(job, stop, options, &initiator)).await {
+            Err(e) => result = Err(e),
+            Ok(Some(end)) if result.is_ok() => result = Ok(end),
+            Ok(_) => {}
+        }
+    }
     if !held.is_empty() {
         Box::pin(close_off_workers(held, stop)).await;
     }
@@ -408,6 +419,7 @@ async fn serve<C, E>(
     stop: &mut watch::Receiver<bool>,
     options: &Arc<ServerOptions>,
     held: &mut Vec<ReceivedFd>,
+    pending: &mut Option<Arc<JobEnd>>,
 ) -> Result<ConnectionEnd, ConnectionError>
 where
     C: Connection + ?Sized,
@@ -438,6 +450,14 @@ where
             })
             .await
         };
+        // The previous command must be over before anything else happens:
+        // it usually is, and its thread did not wake this task to say so.
+        if let Some(job) = pending.take() {
+            let initiator = conn.initiator();
+            if let Some(end) = Box::pin(finish(job, stop, options, &initiator)).await? {
+                return Ok(end);
+            }
+        }
         let first = match first {
             None => return Ok(ConnectionEnd::Shutdown),
             Some(read) => read?,
@@ -448,7 +468,7 @@ where
             }
             return Err(ProtocolViolation::TruncatedRequest.into());
         }
-        let command = command(conn, executor, stop, options, held, cdb, first);
+        let command = command(conn, executor, stop, options, held, pending, cdb, first);
         if let Some(end) = Box::pin(command).await? {
             return Ok(end);
         }
@@ -480,12 +500,14 @@ async fn negotiate<C: Connection + ?Sized>(
 
 /// One command, from its first `got` bytes (in `cdb`) to its reply. `Some`:
 /// the connection ends without error.
+#[allow(clippy::too_many_arguments)]
 async fn command<C, E>(
     conn: &mut C,
     executor: &Arc<E>,
     stop: &mut watch::Receiver<bool>,
     options: &Arc<ServerOptions>,
     held: &mut Vec<ReceivedFd>,
+    pending: &mut Option<Arc<JobEnd>>,
     cdb: [u8; CDB_LEN],
     got: usize,
 ) -> Result<Option<ConnectionEnd>, ConnectionError>
@@ -504,13 +526,15 @@ where
     };
     let initiator = conn.initiator();
     let sink = conn.blocking_reply();
-    match answer(
-        executor, options, &initiator, cdb, data_out, device, sink, stop,
-    )
-    .await
-    {
+    let request = Dispatch {
+        cdb,
+        data_out,
+        device,
+        sink,
+    };
+    match answer(executor, options, &initiator, request, stop).await {
         Answered::Abandoned => return Ok(Some(ConnectionEnd::Shutdown)),
-        Answered::Written(written) => written?,
+        Answered::Dispatched(job) => *pending = Some(job),
         Answered::ToWrite(reply) => {
             write_reply(conn, stop, limit, &reply.encode_header()).await?;
             if !reply.payload.is_empty() {
@@ -573,32 +597,98 @@ struct Outcome {
     device_refused: bool,
 }
 
-/// How a command's reply left, or did not.
+/// How a command's reply left, or will.
 enum Answered {
-    /// The blocking thread wrote it (or failed to).
-    Written(Result<(), ConnectionError>),
-    /// The connection's task writes it (no blocking writer, or the command
-    /// thread failed).
+    /// The blocking thread writes it; how that went is learnt from the
+    /// [`JobEnd`] when the connection next needs to know.
+    Dispatched(Arc<JobEnd>),
+    /// The connection's task writes it (the transport has no blocking
+    /// writer).
     ToWrite(PrReply),
     /// The daemon stopped and the command did not finish within the request
     /// timeout; its thread is abandoned.
     Abandoned,
 }
 
-/// Runs (or refuses) one command on the blocking pool, writes its audit
-/// line and, with a blocking writer, its reply: one trip off the async
-/// workers per command, and the reply leaves from the thread that made it.
-#[allow(clippy::too_many_arguments)]
-async fn answer<E: ScsiExecutor + ?Sized + 'static>(
-    executor: &Arc<E>,
-    options: &Arc<ServerOptions>,
-    initiator: &Initiator,
+/// One command as it goes to the blocking pool.
+struct Dispatch {
     cdb: PrCdb,
     data_out: Vec<u8>,
     device: ReceivedFd,
     sink: Option<Arc<dyn BlockingReply>>,
+}
+
+/// How a command whose thread writes the reply ended. The thread records it
+/// and stores a permit in `done`: no task is woken unless one waits, so a
+/// command costs one trip to the blocking pool and no trip back.
+struct JobEnd {
+    done: tokio::sync::Notify,
+    written: std::sync::Mutex<Option<Result<(), ConnectionError>>>,
+    /// For the audit line of a PR OUT abandoned at shutdown.
+    cdb: PrCdb,
+    keys: Vec<u8>,
+}
+
+impl JobEnd {
+    fn record(&self, written: Result<(), ConnectionError>) {
+        *self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(written);
+        self.done.notify_one();
+    }
+
+    async fn wait(&self) -> Result<(), ConnectionError> {
+        loop {
+            let done = self.done.notified();
+            let written = self
+                .written
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(written) = written {
+                return written;
+            }
+            done.await;
+        }
+    }
+}
+
+/// Waits for a dispatched command: `Err` if its reply could not be written,
+/// `Some` when the daemon stopped and it did not end within the request
+/// timeout (it is abandoned).
+async fn finish(
+    job: Arc<JobEnd>,
+    stop: &mut watch::Receiver<bool>,
+    options: &ServerOptions,
+    initiator: &Initiator,
+) -> Result<Option<ConnectionEnd>, ConnectionError> {
+    match unless_stopped_for(stop, options.request_timeout, job.wait()).await {
+        Some(written) => written.map(|()| None),
+        None => {
+            log_abandoned(options, initiator, &job.cdb, &job.keys);
+            Ok(Some(ConnectionEnd::Shutdown))
+        }
+    }
+}
+
+/// Runs (or refuses) one command on the blocking pool and writes its audit
+/// line; with a blocking writer, that thread writes the reply too, so the
+/// reply leaves from the thread that made it and the connection's task is
+/// not woken for it.
+async fn answer<E: ScsiExecutor + ?Sized + 'static>(
+    executor: &Arc<E>,
+    options: &Arc<ServerOptions>,
+    initiator: &Initiator,
+    request: Dispatch,
     stop: &mut watch::Receiver<bool>,
 ) -> Answered {
+    let Dispatch {
+        cdb,
+        data_out,
+        device,
+        sink,
+    } = request;
     let is_out = cdb.direction() == PrDirection::Out;
     // The keys, for the audit line only.
     let keys = if is_out {
@@ -606,35 +696,59 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
     } else {
         Vec::new()
     };
-    let job = {
+    let work = {
         let (executor, options, initiator) =
             (Arc::clone(executor), Arc::clone(options), initiator.clone());
-        let stopping = stop.clone();
         let keys = keys.clone();
-        let span = tracing::Span::current();
         move || {
-            let _entered = span.enter();
             let outcome = run_command(&*executor, &options, &initiator, cdb, data_out, device);
-            let reply = log_outcome(&options, &initiator, &cdb, &keys, outcome);
-            match sink {
-                None => Answered::ToWrite(reply),
-                Some(sink) => {
-                    let header = reply.encode_header();
-                    let written = sink
-                        .write_parts(
-                            &[&header, &reply.payload],
-                            options.request_timeout,
-                            STOP_GRACE,
-                            &|| *stopping.borrow(),
-                        )
-                        .map_err(|e| match e {
-                            ReplyWriteError::Stalled(d) => ConnectionError::ReplyStalled(d),
-                            ReplyWriteError::Io(e) => TransportError::Send(e).into(),
-                        });
-                    Answered::Written(written)
-                }
-            }
+            log_outcome(&options, &initiator, &cdb, &keys, outcome)
         }
+    };
+    let span = tracing::Span::current();
+    if let Some(sink) = sink {
+        let end = Arc::new(JobEnd {
+            done: tokio::sync::Notify::new(),
+            written: std::sync::Mutex::new(None),
+            cdb,
+            keys,
+        });
+        let job = {
+            let (end, options, initiator) =
+                (Arc::clone(&end), Arc::clone(options), initiator.clone());
+            let stopping = stop.clone();
+            move || {
+                let _entered = span.enter();
+                let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+                    Ok(reply) => reply,
+                    Err(_) => {
+                        tracing::error!("command thread failed");
+                        let outcome = failed_outcome();
+                        log_outcome(&options, &initiator, &end.cdb, &end.keys, outcome)
+                    }
+                };
+                let header = reply.encode_header();
+                let written = sink
+                    .write_parts(
+                        &[&header, &reply.payload],
+                        options.request_timeout,
+                        STOP_GRACE,
+                        &|| *stopping.borrow(),
+                    )
+                    .map_err(|e| match e {
+                        ReplyWriteError::Stalled(d) => ConnectionError::ReplyStalled(d),
+                        ReplyWriteError::Io(e) => TransportError::Send(e).into(),
+                    });
+                end.record(written);
+            }
+        };
+        // Detached: the thread reports through `end`.
+        drop(tokio::task::spawn_blocking(job));
+        return Answered::Dispatched(end);
+    }
+    let job = move || {
+        let _entered = span.enter();
+        work()
     };
     match unless_stopped_for(
         stop,
@@ -644,38 +758,48 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
     .await
     {
         None => {
-            tracing::warn!("command still running at shutdown: abandoned");
-            if is_out {
-                // Every PR OUT has its audit line; this one may still
-                // change the device after the daemon has gone.
-                let record = PrOutAudit::abandoned(&cdb, &keys, options.audit_keys);
-                tracing::warn!(
-                    target: "audit",
-                    peer_pid = %plain(initiator.pid),
-                    peer_uid = %plain(initiator.uid),
-                    peer_gid = %plain(initiator.gid),
-                    action = %record.action,
-                    scope = record.scope,
-                    r#type = record.type_code,
-                    key = %record.key,
-                    sa_key = %record.sa_key,
-                    status = %record.status,
-                    "PR OUT abandoned at shutdown: whether the device ran it is unknown"
-                );
-            }
+            log_abandoned(options, initiator, &cdb, &keys);
             Answered::Abandoned
         }
-        Some(Ok(answered)) => answered,
+        Some(Ok(reply)) => Answered::ToWrite(reply),
         Some(Err(e)) => {
             tracing::error!(cause = %e, "command thread failed");
-            let outcome = Outcome {
-                reply: PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE),
-                info: None,
-                wwid: None,
-                device_refused: false,
-            };
+            let outcome = failed_outcome();
             Answered::ToWrite(log_outcome(options, initiator, &cdb, &keys, outcome))
         }
+    }
+}
+
+/// The answer when the command's thread failed.
+fn failed_outcome() -> Outcome {
+    Outcome {
+        reply: PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE),
+        info: None,
+        wwid: None,
+        device_refused: false,
+    }
+}
+
+/// The lines for a command still running at shutdown, which is abandoned.
+fn log_abandoned(options: &ServerOptions, initiator: &Initiator, cdb: &PrCdb, keys: &[u8]) {
+    tracing::warn!("command still running at shutdown: abandoned");
+    if cdb.direction() == PrDirection::Out {
+        // Every PR OUT has its audit line; this one may still
+        // change the device after the daemon has gone.
+        let record = PrOutAudit::abandoned(cdb, keys, options.audit_keys);
+        tracing::warn!(
+            target: "audit",
+            peer_pid = %plain(initiator.pid),
+            peer_uid = %plain(initiator.uid),
+            peer_gid = %plain(initiator.gid),
+            action = %record.action,
+            scope = record.scope,
+            r#type = record.type_code,
+            key = %record.key,
+            sa_key = %record.sa_key,
+            status = %record.status,
+            "PR OUT abandoned at shutdown: whether the device ran it is unknown"
+        );
     }
 }
 

@@ -303,7 +303,8 @@ impl BlockingReply for ClientSocket {
     /// Non-blocking `sendmsg` of all parts at once (one system call when the
     /// socket has room, as it has for a client that waits for its reply);
     /// `poll` for room otherwise. The async side's readiness for writing is
-    /// not used, so no wake-up of the runtime is needed.
+    /// not used, so no wake-up of the runtime is needed. A reply that stalls
+    /// shuts the socket down.
     fn write_parts(
         &self,
         parts: &[&[u8]],
@@ -359,6 +360,10 @@ impl BlockingReply for ClientSocket {
                     }
                     let now = Instant::now();
                     if now >= deadline {
+                        // The connection is over: shut it down so that its
+                        // task, which may be waiting for the next request,
+                        // sees the end and closes it.
+                        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
                         return Err(ReplyWriteError::Stalled(allowed));
                     }
                     if wait_writable(fd, (deadline - now).min(STOP_CHECK_INTERVAL))
