@@ -498,16 +498,19 @@ fn side_by_side(helpers: &[Contender], fd: RawFd, plan: &Plan) -> Vec<Vec<Latenc
     latency_rounds(&mut conns, fd, plan.rounds, plan.samples)
 }
 
-/// Per helper: exec to accepting (ms) and VmRSS right after (KiB), one
+/// Per helper: spawn to accepting (ms) and VmRSS right after (KiB), one
 /// start per round, the helpers taking turns.
 fn startups(helpers: &[Contender], plan: &Plan) -> Vec<(Vec<f64>, Vec<f64>)> {
     let mut out = vec![(Vec::new(), Vec::new()); helpers.len()];
     for _ in 0..plan.startup_runs {
         for (h, c) in helpers.iter().enumerate() {
+            // From before the fork: the child may reach its listening
+            // socket before `spawn` returns to a descheduled parent.
+            let at = Instant::now();
             let mut d = Daemon::spawn(&c.binary, &c.args, None).expect("spawn helper");
-            let t = d
-                .wait_accepting(Duration::from_secs(10))
+            d.wait_accepting(Duration::from_secs(10))
                 .expect("helper did not start");
+            let t = at.elapsed();
             std::thread::sleep(Duration::from_millis(50));
             out[h].0.push(t.as_secs_f64() * 1e3);
             out[h].1.push(d.rss_kib() as f64);
@@ -986,7 +989,7 @@ fn main() {
         let o = &sweeps[0];
         let c = c_sweep;
         t.row(
-            &format!("READ KEYS p50 / p99, {level} idle"),
+            &format!("idle sweep: p50 / p99 (median), {level} idle"),
             format!("{:.1} / {:.1} us", o.p50[i].median, o.p99[i].median),
             c.map_or_else(na, |c| {
                 format!("{:.1} / {:.1} us", c.p50[i].median, c.p99[i].median)
@@ -1091,7 +1094,7 @@ fn main() {
     }
     let st = Spread::of(&starts[0].0);
     t.row(
-        &format!("exec to accepting, {} starts", plan.startup_runs),
+        &format!("spawn to accepting, {} starts", plan.startup_runs),
         st.show(2, " ms"),
         if have_c {
             Spread::of(&starts[1].0).show(2, " ms")
