@@ -429,9 +429,10 @@ where
         return Ok(end);
     }
     loop {
-        // Idle between commands: no time limit until the first bytes. The
-        // previous command's fd is closed by now, so a client whose fds
-        // never close ties up one blocking thread per connection.
+        // Idle between commands: no time limit until the first bytes. A
+        // command is handed over only once the previous one is over (below),
+        // so a client whose fds never close ties up one blocking thread per
+        // connection.
         let mut cdb = [0u8; CDB_LEN];
         if *stop.borrow() {
             return Ok(ConnectionEnd::Shutdown);
