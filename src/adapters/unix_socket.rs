@@ -508,7 +508,13 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    fn pair() -> (ClientSocket, std::os::unix::net::UnixStream) {
+    /// A registered socket and its peer. The runtime is returned only to
+    /// outlive the socket: writes from the blocking side do not use it.
+    fn pair() -> (
+        ClientSocket,
+        std::os::unix::net::UnixStream,
+        tokio::runtime::Runtime,
+    ) {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -516,14 +522,12 @@ mod tests {
             .build()
             .unwrap();
         let a = rt.block_on(async { UnixStream::from_std(a).unwrap() });
-        // The runtime may go: writes from the blocking side do not use it.
-        std::mem::forget(rt);
-        (ClientSocket(a), b)
+        (ClientSocket(a), b, rt)
     }
 
     #[test]
     fn parts_arrive_whole_and_in_order() {
-        let (sock, mut peer) = pair();
+        let (sock, mut peer, _rt) = pair();
         let header = [7u8; 104];
         let payload: Vec<u8> = (0..=255).collect();
         sock.write_parts(
@@ -548,7 +552,7 @@ mod tests {
 
     #[test]
     fn a_reply_the_client_never_takes_gives_up_after_the_limit() {
-        let (sock, _peer) = pair();
+        let (sock, _peer, _rt) = pair();
         fill(&sock);
         let started = Instant::now();
         let e = sock
@@ -566,7 +570,7 @@ mod tests {
 
     #[test]
     fn once_stopping_only_the_grace_is_left() {
-        let (sock, _peer) = pair();
+        let (sock, _peer, _rt) = pair();
         fill(&sock);
         let started = Instant::now();
         let e = sock
@@ -583,7 +587,7 @@ mod tests {
 
     #[test]
     fn a_client_that_went_away_is_an_error_not_a_wait() {
-        let (sock, peer) = pair();
+        let (sock, peer, _rt) = pair();
         drop(peer);
         let e = sock
             .write_parts(
