@@ -2,6 +2,9 @@
 //! (`/usr/bin/qemu-pr-helper`, when installed) and against a minimal
 //! Unix-socket server in this file (the floor), all measured in one run.
 //!
+//! `BENCH_OURS=PATH` measures that binary of ours instead of the one cargo
+//! builds for the bench (which is larger: see `main`).
+//!
 //! `cargo bench --bench helper_bench` prints one table and draws
 //! `docs/idle-latency.svg` (p50 and p99 against the number of idle
 //! connections). `-- --quick`, or `BENCH_QUICK=1`, is a smoke run of a few
@@ -873,7 +876,13 @@ fn main() {
     let started = Instant::now();
     let load_before = load_average();
 
-    let ours = PathBuf::from(env!("CARGO_BIN_EXE_qemu-pr-helper"));
+    // The binary cargo builds for the bench carries the features that the
+    // dev-dependencies switch on in shared crates, and is about 0.5 MB larger
+    // than `cargo build --release`'s: BENCH_OURS measures the shipped one.
+    let ours = std::env::var_os("BENCH_OURS").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_qemu-pr-helper")),
+        PathBuf::from,
+    );
     let c_helper = Path::new(C_HELPER);
     let have_c = c_helper.exists();
     let emulated = emulate_available(&ours);
