@@ -2,14 +2,27 @@
 //! (`/usr/bin/qemu-pr-helper`, when installed) and against a minimal
 //! Unix-socket server in this file (the floor), all measured in one run.
 //!
-//! `cargo bench --bench helper_bench` (add `-- --quick`, or set
-//! `BENCH_QUICK=1`, for a smoke run of a few seconds). Prints one table.
+//! `BENCH_OURS=PATH` measures that binary of ours instead of the one cargo
+//! builds for the bench (which is larger: see `main`).
+//!
+//! `cargo bench --bench helper_bench` prints one table and draws
+//! `docs/idle-latency.svg` (p50 and p99 against the number of idle
+//! connections). `-- --quick`, or `BENCH_QUICK=1`, is a smoke run of a few
+//! seconds that draws its chart under `target/` instead.
+//!
+//! Every comparison takes turns: the contenders answer one round trip (or
+//! one throughput window) each, in rotation, so that all see the same
+//! machine load; this is repeated in rounds, and each figure is printed as
+//! the median over the rounds with the range `[lowest-highest]`. A goal is
+//! "met" only when the whole range meets it, "MISSED" when none of it does,
+//! and "not decided" otherwise.
 //!
 //! Without a SCSI device both helpers get a regular file as the device fd:
-//! ours answers CHECK CONDITION without an ioctl (or serves the emulated
-//! device when `--emulate` is available), the C helper runs SG_IO, which fails
-//! with ENOTTY, and answers CHECK CONDITION. Both then measure the helper's
-//! own overhead: the socket, the fd passing, the framing and the dispatch.
+//! ours serves the emulated device when `--emulate` is available (otherwise
+//! it answers CHECK CONDITION without an ioctl), the C helper runs SG_IO,
+//! which fails with ENOTTY, and answers CHECK CONDITION. Both then measure
+//! the helper's own overhead: the socket, the fd passing, the framing and
+//! the dispatch.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -33,41 +46,52 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 /// How much to measure.
 struct Plan {
-    latency_samples: usize,
-    latency_budget: Duration,
-    idle_levels: [usize; 3],
-    clients: [usize; 4],
+    /// Rounds of every comparison: the spread is over these.
+    rounds: usize,
+    /// Round trips per contender per round.
+    samples: usize,
+    /// Idle connections at which latency is measured (the chart's x axis).
+    idle_levels: Vec<usize>,
+    clients: Vec<usize>,
     window: Duration,
     warmup: Duration,
     startup_runs: usize,
     nofile_probe: usize,
+    chart: PathBuf,
 }
 
 impl Plan {
     fn new(quick: bool) -> Plan {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         if quick {
             Plan {
-                latency_samples: 300,
-                latency_budget: Duration::from_millis(500),
-                idle_levels: [0, 100, 1000],
-                clients: [1, 8, 64, 512],
-                window: Duration::from_millis(250),
-                warmup: Duration::from_millis(50),
+                rounds: 3,
+                samples: 150,
+                idle_levels: vec![0, 100, 1000],
+                clients: vec![1, 8],
+                window: Duration::from_millis(150),
+                warmup: Duration::from_millis(30),
                 startup_runs: 3,
                 nofile_probe: 0,
+                chart: root.join("target/helper_bench/idle-latency-quick.svg"),
             }
         } else {
             Plan {
-                latency_samples: 5000,
-                latency_budget: Duration::from_secs(5),
-                idle_levels: [0, 1000, 10_000],
-                clients: [1, 8, 64, 512],
-                window: Duration::from_secs(2),
-                warmup: Duration::from_millis(300),
-                startup_runs: 21,
+                rounds: 7,
+                samples: 1000,
+                idle_levels: vec![0, 1000, 2500, 5000, 10_000],
+                clients: vec![1, 8, 64, 512],
+                window: Duration::from_millis(500),
+                warmup: Duration::from_millis(100),
+                startup_runs: 11,
                 nofile_probe: 1500,
+                chart: root.join("docs/idle-latency.svg"),
             }
         }
+    }
+
+    fn top_idle(&self) -> usize {
+        self.idle_levels.iter().copied().max().unwrap_or(0)
     }
 }
 
@@ -246,50 +270,403 @@ struct Latency {
     p99: f64,
 }
 
-/// Round trips on one connection: a warm-up, then up to `samples` or `budget`.
-fn measure_latency(path: &Path, fd: RawFd, samples: usize, budget: Duration) -> Latency {
-    measure_interleaved(&[path], fd, samples, budget)[0]
+/// A figure over the rounds: median, lowest and highest.
+#[derive(Clone, Copy, Debug)]
+struct Spread {
+    median: f64,
+    lo: f64,
+    hi: f64,
 }
 
-/// Round trips on one connection to each of `paths`, taking turns, so that
-/// all see the same machine load: a warm-up, then up to `samples` rounds or
-/// `budget`.
-fn measure_interleaved(
-    paths: &[&Path],
+impl Spread {
+    fn of(values: &[f64]) -> Spread {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return Spread {
+                median: f64::NAN,
+                lo: f64::NAN,
+                hi: f64::NAN,
+            };
+        }
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Spread {
+            median,
+            lo: v[0],
+            hi: v[n - 1],
+        }
+    }
+
+    /// `median [lo-hi]` with `decimals` digits and a unit.
+    fn show(&self, decimals: usize, unit: &str) -> String {
+        format!(
+            "{:.d$}{unit} [{:.d$}-{:.d$}]",
+            self.median,
+            self.lo,
+            self.hi,
+            d = decimals
+        )
+    }
+}
+
+/// A goal for a figure.
+#[derive(Clone, Copy)]
+enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Goal {
+    /// Met only if every round meets it; missed if none does.
+    fn verdict(self, s: &Spread) -> &'static str {
+        let (all, none) = match self {
+            Goal::AtMost(t) => (s.hi <= t, s.lo > t),
+            Goal::AtLeast(t) => (s.lo >= t, s.hi < t),
+        };
+        if all {
+            "met"
+        } else if none {
+            "MISSED"
+        } else {
+            "not decided"
+        }
+    }
+
+    fn text(self, what: &str) -> String {
+        match self {
+            Goal::AtMost(t) => format!("{what} <= {t}"),
+            Goal::AtLeast(t) => format!("{what} >= {t}"),
+        }
+    }
+}
+
+fn percentiles(mut t: Vec<f64>) -> Latency {
+    t.sort_by(f64::total_cmp);
+    let at = |q: f64| t[((t.len() as f64 * q) as usize).min(t.len() - 1)];
+    Latency {
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+/// `rounds` rounds of `samples` round trips on each of `conns`, taking turns
+/// one round trip at a time, after a warm-up. Returns, per connection, the
+/// percentiles of each round.
+fn latency_rounds(
+    conns: &mut [UnixStream],
     fd: RawFd,
+    rounds: usize,
     samples: usize,
-    budget: Duration,
-) -> Vec<Latency> {
-    let mut conns: Vec<UnixStream> = paths
-        .iter()
-        .map(|p| connect_negotiated(p, PATIENCE).expect("connect for latency"))
-        .collect();
+) -> Vec<Vec<Latency>> {
     let mut buf = vec![0u8; REPLY_HEADER + 8192];
     for _ in 0..(samples / 10).max(20) {
-        for s in &mut conns {
+        for s in conns.iter_mut() {
             round_trip(s, fd, &mut buf).expect("warm-up round trip");
         }
     }
-    let mut times = vec![Vec::with_capacity(samples); conns.len()];
-    let start = Instant::now();
-    while times[0].len() < samples && (start.elapsed() < budget || times[0].len() < 100) {
-        for (s, t) in conns.iter_mut().zip(&mut times) {
-            let at = Instant::now();
-            round_trip(s, fd, &mut buf).expect("round trip");
-            t.push(at.elapsed().as_secs_f64() * 1e6);
+    let mut out = vec![Vec::with_capacity(rounds); conns.len()];
+    for _ in 0..rounds {
+        let mut times = vec![Vec::with_capacity(samples); conns.len()];
+        for _ in 0..samples {
+            for (s, t) in conns.iter_mut().zip(&mut times) {
+                let at = Instant::now();
+                round_trip(s, fd, &mut buf).expect("round trip");
+                t.push(at.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        for (o, t) in out.iter_mut().zip(times) {
+            o.push(percentiles(t));
         }
     }
-    times
-        .into_iter()
-        .map(|mut t| {
-            t.sort_by(f64::total_cmp);
-            let at = |q: f64| t[((t.len() as f64 * q) as usize).min(t.len() - 1)];
-            Latency {
-                p50: at(0.50),
-                p99: at(0.99),
-            }
+    out
+}
+
+/// Per-round ratios `a / b` of one percentile.
+fn ratios(a: &[Latency], b: &[Latency], q: fn(&Latency) -> f64) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| q(x) / q(y)).collect()
+}
+
+fn p50(l: &Latency) -> f64 {
+    l.p50
+}
+
+fn p99(l: &Latency) -> f64 {
+    l.p99
+}
+
+/// A helper under test: a name, its binary and its arguments.
+#[derive(Clone)]
+struct Contender {
+    name: &'static str,
+    binary: PathBuf,
+    args: Vec<&'static str>,
+}
+
+impl Contender {
+    fn spawn(&self, nofile_soft: Option<u64>) -> Daemon {
+        let args: Vec<&str> = self.args.to_vec();
+        let mut d = Daemon::spawn(&self.binary, &args, nofile_soft)
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.name));
+        d.wait_accepting(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{} did not start", self.name));
+        d
+    }
+}
+
+/// One helper across the idle levels.
+struct IdleSweep {
+    /// Per level: p50 and p99 with `level` idle connections.
+    p50: Vec<Spread>,
+    p99: Vec<Spread>,
+    /// Per level: p50 with `level` idle over p50 of a twin with none, per round.
+    growth: Vec<Spread>,
+    /// Per level above 0: RSS growth per idle connection, bytes.
+    rss_per_idle: Vec<(usize, f64)>,
+}
+
+/// Latency with growing numbers of idle negotiated connections. Each helper
+/// runs twice: a "loaded" daemon that holds the idle connections and a
+/// "base" twin that holds none, and every round trip to one is followed by
+/// one to the other, so their ratio is taken under the same load.
+fn idle_sweep(helpers: &[Contender], fd: RawFd, plan: &Plan) -> Vec<IdleSweep> {
+    let loaded: Vec<Daemon> = helpers.iter().map(|h| h.spawn(None)).collect();
+    let base: Vec<Daemon> = helpers.iter().map(|h| h.spawn(None)).collect();
+    let mut conns: Vec<UnixStream> = loaded
+        .iter()
+        .chain(&base)
+        .map(|d| connect_negotiated(&d.socket, PATIENCE).expect("connect for latency"))
+        .collect();
+    let mut idle: Vec<Vec<UnixStream>> = helpers.iter().map(|_| Vec::new()).collect();
+    let mut out: Vec<IdleSweep> = helpers
+        .iter()
+        .map(|_| IdleSweep {
+            p50: Vec::new(),
+            p99: Vec::new(),
+            growth: Vec::new(),
+            rss_per_idle: Vec::new(),
         })
-        .collect()
+        .collect();
+    let mut rss_at_zero = vec![0u64; helpers.len()];
+    for &level in &plan.idle_levels {
+        for (h, held) in idle.iter_mut().enumerate() {
+            eprintln!("  {}: {level} idle connections", helpers[h].name);
+            while held.len() < level {
+                held.push(
+                    connect_negotiated(&loaded[h].socket, PATIENCE).expect("idle connection"),
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let rounds = latency_rounds(&mut conns, fd, plan.rounds, plan.samples);
+        let n = helpers.len();
+        for h in 0..n {
+            let (l, b) = (&rounds[h], &rounds[n + h]);
+            out[h]
+                .p50
+                .push(Spread::of(&l.iter().map(p50).collect::<Vec<_>>()));
+            out[h]
+                .p99
+                .push(Spread::of(&l.iter().map(p99).collect::<Vec<_>>()));
+            out[h].growth.push(Spread::of(&ratios(l, b, p50)));
+            let rss = loaded[h].rss_kib();
+            if level == 0 {
+                rss_at_zero[h] = rss;
+            } else {
+                let grown = rss.saturating_sub(rss_at_zero[h]) as f64 * 1024.0;
+                out[h].rss_per_idle.push((level, grown / level as f64));
+            }
+        }
+    }
+    out
+}
+
+/// Ours, the floor and the C helper (if any), fresh, no idle connections,
+/// taking turns: per contender, the percentiles of each round.
+fn side_by_side(helpers: &[Contender], fd: RawFd, plan: &Plan) -> Vec<Vec<Latency>> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let floor = dir.path().join("floor.sock");
+    start_floor(&floor).expect("floor server");
+    let daemons: Vec<Daemon> = helpers.iter().map(|h| h.spawn(None)).collect();
+    let mut conns: Vec<UnixStream> = daemons
+        .iter()
+        .map(|d| d.socket.as_path())
+        .chain([floor.as_path()])
+        .map(|p| connect_negotiated(p, PATIENCE).expect("connect for latency"))
+        .collect();
+    latency_rounds(&mut conns, fd, plan.rounds, plan.samples)
+}
+
+/// Per helper: spawn to accepting (ms) and VmRSS right after (KiB), one
+/// start per round, the helpers taking turns.
+fn startups(helpers: &[Contender], plan: &Plan) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let mut out = vec![(Vec::new(), Vec::new()); helpers.len()];
+    for _ in 0..plan.startup_runs {
+        for (h, c) in helpers.iter().enumerate() {
+            // From before the fork: the child may reach its listening
+            // socket before `spawn` returns to a descheduled parent.
+            let at = Instant::now();
+            let mut d = Daemon::spawn(&c.binary, &c.args, None).expect("spawn helper");
+            d.wait_accepting(Duration::from_secs(10))
+                .expect("helper did not start");
+            let t = at.elapsed();
+            std::thread::sleep(Duration::from_millis(50));
+            out[h].0.push(t.as_secs_f64() * 1e3);
+            out[h].1.push(d.rss_kib() as f64);
+        }
+    }
+    out
+}
+
+/// One throughput figure over the rounds, per helper: commands per second
+/// and daemon CPU per command; and per round, ours over the other.
+struct ThroughputRounds {
+    per_sec: Vec<Vec<f64>>,
+    cpu_us: Vec<Vec<f64>>,
+}
+
+/// Throughput with `clients` connections, the helpers taking turns window by
+/// window (the order alternates from round to round).
+fn throughput_rounds(
+    daemons: &[Daemon],
+    fd: RawFd,
+    clients: usize,
+    plan: &Plan,
+) -> ThroughputRounds {
+    let n = daemons.len();
+    let mut r = ThroughputRounds {
+        per_sec: vec![Vec::new(); n],
+        cpu_us: vec![Vec::new(); n],
+    };
+    for round in 0..plan.rounds {
+        for k in 0..n {
+            let h = if round % 2 == 0 { k } else { n - 1 - k };
+            let t = measure_throughput(&daemons[h], fd, clients, plan);
+            r.per_sec[h].push(t.per_sec);
+            r.cpu_us[h].push(t.cpu_us_per_cmd);
+        }
+        // Let the helpers close the round's connections.
+        for d in daemons {
+            d.wait_fds_below(64, Duration::from_secs(60));
+        }
+    }
+    r
+}
+
+/// Idle connections accepted when started with soft RLIMIT_NOFILE 1024.
+fn nofile_probe(c: &Contender, n: usize) -> usize {
+    let d = c.spawn(Some(1024));
+    let mut held = Vec::new();
+    while held.len() < n {
+        match connect_negotiated(&d.socket, Duration::from_secs(2)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    held.len()
+}
+
+/// Draws p50 and p99 against idle connections for each helper into an SVG.
+fn draw_chart(
+    path: &Path,
+    levels: &[usize],
+    helpers: &[Contender],
+    sweeps: &[IdleSweep],
+    caption: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let top = levels.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let all = sweeps
+        .iter()
+        .flat_map(|s| s.p50.iter().chain(&s.p99))
+        .flat_map(|s| [s.lo, s.hi]);
+    let (lo, hi) = all.fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = ((lo / 1.5).max(1.0), (hi * 1.5).max(10.0));
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(0f64..top * 1.02, (lo..hi).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("idle negotiated connections")
+        .y_desc("READ KEYS round trip (us, log scale)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()?;
+    let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40)];
+    for (i, (h, s)) in helpers.iter().zip(sweeps).enumerate() {
+        let color = colors[i % colors.len()];
+        for (q, series, dashed) in [("p50", &s.p50, false), ("p99", &s.p99, true)] {
+            let points: Vec<(f64, f64)> = levels
+                .iter()
+                .zip(series)
+                .map(|(&l, v)| (l as f64, v.median))
+                .collect();
+            let style = color.stroke_width(2);
+            let label = format!("{} {q}", h.name);
+            if dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(points.clone(), 6, 4, style))?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1))
+                    });
+            } else {
+                chart
+                    .draw_series(LineSeries::new(points.clone(), style))?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                    });
+            }
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            // The spread over the rounds, as a bar at each level.
+            chart.draw_series(levels.iter().zip(series).map(|(&l, v)| {
+                PathElement::new(
+                    vec![(l as f64, v.lo), (l as f64, v.hi)],
+                    color.stroke_width(1),
+                )
+            }))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// The one-minute load average, as `uptime` shows it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Raises the soft and, as root, the hard RLIMIT_NOFILE to at least
+/// `needed`; returns the soft limit in force.
+fn raise_nofile(needed: u64) -> u64 {
+    if let Ok((_, hard)) = getrlimit_nofile() {
+        if hard < needed && setrlimit_nofile(needed, needed).is_ok() {
+            return needed;
+        }
+        let _ = setrlimit_nofile(hard, hard);
+    }
+    getrlimit_nofile().map_or(0, |(soft, _)| soft)
 }
 
 /// Commands per second with `clients` connections driven by one async thread,
@@ -297,7 +674,6 @@ fn measure_interleaved(
 struct Throughput {
     per_sec: f64,
     cpu_us_per_cmd: f64,
-    generator_cpu: f64,
 }
 
 fn measure_throughput(daemon: &Daemon, fd: RawFd, clients: usize, plan: &Plan) -> Throughput {
@@ -325,7 +701,6 @@ fn measure_throughput(daemon: &Daemon, fd: RawFd, clients: usize, plan: &Plan) -
                 t.await.expect("client task").expect("client I/O");
             }
         });
-        thread_cpu_seconds()
     });
     while ready.load(Ordering::Acquire) == 0 {
         if generator.is_finished() {
@@ -348,7 +723,7 @@ fn measure_throughput(daemon: &Daemon, fd: RawFd, clients: usize, plan: &Plan) -
         Instant::now(),
     );
     stop.store(true, Ordering::Relaxed);
-    let generator_cpu = generator.join().expect("generator thread");
+    generator.join().expect("generator thread");
     let n = (n1 - n0) as f64;
     let secs = (t1 - t0).as_secs_f64();
     Throughput {
@@ -358,7 +733,6 @@ fn measure_throughput(daemon: &Daemon, fd: RawFd, clients: usize, plan: &Plan) -
         } else {
             0.0
         },
-        generator_cpu,
     }
 }
 
@@ -396,17 +770,6 @@ async fn drive(
         count.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
-}
-
-/// CPU seconds used by the calling thread.
-fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// The floor: a thread-per-connection server that negotiates, then for each
@@ -461,132 +824,6 @@ fn serve_floor(mut s: UnixStream) -> io::Result<()> {
     }
 }
 
-/// Everything measured for one helper.
-#[derive(Default)]
-struct Results {
-    latency: Vec<(usize, Latency)>,
-    throughput: Vec<(usize, f64, f64, f64)>,
-    rss_start_kib: u64,
-    rss_per_idle_b: Option<(usize, f64)>,
-    start_ms: f64,
-    nofile_accepted: Option<usize>,
-}
-
-fn measure_helper(binary: &Path, extra: &[&str], dev: &std::fs::File, plan: &Plan) -> Results {
-    let fd = dev.as_raw_fd();
-    let mut r = Results::default();
-
-    // Exec to accepting, median of the runs.
-    let mut starts = Vec::new();
-    for _ in 0..plan.startup_runs {
-        let mut d = Daemon::spawn(binary, extra, None).expect("spawn helper");
-        let t = d
-            .wait_accepting(Duration::from_secs(10))
-            .expect("helper did not start");
-        starts.push(t.as_secs_f64() * 1e3);
-    }
-    starts.sort_by(f64::total_cmp);
-    r.start_ms = starts[starts.len() / 2];
-
-    let mut d = Daemon::spawn(binary, extra, None).expect("spawn helper");
-    d.wait_accepting(Duration::from_secs(10))
-        .expect("helper did not start");
-    std::thread::sleep(Duration::from_millis(50));
-    r.rss_start_kib = d.rss_kib();
-
-    // Latency with growing numbers of idle negotiated connections.
-    let mut idle: Vec<UnixStream> = Vec::new();
-    let mut rss_at_zero = 0;
-    for &level in &plan.idle_levels {
-        while idle.len() < level {
-            idle.push(connect_negotiated(&d.socket, PATIENCE).expect("idle connection"));
-        }
-        r.latency.push((
-            level,
-            measure_latency(&d.socket, fd, plan.latency_samples, plan.latency_budget),
-        ));
-        if level == 0 {
-            rss_at_zero = d.rss_kib();
-        }
-    }
-    let top = plan.idle_levels[plan.idle_levels.len() - 1];
-    if top > 0 {
-        let grown = d.rss_kib().saturating_sub(rss_at_zero) as f64 * 1024.0;
-        r.rss_per_idle_b = Some((top, grown / top as f64));
-    }
-    drop(idle);
-    // Let the helper tear the idle connections down before loading it.
-    d.wait_fds_below(64, Duration::from_secs(120));
-
-    for &clients in &plan.clients {
-        let t = measure_throughput(&d, fd, clients, plan);
-        r.throughput
-            .push((clients, t.per_sec, t.cpu_us_per_cmd, t.generator_cpu));
-    }
-    drop(d);
-
-    // Idle connections accepted when started with soft RLIMIT_NOFILE 1024.
-    if plan.nofile_probe > 0 {
-        let mut d = Daemon::spawn(binary, extra, Some(1024)).expect("spawn helper");
-        d.wait_accepting(Duration::from_secs(10))
-            .expect("helper did not start");
-        let mut held = Vec::new();
-        while held.len() < plan.nofile_probe {
-            match connect_negotiated(&d.socket, Duration::from_secs(2)) {
-                Ok(s) => held.push(s),
-                Err(_) => break,
-            }
-        }
-        r.nofile_accepted = Some(held.len());
-    }
-    r
-}
-
-/// Ours, the C helper (if any) and the floor, fresh, with no idle
-/// connections, measured round-robin: [ours, floor, C, ours with `variant`
-/// arguments added].
-fn measure_side_by_side(
-    ours: (&Path, &[&str]),
-    c: Option<&Path>,
-    variant: Option<&[&str]>,
-    dev: &std::fs::File,
-    plan: &Plan,
-) -> Vec<Latency> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let floor = dir.path().join("floor.sock");
-    start_floor(&floor).expect("floor server");
-    let mut o = Daemon::spawn(ours.0, ours.1, None).expect("spawn helper");
-    o.wait_accepting(Duration::from_secs(10))
-        .expect("helper did not start");
-    let mut paths = vec![o.socket.clone(), floor];
-    let mut c_daemon = None;
-    if let Some(c) = c {
-        let mut d = Daemon::spawn(c, &[], None).expect("spawn the C helper");
-        d.wait_accepting(Duration::from_secs(10))
-            .expect("the C helper did not start");
-        paths.push(d.socket.clone());
-        c_daemon = Some(d);
-    }
-    let mut v_daemon = None;
-    if let Some(extra) = variant {
-        let args: Vec<&str> = ours.1.iter().chain(extra).copied().collect();
-        let mut d = Daemon::spawn(ours.0, &args, None).expect("spawn the variant");
-        d.wait_accepting(Duration::from_secs(10))
-            .expect("the variant did not start");
-        paths.push(d.socket.clone());
-        v_daemon = Some(d);
-    }
-    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-    let r = measure_interleaved(
-        &refs,
-        dev.as_raw_fd(),
-        plan.latency_samples,
-        plan.latency_budget,
-    );
-    drop((c_daemon, v_daemon));
-    r
-}
-
 /// Whether our helper serves `--emulate` in this build.
 fn emulate_available(ours: &Path) -> bool {
     match Daemon::spawn(ours, &["--emulate", "-q"], None) {
@@ -632,33 +869,51 @@ impl Table {
     }
 }
 
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
-}
-
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick")
         || std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let plan = Plan::new(quick);
+    let started = Instant::now();
+    let load_before = load_average();
 
-    // Room for the idle connections on this side.
-    if let Ok((_, hard)) = getrlimit_nofile() {
-        let _ = setrlimit_nofile(hard, hard);
-    }
-    let (soft, _) = getrlimit_nofile().unwrap_or((0, 0));
-    let needed = plan.idle_levels[2] + plan.clients[3] + 64;
-    if soft < needed as u64 {
-        eprintln!("RLIMIT_NOFILE hard limit {soft} is below the {needed} fds the bench needs");
-        std::process::exit(1);
-    }
-
-    let ours = PathBuf::from(env!("CARGO_BIN_EXE_qemu-pr-helper"));
+    // The binary cargo builds for the bench carries the features that the
+    // dev-dependencies switch on in shared crates, and is about 0.5 MB larger
+    // than `cargo build --release`'s: BENCH_OURS measures the shipped one.
+    let ours = std::env::var_os("BENCH_OURS").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_qemu-pr-helper")),
+        PathBuf::from,
+    );
     let c_helper = Path::new(C_HELPER);
     let have_c = c_helper.exists();
+    let emulated = emulate_available(&ours);
+    let ours = Contender {
+        name: "ours",
+        binary: ours,
+        args: if emulated {
+            vec!["--emulate", "-q"]
+        } else {
+            vec!["-q"]
+        },
+    };
+    let mut helpers = vec![ours.clone()];
+    if have_c {
+        helpers.push(Contender {
+            name: "C helper",
+            binary: c_helper.to_path_buf(),
+            args: Vec::new(),
+        });
+    }
+
+    // Room for the idle connections of every helper at once on this side.
+    let top = plan.top_idle();
+    let clients_max = plan.clients.iter().copied().max().unwrap_or(1);
+    let together = (helpers.len() * (top + 16) + clients_max + 256) as u64;
+    let alone = (top + clients_max + 256) as u64;
+    let soft = raise_nofile(together);
+    if soft < alone {
+        eprintln!("RLIMIT_NOFILE {soft} is below the {alone} fds the bench needs");
+        std::process::exit(1);
+    }
 
     let dir = tempfile::tempdir().expect("tempdir");
     let dev_path = dir.path().join("disk.img");
@@ -668,197 +923,223 @@ fn main() {
         .write(true)
         .open(&dev_path)
         .expect("open device file");
+    let fd = dev.as_raw_fd();
 
-    // A second configuration of ours for the taking-turns rows, e.g.
-    // BENCH_OURS_VARIANT="--seccomp off" to see what a setting costs.
-    let variant_text = std::env::var("BENCH_OURS_VARIANT").ok();
-    let variant: Option<Vec<&str>> = variant_text
-        .as_deref()
-        .map(|v| v.split_whitespace().collect());
-    let emulated = emulate_available(&ours);
-    let our_args: &[&str] = if emulated {
-        &["--emulate", "-q"]
+    eprintln!("start-up, taking turns...");
+    let starts = startups(&helpers, &plan);
+    eprintln!("ours, the C helper and the floor, taking turns...");
+    let side = side_by_side(&helpers, fd, &plan);
+    eprintln!("idle connections...");
+    let sweeps = if soft >= together {
+        idle_sweep(&helpers, fd, &plan)
     } else {
-        &["-q"]
+        // Not enough fds for both at once: one helper after the other.
+        helpers
+            .iter()
+            .flat_map(|h| idle_sweep(std::slice::from_ref(h), fd, &plan))
+            .collect()
     };
-    eprintln!(
-        "measuring ours ({})...",
-        if emulated { "emulated" } else { "sg_io" }
-    );
-    let o = measure_helper(&ours, our_args, &dev, &plan);
-    let c = if have_c {
-        eprintln!("measuring the C helper...");
-        Some(measure_helper(c_helper, &[], &dev, &plan))
+    eprintln!("throughput, taking turns...");
+    let daemons: Vec<Daemon> = helpers.iter().map(|h| h.spawn(None)).collect();
+    let throughput: Vec<(usize, ThroughputRounds)> = plan
+        .clients
+        .iter()
+        .map(|&n| (n, throughput_rounds(&daemons, fd, n, &plan)))
+        .collect();
+    drop(daemons);
+    let nofile: Vec<usize> = if plan.nofile_probe > 0 {
+        helpers
+            .iter()
+            .map(|h| nofile_probe(h, plan.nofile_probe))
+            .collect()
     } else {
-        None
+        Vec::new()
     };
-    eprintln!("measuring ours, the floor and the C helper side by side...");
-    let side = measure_side_by_side(
-        (&ours, our_args),
-        have_c.then_some(c_helper),
-        variant.as_deref(),
-        &dev,
-        &plan,
-    );
-    let (side_ours, floor) = (side[0], side[1]);
-    let side_c = have_c.then(|| side[2]);
-    let side_variant = variant.as_ref().map(|_| side[side.len() - 1]);
+    let load_after = load_average();
 
+    // The table.
     let mut t = Table { rows: Vec::new() };
     let na = || "-".to_string();
-    let us = |v: f64| format!("{v:.1} us");
-    let ratio = |a: f64, b: f64| format!("{:.2}", a / b);
-
-    for (i, &(level, l)) in o.latency.iter().enumerate() {
-        let cl = c.as_ref().map(|c| c.latency[i].1);
-        let p50_ratio = cl.map(|cl| l.p50 / cl.p50);
-        let p99_ratio = cl.map(|cl| l.p99 / cl.p99);
+    let c_of = |v: &[Vec<Latency>]| have_c.then(|| v[1].clone());
+    let floor = &side[side.len() - 1];
+    let (side_ours, side_c) = (&side[0], c_of(&side));
+    for (name, q) in [("p50", p50 as fn(&Latency) -> f64), ("p99", p99)] {
+        let o = Spread::of(&side_ours.iter().map(q).collect::<Vec<_>>());
+        let c = side_c
+            .as_ref()
+            .map(|c| Spread::of(&c.iter().map(q).collect::<Vec<_>>()));
+        let r = side_c
+            .as_ref()
+            .map(|c| Spread::of(&ratios(side_ours, c, q)));
+        let goal = Goal::AtMost(1.0);
         t.row(
-            &format!("READ KEYS p50, {level} idle"),
-            us(l.p50),
-            cl.map_or_else(na, |cl| us(cl.p50)),
-            p50_ratio.map_or_else(na, |r| format!("{r:.2}")),
-            "ours/C <= 1.0",
-            p50_ratio.map_or("-", |r| met(r <= 1.0)),
-        );
-        t.row(
-            &format!("READ KEYS p99, {level} idle"),
-            us(l.p99),
-            cl.map_or_else(na, |cl| us(cl.p99)),
-            p99_ratio.map_or_else(na, |r| format!("{r:.2}")),
-            "ours/C <= 1.0",
-            p99_ratio.map_or("-", |r| met(r <= 1.0)),
+            &format!("READ KEYS {name}, 0 idle"),
+            o.show(1, " us"),
+            c.map_or_else(na, |c| c.show(1, " us")),
+            r.map_or_else(na, |r| r.show(2, "")),
+            &goal.text("ours/C"),
+            r.map_or("-", |r| goal.verdict(&r)),
         );
     }
-    let (top, lt) = o.latency[o.latency.len() - 1];
-    let l0 = o.latency[0].1;
-    let c_growth = c.as_ref().map(|c| {
-        let top = c.latency[c.latency.len() - 1].1.p50;
-        top / c.latency[0].1.p50
-    });
+    let f = Spread::of(&floor.iter().map(p50).collect::<Vec<_>>());
+    let of = Spread::of(&ratios(side_ours, floor, p50));
+    let cf = side_c.as_ref().map(|c| Spread::of(&ratios(c, floor, p50)));
+    let goal = Goal::AtMost(1.3);
     t.row(
-        &format!("p50 {top} idle / p50 0 idle"),
-        ratio(lt.p50, l0.p50),
-        c_growth.map_or_else(na, |g| format!("{g:.2}")),
+        "p50 / floor p50 (floor alone in the C column)",
+        of.show(2, ""),
+        cf.map_or_else(|| f.show(1, " us"), |c| c.show(2, "")),
         na(),
-        "ours <= 1.2",
-        met(lt.p50 / l0.p50 <= 1.2),
+        &goal.text("ours"),
+        goal.verdict(&of),
     );
-    // Taking turns: the fairest comparison on a loaded machine.
-    let side_ratio = |q: fn(&Latency) -> f64| side_c.map(|c| q(&side_ours) / q(&c));
-    for (name, q) in [
-        ("p50", (|l: &Latency| l.p50) as fn(&Latency) -> f64),
-        ("p99", |l: &Latency| l.p99),
-    ] {
-        let r = side_ratio(q);
+    let c_sweep = if have_c { sweeps.get(1) } else { None };
+    for (i, &level) in plan.idle_levels.iter().enumerate() {
+        let o = &sweeps[0];
+        let c = c_sweep;
         t.row(
-            &format!("READ KEYS {name}, 0 idle, taking turns"),
-            us(q(&side_ours)),
-            side_c.map_or_else(na, |c| us(q(&c))),
-            r.map_or_else(na, |r| format!("{r:.2}")),
-            "ours/C <= 1.0",
-            r.map_or("-", |r| met(r <= 1.0)),
-        );
-    }
-    if let (Some(v), Some(text)) = (side_variant, &variant_text) {
-        t.row(
-            &format!("ours {text}: p50 / p99, taking turns"),
-            format!("{:.1} / {:.1} us", v.p50, v.p99),
-            na(),
-            ratio(v.p50, side_ours.p50),
+            &format!("idle sweep: p50 / p99 (median), {level} idle"),
+            format!("{:.1} / {:.1} us", o.p50[i].median, o.p99[i].median),
+            c.map_or_else(na, |c| {
+                format!("{:.1} / {:.1} us", c.p50[i].median, c.p99[i].median)
+            }),
+            c.map_or_else(na, |c| {
+                format!(
+                    "{:.2} / {:.2}",
+                    o.p50[i].median / c.p50[i].median,
+                    o.p99[i].median / c.p99[i].median
+                )
+            }),
             "",
             "",
         );
     }
+    let last = plan.idle_levels.len() - 1;
+    let goal = Goal::AtMost(1.2);
     t.row(
-        "floor p50 / p99, taking turns",
-        format!("{:.1} / {:.1} us", floor.p50, floor.p99),
+        &format!("p50 {top} idle / p50 0 idle (twin daemon)"),
+        sweeps[0].growth[last].show(2, ""),
+        c_sweep.map_or_else(na, |c| c.growth[last].show(2, "")),
         na(),
-        na(),
-        "",
-        "",
+        &goal.text("ours"),
+        goal.verdict(&sweeps[0].growth[last]),
     );
-    t.row(
-        "p50 / floor p50, taking turns",
-        ratio(side_ours.p50, floor.p50),
-        side_c.map_or_else(na, |c| ratio(c.p50, floor.p50)),
-        na(),
-        "ours <= 1.5",
-        met(side_ours.p50 / floor.p50 <= 1.5),
-    );
-    for (i, &(clients, per_sec, cpu, gen)) in o.throughput.iter().enumerate() {
-        let ct = c.as_ref().map(|c| c.throughput[i]);
+    for (clients, r) in &throughput {
+        let o = Spread::of(&r.per_sec[0]);
+        let ratio = have_c.then(|| {
+            let v: Vec<f64> = r.per_sec[0]
+                .iter()
+                .zip(&r.per_sec[1])
+                .map(|(a, b)| a / b)
+                .collect();
+            Spread::of(&v)
+        });
+        let goal = Goal::AtLeast(1.0);
         t.row(
             &format!("throughput, {clients} clients (cmd/s)"),
-            format!("{per_sec:.0}"),
-            ct.map_or_else(na, |ct| format!("{:.0}", ct.1)),
-            ct.map_or_else(na, |ct| ratio(per_sec, ct.1)),
-            "ours/C >= 1.0",
-            ct.map_or("-", |ct| met(per_sec >= ct.1)),
+            o.show(0, ""),
+            if have_c {
+                Spread::of(&r.per_sec[1]).show(0, "")
+            } else {
+                na()
+            },
+            ratio.map_or_else(na, |r| r.show(2, "")),
+            &goal.text("ours/C"),
+            ratio.map_or("-", |r| goal.verdict(&r)),
         );
         t.row(
             &format!("  daemon CPU per command, {clients} clients"),
-            us(cpu),
-            ct.map_or_else(na, |ct| us(ct.2)),
-            ct.map_or_else(na, |ct| ratio(cpu, ct.2)),
+            Spread::of(&r.cpu_us[0]).show(1, " us"),
+            if have_c {
+                Spread::of(&r.cpu_us[1]).show(1, " us")
+            } else {
+                na()
+            },
+            na(),
             "",
             "",
         );
-        let _ = gen;
     }
+    let rss = Spread::of(&starts[0].1);
     t.row(
-        "RSS at start",
-        format!("{} KiB", o.rss_start_kib),
-        c.as_ref()
-            .map_or_else(na, |c| format!("{} KiB", c.rss_start_kib)),
-        c.as_ref().map_or_else(na, |c| {
-            ratio(o.rss_start_kib as f64, c.rss_start_kib as f64)
-        }),
-        "<= 4096 KiB",
-        met(o.rss_start_kib <= 4096),
+        &format!("RSS after start, {} starts", plan.startup_runs),
+        rss.show(0, " KiB"),
+        if have_c {
+            Spread::of(&starts[1].1).show(0, " KiB")
+        } else {
+            na()
+        },
+        na(),
+        "ours <= 3072 KiB in every run",
+        if rss.hi <= 3072.0 { "met" } else { "MISSED" },
     );
-    if let Some((n, per)) = o.rss_per_idle_b {
-        let cp = c.as_ref().and_then(|c| c.rss_per_idle_b).map(|x| x.1);
+    if let Some(&(n, per)) = sweeps[0].rss_per_idle.last() {
+        // The spread: the same figure at the levels of 1,000 and more.
+        let at = |s: &IdleSweep| {
+            Spread::of(
+                &s.rss_per_idle
+                    .iter()
+                    .filter(|(l, _)| *l >= 1000)
+                    .map(|x| x.1)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let o = at(&sweeps[0]);
+        let goal = Goal::AtMost(1024.0);
         t.row(
-            &format!("RSS growth per idle connection (at {n})"),
-            format!("{per:.0} B"),
-            cp.map_or_else(na, |v| format!("{v:.0} B")),
-            cp.map_or_else(na, |v| ratio(per, v)),
-            "<= 2048 B",
-            met(per <= 2048.0),
+            &format!("RSS per idle connection at {n} (range: levels >= 1000)"),
+            format!("{per:.0} B [{:.0}-{:.0}]", o.lo, o.hi),
+            c_sweep
+                .and_then(|c| c.rss_per_idle.last().map(|x| (x.1, at(c))))
+                .map_or_else(na, |(v, s)| format!("{v:.0} B [{:.0}-{:.0}]", s.lo, s.hi)),
+            na(),
+            &goal.text("ours B"),
+            goal.verdict(&Spread {
+                median: per,
+                lo: o.lo.min(per),
+                hi: o.hi.max(per),
+            }),
         );
     }
+    let st = Spread::of(&starts[0].0);
     t.row(
-        &format!("exec to accepting, median of {}", plan.startup_runs),
-        format!("{:.2} ms", o.start_ms),
-        c.as_ref()
-            .map_or_else(na, |c| format!("{:.2} ms", c.start_ms)),
-        c.as_ref()
-            .map_or_else(na, |c| ratio(o.start_ms, c.start_ms)),
-        "<= 20 ms",
-        met(o.start_ms <= 20.0),
+        &format!("spawn to accepting, {} starts", plan.startup_runs),
+        st.show(2, " ms"),
+        if have_c {
+            Spread::of(&starts[1].0).show(2, " ms")
+        } else {
+            na()
+        },
+        na(),
+        "ours <= 20 ms",
+        Goal::AtMost(20.0).verdict(&st),
     );
-    if let Some(n) = o.nofile_accepted {
+    if !nofile.is_empty() {
         t.row(
             &format!(
                 "idle conns accepted, started with soft NOFILE 1024 (of {})",
                 plan.nofile_probe
             ),
-            n.to_string(),
-            c.as_ref()
-                .and_then(|c| c.nofile_accepted)
-                .map_or_else(na, |n| n.to_string()),
+            nofile[0].to_string(),
+            nofile.get(1).map_or_else(na, |n| n.to_string()),
             na(),
             &format!("all {}", plan.nofile_probe),
-            met(n >= plan.nofile_probe),
+            if nofile[0] >= plan.nofile_probe {
+                "met"
+            } else {
+                "MISSED"
+            },
         );
     }
+
+    let caption = format!("READ KEYS round trip against idle connections (load {load_before})");
+    let chart = draw_chart(&plan.chart, &plan.idle_levels, &helpers, &sweeps, &caption);
 
     println!();
     println!(
         "qemu-pr-helper bench{}: ours = {} ({}), C = {}, floor = minimal recvmsg/close/reply server in the bench",
         if quick { " (quick)" } else { "" },
-        ours.display(),
+        ours.binary.display(),
         if emulated {
             "--emulate"
         } else {
@@ -871,22 +1152,20 @@ fn main() {
         },
     );
     println!(
-        "PR IN READ KEYS, allocation length 256; {} cores; load generator: one tokio thread",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "PR IN READ KEYS, allocation length 256; {} cores; load average {load_before} before, \
+         {load_after} after; {} rounds of {} round trips per contender, taking turns; \
+         throughput windows {} ms; values: median [lowest-highest] over the rounds",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        plan.rounds,
+        plan.samples,
+        plan.window.as_millis(),
     );
     println!();
     t.print();
-    if let Some(c) = &c {
-        let gens: Vec<String> = o
-            .throughput
-            .iter()
-            .zip(&c.throughput)
-            .map(|(a, b)| format!("{} clients {:.2}/{:.2} s", a.0, a.3, b.3))
-            .collect();
-        println!();
-        println!(
-            "load generator CPU (ours/C runs, incl. connect and warm-up): {}",
-            gens.join(", ")
-        );
+    println!();
+    match chart {
+        Ok(()) => println!("chart: {}", plan.chart.display()),
+        Err(e) => println!("chart not drawn ({}): {e}", plan.chart.display()),
     }
+    println!("bench took {:.0} s", started.elapsed().as_secs_f64());
 }

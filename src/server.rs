@@ -7,16 +7,17 @@
 //! No system call on a client's fd runs on the async workers: `fstat` and
 //! `close` on a file of a stuck file system (FUSE) never return. Each command
 //! makes one trip to the blocking pool that inspects the fd, applies the
-//! device policy, runs the executor and closes the fd; fds dropped over a
+//! device policy, runs the executor, closes the fd and writes the reply, so
+//! that the reply leaves without a second thread hop; fds dropped over a
 //! protocol violation are closed there too.
 
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::domain::access::{DeviceAllowlist, PeerCredentials, PeerPolicy};
@@ -32,7 +33,9 @@ use crate::ports::executor::{
     AccessMode, DeviceFd, DeviceInfo, Initiator, PrCommand, ScsiExecutor,
 };
 use crate::ports::received_fd::ReceivedFd;
-use crate::ports::transport::{Connection, Listener, ReadOutcome, TransportError};
+use crate::ports::transport::{
+    BlockingReply, Connection, Listener, ReadOutcome, ReplyWriteError, TransportError,
+};
 use crate::status::InFlight;
 pub use crate::status::ServerStats;
 
@@ -164,9 +167,8 @@ pub async fn run_with<L, E, S>(
     S: Future<Output = ()>,
 {
     let options = Arc::new(options);
-    let stats = Arc::clone(&options.stats);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let open = Arc::new(OpenConnections::new(Arc::clone(&options.stats)));
     let mut refusals = RefusalLog::new();
     let mut summary = tokio::time::interval(REFUSAL_LOG_INTERVAL);
     summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -177,7 +179,7 @@ pub async fn run_with<L, E, S>(
             accepted = listener.accept() => match accepted {
                 Ok(conn) => {
                     let initiator = conn.initiator();
-                    if !admitted(&options, &initiator, tasks.len(), &mut refusals) {
+                    if !admitted(&options, &initiator, open.count(), &mut refusals) {
                         continue;
                     }
                     let span = tracing::info_span!(
@@ -190,11 +192,14 @@ pub async fn run_with<L, E, S>(
                     let executor = Arc::clone(&executor);
                     let options = Arc::clone(&options);
                     let stop = stop_rx.clone();
-                    tasks.spawn(
-                        async move {
+                    let (mut conn, mut stop) = (conn, stop);
+                    let guard = OpenConnections::enter(&open);
+                    let task = async move {
+                            let _open = guard;
                             tracing::debug!("accepted");
-                            let mut conn = conn;
-                            match serve_connection_with(&mut conn, executor, stop, options).await {
+                            // Borrowed, not moved, so that the task's
+                            // future holds one copy of each.
+                            match serve_borrowed(&mut conn, &executor, &mut stop, &options).await {
                                 Ok(end) => tracing::debug!(%end, "connection closed"),
                                 Err(
                                     e @ (ConnectionError::Protocol(_)
@@ -206,9 +211,9 @@ pub async fn run_with<L, E, S>(
                                 Err(e) => tracing::debug!(cause = %e, "connection dropped"),
                             }
                         }
-                        .instrument(span),
-                    );
-                    stats.set_connections(tasks.len());
+                        .instrument(span);
+                    // Detached: `open` counts it until it ends.
+                    tokio::spawn(task);
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -216,31 +221,74 @@ pub async fn run_with<L, E, S>(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                log_task_end(done);
-                stats.set_connections(tasks.len());
-            }
             _ = summary.tick() => refusals.summarize(),
         }
     }
     drop(listener);
     refusals.summarize();
     let _ = stop_tx.send(true);
-    let in_flight = tasks.len();
+    let in_flight = open.count();
     if in_flight > 0 {
         tracing::info!(connections = in_flight, "waiting for commands in flight");
     }
-    while let Some(done) = tasks.join_next().await {
-        log_task_end(done);
-        stats.set_connections(tasks.len());
+    open.all_closed().await;
+}
+
+/// How many connection tasks are open, and a way to wait until none is.
+/// Lighter than a `JoinSet`: a task holds one counted reference and no list
+/// entry, which matters with thousands of idle connections.
+struct OpenConnections {
+    count: std::sync::atomic::AtomicUsize,
+    none_left: tokio::sync::Notify,
+    /// Where the count is published for the service manager's status line.
+    stats: Arc<ServerStats>,
+}
+
+/// One open connection task; counted until dropped (also when its task
+/// ends early, or is dropped with the runtime).
+struct OpenGuard(Arc<OpenConnections>);
+
+impl OpenConnections {
+    fn new(stats: Arc<ServerStats>) -> OpenConnections {
+        OpenConnections {
+            count: std::sync::atomic::AtomicUsize::new(0),
+            none_left: tokio::sync::Notify::new(),
+            stats,
+        }
+    }
+
+    fn enter(this: &Arc<OpenConnections>) -> OpenGuard {
+        let open = this.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        this.stats.set_connections(open);
+        OpenGuard(Arc::clone(this))
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    async fn all_closed(&self) {
+        loop {
+            let notified = self.none_left.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
-/// A connection task that panicked is a bug worth an error line; the daemon
-/// itself goes on.
-fn log_task_end(done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done {
-        tracing::error!(cause = %e, "connection task failed");
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        let left = self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            - 1;
+        self.0.stats.set_connections(left);
+        if left == 0 {
+            self.0.none_left.notify_one();
+        }
     }
 }
 
@@ -343,48 +391,93 @@ where
     C: Connection + ?Sized,
     E: ScsiExecutor + ?Sized + 'static,
 {
+    serve_borrowed(conn, &executor, &mut stop, &options).await
+}
+
+/// [`serve_connection_with`] on borrowed state.
+async fn serve_borrowed<C, E>(
+    conn: &mut C,
+    executor: &Arc<E>,
+    stop: &mut watch::Receiver<bool>,
+    options: &Arc<ServerOptions>,
+) -> Result<ConnectionEnd, ConnectionError>
+where
+    C: Connection + ?Sized,
+    E: ScsiExecutor + ?Sized + 'static,
+{
     // Every fd the client sent and no command took: closed on the blocking
     // pool, on whatever path the connection ends.
     let mut held = Vec::new();
-    let result = serve(conn, &executor, &mut stop, &options, &mut held).await;
-    close_off_workers(held, &mut stop).await;
+    // The last command, while its thread may still be writing the reply.
+    let mut pending = None;
+    let mut result = serve(conn, executor, stop, options, &mut held, &mut pending).await;
+    if let Some(job) = pending.take() {
+        // The command in flight is waited for (and its failure wins).
+        match Box::pin(finish(job, stop, options)).await {
+            Err(e) => result = Err(e),
+            Ok(Some(end)) if result.is_ok() => result = Ok(end),
+            Ok(_) => {}
+        }
+    }
+    if !held.is_empty() {
+        Box::pin(close_off_workers(held, stop)).await;
+    }
     result
 }
 
 /// The body of [`serve_connection_with`]; fds received and not handed to a
 /// command stay in `held`.
+///
+/// While a connection is idle its future holds only the wait for readiness
+/// and for `stop`: the negotiation and each command run in a future of their
+/// own, allocated while they run, so that thousands of idle connections do
+/// not each keep the largest state any command needs.
 async fn serve<C, E>(
     conn: &mut C,
     executor: &Arc<E>,
     stop: &mut watch::Receiver<bool>,
     options: &Arc<ServerOptions>,
     held: &mut Vec<ReceivedFd>,
+    pending: &mut Option<Arc<JobEnd>>,
 ) -> Result<ConnectionEnd, ConnectionError>
 where
     C: Connection + ?Sized,
     E: ScsiExecutor + ?Sized + 'static,
 {
-    let limit = options.request_timeout;
-    write_reply(conn, stop, limit, &SUPPORTED_FEATURES.to_be_bytes()).await?;
-    let mut features = [0u8; FEATURES_LEN];
-    let negotiation = read_part(conn, stop, &mut features, held, true);
-    match tokio::time::timeout(limit, negotiation).await {
-        Err(_) => return Err(ConnectionError::Stalled(limit)),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Some(end))) => return Ok(end),
-        Ok(Ok(None)) => {}
+    if let Some(end) = Box::pin(negotiate(conn, stop, options, held)).await? {
+        return Ok(end);
     }
-    // Fds sent during negotiation are closed here, as the C helper does.
-    close_off_workers(std::mem::take(held), stop).await;
-    check_client_features(features)?;
-
-    let initiator = conn.initiator();
     loop {
-        // Idle between commands: no time limit until the first bytes. The
-        // previous command's fd is closed by now, so a client whose fds
-        // never close ties up one blocking thread per connection.
+        // Idle between commands: no time limit until the first bytes. A
+        // command is handed over only once the previous one is over (below),
+        // so a client whose fds never close ties up one blocking thread per
+        // connection.
         let mut cdb = [0u8; CDB_LEN];
-        let first = match until_stopped(stop, conn.read_some(&mut cdb, held)).await {
+        if *stop.borrow() {
+            return Ok(ConnectionEnd::Shutdown);
+        }
+        // Polled by hand rather than with `select!`, which would keep a
+        // second copy of both futures in every idle connection's state.
+        let first = {
+            let mut stopping = std::pin::pin!(stop.changed());
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(read) = conn.poll_read_some(cx, &mut cdb, held) {
+                    return Poll::Ready(Some(read));
+                }
+                // A change can only be to true; a dropped sender means
+                // the server is gone: stop either way.
+                stopping.as_mut().poll(cx).map(|_| None)
+            })
+            .await
+        };
+        // The previous command must be over before anything else happens:
+        // it usually is, and its thread did not wake this task to say so.
+        if let Some(job) = pending.take() {
+            if let Some(end) = Box::pin(finish(job, stop, options)).await? {
+                return Ok(end);
+            }
+        }
+        let first = match first {
             None => return Ok(ConnectionEnd::Shutdown),
             Some(read) => read?,
         };
@@ -394,26 +487,84 @@ where
             }
             return Err(ProtocolViolation::TruncatedRequest.into());
         }
-        // Once a request has started it must arrive whole in time.
-        let rest = read_request(conn, stop, cdb, first, held);
-        let (cdb, data_out, device) = match tokio::time::timeout(limit, rest).await {
-            Err(_) => return Err(ConnectionError::Stalled(limit)),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(Request::End(end))) => return Ok(end),
-            Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
-        };
-        let Some(reply) = answer(executor, options, &initiator, cdb, data_out, device, stop).await
-        else {
-            return Ok(ConnectionEnd::Shutdown);
-        };
-        write_reply(conn, stop, limit, &reply.encode_header()).await?;
-        if !reply.payload.is_empty() {
-            write_reply(conn, stop, limit, &reply.payload).await?;
-        }
-        if *stop.borrow() {
-            return Ok(ConnectionEnd::Shutdown);
+        let command = command(conn, executor, stop, options, held, pending, cdb, first);
+        if let Some(end) = Box::pin(command).await? {
+            return Ok(end);
         }
     }
+}
+
+/// The features exchange. `Some`: the connection ended during it.
+async fn negotiate<C: Connection + ?Sized>(
+    conn: &mut C,
+    stop: &mut watch::Receiver<bool>,
+    options: &ServerOptions,
+    held: &mut Vec<ReceivedFd>,
+) -> Result<Option<ConnectionEnd>, ConnectionError> {
+    let limit = options.request_timeout;
+    write_reply(conn, stop, limit, &SUPPORTED_FEATURES.to_be_bytes()).await?;
+    let mut features = [0u8; FEATURES_LEN];
+    let negotiation = read_part(conn, stop, &mut features, held, true);
+    match tokio::time::timeout(limit, negotiation).await {
+        Err(_) => return Err(ConnectionError::Stalled(limit)),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Some(end))) => return Ok(Some(end)),
+        Ok(Ok(None)) => {}
+    }
+    // Fds sent during negotiation are closed here, as the C helper does.
+    close_off_workers(std::mem::take(held), stop).await;
+    check_client_features(features)?;
+    Ok(None)
+}
+
+/// One command, from its first `got` bytes (in `cdb`) to its reply. `Some`:
+/// the connection ends without error.
+#[allow(clippy::too_many_arguments)]
+async fn command<C, E>(
+    conn: &mut C,
+    executor: &Arc<E>,
+    stop: &mut watch::Receiver<bool>,
+    options: &Arc<ServerOptions>,
+    held: &mut Vec<ReceivedFd>,
+    pending: &mut Option<Arc<JobEnd>>,
+    cdb: [u8; CDB_LEN],
+    got: usize,
+) -> Result<Option<ConnectionEnd>, ConnectionError>
+where
+    C: Connection + ?Sized,
+    E: ScsiExecutor + ?Sized + 'static,
+{
+    let limit = options.request_timeout;
+    // Once a request has started it must arrive whole in time.
+    let rest = read_request(conn, stop, cdb, got, held);
+    let (cdb, data_out, device) = match tokio::time::timeout(limit, rest).await {
+        Err(_) => return Err(ConnectionError::Stalled(limit)),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(Request::End(end))) => return Ok(Some(end)),
+        Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
+    };
+    let initiator = conn.initiator();
+    let sink = conn.blocking_reply();
+    let request = Dispatch {
+        cdb,
+        data_out,
+        device,
+        sink,
+    };
+    match answer(executor, options, &initiator, request, stop).await {
+        Answered::Abandoned => return Ok(Some(ConnectionEnd::Shutdown)),
+        Answered::Dispatched(job) => *pending = Some(job),
+        Answered::ToWrite(reply) => {
+            write_reply(conn, stop, limit, &reply.encode_header()).await?;
+            if !reply.payload.is_empty() {
+                write_reply(conn, stop, limit, &reply.payload).await?;
+            }
+        }
+    }
+    if *stop.borrow() {
+        return Ok(Some(ConnectionEnd::Shutdown));
+    }
+    Ok(None)
 }
 
 /// A complete request, or the end of the connection.
@@ -465,38 +616,160 @@ struct Outcome {
     device_refused: bool,
 }
 
+/// How a command's reply left, or will.
+enum Answered {
+    /// The blocking thread writes it; how that went is learnt from the
+    /// [`JobEnd`] when the connection next needs to know.
+    Dispatched(Arc<JobEnd>),
+    /// The connection's task writes it (the transport has no blocking
+    /// writer).
+    ToWrite(PrReply),
+    /// The daemon stopped and the command did not finish within the request
+    /// timeout; its thread is abandoned.
+    Abandoned,
+}
+
+/// One command as it goes to the blocking pool.
+struct Dispatch {
+    cdb: PrCdb,
+    data_out: Vec<u8>,
+    device: ReceivedFd,
+    sink: Option<Arc<dyn BlockingReply>>,
+}
+
+/// How a command whose thread writes the reply ended. The thread records it
+/// and stores a permit in `done`: no task is woken unless one waits, so a
+/// command costs one trip to the blocking pool and no trip back.
+struct JobEnd {
+    done: tokio::sync::Notify,
+    written: std::sync::Mutex<Option<Result<(), ConnectionError>>>,
+    /// For the audit line of a PR OUT abandoned at shutdown.
+    cdb: PrCdb,
+    keys: Vec<u8>,
+}
+
+impl JobEnd {
+    fn record(&self, written: Result<(), ConnectionError>) {
+        *self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(written);
+        self.done.notify_one();
+    }
+
+    async fn wait(&self) -> Result<(), ConnectionError> {
+        loop {
+            let done = self.done.notified();
+            let written = self
+                .written
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(written) = written {
+                return written;
+            }
+            done.await;
+        }
+    }
+}
+
+/// Waits for a dispatched command: `Err` if its reply could not be written,
+/// `Some` when the daemon stopped and it did not end within the request
+/// timeout (it is abandoned).
+async fn finish(
+    job: Arc<JobEnd>,
+    stop: &mut watch::Receiver<bool>,
+    options: &ServerOptions,
+) -> Result<Option<ConnectionEnd>, ConnectionError> {
+    match unless_stopped_for(stop, options.request_timeout, job.wait()).await {
+        Some(written) => written.map(|()| None),
+        None => {
+            log_abandoned(options, &job.cdb, &job.keys);
+            Ok(Some(ConnectionEnd::Shutdown))
+        }
+    }
+}
+
 /// Runs (or refuses) one command on the blocking pool and writes its audit
-/// line. `None`: the daemon stopped and the command did not finish within
-/// the request timeout; its thread is abandoned.
+/// line; with a blocking writer, that thread writes the reply too, so the
+/// reply leaves from the thread that made it and the connection's task is
+/// not woken for it.
 async fn answer<E: ScsiExecutor + ?Sized + 'static>(
     executor: &Arc<E>,
     options: &Arc<ServerOptions>,
     initiator: &Initiator,
-    cdb: PrCdb,
-    data_out: Vec<u8>,
-    device: ReceivedFd,
+    request: Dispatch,
     stop: &mut watch::Receiver<bool>,
-) -> Option<PrReply> {
+) -> Answered {
+    let Dispatch {
+        cdb,
+        data_out,
+        device,
+        sink,
+    } = request;
     let is_out = cdb.direction() == PrDirection::Out;
     tracing::trace!(cdb = %cdb.hex(), data_len = data_out.len(), "request received");
-    let allocation_len = if is_out { 0 } else { cdb.transfer_len() };
     // The keys, for the audit line only.
     let keys = if is_out {
         data_out.get(..16).unwrap_or(&data_out).to_vec()
     } else {
         Vec::new()
     };
-    let job = {
+    let work = {
         let (executor, options, initiator) =
             (Arc::clone(executor), Arc::clone(options), initiator.clone());
-        let span = tracing::Span::current();
+        let keys = keys.clone();
         move || {
-            let _entered = span.enter();
-            run_command(&*executor, &options, &initiator, cdb, data_out, device)
+            let _in_flight = InFlight::start(&options.stats);
+            let outcome = run_command(&*executor, &options, &initiator, cdb, data_out, device);
+            log_outcome(&options, &cdb, &keys, outcome)
         }
     };
-    let in_flight = InFlight::start(&options.stats);
-    let outcome = match unless_stopped_for(
+    let span = tracing::Span::current();
+    if let Some(sink) = sink {
+        let end = Arc::new(JobEnd {
+            done: tokio::sync::Notify::new(),
+            written: std::sync::Mutex::new(None),
+            cdb,
+            keys,
+        });
+        let job = {
+            let (end, options) = (Arc::clone(&end), Arc::clone(options));
+            let stopping = stop.clone();
+            move || {
+                let _entered = span.enter();
+                let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+                    Ok(reply) => reply,
+                    Err(_) => {
+                        tracing::error!("command thread failed");
+                        let outcome = failed_outcome();
+                        log_outcome(&options, &end.cdb, &end.keys, outcome)
+                    }
+                };
+                let header = reply.encode_header();
+                let written = sink
+                    .write_parts(
+                        &[&header, &reply.payload],
+                        options.request_timeout,
+                        STOP_GRACE,
+                        &|| *stopping.borrow(),
+                    )
+                    .map_err(|e| match e {
+                        ReplyWriteError::Stalled(d) => ConnectionError::ReplyStalled(d),
+                        ReplyWriteError::Io(e) => TransportError::Send(e).into(),
+                    });
+                end.record(written);
+            }
+        };
+        // Detached: the thread reports through `end`.
+        drop(tokio::task::spawn_blocking(job));
+        return Answered::Dispatched(end);
+    }
+    let job = move || {
+        let _entered = span.enter();
+        work()
+    };
+    match unless_stopped_for(
         stop,
         options.request_timeout,
         tokio::task::spawn_blocking(job),
@@ -504,36 +777,54 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
     .await
     {
         None => {
-            tracing::warn!("command still running at shutdown: abandoned");
-            if is_out {
-                // Every PR OUT has its audit line; this one may still
-                // change the device after the daemon has gone.
-                let record = PrOutAudit::abandoned(&cdb, &keys, options.audit_keys);
-                tracing::warn!(
-                    target: "audit",
-                    action = %record.action,
-                    scope = record.scope,
-                    r#type = record.type_code,
-                    key = %record.key,
-                    sa_key = %record.sa_key,
-                    status = %record.status,
-                    "PR OUT abandoned at shutdown: whether the device ran it is unknown"
-                );
-            }
-            return None;
+            log_abandoned(options, &cdb, &keys);
+            Answered::Abandoned
         }
-        Some(Ok(outcome)) => outcome,
+        Some(Ok(reply)) => Answered::ToWrite(reply),
         Some(Err(e)) => {
             tracing::error!(cause = %e, "command thread failed");
-            Outcome {
-                reply: PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE),
-                info: None,
-                wwid: None,
-                device_refused: false,
-            }
+            let outcome = failed_outcome();
+            Answered::ToWrite(log_outcome(options, &cdb, &keys, outcome))
         }
-    };
-    drop(in_flight);
+    }
+}
+
+/// The answer when the command's thread failed.
+fn failed_outcome() -> Outcome {
+    Outcome {
+        reply: PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE),
+        info: None,
+        wwid: None,
+        device_refused: false,
+    }
+}
+
+/// The lines for a command still running at shutdown, which is abandoned.
+fn log_abandoned(options: &ServerOptions, cdb: &PrCdb, keys: &[u8]) {
+    tracing::warn!("command still running at shutdown: abandoned");
+    if cdb.direction() == PrDirection::Out {
+        // Every PR OUT has its audit line; this one may still
+        // change the device after the daemon has gone.
+        let record = PrOutAudit::abandoned(cdb, keys, options.audit_keys);
+        tracing::warn!(
+            target: "audit",
+            action = %record.action,
+            scope = record.scope,
+            r#type = record.type_code,
+            key = %record.key,
+            sa_key = %record.sa_key,
+            status = %record.status,
+            "PR OUT abandoned at shutdown: whether the device ran it is unknown"
+        );
+    }
+}
+
+/// Cuts the reply to the allocation length and writes the command's debug
+/// line and, for PR OUT or a refused device, its audit line, before the
+/// reply leaves.
+fn log_outcome(options: &ServerOptions, cdb: &PrCdb, keys: &[u8], outcome: Outcome) -> PrReply {
+    let is_out = cdb.direction() == PrDirection::Out;
+    let allocation_len = if is_out { 0 } else { cdb.transfer_len() };
     let reply = outcome.reply.fit_to(allocation_len);
     tracing::debug!(
         device = outcome.info.as_ref().map(tracing::field::display),
@@ -544,7 +835,7 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
         "command done"
     );
     if is_out || outcome.device_refused {
-        let record = PrOutAudit::new(&cdb, &keys, &reply, options.audit_keys);
+        let record = PrOutAudit::new(cdb, keys, &reply, options.audit_keys);
         tracing::info!(
             target: "audit",
             device = outcome.info.as_ref().map(tracing::field::display),
@@ -560,7 +851,7 @@ async fn answer<E: ScsiExecutor + ?Sized + 'static>(
             if outcome.device_refused { "device refused" } else { "PR OUT" }
         );
     }
-    Some(reply)
+    reply
 }
 
 /// The blocking part of a command, on one thread: inspect the fd, apply the
@@ -726,20 +1017,22 @@ mod tests {
             Ok(())
         });
         conn.expect_initiator().returning(Initiator::default);
+        conn.expect_blocking_reply().returning(|| None);
         let chunks = Arc::new(Mutex::new(std::collections::VecDeque::from(chunks)));
         let some = Arc::clone(&chunks);
-        conn.expect_read_some()
-            .returning(move |buf, fds| match some.lock().unwrap().pop_front() {
+        conn.expect_poll_read_some().returning(move |_, buf, fds| {
+            match some.lock().unwrap().pop_front() {
                 Some(Chunk::Bytes(bytes, nfds, access)) => {
                     assert_eq!(bytes.len(), buf.len(), "scripted chunk has the wrong size");
                     buf.copy_from_slice(&bytes);
                     for _ in 0..nfds {
                         fds.push(device(access));
                     }
-                    Ok(bytes.len())
+                    std::task::Poll::Ready(Ok(bytes.len()))
                 }
-                Some(Chunk::Eof) | None => Ok(0),
-            });
+                Some(Chunk::Eof) | None => std::task::Poll::Ready(Ok(0)),
+            }
+        });
         conn.expect_read_exact().returning(move |buf, fds| {
             match chunks.lock().unwrap().pop_front() {
                 Some(Chunk::Bytes(bytes, nfds, access)) => {
@@ -944,6 +1237,17 @@ mod tests {
         fn initiator(&self) -> Initiator {
             Initiator::default()
         }
+        fn poll_read_some(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+            _: &mut [u8],
+            _: &mut Vec<ReceivedFd>,
+        ) -> std::task::Poll<Result<usize, TransportError>> {
+            std::task::Poll::Pending
+        }
+        fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>> {
+            None
+        }
     }
 
     #[async_trait::async_trait]
@@ -967,6 +1271,17 @@ mod tests {
         }
         fn initiator(&self) -> Initiator {
             (**self).initiator()
+        }
+        fn poll_read_some(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+            fds: &mut Vec<ReceivedFd>,
+        ) -> std::task::Poll<Result<usize, TransportError>> {
+            (**self).poll_read_some(cx, buf, fds)
+        }
+        fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>> {
+            (**self).blocking_reply()
         }
     }
 

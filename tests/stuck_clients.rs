@@ -153,6 +153,52 @@ fn a_client_that_never_reads_its_replies_does_not_hold_back_shutdown() {
     sender.join().unwrap();
 }
 
+#[test]
+fn a_client_that_never_reads_its_replies_is_disconnected_after_the_request_timeout() {
+    let h = Helper::emulated_with("[security]\nrequest_timeout_ms = 300\n");
+    let f = h.disk();
+    let mut c = h.connect().negotiate();
+    let stream = c.stream.try_clone().unwrap();
+    let fd = f.as_raw_fd();
+    let sender = std::thread::spawn(move || {
+        let mut cdb = [0u8; 16];
+        cdb[..10].copy_from_slice(&pr_in(0, 8192));
+        let fds = [fd];
+        // Blocks once the daemon stops reading; fails once it has given up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && sendmsg::<()>(
+                stream.as_raw_fd(),
+                &[IoSlice::new(&cdb)],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .is_ok()
+        {}
+    });
+    // The daemon gives the reply 300 ms, then ends the connection: the
+    // sender's next send fails and it returns.
+    let started = Instant::now();
+    sender.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "never disconnected"
+    );
+    // Everything queued is dropped; reading reaches the end of the stream.
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = c.stream.read_to_end(&mut sink);
+    // Others are still served.
+    let mut other = h.connect().negotiate();
+    let reply = other.command(&read_keys(), f.as_raw_fd(), &[]).unwrap();
+    assert_eq!(reply.status, 0);
+    let log = h.log();
+    assert!(log.contains("reply not read"), "{log}");
+}
+
 /// Opens `n` connections that the daemon refuses, and one more whose end
 /// proves it has handled them all (it accepts in order).
 fn refused_in_a_loop(h: &Helper, n: usize) {

@@ -1,19 +1,25 @@
 //! The Unix-socket transport: a tokio listener on a path or on a socket handed
 //! over by systemd, and connections that receive fds with SCM_RIGHTS.
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-use tokio::io::{AsyncWriteExt, Interest};
+use nix::errno::Errno;
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessageOwned, MsgFlags};
+use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::ports::executor::Initiator;
 use crate::ports::received_fd::ReceivedFd;
-use crate::ports::transport::{Connection, Listener, TransportError};
+use crate::ports::transport::{
+    BlockingReply, Connection, Listener, ReplyWriteError, TransportError,
+};
 
 /// Room for as many fds as the kernel passes in one message (SCM_MAX_FD): a
 /// smaller buffer truncates, and the fds the kernel already installed could
@@ -262,9 +268,19 @@ impl Listener for UnixSocketListener {
 /// One accepted client.
 #[derive(Debug)]
 pub struct UnixConnection {
-    stream: UnixStream,
+    /// Shared with the blocking thread that writes a reply, so that the
+    /// socket stays open until that thread is done with it.
+    socket: Arc<ClientSocket>,
     initiator: Initiator,
 }
+
+/// The client's stream, as the blocking side writes to it.
+#[derive(Debug)]
+struct ClientSocket(UnixStream);
+
+/// How long one wait for a full socket buffer lasts before the stop flag is
+/// looked at again.
+const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 impl UnixConnection {
     /// Wraps an accepted stream, reading the peer's credentials once.
@@ -276,7 +292,113 @@ impl UnixConnection {
             uid: cred.as_ref().map(|c| c.uid()),
             gid: cred.as_ref().map(|c| c.gid()),
         };
-        UnixConnection { stream, initiator }
+        UnixConnection {
+            socket: Arc::new(ClientSocket(stream)),
+            initiator,
+        }
+    }
+}
+
+impl BlockingReply for ClientSocket {
+    /// Non-blocking `sendmsg` of all parts at once (one system call when the
+    /// socket has room, as it has for a client that waits for its reply);
+    /// `poll` for room otherwise. The async side's readiness for writing is
+    /// not used, so no wake-up of the runtime is needed. A reply that stalls
+    /// shuts the socket down.
+    fn write_parts(
+        &self,
+        parts: &[&[u8]],
+        limit: Duration,
+        grace: Duration,
+        stopping: &dyn Fn() -> bool,
+    ) -> Result<(), ReplyWriteError> {
+        let fd = self.0.as_raw_fd();
+        let mut deadline = Instant::now() + limit;
+        let mut allowed = limit;
+        let mut stopped = false;
+        let (mut part, mut offset) = (0, 0);
+        loop {
+            while part < parts.len() && offset == parts[part].len() {
+                part += 1;
+                offset = 0;
+            }
+            if part == parts.len() {
+                return Ok(());
+            }
+            let mut iov = Vec::with_capacity(parts.len() - part);
+            iov.push(IoSlice::new(&parts[part][offset..]));
+            iov.extend(parts[part + 1..].iter().map(|p| IoSlice::new(p)));
+            match sendmsg::<()>(
+                fd,
+                &iov,
+                &[],
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(mut n) => {
+                    while n > 0 {
+                        let left = parts[part].len() - offset;
+                        if n < left {
+                            offset += n;
+                            n = 0;
+                        } else {
+                            n -= left;
+                            part += 1;
+                            offset = 0;
+                        }
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => loop {
+                    if !stopped && stopping() {
+                        stopped = true;
+                        let by_grace = Instant::now() + grace;
+                        if by_grace < deadline {
+                            deadline = by_grace;
+                            allowed = grace;
+                        }
+                    }
+                    let now = Instant::now();
+                    if now >= deadline {
+                        // The connection is over: shut it down so that its
+                        // task, which may be waiting for the next request,
+                        // sees the end and closes it.
+                        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+                        return Err(ReplyWriteError::Stalled(allowed));
+                    }
+                    if wait_writable(fd, (deadline - now).min(STOP_CHECK_INTERVAL))
+                        .map_err(ReplyWriteError::Io)?
+                    {
+                        break;
+                    }
+                },
+                Err(e) => return Err(ReplyWriteError::Io(e.into())),
+            }
+        }
+    }
+}
+
+/// Waits up to `wait` for room to write on `fd`: `true` when there is room
+/// (or an error condition that the next write reports).
+fn wait_writable(fd: RawFd, wait: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(wait.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `pfd` is one valid, writable pollfd and the count says one.
+    match unsafe { libc::poll(&mut pfd, 1, ms) } {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
     }
 }
 
@@ -314,46 +436,167 @@ fn recv_with_fds(
 
 #[async_trait]
 impl Connection for UnixConnection {
-    async fn read_some(
+    fn poll_read_some(
         &mut self,
+        cx: &mut Context<'_>,
         buf: &mut [u8],
         fds: &mut Vec<ReceivedFd>,
-    ) -> Result<usize, TransportError> {
+    ) -> Poll<Result<usize, TransportError>> {
         if buf.is_empty() {
-            return Ok(0);
+            return Poll::Ready(Ok(0));
         }
-        let raw = self.stream.as_raw_fd();
+        let stream = &self.socket.0;
+        let raw = stream.as_raw_fd();
         let mut truncated = false;
         let n = loop {
-            self.stream
-                .readable()
-                .await
-                .map_err(TransportError::Receive)?;
+            match stream.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(TransportError::Receive(e))),
+                Poll::Ready(Ok(())) => {}
+            }
             // A read that would block clears tokio's readiness, so stale
-            // readiness only costs one extra wake-up.
-            match self.stream.try_io(Interest::READABLE, || {
+            // readiness only costs one extra `recvmsg`.
+            match stream.try_io(Interest::READABLE, || {
                 recv_with_fds(raw, buf, fds, &mut truncated)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(TransportError::Receive(e)),
+                Err(e) => return Poll::Ready(Err(TransportError::Receive(e))),
             }
         };
         if truncated {
-            return Err(TransportError::FdsTruncated);
+            return Poll::Ready(Err(TransportError::FdsTruncated));
         }
-        Ok(n)
+        Poll::Ready(Ok(n))
     }
 
-    async fn write_all(&mut self, buf: &[u8]) -> Result<(), TransportError> {
-        self.stream
-            .write_all(buf)
-            .await
-            .map_err(TransportError::Send)
+    async fn read_some(
+        &mut self,
+        buf: &mut [u8],
+        fds: &mut Vec<ReceivedFd>,
+    ) -> Result<usize, TransportError> {
+        std::future::poll_fn(|cx| self.poll_read_some(cx, buf, fds)).await
+    }
+
+    async fn write_all(&mut self, mut buf: &[u8]) -> Result<(), TransportError> {
+        let stream = &self.socket.0;
+        while !buf.is_empty() {
+            stream.writable().await.map_err(TransportError::Send)?;
+            match stream.try_write(buf) {
+                Ok(0) => return Err(TransportError::Send(io::ErrorKind::WriteZero.into())),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TransportError::Send(e)),
+            }
+        }
+        Ok(())
     }
 
     fn initiator(&self) -> Initiator {
         self.initiator.clone()
+    }
+
+    fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>> {
+        Some(Arc::clone(&self.socket) as Arc<dyn BlockingReply>)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A registered socket and its peer. The runtime is returned only to
+    /// outlive the socket: writes from the blocking side do not use it.
+    fn pair() -> (
+        ClientSocket,
+        std::os::unix::net::UnixStream,
+        tokio::runtime::Runtime,
+    ) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let a = rt.block_on(async { UnixStream::from_std(a).unwrap() });
+        (ClientSocket(a), b, rt)
+    }
+
+    #[test]
+    fn parts_arrive_whole_and_in_order() {
+        let (sock, mut peer, _rt) = pair();
+        let header = [7u8; 104];
+        let payload: Vec<u8> = (0..=255).collect();
+        sock.write_parts(
+            &[&header, &[], &payload],
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            &|| false,
+        )
+        .unwrap();
+        let mut got = vec![0u8; 104 + 256];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..104], &header[..]);
+        assert_eq!(&got[104..], &payload[..]);
+    }
+
+    /// Fills the peer's receive side until a write would block.
+    fn fill(sock: &ClientSocket) {
+        let chunk = [0u8; 65536];
+        let fd = sock.0.as_raw_fd();
+        while nix::sys::socket::send(fd, &chunk, MsgFlags::MSG_DONTWAIT).is_ok() {}
+    }
+
+    #[test]
+    fn a_reply_the_client_never_takes_gives_up_after_the_limit() {
+        let (sock, _peer, _rt) = pair();
+        fill(&sock);
+        let started = Instant::now();
+        let e = sock
+            .write_parts(
+                &[&[1u8; 104]],
+                Duration::from_millis(300),
+                Duration::from_secs(10),
+                &|| false,
+            )
+            .unwrap_err();
+        assert!(matches!(e, ReplyWriteError::Stalled(d) if d == Duration::from_millis(300)));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn once_stopping_only_the_grace_is_left() {
+        let (sock, _peer, _rt) = pair();
+        fill(&sock);
+        let started = Instant::now();
+        let e = sock
+            .write_parts(
+                &[&[1u8; 104]],
+                Duration::from_secs(60),
+                Duration::from_millis(200),
+                &|| true,
+            )
+            .unwrap_err();
+        assert!(matches!(e, ReplyWriteError::Stalled(d) if d == Duration::from_millis(200)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_client_that_went_away_is_an_error_not_a_wait() {
+        let (sock, peer, _rt) = pair();
+        drop(peer);
+        let e = sock
+            .write_parts(
+                &[&[1u8; 104]],
+                Duration::from_secs(60),
+                Duration::from_secs(1),
+                &|| false,
+            )
+            .unwrap_err();
+        assert!(matches!(e, ReplyWriteError::Io(_)), "{e:?}");
     }
 }

@@ -165,6 +165,17 @@ pub struct Cli {
     /// Print one line of JSON for every outcome, failures included.
     #[arg(long, conflicts_with = "hex")]
     pub json: bool,
+    /// Send the command N times over one connection and print the round
+    /// trip's median, p99, lowest and highest to stderr; the answer printed
+    /// is the last one.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+    /// Run the command with SG_IO on the device, in this process, instead of
+    /// through a helper (needs CAP_SYS_RAWIO): with --repeat, the baseline
+    /// for the helper's round trip.
+    #[arg(long, conflicts_with = "socket")]
+    pub direct: bool,
 
     /// The device (block, sg or bsg; any file with --emulated).
     #[arg(value_name = "DEVICE")]

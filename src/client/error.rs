@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::exit_status;
+use super::timing::DirectError;
 use super::{ClientError, Phase};
 
 /// Why the client could not produce an answer.
@@ -43,6 +44,9 @@ pub enum Error {
     /// The helper could not be reached or broke the protocol.
     #[error("{0}")]
     Helper(#[from] ClientError),
+    /// `--direct`: SG_IO could not be used on the device.
+    #[error("{0}")]
+    Direct(#[from] DirectError),
 }
 
 impl Error {
@@ -53,6 +57,9 @@ impl Error {
             Error::Contradict(_) => exit_status::CONTRADICT,
             Error::Device { source, .. } => exit_status::for_errno(source.raw_os_error()),
             Error::NotADevice { .. } => exit_status::FILE_ERROR,
+            Error::Direct(DirectError::NotADevice(_)) => exit_status::FILE_ERROR,
+            Error::Direct(DirectError::Io(e)) => exit_status::for_errno(e.raw_os_error()),
+            Error::Direct(DirectError::Reply(_)) => exit_status::OTHER,
             Error::Helper(e) => match e {
                 ClientError::Timeout(_, Phase::Negotiation) => exit_status::HELPER_UNREACHABLE,
                 ClientError::Timeout(..) => exit_status::TIMEOUT,

@@ -12,6 +12,7 @@
 //! - [`status`]: the `--status` table (pure).
 //! - [`exit_status`]: sg3_utils' exit status values.
 //! - [`error`]: why the client could not show an answer.
+//! - [`timing`]: `--repeat` and `--direct`, the round-trip summary.
 
 pub mod cli;
 pub mod connection;
@@ -23,6 +24,7 @@ pub mod render;
 pub mod request;
 pub mod run;
 pub mod status;
+pub mod timing;
 pub mod transport_id;
 
 pub use connection::{ClientError, HelperConnection, Phase};

@@ -10,7 +10,7 @@ use super::cli::Cli;
 use super::error::Error;
 use super::request::{PrRequest, Reply};
 use super::status::Status;
-use super::{exit_status, hex, json, render, HelperConnection};
+use super::{exit_status, hex, json, render, timing, HelperConnection};
 use crate::domain::pr_in_data::{ReadFullStatus, ReadKeys, ReadReservation};
 use crate::domain::sense::{ScsiStatus, SenseCode, SenseKey};
 use crate::domain::service_action::PrInServiceAction;
@@ -99,14 +99,28 @@ fn execute(cli: &Cli, stderr: &mut dyn Write) -> Result<Outcome, Failed> {
     let fail = |e: Error| (command.clone(), e);
     let device = cli.open_device().map_err(fail)?;
     let timeout = (cli.timeout != 0).then(|| Duration::from_secs(cli.timeout));
-    let conn = HelperConnection::connect(&cli.socket, timeout).map_err(|e| fail(e.into()))?;
+    let via = if cli.direct {
+        timing::check_direct(device.as_fd()).map_err(|e| fail(e.into()))?;
+        Via::Direct(timeout.unwrap_or(crate::adapters::sg_io::DEFAULT_TIMEOUT))
+    } else {
+        Via::Helper(HelperConnection::connect(&cli.socket, timeout).map_err(|e| fail(e.into()))?)
+    };
     let mut session = Session {
-        conn,
+        via,
         device: &device,
         verbose: cli.verbose,
         stderr,
     };
     match single {
+        Some(request) if cli.repeat > 1 || cli.direct => {
+            // The same command again and again over one connection (or
+            // SG_IO here), timed; the last answer is the one printed.
+            let (reply, times) =
+                timing::repeat(cli.repeat, || session.execute(&request)).map_err(fail)?;
+            let via = if cli.direct { "sg_io" } else { "helper" };
+            let _ = writeln!(session.stderr, "{}", timing::summary(via, &times));
+            Ok(Outcome::Answer(Box::new((request, reply))))
+        }
         Some(request) => {
             let reply = session.execute(&request).map_err(fail)?;
             Ok(Outcome::Answer(Box::new((request, reply))))
@@ -115,9 +129,17 @@ fn execute(cli: &Cli, stderr: &mut dyn Write) -> Result<Outcome, Failed> {
     }
 }
 
-/// One connection and one device fd, for one or more commands.
+/// Where commands go: a helper's socket, or SG_IO in this process
+/// (`--direct`, the baseline a helper's round trip is measured against).
+enum Via {
+    Helper(HelperConnection),
+    Direct(Duration),
+}
+
+/// One connection (or none, with `--direct`) and one device fd, for one or
+/// more commands.
 struct Session<'a> {
-    conn: HelperConnection,
+    via: Via,
     device: &'a std::fs::File,
     verbose: u8,
     stderr: &'a mut dyn Write,
@@ -128,7 +150,10 @@ impl Session<'_> {
         if self.verbose > 0 {
             let _ = write!(self.stderr, "{}", hex::sent(request, self.verbose));
         }
-        let reply = self.conn.execute(self.device.as_fd(), request)?;
+        let reply = match &mut self.via {
+            Via::Helper(conn) => conn.execute(self.device.as_fd(), request)?,
+            Via::Direct(timeout) => timing::direct(self.device.as_fd(), request, *timeout)?,
+        };
         if self.verbose > 0 {
             let _ = write!(self.stderr, "{}", hex::received(&reply));
         }

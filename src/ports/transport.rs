@@ -1,6 +1,10 @@
 //! The transport port: accept connections, read request bytes with the fds
 //! that come with them, write replies.
 
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use super::executor::Initiator;
@@ -36,10 +40,47 @@ pub enum TransportError {
     FdsTruncated,
 }
 
+/// Why a reply written with [`BlockingReply::write_parts`] did not go out.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyWriteError {
+    /// The client did not take the reply within the given time.
+    #[error("reply not taken within {0:?}")]
+    Stalled(Duration),
+    /// The socket failed (the client went away, typically).
+    #[error("send failed: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// Writes a reply from the blocking thread that ran the command, so that the
+/// reply leaves without waking the connection's async task first.
+pub trait BlockingReply: Send + Sync {
+    /// Writes every byte of `parts`, in order, as one message where the
+    /// socket takes it. Gives up after `limit`, or, once `stopping()` turns
+    /// true, after `grace` from then if that is sooner.
+    fn write_parts(
+        &self,
+        parts: &[&[u8]],
+        limit: Duration,
+        grace: Duration,
+        stopping: &dyn Fn() -> bool,
+    ) -> Result<(), ReplyWriteError>;
+}
+
 /// One client connection.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait Connection: Send {
+    /// [`Connection::read_some`] as a poll: reads what has arrived, or
+    /// registers `cx` to be woken when something may have. Needs no future
+    /// of its own, so that a connection waiting for its next command holds
+    /// nothing but this call's arguments.
+    fn poll_read_some<'a>(
+        &mut self,
+        cx: &mut Context<'a>,
+        buf: &mut [u8],
+        fds: &mut Vec<ReceivedFd>,
+    ) -> Poll<Result<usize, TransportError>>;
+
     /// Reads what has arrived, waiting as long as it takes for at least one
     /// byte: returns how many bytes, 0 when the peer closed. Every fd that
     /// arrives with them is appended to `fds`, owned and not looked at: no
@@ -72,6 +113,10 @@ pub trait Connection: Send {
 
     /// Who is on the other end.
     fn initiator(&self) -> Initiator;
+
+    /// A writer for replies from a blocking thread, if the transport has one;
+    /// without it replies are written with [`Connection::write_all`].
+    fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>>;
 }
 
 /// A source of connections.

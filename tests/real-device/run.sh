@@ -486,16 +486,30 @@ fi
 
 # Performance row (information only): READ KEYS through each helper and with
 # sg_persist directly, one program run per command.
-if grep -q '^@@BENCH' "$LOG"; then
+if grep -q '^@@BENCH ' "$LOG"; then
     say "bench (median wall time per command under TCG; compare ratios, not absolute times):"
     direct_ms=$(sed -n 's/^@@BENCH read-keys-direct .*median_ms=\([0-9]*\).*/\1/p' "$LOG")
-    grep '^@@BENCH' "$LOG" | while read -r _ name n med rest; do
+    grep '^@@BENCH ' "$LOG" | while read -r _ name n med rest; do
         m=${med#median_ms=}
         ratio=""
         if [ -n "$direct_ms" ] && [ "$direct_ms" -gt 0 ]; then
             ratio=$(awk -v a="$m" -v b="$direct_ms" 'BEGIN { printf "%.2fx sg_persist", a / b }')
         fi
         printf '  %-20s %s %s %s  %s\n' "$name" "$n" "$med" "$rest" "$ratio"
+    done
+fi
+# The helper's own cost: the same command repeated from one client process,
+# over one connection, against SG_IO from that process (information only).
+if grep -q '^@@BENCHREP' "$LOG"; then
+    say "round trip with one connection kept (median; helper / direct SG_IO, same device):"
+    direct_us=$(sed -n 's/^@@BENCHREP read-keys-direct .*median_us=\([0-9.]*\).*/\1/p' "$LOG")
+    grep '^@@BENCHREP' "$LOG" | while read -r _ name rest; do
+        ratio=""
+        m=$(echo "$rest" | sed -n 's/.*median_us=\([0-9.]*\).*/\1/p')
+        if [ -n "$direct_us" ] && [ -n "$m" ]; then
+            ratio=$(awk -v a="$m" -v b="$direct_us" 'BEGIN { if (b > 0) printf "%.2fx direct SG_IO", a / b }')
+        fi
+        printf '  %-20s %s  %s\n' "$name" "$rest" "$ratio"
     done
 fi
 

@@ -8,6 +8,7 @@ complete -c qemu-pr-client -s m -l maxlen -d 'PR IN allocation length, decimal b
 complete -c qemu-pr-client -s d -l device -d 'The device, as an option instead of the argument' -r -F
 complete -c qemu-pr-client -l socket -d 'The helper\'s socket' -r -F
 complete -c qemu-pr-client -l timeout -d 'Seconds to wait for the helper before giving up (0: forever)' -r
+complete -c qemu-pr-client -l repeat -d 'Send the command N times over one connection and print the round trip\'s median, p99, lowest and highest to stderr; the answer printed is the last one' -r
 complete -c qemu-pr-client -s i -l in -d 'PERSISTENT RESERVE IN (the default; alone it means --read-keys)'
 complete -c qemu-pr-client -s o -l out -d 'PERSISTENT RESERVE OUT (needs one service action)'
 complete -c qemu-pr-client -s k -l read-keys -d 'PR IN: READ KEYS'
@@ -33,5 +34,6 @@ complete -c qemu-pr-client -s n -l no-inquiry -d 'Accepted for sg_persist\'s com
 complete -c qemu-pr-client -s y -l readonly -d 'Open the device read-only (the helper refuses PR OUT on such an fd); -yy forces a read-write open despite SG_PERSIST_IN_RDONLY, which otherwise makes PR IN open read-only, as with sg_persist'
 complete -c qemu-pr-client -l emulated -d 'The helper serves its emulated device (--emulate): DEVICE may be any file. Without it a DEVICE that is not a block or character device is refused before anything is sent (exit 15)'
 complete -c qemu-pr-client -l json -d 'Print one line of JSON for every outcome, failures included'
+complete -c qemu-pr-client -l direct -d 'Run the command with SG_IO on the device, in this process, instead of through a helper (needs CAP_SYS_RAWIO): with --repeat, the baseline for the helper\'s round trip'
 complete -c qemu-pr-client -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qemu-pr-client -s V -l version -d 'Print version'

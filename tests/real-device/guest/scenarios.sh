@@ -389,7 +389,30 @@ sc_bench() {
     sort -n /tmp/bench.times >/tmp/bench.sorted
     echo "@@BENCH read-keys-$B n=$BENCH_N median_ms=$(sed -n "$((BENCH_N / 2 + 1))p" /tmp/bench.sorted)" \
         "min_ms=$(head -1 /tmp/bench.sorted) max_ms=$(tail -1 /tmp/bench.sorted)"
+    bench_repeat
     reset_lu
+}
+
+# The same READ KEYS BENCH_REPEAT times from one client process on the same
+# block device: over one connection to helper $B, or (B=direct) with SG_IO
+# in the client itself. Program start is out of the figure, so the helper's
+# median over direct's is the helper's own cost. Prints
+# "@@BENCHREP NAME n=N median_us=M p99_us=P min_us=A max_us=B".
+BENCH_REPEAT=500
+bench_repeat() {
+    command -v qemu-pr-client >/dev/null 2>&1 || return 0
+    if [ "$B" = direct ]; then
+        qemu-pr-client --direct --repeat $BENCH_REPEAT -i -k "$PATH1" >/dev/null 2>/tmp/repeat.err
+    else
+        qemu-pr-client --socket "/run/pr-$B.sock" --repeat $BENCH_REPEAT -i -k "$PATH1" \
+            >/dev/null 2>/tmp/repeat.err
+    fi
+    line=$(grep '^repeat ' /tmp/repeat.err)
+    if [ -n "$line" ]; then
+        echo "@@BENCHREP read-keys-$B ${line#repeat via=* }"
+    else
+        echo "@@BENCHREP read-keys-$B failed: $(head -c 200 /tmp/repeat.err | tr '\n' ' ')"
+    fi
 }
 
 # QEMU as the client (--with-qemu). Counted: QEMU, paused before the guest
