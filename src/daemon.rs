@@ -13,7 +13,7 @@ use crate::adapters::multipath::MultipathExecutor;
 use crate::adapters::multipathd::{MultipathdAddress, MultipathdNotifier};
 use crate::adapters::multipathd_relay;
 use crate::adapters::pidfile::{Pidfile, PidfileError};
-use crate::adapters::privileges::LinuxPrivileges;
+use crate::adapters::privileges::{self, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
 use crate::adapters::seccomp::SeccompMode;
 use crate::adapters::sg_io::SgIoExecutor;
 use crate::adapters::systemd::{self, ActivationError};
@@ -21,7 +21,6 @@ use crate::adapters::unix_socket::{ListenError, SocketPermissions, UnixSocketLis
 use crate::config::{ExecutorKind, InitiatorModel, Settings, SocketSource};
 use crate::domain::access::{DeviceAllowlist, PeerPolicy};
 use crate::ports::executor::ScsiExecutor;
-use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
 use crate::server::{ServerOptions, ServerStats};
 use crate::status::status_line;
 
@@ -341,14 +340,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     }
 
     // 4. Privileges, before any other thread exists.
-    let plan = PrivilegePlan {
-        uid,
-        gid,
-        // Multipath discovery reads sysfs; no device-mapper ioctl needs
-        // CAP_SYS_ADMIN.
-        keep_sys_admin: false,
-    };
-    match LinuxPrivileges.drop_privileges(&plan)? {
+    match privileges::drop_privileges(&PrivilegePlan { uid, gid })? {
         // The ids the daemon now runs as, numbers whether or not -u/-g
         // changed them.
         PrivilegeOutcome::Dropped => tracing::info!(
