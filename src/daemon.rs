@@ -17,7 +17,7 @@ use crate::adapters::privileges::{self, PrivilegeError, PrivilegeOutcome, Privil
 use crate::adapters::seccomp::SeccompMode;
 use crate::adapters::sg_io::SgIoExecutor;
 use crate::adapters::systemd::{self, ActivationError};
-use crate::adapters::unix_socket::{ListenError, SocketPermissions, UnixSocketListener};
+use crate::adapters::unix_socket::{BoundSocket, ListenError, SocketPermissions};
 use crate::config::{ExecutorKind, InitiatorModel, Settings, SocketSource};
 use crate::domain::access::{DeviceAllowlist, PeerPolicy};
 use crate::ports::executor::ScsiExecutor;
@@ -76,9 +76,6 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    /// The selected executor is not available in this build.
-    #[error("executor {0:?} is not available")]
-    ExecutorUnavailable(ExecutorKind),
 }
 
 /// Resolves `-u`/`-g` (names or numbers) to ids. With only `-u`, the user's
@@ -307,15 +304,11 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         ),
         _ => {}
     }
-    let (std_listener, owned_path): (_, Option<PathBuf>) = match systemd::take_activation_fd()? {
-        Some(fd) => (UnixSocketListener::adopt_std(fd)?, None),
-        None => (
-            UnixSocketListener::bind_std(&settings.socket, permissions)?,
-            Some(settings.socket.clone()),
-        ),
+    // From here on, a failure removes the socket file we created (on drop).
+    let bound = match systemd::take_activation_fd()? {
+        Some(fd) => BoundSocket::adopt(fd)?,
+        None => BoundSocket::bind(&settings.socket, permissions)?,
     };
-    // From here on, a failure must not leave our socket file behind.
-    let cleanup = SocketFileGuard(owned_path.clone());
 
     let executor = build_executor(&settings)?;
 
@@ -365,8 +358,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     let result = runtime.block_on(async {
-        std::mem::forget(cleanup);
-        let listener = UnixSocketListener::from_std(std_listener, owned_path)?;
+        let listener = bound.into_listener()?;
         let signal = shutdown_signal().map_err(DaemonError::Runtime)?;
         let reporter = notifier
             .clone()
@@ -451,17 +443,6 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
         };
         tracing::info!(signal = %which, "shutting down");
     })
-}
-
-/// Removes the socket file if start-up fails after binding it.
-struct SocketFileGuard(Option<PathBuf>);
-
-impl Drop for SocketFileGuard {
-    fn drop(&mut self) {
-        if let Some(path) = &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 #[cfg(test)]
