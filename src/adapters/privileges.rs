@@ -10,19 +10,12 @@ use std::io;
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::unistd::{getegid, geteuid, getgid, getuid, setgid, setgroups, setuid, Gid, Uid};
 
-/// Whom to become; what is kept is fixed: [`KEPT_CAPABILITY`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PrivilegePlan {
-    /// Switch to this user id (`-u`).
-    pub uid: Option<u32>,
-    /// Switch to this group id (`-g`, or the user's primary group).
-    pub gid: Option<u32>,
-}
+use crate::config::Identity;
 
 /// What dropping privileges achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrivilegeOutcome {
-    /// Capabilities reduced as planned (and uid/gid switched if asked).
+    /// Capabilities reduced to [`KEPT_CAPABILITY`] (and uid/gid switched if asked).
     Dropped,
     /// The process had no privileges to begin with: it runs, but the kernel
     /// will refuse PR commands through SG_IO.
@@ -81,21 +74,21 @@ fn cap_err_errno(step: &'static str) -> impl FnOnce(nix::errno::Errno) -> Privil
     }
 }
 
-/// Applies `plan`: keeps [`KEPT_CAPABILITY`] only and becomes the planned
-/// user and group. Any failure leaves the caller to exit.
-pub fn drop_privileges(plan: &PrivilegePlan) -> Result<PrivilegeOutcome, PrivilegeError> {
+/// Keeps [`KEPT_CAPABILITY`] only and becomes `identity`. Any
+/// failure leaves the caller to exit.
+pub fn drop_privileges(identity: &Identity) -> Result<PrivilegeOutcome, PrivilegeError> {
     let permitted =
         caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
-    let switching = plan.uid.is_some_and(|u| u != getuid().as_raw())
-        || plan.gid.is_some_and(|g| g != getgid().as_raw());
+    let switching = identity.uid.is_some_and(|u| u != getuid().as_raw())
+        || identity.gid.is_some_and(|g| g != getgid().as_raw());
 
     if permitted.is_empty() && !geteuid().is_root() {
         // Nothing to drop; an identity change can only fail, and must
         // fail loudly rather than be ignored.
-        if let Some(gid) = plan.gid {
+        if let Some(gid) = identity.gid {
             setgid(Gid::from_raw(gid)).map_err(id_err("switch group"))?;
         }
-        if let Some(uid) = plan.uid {
+        if let Some(uid) = identity.uid {
             setuid(Uid::from_raw(uid)).map_err(id_err("switch user"))?;
         }
         nix::sys::prctl::set_no_new_privs().map_err(cap_err_errno("set no_new_privs"))?;
@@ -116,10 +109,10 @@ pub fn drop_privileges(plan: &PrivilegePlan) -> Result<PrivilegeOutcome, Privile
     if geteuid().is_root() || permitted.contains(&Capability::CAP_SETGID) {
         setgroups(&[]).map_err(id_err("drop supplementary groups"))?;
     }
-    if let Some(gid) = plan.gid {
+    if let Some(gid) = identity.gid {
         setgid(Gid::from_raw(gid)).map_err(id_err("switch group"))?;
     }
-    if let Some(uid) = plan.uid {
+    if let Some(uid) = identity.uid {
         setuid(Uid::from_raw(uid)).map_err(id_err("switch user"))?;
     }
     if switching {
@@ -144,7 +137,7 @@ pub fn drop_privileges(plan: &PrivilegePlan) -> Result<PrivilegeOutcome, Privile
             "permitted set {left:?}"
         )));
     }
-    if let Some(uid) = plan.uid {
+    if let Some(uid) = identity.uid {
         if uid != 0 && (getuid().as_raw() != uid || geteuid().as_raw() != uid) {
             return Err(PrivilegeError::NotDropped("user id".into()));
         }
@@ -152,7 +145,7 @@ pub fn drop_privileges(plan: &PrivilegePlan) -> Result<PrivilegeOutcome, Privile
             return Err(PrivilegeError::NotDropped("root can be regained".into()));
         }
     }
-    if let Some(gid) = plan.gid {
+    if let Some(gid) = identity.gid {
         if getegid().as_raw() != gid {
             return Err(PrivilegeError::NotDropped("group id".into()));
         }

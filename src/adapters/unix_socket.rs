@@ -15,6 +15,7 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessageOwned, MsgFlags};
 use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::config::SocketPermissions;
 use crate::ports::executor::Initiator;
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
@@ -31,15 +32,6 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 /// The longest socket path the kernel takes: `sun_path` is 108 bytes, and
 /// the standard library keeps one for the terminating NUL.
 pub const MAX_SOCKET_PATH: usize = 107;
-
-/// Mode and group given to the socket file before it appears under its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SocketPermissions {
-    /// File mode bits (e.g. 0o660); `None` keeps what the umask gives.
-    pub mode: Option<u32>,
-    /// Group owner; `None` keeps the daemon's group.
-    pub gid: Option<u32>,
-}
 
 /// A socket file this daemon created, removed when dropped: its one owner,
 /// from the rename into place until the daemon stops or fails to start.
@@ -116,7 +108,7 @@ impl BoundSocket {
     /// with other permissions. A stale socket from a crashed run is replaced
     /// (one that still answers is refused).
     pub fn bind(path: &Path, permissions: SocketPermissions) -> Result<BoundSocket, ListenError> {
-        let listener = bind_std(path, permissions)?;
+        let listener = bind_into_place(path, permissions)?;
         Ok(BoundSocket {
             listener,
             file: Some(SocketFile(path.to_path_buf())),
@@ -173,7 +165,7 @@ impl UnixSocketListener {
 }
 
 /// Binds, applies `permissions` and renames into place (see [`BoundSocket::bind`]).
-fn bind_std(
+fn bind_into_place(
     path: &Path,
     permissions: SocketPermissions,
 ) -> Result<std::os::unix::net::UnixListener, ListenError> {
