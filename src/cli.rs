@@ -3,11 +3,23 @@
 //! the same definition the binary parses.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use clap::{ArgAction, Parser};
 
 use crate::config::{LogTo, SeccompMode, DEFAULT_PIDFILE, DEFAULT_SOCKET};
 use crate::domain::sg_io_timeout::SgIoTimeout;
+
+/// Help lines that show a default: written from the constant the settings
+/// use, so the two cannot differ.
+static PIDFILE_HELP: LazyLock<String> =
+    LazyLock::new(|| format!("PID file when running as a daemon [default: {DEFAULT_PIDFILE}]"));
+static SOCKET_HELP: LazyLock<String> =
+    LazyLock::new(|| format!("Path to the unix socket [default: {DEFAULT_SOCKET}]"));
+static TIMEOUT_HELP: LazyLock<String> = LazyLock::new(|| {
+    let ms = SgIoTimeout::DEFAULT.as_millis();
+    format!("SG_IO timeout in milliseconds [default: {ms}]")
+});
 
 /// Persistent Reservation helper program for QEMU.
 #[derive(Debug, Parser)]
@@ -27,20 +39,10 @@ pub struct Cli {
     #[arg(short = 'd', long)]
     pub daemon: bool,
     /// PID file when running as a daemon (the help shows the default).
-    #[arg(
-        short = 'f',
-        long,
-        value_name = "PATH",
-        help = format!("PID file when running as a daemon [default: {DEFAULT_PIDFILE}]")
-    )]
+    #[arg(short = 'f', long, value_name = "PATH", help = PIDFILE_HELP.as_str())]
     pub pidfile: Option<PathBuf>,
     /// Path to the unix socket (the help shows the default).
-    #[arg(
-        short = 'k',
-        long,
-        value_name = "PATH",
-        help = format!("Path to the unix socket [default: {DEFAULT_SOCKET}]")
-    )]
+    #[arg(short = 'k', long, value_name = "PATH", help = SOCKET_HELP.as_str())]
     pub socket: Option<PathBuf>,
     /// Tracing options ('-T help' lists the targets).
     ///
@@ -84,10 +86,7 @@ pub struct Cli {
         long,
         value_name = "MS",
         value_parser = clap::value_parser!(u64).range(1..),
-        help = format!(
-            "SG_IO timeout in milliseconds [default: {}]",
-            SgIoTimeout::DEFAULT.as_millis()
-        )
+        help = TIMEOUT_HELP.as_str()
     )]
     pub timeout: Option<u64>,
     /// Where the log goes: auto, stderr, journald or syslog.
