@@ -62,17 +62,17 @@ pub enum DaemonError {
 /// the multipathd connection (root peers only) is made here.
 pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, DaemonError> {
     match &settings.executor {
-        &ExecutorSettings::SgIo {
+        ExecutorSettings::SgIo {
             timeout,
             multipath: true,
         } => {
             let notifier = Arc::new(multipathd_notifier(settings.seccomp));
-            Ok(Arc::new(MultipathExecutor::new(timeout, notifier)))
+            Ok(Arc::new(MultipathExecutor::new(*timeout, notifier)))
         }
-        &ExecutorSettings::SgIo {
+        ExecutorSettings::SgIo {
             timeout,
             multipath: false,
-        } => Ok(Arc::new(SgIoExecutor::new(timeout))),
+        } => Ok(Arc::new(SgIoExecutor::new(*timeout))),
         ExecutorSettings::Emulated {
             initiator,
             faults,
