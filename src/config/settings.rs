@@ -112,16 +112,21 @@ impl Settings {
             .or(table.timeout_ms)
             .and_then(SgIoTimeout::from_millis)
             .unwrap_or(SgIoTimeout::DEFAULT);
-        let executor = match (cli.emulate, table.kind.unwrap_or_default()) {
-            (true, _) | (false, ExecutorKind::Emulated) => ExecutorSettings::Emulated {
+        let kind = if cli.emulate {
+            ExecutorKind::Emulated
+        } else {
+            table.kind.unwrap_or_default()
+        };
+        let executor = match kind {
+            ExecutorKind::Emulated => ExecutorSettings::Emulated {
                 initiator: table.initiator.unwrap_or_default(),
                 faults: table.fault,
                 timeout,
             },
-            (false, ExecutorKind::SgIo) if !table.fault.is_empty() => {
+            ExecutorKind::SgIo if !table.fault.is_empty() => {
                 return Err(ConfigError::FaultsNeedEmulation)
             }
-            (false, ExecutorKind::SgIo) => ExecutorSettings::SgIo {
+            ExecutorKind::SgIo => ExecutorSettings::SgIo {
                 timeout,
                 multipath: table.multipath.unwrap_or(true),
             },
