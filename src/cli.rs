@@ -3,10 +3,23 @@
 //! the same definition the binary parses.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use clap::{ArgAction, Parser};
 
-use crate::adapters::seccomp::SeccompMode;
+use crate::config::{LogTo, SeccompMode, DEFAULT_PIDFILE, DEFAULT_SOCKET};
+use crate::domain::sg_io_timeout::SgIoTimeout;
+
+/// Help lines that show a default: written from the constant the settings
+/// use, so the two cannot differ.
+static PIDFILE_HELP: LazyLock<String> =
+    LazyLock::new(|| format!("PID file when running as a daemon [default: {DEFAULT_PIDFILE}]"));
+static SOCKET_HELP: LazyLock<String> =
+    LazyLock::new(|| format!("Path to the unix socket [default: {DEFAULT_SOCKET}]"));
+static TIMEOUT_HELP: LazyLock<String> = LazyLock::new(|| {
+    let ms = SgIoTimeout::DEFAULT.as_millis();
+    format!("SG_IO timeout in milliseconds [default: {ms}]")
+});
 
 /// Persistent Reservation helper program for QEMU.
 #[derive(Debug, Parser)]
@@ -25,11 +38,11 @@ pub struct Cli {
     /// going to the background. -T file=FILE or --log-to choose otherwise.
     #[arg(short = 'd', long)]
     pub daemon: bool,
-    /// PID file when running as a daemon [default: /var/run/qemu-pr-helper.pid].
-    #[arg(short = 'f', long, value_name = "PATH")]
+    /// PID file when running as a daemon (the help shows the default).
+    #[arg(short = 'f', long, value_name = "PATH", help = PIDFILE_HELP.as_str())]
     pub pidfile: Option<PathBuf>,
-    /// Path to the unix socket [default: /var/run/qemu-pr-helper.sock].
-    #[arg(short = 'k', long, value_name = "PATH")]
+    /// Path to the unix socket (the help shows the default).
+    #[arg(short = 'k', long, value_name = "PATH", help = SOCKET_HELP.as_str())]
     pub socket: Option<PathBuf>,
     /// Tracing options ('-T help' lists the targets).
     ///
@@ -68,8 +81,13 @@ pub struct Cli {
     /// Serve an in-memory emulated device instead of real ones (testing).
     #[arg(long)]
     pub emulate: bool,
-    /// SG_IO timeout in milliseconds [default: 30000].
-    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    /// SG_IO timeout in milliseconds (the help shows the default).
+    #[arg(
+        long,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(1..),
+        help = TIMEOUT_HELP.as_str()
+    )]
     pub timeout: Option<u64>,
     /// Where the log goes: auto, stderr, journald or syslog.
     ///
@@ -79,20 +97,11 @@ pub struct Cli {
     /// warning, PEER_PID=...); syslog writes to /dev/log (syslog_socket in
     /// the configuration file) with the daemon facility.
     #[arg(long, value_name = "WHERE")]
-    pub log_to: Option<crate::config::LogTo>,
+    pub log_to: Option<LogTo>,
     /// System-call filter: kill (release default), log (debug default), off.
-    #[arg(long, value_name = "MODE", value_parser = parse_seccomp)]
+    #[arg(long, value_name = "MODE")]
     pub seccomp: Option<SeccompMode>,
     /// Output version information and exit.
     #[arg(short = 'V', long, action = ArgAction::Version)]
     pub version: (),
-}
-
-fn parse_seccomp(s: &str) -> Result<SeccompMode, String> {
-    match s {
-        "kill" => Ok(SeccompMode::Kill),
-        "log" => Ok(SeccompMode::Log),
-        "off" => Ok(SeccompMode::Off),
-        other => Err(format!("'{other}' is not kill, log or off")),
-    }
 }

@@ -5,23 +5,18 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nix::unistd::{Group, User};
-
 use crate::adapters::background::{self, BackgroundError};
-use crate::adapters::emulated::{EmulatedExecutor, FaultInjection, InitiatorIdentity};
+use crate::adapters::emulated::{EmulatedExecutor, FaultInjection};
 use crate::adapters::multipath::MultipathExecutor;
 use crate::adapters::multipathd::{MultipathdAddress, MultipathdNotifier};
 use crate::adapters::multipathd_relay;
 use crate::adapters::pidfile::{Pidfile, PidfileError};
-use crate::adapters::privileges::LinuxPrivileges;
-use crate::adapters::seccomp::SeccompMode;
+use crate::adapters::privileges::{self, PrivilegeError, PrivilegeOutcome};
 use crate::adapters::sg_io::SgIoExecutor;
 use crate::adapters::systemd::{self, ActivationError};
-use crate::adapters::unix_socket::{ListenError, SocketPermissions, UnixSocketListener};
-use crate::config::{ExecutorKind, InitiatorModel, Settings, SocketSource};
-use crate::domain::access::{DeviceAllowlist, PeerPolicy};
+use crate::adapters::unix_socket::{BoundSocket, ListenError};
+use crate::config::{ExecutorSettings, SeccompMode, Settings, SocketSource};
 use crate::ports::executor::ScsiExecutor;
-use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
 use crate::server::{ServerOptions, ServerStats};
 use crate::status::status_line;
 
@@ -40,19 +35,6 @@ pub enum DaemonError {
     /// The pidfile.
     #[error(transparent)]
     Pidfile(#[from] PidfileError),
-    /// `-u` names no user.
-    #[error("invalid user '{0}'")]
-    InvalidUser(String),
-    /// `-u` is a number with no passwd entry, so it has no primary group to
-    /// switch to, and keeping root's group is never right.
-    #[error(
-        "user {0} has no passwd entry and so no primary group: give the group with -g \
-         (or `group` in the config file)"
-    )]
-    UserWithoutGroup(String),
-    /// `-g` names no group.
-    #[error("invalid group '{0}'")]
-    InvalidGroup(String),
     /// Going to the background failed.
     #[error(transparent)]
     Background(#[from] BackgroundError),
@@ -65,9 +47,6 @@ pub enum DaemonError {
     /// The system-call filter could not be installed.
     #[error(transparent)]
     Seccomp(crate::adapters::seccomp::SeccompError),
-    /// A `[security]` setting is invalid.
-    #[error("invalid [security] setting: {0}")]
-    Security(String),
     /// An `[[executor.fault]]` file cannot be looked at.
     #[error("[[executor.fault]] file {path}: {source}")]
     FaultFile {
@@ -77,75 +56,34 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    /// The selected executor is not available in this build.
-    #[error("executor {0:?} is not available")]
-    ExecutorUnavailable(ExecutorKind),
-}
-
-/// Resolves `-u`/`-g` (names or numbers) to ids. With only `-u`, the user's
-/// primary group is used, so that the daemon never keeps root's group.
-pub fn resolve_identity(
-    user: Option<&str>,
-    group: Option<&str>,
-) -> Result<(Option<u32>, Option<u32>), DaemonError> {
-    let mut primary_gid = None;
-    let uid = match user {
-        None => None,
-        Some(name) => match User::from_name(name).ok().flatten() {
-            Some(u) => {
-                primary_gid = Some(u.gid.as_raw());
-                Some(u.uid.as_raw())
-            }
-            None => match name.parse::<u32>() {
-                Ok(n) if n != u32::MAX => {
-                    primary_gid = User::from_uid(n.into())
-                        .ok()
-                        .flatten()
-                        .map(|u| u.gid.as_raw());
-                    if primary_gid.is_none() && group.is_none() {
-                        return Err(DaemonError::UserWithoutGroup(name.to_string()));
-                    }
-                    Some(n)
-                }
-                _ => return Err(DaemonError::InvalidUser(name.to_string())),
-            },
-        },
-    };
-    let gid = match group {
-        None => primary_gid,
-        Some(name) => match Group::from_name(name).ok().flatten() {
-            Some(g) => Some(g.gid.as_raw()),
-            None => match name.parse::<u32>() {
-                Ok(n) if n != u32::MAX => Some(n),
-                _ => return Err(DaemonError::InvalidGroup(name.to_string())),
-            },
-        },
-    };
-    Ok((uid, gid))
 }
 
 /// Builds the executor the settings ask for. Runs while still privileged, so
 /// the multipathd connection (root peers only) is made here.
 pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, DaemonError> {
-    match settings.executor {
-        ExecutorKind::SgIo if settings.multipath => {
-            let notifier = Arc::new(multipathd_notifier(seccomp_mode(settings)));
-            Ok(Arc::new(MultipathExecutor::new(settings.timeout, notifier)))
+    match &settings.executor {
+        ExecutorSettings::SgIo {
+            timeout,
+            multipath: true,
+        } => {
+            let notifier = Arc::new(multipathd_notifier(settings.seccomp));
+            Ok(Arc::new(MultipathExecutor::new(*timeout, notifier)))
         }
-        ExecutorKind::SgIo => Ok(Arc::new(SgIoExecutor::new(settings.timeout))),
-        ExecutorKind::Emulated => {
-            let identity = match settings.initiator {
-                InitiatorModel::Connection => InitiatorIdentity::Connection,
-                InitiatorModel::Uid => InitiatorIdentity::PeerUid,
-                InitiatorModel::Session => InitiatorIdentity::PeerSession,
-            };
+        ExecutorSettings::SgIo {
+            timeout,
+            multipath: false,
+        } => Ok(Arc::new(SgIoExecutor::new(*timeout))),
+        ExecutorSettings::Emulated {
+            initiator,
+            faults,
+            timeout,
+        } => {
             tracing::warn!(
-                initiator = %settings.initiator.name(),
+                initiator = %initiator.name(),
                 "EMULATED DEVICE: commands run on an in-memory SPC-4 device; \
                  no real device is touched and nothing reaches storage"
             );
-            let faults = settings
-                .faults
+            let faults = faults
                 .iter()
                 .map(|f| {
                     use std::os::unix::fs::MetadataExt;
@@ -170,18 +108,11 @@ pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, Daem
                 })
                 .collect::<Result<Vec<_>, DaemonError>>()?;
             Ok(Arc::new(
-                EmulatedExecutor::with_identity(identity).with_faults(faults, settings.timeout),
+                EmulatedExecutor::with_identity(*initiator)
+                    .with_faults(faults, timeout.as_duration()),
             ))
         }
     }
-}
-
-/// The seccomp mode asked for, or the build's default.
-fn seccomp_mode(settings: &Settings) -> SeccompMode {
-    settings
-        .security
-        .seccomp
-        .unwrap_or_else(SeccompMode::default_for_build)
 }
 
 /// Starts the multipathd relay (see [`multipathd_relay`]); if it cannot be
@@ -210,45 +141,19 @@ fn multipathd_notifier(mode: SeccompMode) -> MultipathdNotifier {
     }
 }
 
-/// The server's policy and limits from the `[security]` table.
-pub fn server_options(settings: &Settings) -> Result<ServerOptions, DaemonError> {
-    let sec = &settings.security;
+/// The server's policy and limits from the settings.
+pub fn server_options(settings: &Settings) -> ServerOptions {
     let defaults = ServerOptions::default();
-    Ok(ServerOptions {
-        peers: PeerPolicy {
-            uids: sec.allowed_uids.clone(),
-            gids: sec.allowed_gids.clone(),
-        },
-        devices: DeviceAllowlist(sec.devices.clone()),
+    ServerOptions {
+        peers: settings.peers.clone(),
+        devices: settings.devices.clone(),
         wwid_lookup: Some(Arc::new(crate::adapters::device::wwid)),
         inspect: Arc::new(crate::adapters::device::inspect),
-        max_connections: sec.max_connections.unwrap_or(defaults.max_connections),
-        request_timeout: sec
-            .request_timeout_ms
-            .map_or(defaults.request_timeout, std::time::Duration::from_millis),
-        audit_keys: sec.audit_keys.unwrap_or_default(),
+        max_connections: settings.max_connections.unwrap_or(defaults.max_connections),
+        request_timeout: settings.request_timeout.unwrap_or(defaults.request_timeout),
+        audit_keys: settings.audit_keys,
         stats: Arc::default(),
-    })
-}
-
-/// Socket mode and group from the `[security]` table.
-pub fn socket_permissions(settings: &Settings) -> Result<SocketPermissions, DaemonError> {
-    let sec = &settings.security;
-    let gid = match &sec.socket_group {
-        None => None,
-        Some(g) => match resolve_identity(None, Some(g)) {
-            Ok((_, gid)) => gid,
-            Err(_) => {
-                return Err(DaemonError::Security(format!(
-                    "socket_group {g:?} is unknown"
-                )))
-            }
-        },
-    };
-    Ok(SocketPermissions {
-        mode: sec.socket_mode,
-        gid,
-    })
+    }
 }
 
 /// Raises the soft open-file limit to the hard limit: every idle VM holds a
@@ -280,10 +185,8 @@ fn shutdown_sigset() -> nix::sys::signal::SigSet {
 
 /// Runs the daemon to completion.
 pub fn run(settings: Settings) -> Result<(), DaemonError> {
-    // 0. Everything that can be wrong in the settings, before touching anything.
-    let (uid, gid) = resolve_identity(settings.user.as_deref(), settings.group.as_deref())?;
-    let options = server_options(&settings)?;
-    let permissions = socket_permissions(&settings)?;
+    // 0. The settings were checked when they were made: from here on, act.
+    let options = server_options(&settings);
     let _ = shutdown_sigset().thread_block();
     raise_fd_limit();
 
@@ -308,15 +211,11 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         ),
         _ => {}
     }
-    let (std_listener, owned_path): (_, Option<PathBuf>) = match systemd::take_activation_fd()? {
-        Some(fd) => (UnixSocketListener::adopt_std(fd)?, None),
-        None => (
-            UnixSocketListener::bind_std(&settings.socket, permissions)?,
-            Some(settings.socket.clone()),
-        ),
+    // From here on, a failure removes the socket file we created (on drop).
+    let bound = match systemd::take_activation_fd()? {
+        Some(fd) => BoundSocket::adopt(fd)?,
+        None => BoundSocket::bind(&settings.socket, settings.socket_permissions)?,
     };
-    // From here on, a failure must not leave our socket file behind.
-    let cleanup = SocketFileGuard(owned_path.clone());
 
     let executor = build_executor(&settings)?;
 
@@ -341,14 +240,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     }
 
     // 4. Privileges, before any other thread exists.
-    let plan = PrivilegePlan {
-        uid,
-        gid,
-        // Multipath discovery reads sysfs; no device-mapper ioctl needs
-        // CAP_SYS_ADMIN.
-        keep_sys_admin: false,
-    };
-    match LinuxPrivileges.drop_privileges(&plan)? {
+    match privileges::drop_privileges(&settings.identity)? {
         // The ids the daemon now runs as, numbers whether or not -u/-g
         // changed them.
         PrivilegeOutcome::Dropped => tracing::info!(
@@ -363,7 +255,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     }
 
     // 5. The system-call allowlist, inherited by every thread from here on.
-    let mode = seccomp_mode(&settings);
+    let mode = settings.seccomp;
     crate::adapters::seccomp::install(mode).map_err(DaemonError::Seccomp)?;
     tracing::debug!(mode = %mode.name(), "seccomp filter installed");
 
@@ -373,8 +265,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     let result = runtime.block_on(async {
-        std::mem::forget(cleanup);
-        let listener = UnixSocketListener::from_std(std_listener, owned_path)?;
+        let listener = bound.into_listener()?;
         let signal = shutdown_signal().map_err(DaemonError::Runtime)?;
         let reporter = notifier
             .clone()
@@ -459,53 +350,4 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
         };
         tracing::info!(signal = %which, "shutting down");
     })
-}
-
-/// Removes the socket file if start-up fails after binding it.
-struct SocketFileGuard(Option<PathBuf>);
-
-impl Drop for SocketFileGuard {
-    fn drop(&mut self) {
-        if let Some(path) = &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identities_by_name_and_number() {
-        assert_eq!(resolve_identity(None, None).unwrap(), (None, None));
-        assert_eq!(
-            resolve_identity(Some("root"), None).unwrap(),
-            (Some(0), Some(0))
-        );
-        assert_eq!(
-            resolve_identity(Some("12345"), Some("54321")).unwrap(),
-            (Some(12345), Some(54321))
-        );
-        assert!(matches!(
-            resolve_identity(Some("no-such-user-here"), None),
-            Err(DaemonError::InvalidUser(_))
-        ));
-        assert!(matches!(
-            resolve_identity(None, Some("no-such-group-here")),
-            Err(DaemonError::InvalidGroup(_))
-        ));
-    }
-
-    #[test]
-    fn a_user_number_without_a_passwd_entry_needs_a_group() {
-        assert!(User::from_uid(12345.into()).unwrap().is_none());
-        let e = resolve_identity(Some("12345"), None).unwrap_err();
-        assert!(matches!(e, DaemonError::UserWithoutGroup(ref u) if u == "12345"));
-        assert!(e.to_string().contains("-g"), "{e}");
-        assert_eq!(
-            resolve_identity(Some("12345"), Some("0")).unwrap(),
-            (Some(12345), Some(0))
-        );
-    }
 }

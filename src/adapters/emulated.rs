@@ -47,7 +47,7 @@ use std::time::Duration;
 use crate::domain::fault::DeviceFault;
 use crate::domain::framing::PrReply;
 use crate::domain::param_list::TransportId;
-use crate::domain::reservation::{LogicalUnit, NexusId};
+use crate::domain::reservation::{InitiatorIdentity, LogicalUnit, NexusId};
 use crate::domain::sense::ScsiStatus;
 use crate::domain::service_action::PrOutServiceAction;
 use crate::ports::executor::{DeviceFd, Initiator, PrCommand, ScsiExecutor};
@@ -67,22 +67,6 @@ pub const UID_SAS_BASE: u64 = 0x5000_0001_0000_0000;
 /// [`InitiatorIdentity::PeerSession`]; session `s` is this + `s`.
 pub const SESSION_SAS_BASE: u64 = 0x5000_0002_0000_0000;
 
-/// What makes two commands come from the same I_T nexus.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InitiatorIdentity {
-    /// Each client connection is its own nexus (QEMU: one per VM).
-    #[default]
-    Connection,
-    /// Every connection of one peer user is one nexus; a peer whose uid is
-    /// unknown falls back to its connection.
-    PeerUid,
-    /// Every connection from one session (one terminal, or what `setsid`
-    /// starts) is one nexus: run commands from two terminals and they are two
-    /// cluster nodes. A peer whose session is unknown falls back to its
-    /// connection.
-    PeerSession,
-}
-
 /// `(st_dev, st_ino)`: the identity of an emulated logical unit.
 pub type UnitId = (u64, u64);
 
@@ -91,9 +75,15 @@ pub fn nexus_of(initiator: &Initiator) -> NexusId {
     InitiatorIdentity::Connection.nexus_of(initiator)
 }
 
-impl InitiatorIdentity {
+/// The I_T nexus a client is under an [`InitiatorIdentity`]. Here, not in the
+/// domain, because the session rule asks the kernel for the peer's session.
+pub trait NexusOf {
     /// The I_T nexus `initiator` is under this rule.
-    pub fn nexus_of(self, initiator: &Initiator) -> NexusId {
+    fn nexus_of(self, initiator: &Initiator) -> NexusId;
+}
+
+impl NexusOf for InitiatorIdentity {
+    fn nexus_of(self, initiator: &Initiator) -> NexusId {
         let session = || u64::try_from(session_of(initiator)?).ok();
         let address = match (self, initiator.uid) {
             (InitiatorIdentity::PeerUid, Some(uid)) => UID_SAS_BASE + u64::from(uid),

@@ -15,7 +15,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::sg_io::{send_pr_command_with_origin, SgIoExecutor};
@@ -27,6 +26,7 @@ use crate::domain::multipath::path::{DmState, PathState, PathView};
 use crate::domain::multipath::runner::{execute, PathRunner};
 use crate::domain::multipath::verdict::PathReply;
 use crate::domain::multipath::PATH_FAILURE;
+use crate::domain::sg_io_timeout::SgIoTimeout;
 use crate::ports::executor::{DeviceFd, DeviceKind, Initiator, PrCommand, ScsiExecutor};
 
 /// The prefix of a multipath map's device-mapper UUID.
@@ -154,7 +154,7 @@ pub fn open_path(dev_root: &Path, name: &str, dev: (u32, u32)) -> io::Result<Own
 struct SgIoPaths<'a> {
     map: &'a MultipathMap,
     fds: Vec<Option<OwnedFd>>,
-    timeout: Duration,
+    timeout: SgIoTimeout,
 }
 
 impl PathRunner for SgIoPaths<'_> {
@@ -185,7 +185,6 @@ impl PathRunner for SgIoPaths<'_> {
 #[derive(Debug, Clone)]
 pub struct MultipathExecutor {
     plain: SgIoExecutor,
-    timeout: Duration,
     sysfs: Sysfs,
     dev_root: PathBuf,
     notifier: Arc<MultipathdNotifier>,
@@ -208,20 +207,19 @@ impl MapLocks {
 
 impl MultipathExecutor {
     /// An executor on the real `/sys` and `/dev`.
-    pub fn new(timeout: Duration, notifier: Arc<MultipathdNotifier>) -> MultipathExecutor {
+    pub fn new(timeout: SgIoTimeout, notifier: Arc<MultipathdNotifier>) -> MultipathExecutor {
         MultipathExecutor::with_roots(timeout, notifier, Sysfs::default(), "/dev")
     }
 
     /// An executor reading `sysfs` and opening paths under `dev_root`.
     pub fn with_roots(
-        timeout: Duration,
+        timeout: SgIoTimeout,
         notifier: Arc<MultipathdNotifier>,
         sysfs: Sysfs,
         dev_root: impl Into<PathBuf>,
     ) -> MultipathExecutor {
         MultipathExecutor {
             plain: SgIoExecutor::new(timeout),
-            timeout,
             sysfs,
             dev_root: dev_root.into(),
             notifier,
@@ -292,7 +290,7 @@ impl MultipathExecutor {
         let mut runner = SgIoPaths {
             map,
             fds,
-            timeout: self.timeout,
+            timeout: self.plain.timeout(),
         };
         let outcome = execute(&mut runner, &views, &command);
         drop(runner);
@@ -513,7 +511,7 @@ mod tests {
         let mut runner = SgIoPaths {
             map: &map,
             fds: vec![None],
-            timeout: Duration::from_secs(1),
+            timeout: SgIoTimeout::from(std::time::Duration::from_secs(1)),
         };
         let r = runner.run(0, &PathCommand::read_reservation());
         assert_eq!(r.origin, crate::domain::sg_io_result::Origin::Transport);
@@ -524,7 +522,12 @@ mod tests {
         let notifier = Arc::new(MultipathdNotifier::new(MultipathdAddress::Path(
             dev.join("no-multipathd"),
         )));
-        MultipathExecutor::with_roots(Duration::from_secs(1), notifier, Sysfs::new(sysfs), dev)
+        MultipathExecutor::with_roots(
+            SgIoTimeout::from(std::time::Duration::from_secs(1)),
+            notifier,
+            Sysfs::new(sysfs),
+            dev,
+        )
     }
 
     fn block_fd(major: u64, minor: u64) -> DeviceFd {

@@ -10,11 +10,48 @@ use std::io;
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::unistd::{getegid, geteuid, getgid, getuid, setgid, setgroups, setuid, Gid, Uid};
 
-use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
+use crate::config::Identity;
 
-/// Drops capabilities with the `caps` crate and identities with `nix`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LinuxPrivileges;
+/// What dropping privileges achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivilegeOutcome {
+    /// Capabilities reduced to [`KEPT_CAPABILITY`] (and uid/gid switched if asked).
+    Dropped,
+    /// The process had no privileges to begin with: it runs, but the kernel
+    /// will refuse PR commands through SG_IO.
+    Unprivileged,
+}
+
+/// A step of the privilege sequence failed: the daemon must not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    /// A capability operation failed.
+    #[error("cannot {step}: {source}")]
+    Capability {
+        /// Which step.
+        step: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Changing uid, gid or groups failed.
+    #[error("cannot {step}: {source}")]
+    Identity {
+        /// Which step.
+        step: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// After the sequence the process still holds more than planned.
+    #[error("privileges still held after dropping: {0}")]
+    NotDropped(String),
+}
+
+/// The one capability the daemon keeps: SG_IO of PERSISTENT RESERVE commands
+/// needs CAP_SYS_RAWIO. Multipath discovery reads sysfs, and no
+/// device-mapper ioctl is made, so CAP_SYS_ADMIN is never kept.
+pub const KEPT_CAPABILITY: Capability = Capability::CAP_SYS_RAWIO;
 
 fn cap_err(step: &'static str) -> impl FnOnce(caps::errors::CapsError) -> PrivilegeError {
     move |e| PrivilegeError::Capability {
@@ -37,94 +74,83 @@ fn cap_err_errno(step: &'static str) -> impl FnOnce(nix::errno::Errno) -> Privil
     }
 }
 
-/// The capabilities the daemon keeps.
-pub fn kept_capabilities(plan: &PrivilegePlan) -> CapsHashSet {
-    let mut keep = CapsHashSet::new();
-    keep.insert(Capability::CAP_SYS_RAWIO);
-    if plan.keep_sys_admin {
-        keep.insert(Capability::CAP_SYS_ADMIN);
-    }
-    keep
-}
+/// Keeps [`KEPT_CAPABILITY`] only and becomes `identity`. Any
+/// failure leaves the caller to exit.
+pub fn drop_privileges(identity: &Identity) -> Result<PrivilegeOutcome, PrivilegeError> {
+    let permitted =
+        caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
+    let switching = identity.uid.is_some_and(|u| u != getuid().as_raw())
+        || identity.gid.is_some_and(|g| g != getgid().as_raw());
 
-impl PrivilegeControl for LinuxPrivileges {
-    fn drop_privileges(&self, plan: &PrivilegePlan) -> Result<PrivilegeOutcome, PrivilegeError> {
-        let permitted =
-            caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
-        let switching = plan.uid.is_some_and(|u| u != getuid().as_raw())
-            || plan.gid.is_some_and(|g| g != getgid().as_raw());
-
-        if permitted.is_empty() && !geteuid().is_root() {
-            // Nothing to drop; an identity change can only fail, and must
-            // fail loudly rather than be ignored.
-            if let Some(gid) = plan.gid {
-                setgid(Gid::from_raw(gid)).map_err(id_err("switch group"))?;
-            }
-            if let Some(uid) = plan.uid {
-                setuid(Uid::from_raw(uid)).map_err(id_err("switch user"))?;
-            }
-            nix::sys::prctl::set_no_new_privs().map_err(cap_err_errno("set no_new_privs"))?;
-            return Ok(PrivilegeOutcome::Unprivileged);
-        }
-
-        let keep = kept_capabilities(plan);
-
-        // 1. Bounding set: needs CAP_SETPCAP, so it goes first.
-        clear_bounding_set(&keep)?;
-        caps::clear(None, CapSet::Ambient).map_err(cap_err("clear the ambient set"))?;
-        caps::clear(None, CapSet::Inheritable).map_err(cap_err("clear the inheritable set"))?;
-
-        // 2. Identity. Keep the permitted set across setuid; reduce it below.
-        if switching {
-            caps::securebits::set_keepcaps(true).map_err(cap_err("set PR_SET_KEEPCAPS"))?;
-        }
-        if geteuid().is_root() || permitted.contains(&Capability::CAP_SETGID) {
-            setgroups(&[]).map_err(id_err("drop supplementary groups"))?;
-        }
-        if let Some(gid) = plan.gid {
+    if permitted.is_empty() && !geteuid().is_root() {
+        // Nothing to drop; an identity change can only fail, and must
+        // fail loudly rather than be ignored.
+        if let Some(gid) = identity.gid {
             setgid(Gid::from_raw(gid)).map_err(id_err("switch group"))?;
         }
-        if let Some(uid) = plan.uid {
+        if let Some(uid) = identity.uid {
             setuid(Uid::from_raw(uid)).map_err(id_err("switch user"))?;
         }
-        if switching {
-            caps::securebits::set_keepcaps(false).map_err(cap_err("clear PR_SET_KEEPCAPS"))?;
-        }
-
-        // 3. Capability sets: only what PR commands need.
-        let keep: CapsHashSet = keep.intersection(&permitted).copied().collect();
-        caps::set(None, CapSet::Effective, &CapsHashSet::new())
-            .map_err(cap_err("clear the effective set"))?;
-        caps::set(None, CapSet::Permitted, &keep).map_err(cap_err("reduce the permitted set"))?;
-        caps::set(None, CapSet::Effective, &keep).map_err(cap_err("set the effective set"))?;
-
-        // 4. No exec may ever gain privileges again (setuid binaries, file
-        // capabilities): the daemon never execs, so this costs nothing.
         nix::sys::prctl::set_no_new_privs().map_err(cap_err_errno("set no_new_privs"))?;
-
-        // 5. Verify.
-        let left =
-            caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
-        if !left.is_subset(&keep) {
-            return Err(PrivilegeError::NotDropped(format!(
-                "permitted set {left:?}"
-            )));
-        }
-        if let Some(uid) = plan.uid {
-            if uid != 0 && (getuid().as_raw() != uid || geteuid().as_raw() != uid) {
-                return Err(PrivilegeError::NotDropped("user id".into()));
-            }
-            if uid != 0 && setuid(Uid::from_raw(0)).is_ok() {
-                return Err(PrivilegeError::NotDropped("root can be regained".into()));
-            }
-        }
-        if let Some(gid) = plan.gid {
-            if getegid().as_raw() != gid {
-                return Err(PrivilegeError::NotDropped("group id".into()));
-            }
-        }
-        Ok(PrivilegeOutcome::Dropped)
+        return Ok(PrivilegeOutcome::Unprivileged);
     }
+
+    let keep: CapsHashSet = [KEPT_CAPABILITY].into_iter().collect();
+
+    // 1. Bounding set: needs CAP_SETPCAP, so it goes first.
+    clear_bounding_set(&keep)?;
+    caps::clear(None, CapSet::Ambient).map_err(cap_err("clear the ambient set"))?;
+    caps::clear(None, CapSet::Inheritable).map_err(cap_err("clear the inheritable set"))?;
+
+    // 2. Identity. Keep the permitted set across setuid; reduce it below.
+    if switching {
+        caps::securebits::set_keepcaps(true).map_err(cap_err("set PR_SET_KEEPCAPS"))?;
+    }
+    if geteuid().is_root() || permitted.contains(&Capability::CAP_SETGID) {
+        setgroups(&[]).map_err(id_err("drop supplementary groups"))?;
+    }
+    if let Some(gid) = identity.gid {
+        setgid(Gid::from_raw(gid)).map_err(id_err("switch group"))?;
+    }
+    if let Some(uid) = identity.uid {
+        setuid(Uid::from_raw(uid)).map_err(id_err("switch user"))?;
+    }
+    if switching {
+        caps::securebits::set_keepcaps(false).map_err(cap_err("clear PR_SET_KEEPCAPS"))?;
+    }
+
+    // 3. Capability sets: only what PR commands need.
+    let keep: CapsHashSet = keep.intersection(&permitted).copied().collect();
+    caps::set(None, CapSet::Effective, &CapsHashSet::new())
+        .map_err(cap_err("clear the effective set"))?;
+    caps::set(None, CapSet::Permitted, &keep).map_err(cap_err("reduce the permitted set"))?;
+    caps::set(None, CapSet::Effective, &keep).map_err(cap_err("set the effective set"))?;
+
+    // 4. No exec may ever gain privileges again (setuid binaries, file
+    // capabilities): the daemon never execs, so this costs nothing.
+    nix::sys::prctl::set_no_new_privs().map_err(cap_err_errno("set no_new_privs"))?;
+
+    // 5. Verify.
+    let left = caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
+    if !left.is_subset(&keep) {
+        return Err(PrivilegeError::NotDropped(format!(
+            "permitted set {left:?}"
+        )));
+    }
+    if let Some(uid) = identity.uid {
+        if uid != 0 && (getuid().as_raw() != uid || geteuid().as_raw() != uid) {
+            return Err(PrivilegeError::NotDropped("user id".into()));
+        }
+        if uid != 0 && setuid(Uid::from_raw(0)).is_ok() {
+            return Err(PrivilegeError::NotDropped("root can be regained".into()));
+        }
+    }
+    if let Some(gid) = identity.gid {
+        if getegid().as_raw() != gid {
+            return Err(PrivilegeError::NotDropped("group id".into()));
+        }
+    }
+    Ok(PrivilegeOutcome::Dropped)
 }
 
 /// Drops every capability from every set, keeping the user and group: for
@@ -167,22 +193,4 @@ fn clear_bounding_set(keep: &CapsHashSet) -> Result<(), PrivilegeError> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keeps_rawio_and_sys_admin_only_when_asked() {
-        let plan = PrivilegePlan::default();
-        let keep = kept_capabilities(&plan);
-        assert_eq!(keep.len(), 1);
-        assert!(keep.contains(&Capability::CAP_SYS_RAWIO));
-        let plan = PrivilegePlan {
-            keep_sys_admin: true,
-            ..Default::default()
-        };
-        assert!(kept_capabilities(&plan).contains(&Capability::CAP_SYS_ADMIN));
-    }
 }

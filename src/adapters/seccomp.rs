@@ -14,37 +14,9 @@ use seccompiler::{
     SeccompRule,
 };
 
-/// What the kernel does with a call outside the allowlist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SeccompMode {
-    /// Kill the process (production default).
-    Kill,
-    /// Allow it, but log it to the kernel audit log (for finding gaps).
-    Log,
-    /// No filter.
-    Off,
-}
-
-impl SeccompMode {
-    /// The name as written on the command line and in the file.
-    pub fn name(self) -> &'static str {
-        match self {
-            SeccompMode::Kill => "kill",
-            SeccompMode::Log => "log",
-            SeccompMode::Off => "off",
-        }
-    }
-
-    /// Kill in release builds, log in debug builds.
-    pub fn default_for_build() -> SeccompMode {
-        if cfg!(debug_assertions) {
-            SeccompMode::Log
-        } else {
-            SeccompMode::Kill
-        }
-    }
-}
+/// The filter's mode is a setting, defined with the others; re-exported here
+/// where the filter is built.
+pub use crate::config::SeccompMode;
 
 /// The filter could not be built or installed.
 #[derive(Debug, thiserror::Error)]

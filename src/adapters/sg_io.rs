@@ -7,7 +7,6 @@
 //! process holds CAP_SYS_RAWIO.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::time::Duration;
 
 use nix::errno::Errno;
 
@@ -18,11 +17,8 @@ use crate::domain::sg_io_result::{
     origin_of_completion, origin_of_ioctl_failure, reply_for_completion, reply_for_ioctl_failure,
     IoctlFailure, Origin, SgIoCompletion,
 };
+use crate::domain::sg_io_timeout::SgIoTimeout;
 use crate::ports::executor::{DeviceFd, Initiator, PrCommand, ScsiExecutor};
-
-/// The default SG_IO timeout: generous enough for a busy array, unlike the
-/// C helper's 1 ms (which the kernel then treats as "the default").
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 mod bindings {
     //! `struct sg_io_hdr` from `<scsi/sg.h>` and the SG_IO request number.
@@ -68,7 +64,7 @@ mod bindings {
 
 /// Runs one PR command through SG_IO on `fd`, blocking, and turns the outcome
 /// into a reply. Shared by every executor that talks to real devices.
-pub fn send_pr_command(fd: BorrowedFd<'_>, command: &PrCommand, timeout: Duration) -> PrReply {
+pub fn send_pr_command(fd: BorrowedFd<'_>, command: &PrCommand, timeout: SgIoTimeout) -> PrReply {
     send_pr_command_with_origin(fd, command, timeout).0
 }
 
@@ -77,7 +73,7 @@ pub fn send_pr_command(fd: BorrowedFd<'_>, command: &PrCommand, timeout: Duratio
 pub fn send_pr_command_with_origin(
     fd: BorrowedFd<'_>,
     command: &PrCommand,
-    timeout: Duration,
+    timeout: SgIoTimeout,
 ) -> (PrReply, Origin) {
     let mut sense = [0u8; SENSE_LEN];
     let (mut data, direction) = match command.cdb.direction() {
@@ -103,7 +99,7 @@ pub fn send_pr_command_with_origin(
         dxferp: data.as_mut_ptr().cast(),
         cmdp: cdb.as_ptr(),
         sbp: sense.as_mut_ptr(),
-        timeout: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+        timeout: timeout.as_millis(),
         flags: 0,
         pack_id: 0,
         usr_ptr: std::ptr::null_mut(),
@@ -177,19 +173,24 @@ fn classify_errno(errno: Errno) -> IoctlFailure {
 /// Executes PR commands on the client's own fd with SG_IO.
 #[derive(Debug, Clone)]
 pub struct SgIoExecutor {
-    timeout: Duration,
+    timeout: SgIoTimeout,
 }
 
 impl SgIoExecutor {
     /// An executor whose commands time out after `timeout`.
-    pub fn new(timeout: Duration) -> SgIoExecutor {
+    pub fn new(timeout: SgIoTimeout) -> SgIoExecutor {
         SgIoExecutor { timeout }
+    }
+
+    /// How long each command may take.
+    pub fn timeout(&self) -> SgIoTimeout {
+        self.timeout
     }
 }
 
 impl Default for SgIoExecutor {
     fn default() -> SgIoExecutor {
-        SgIoExecutor::new(DEFAULT_TIMEOUT)
+        SgIoExecutor::new(SgIoTimeout::DEFAULT)
     }
 }
 
@@ -256,7 +257,7 @@ mod tests {
             cdb: PrCdb::pr_in(PrInServiceAction::ReadKeys, 64),
             data_out: Vec::new(),
         };
-        let reply = send_pr_command(null.as_fd(), &command, DEFAULT_TIMEOUT);
+        let reply = send_pr_command(null.as_fd(), &command, SgIoTimeout::DEFAULT);
         assert_eq!(reply.status, ScsiStatus::CHECK_CONDITION);
         assert_eq!(reply.sense.code(), Some(SenseCode::IO_PROCESS_TERMINATED));
     }

@@ -15,6 +15,7 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessageOwned, MsgFlags};
 use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::config::SocketPermissions;
 use crate::ports::executor::Initiator;
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
@@ -32,20 +33,33 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 /// the standard library keeps one for the terminating NUL.
 pub const MAX_SOCKET_PATH: usize = 107;
 
-/// Mode and group given to the socket file before it appears under its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SocketPermissions {
-    /// File mode bits (e.g. 0o660); `None` keeps what the umask gives.
-    pub mode: Option<u32>,
-    /// Group owner; `None` keeps the daemon's group.
-    pub gid: Option<u32>,
+/// A socket file this daemon created, removed when dropped: its one owner,
+/// from the rename into place until the daemon stops or fails to start.
+#[derive(Debug)]
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            tracing::warn!(path = %self.0.display(), cause = %e, "cannot remove socket file");
+        }
+    }
 }
 
-/// Where the listening socket came from: whether the daemon owns the path.
+/// A listening socket made before the async runtime exists (so that the
+/// daemon can listen, go to the background and drop privileges first).
+/// A file it created is removed if it is dropped before serving.
+#[derive(Debug)]
+pub struct BoundSocket {
+    listener: std::os::unix::net::UnixListener,
+    file: Option<SocketFile>,
+}
+
+/// The listening socket as the server accepts on it.
 #[derive(Debug)]
 pub struct UnixSocketListener {
     listener: UnixListener,
-    owned_path: Option<PathBuf>,
+    file: Option<SocketFile>,
 }
 
 /// Binding or adopting the listening socket failed.
@@ -87,46 +101,23 @@ pub enum ListenError {
     },
 }
 
-impl UnixSocketListener {
+impl BoundSocket {
     /// Creates the socket at `path`. The socket is bound and listening under a
-    /// temporary name first and then renamed into place, so the path appears
-    /// only once it accepts, and a stale socket from a crashed run is replaced
-    /// (one that still answers is refused). Must be called inside a tokio runtime.
-    pub fn bind(path: &Path) -> Result<UnixSocketListener, ListenError> {
-        let std = bind_std(path, SocketPermissions::default())?;
-        Self::from_std(std, Some(path.to_path_buf()))
-    }
-
-    /// Binds a std listener the same way, before any runtime exists (so that
-    /// the daemon can bind, daemonize and only then start tokio).
-    /// `permissions` are applied before the rename, so no client ever sees
-    /// the socket with other permissions.
-    pub fn bind_std(
-        path: &Path,
-        permissions: SocketPermissions,
-    ) -> Result<std::os::unix::net::UnixListener, ListenError> {
-        bind_std(path, permissions)
-    }
-
-    /// Wraps an already listening std socket; `owned_path` is removed on drop.
-    pub fn from_std(
-        std: std::os::unix::net::UnixListener,
-        owned_path: Option<PathBuf>,
-    ) -> Result<UnixSocketListener, ListenError> {
-        let fd = std.as_raw_fd();
-        let not_listener = |reason: String| ListenError::NotAListener { fd, reason };
-        std.set_nonblocking(true)
-            .map_err(|e| not_listener(e.to_string()))?;
-        let listener = UnixListener::from_std(std).map_err(|e| not_listener(e.to_string()))?;
-        Ok(UnixSocketListener {
+    /// temporary name first, given `permissions`, and then renamed into place,
+    /// so the path appears only once it accepts and no client ever sees it
+    /// with other permissions. A stale socket from a crashed run is replaced
+    /// (one that still answers is refused).
+    pub fn bind(path: &Path, permissions: SocketPermissions) -> Result<BoundSocket, ListenError> {
+        let listener = bind_into_place(path, permissions)?;
+        Ok(BoundSocket {
             listener,
-            owned_path,
+            file: Some(SocketFile(path.to_path_buf())),
         })
     }
 
     /// Adopts the fd systemd passed (fd 3), after checking that it is a
-    /// listening Unix stream socket.
-    pub fn adopt_std(fd: OwnedFd) -> Result<std::os::unix::net::UnixListener, ListenError> {
+    /// listening Unix stream socket. Its file is systemd's: never removed.
+    pub fn adopt(fd: OwnedFd) -> Result<BoundSocket, ListenError> {
         use nix::sys::socket::{getsockname, getsockopt, sockopt, SockType, UnixAddr};
         let raw = fd.as_raw_fd();
         let not_listener = |reason: String| ListenError::NotAListener { fd: raw, reason };
@@ -143,21 +134,38 @@ impl UnixSocketListener {
             Ok(false) => return Err(not_listener("not listening".into())),
             Err(e) => return Err(not_listener(e.to_string())),
         }
-        Ok(std::os::unix::net::UnixListener::from(fd))
+        Ok(BoundSocket {
+            listener: std::os::unix::net::UnixListener::from(fd),
+            file: None,
+        })
     }
 
-    /// The path this daemon created, if any.
-    pub fn owned_path(&self) -> Option<&Path> {
-        self.owned_path.as_deref()
-    }
-
-    /// Forgets the path so it is not removed (for a forked parent's copy).
-    pub fn disown_path(&mut self) {
-        self.owned_path = None;
+    /// Hands the socket to tokio; must be called inside a runtime. On
+    /// failure the socket file is removed with the rest.
+    pub fn into_listener(self) -> Result<UnixSocketListener, ListenError> {
+        let fd = self.listener.as_raw_fd();
+        let not_listener = |reason: String| ListenError::NotAListener { fd, reason };
+        self.listener
+            .set_nonblocking(true)
+            .map_err(|e| not_listener(e.to_string()))?;
+        let listener =
+            UnixListener::from_std(self.listener).map_err(|e| not_listener(e.to_string()))?;
+        Ok(UnixSocketListener {
+            listener,
+            file: self.file,
+        })
     }
 }
 
-fn bind_std(
+impl UnixSocketListener {
+    /// The path this daemon created, if any.
+    pub fn owned_path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|f| f.0.as_path())
+    }
+}
+
+/// Binds, applies `permissions` and renames into place (see [`BoundSocket::bind`]).
+fn bind_into_place(
     path: &Path,
     permissions: SocketPermissions,
 ) -> Result<std::os::unix::net::UnixListener, ListenError> {
@@ -239,16 +247,6 @@ fn is_served(path: &Path) -> bool {
         return false;
     };
     matches!(connect(fd.as_raw_fd(), &addr), Ok(()) | Err(Errno::EAGAIN))
-}
-
-impl Drop for UnixSocketListener {
-    fn drop(&mut self) {
-        if let Some(path) = &self.owned_path {
-            if let Err(e) = std::fs::remove_file(path) {
-                tracing::warn!(path = %path.display(), cause = %e, "cannot remove socket file");
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -507,6 +505,43 @@ impl Connection for UnixConnection {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn a_bound_socket_file_lives_as_long_as_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let bound = BoundSocket::bind(&path, SocketPermissions::default()).unwrap();
+        assert!(path.exists());
+        assert!(matches!(
+            BoundSocket::bind(&path, SocketPermissions::default()),
+            Err(ListenError::InUse { .. })
+        ));
+        drop(bound);
+        assert!(
+            !path.exists(),
+            "a start that fails before serving removes it"
+        );
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let bound = BoundSocket::bind(&path, SocketPermissions::default()).unwrap();
+        let listener = rt.block_on(async { bound.into_listener() }).unwrap();
+        assert_eq!(listener.owned_path(), Some(path.as_path()));
+        drop(listener);
+        assert!(!path.exists(), "the listener removes it when serving ends");
+    }
+
+    #[test]
+    fn an_adopted_socket_file_is_left_to_its_creator() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let std = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let adopted = BoundSocket::adopt(OwnedFd::from(std)).unwrap();
+        drop(adopted);
+        assert!(path.exists());
+    }
 
     /// A registered socket and its peer. The runtime is returned only to
     /// outlive the socket: writes from the blocking side do not use it.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use qemu_pr_helper::cli::Cli;
-use qemu_pr_helper::config::{CommandLine, ConfigFile, Settings};
+use qemu_pr_helper::config::Settings;
 use qemu_pr_helper::{daemon, logging};
 
 fn main() -> ExitCode {
@@ -40,28 +40,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         return Ok(());
     }
-    let file = match &cli.config {
-        Some(path) => ConfigFile::load(path).map_err(|e| e.to_string())?,
-        None => ConfigFile::default(),
-    };
-    let settings = Settings::merge(
-        file,
-        CommandLine {
-            socket: cli.socket,
-            pidfile: cli.pidfile,
-            daemon: cli.daemon,
-            user: cli.user,
-            group: cli.group,
-            verbose: cli.verbose,
-            quiet: cli.quiet,
-            trace: cli.trace,
-            emulate: cli.emulate,
-            timeout_ms: cli.timeout,
-            seccomp: cli.seccomp,
-            log_to: cli.log_to,
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let settings = Settings::from_cli(cli).map_err(|e| e.to_string())?;
     let destination = logging::init(&settings).map_err(|e| e.to_string())?;
     if settings.daemon {
         // The last word on stderr before it becomes /dev/null.

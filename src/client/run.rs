@@ -14,6 +14,7 @@ use super::{exit_status, hex, json, render, timing, HelperConnection};
 use crate::domain::pr_in_data::{ReadFullStatus, ReadKeys, ReadReservation};
 use crate::domain::sense::{ScsiStatus, SenseCode, SenseKey};
 use crate::domain::service_action::PrInServiceAction;
+use crate::domain::sg_io_timeout::SgIoTimeout;
 
 /// Where output goes.
 pub struct Output<'a> {
@@ -101,7 +102,7 @@ fn execute(cli: &Cli, stderr: &mut dyn Write) -> Result<Outcome, Failed> {
     let timeout = (cli.timeout != 0).then(|| Duration::from_secs(cli.timeout));
     let via = if cli.direct {
         timing::check_direct(device.as_fd()).map_err(|e| fail(e.into()))?;
-        Via::Direct(timeout.unwrap_or(crate::adapters::sg_io::DEFAULT_TIMEOUT))
+        Via::Direct(timeout.map_or(SgIoTimeout::DEFAULT, SgIoTimeout::from))
     } else {
         Via::Helper(HelperConnection::connect(&cli.socket, timeout).map_err(|e| fail(e.into()))?)
     };
@@ -133,7 +134,7 @@ fn execute(cli: &Cli, stderr: &mut dyn Write) -> Result<Outcome, Failed> {
 /// (`--direct`, the baseline a helper's round trip is measured against).
 enum Via {
     Helper(HelperConnection),
-    Direct(Duration),
+    Direct(SgIoTimeout),
 }
 
 /// One connection (or none, with `--direct`) and one device fd, for one or

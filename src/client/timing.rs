@@ -9,6 +9,7 @@ use crate::adapters::device;
 use crate::adapters::sg_io;
 use crate::client::{ClientError, PrRequest, Reply};
 use crate::domain::framing::ReplyHeader;
+use crate::domain::sg_io_timeout::SgIoTimeout;
 use crate::ports::executor::PrCommand;
 
 /// Runs `request` `n` times with `once` and returns the last reply and the
@@ -76,7 +77,7 @@ pub fn check_direct(fd: BorrowedFd<'_>) -> Result<(), DirectError> {
 pub fn direct(
     fd: BorrowedFd<'_>,
     request: &PrRequest,
-    timeout: Duration,
+    timeout: SgIoTimeout,
 ) -> Result<Reply, DirectError> {
     let command = PrCommand {
         cdb: *request.cdb(),

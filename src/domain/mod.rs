@@ -17,3 +17,4 @@ pub mod reservation;
 pub mod sense;
 pub mod service_action;
 pub mod sg_io_result;
+pub mod sg_io_timeout;

@@ -74,6 +74,7 @@
 
 pub mod access;
 pub mod command;
+pub mod initiator_identity;
 pub mod logical_unit;
 pub mod nexus;
 pub mod pr_in;
@@ -82,6 +83,7 @@ pub mod refusal;
 pub mod unit_attention;
 
 pub use access::{AccessDecision, MediumAccess};
+pub use initiator_identity::InitiatorIdentity;
 pub use logical_unit::{Holder, LogicalUnit, PersistentReservation, Registration};
 pub use nexus::NexusId;
 pub use pr_out::LU_SCOPE;

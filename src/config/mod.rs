@@ -1,0 +1,27 @@
+//! The daemon's settings: defaults as in the C helper, then a TOML file
+//! (`-c`), then command-line flags, each overriding the one before. Every
+//! value is checked and resolved here, once ([`Settings::new`]); the daemon
+//! only acts on the result.
+
+mod error;
+mod executor;
+mod file;
+mod identity;
+mod log;
+mod seccomp_mode;
+mod settings;
+mod socket;
+mod trace;
+
+pub use error::{ConfigError, ParseError};
+pub use executor::ExecutorSettings;
+pub use file::{ConfigFile, ExecutorKind, ExecutorTable, FaultEntry, SecurityTable};
+pub use identity::Identity;
+pub use log::{LogFormat, LogTo, DEFAULT_SYSLOG_SOCKET};
+pub use seccomp_mode::SeccompMode;
+pub use settings::{Settings, DEFAULT_PIDFILE};
+pub use socket::{SocketPermissions, SocketSource, DEFAULT_SOCKET};
+pub use trace::{glob_match, TraceOptions};
+
+#[cfg(test)]
+mod tests;
