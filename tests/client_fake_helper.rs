@@ -7,10 +7,13 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::thread::JoinHandle;
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+mod common;
+use common::{pr_client, run_client, text};
 
 use qemu_pr_helper::client::{ClientError, HelperConnection, Phase, PrOutOptions, PrRequest};
 use qemu_pr_helper::domain::cdb::{PrCdb, CDB_LEN};
@@ -160,21 +163,15 @@ fn device() -> tempfile::NamedTempFile {
     tempfile::NamedTempFile::new().unwrap()
 }
 
+/// The client with a bounded wait, told the helper emulates (the device is a
+/// regular file).
 fn client(socket: &Path, args: &[&str], device: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
-        .arg("--socket")
-        .arg(socket)
-        .arg("--timeout")
-        .arg("10")
-        .arg("--emulated")
-        .args(args)
-        .arg(device)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    let args: Vec<&str> = ["--timeout", "10", "--emulated"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    run_client(socket, &args, device)
 }
 
 #[test]
@@ -392,13 +389,7 @@ fn json_for_failures_without_an_answer() {
 fn a_regular_file_is_refused_before_connecting_unless_emulated() {
     let dev = device();
     let f = fake(0, |_| wire(PrReply::good(ReadKeys::default().encode())));
-    let out = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
-        .arg("--socket")
-        .arg(&f.socket)
-        .args(["-k"])
-        .arg(dev.path())
-        .output()
-        .unwrap();
+    let out = run_client(&f.socket, &["-k"], dev.path());
     assert_eq!(out.status.code(), Some(15));
     let err = text(&out.stderr);
     assert!(
@@ -480,9 +471,7 @@ fn verbose_shows_the_cdb_the_parameter_list_and_the_reply_header() {
 fn replace_lost_and_device_option_and_no_inquiry() {
     let dev = device();
     let f = fake(0, |_| wire(PrReply::good(Vec::new())));
-    let out = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
-        .arg("--socket")
-        .arg(&f.socket)
+    let out = pr_client(&f.socket)
         .args([
             "--emulated",
             "-n",
@@ -510,9 +499,7 @@ fn replace_lost_and_device_option_and_no_inquiry() {
 fn transport_ids_from_standard_input() {
     let dev = device();
     let f = fake(0, |_| wire(PrReply::good(Vec::new())));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
-        .arg("--socket")
-        .arg(&f.socket)
+    let mut child = pr_client(&f.socket)
         .args(["--emulated", "-o", "-G", "-S", "1", "-X", "-"])
         .arg(dev.path())
         .stdin(Stdio::piped())

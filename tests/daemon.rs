@@ -267,25 +267,8 @@ fn a_stale_socket_file_is_replaced() {
     let path = dir.path().join("pr.sock");
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let mut child = Command::new(our_helper())
-        .arg("-k")
-        .arg(&path)
-        .args(["--seccomp", "kill"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut ok = false;
-    while Instant::now() < deadline {
-        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-            ok = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(ok, "daemon did not replace the stale socket");
+    let _h = Helper::spawn(dir, path.clone(), &our_helper(), &[], |_| {});
+    assert!(answers(&path), "daemon did not replace the stale socket");
 }
 
 #[test]
@@ -310,6 +293,7 @@ fn pidfile_is_written_and_locked() {
     let out = Command::new(our_helper())
         .arg("-k")
         .arg(&second_sock)
+        .args(PRODUCTION_FILTER)
         .args(["-f", pid_arg])
         .output()
         .unwrap();
@@ -335,7 +319,7 @@ fn daemon_mode_forks_writes_the_pidfile_and_serves() {
     let pidfile = dir.path().join("d.pid");
     let status = Command::new(our_helper())
         .arg("-d")
-        .args(["--seccomp", "kill"])
+        .args(PRODUCTION_FILTER)
         .arg("-k")
         .arg(&sock)
         .arg("-f")
@@ -405,20 +389,7 @@ fn stop_from_pidfile(pidfile: &std::path::Path, gone: &[&std::path::Path]) {
 
 /// Starts our daemon on `socket` (inside `dir`) with `extra` arguments.
 fn start_on(dir: tempfile::TempDir, socket: std::path::PathBuf, extra: &[&str]) -> Helper {
-    let log = File::create(dir.path().join("helper.log")).unwrap();
-    let child = Command::new(our_helper())
-        .arg("-k")
-        .arg(&socket)
-        .args(["--seccomp", "kill"])
-        .args(extra)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let h = Helper { child, dir, socket };
-    h.wait_for_socket();
-    h
+    Helper::spawn(dir, socket, &our_helper(), extra, |_| {})
 }
 
 /// Whether the daemon answers a PR IN on the socket (an fd that is not a
@@ -436,6 +407,7 @@ fn run_briefly(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let err_path = dir.path().join("stderr");
     let mut child = Command::new(our_helper())
+        .args(PRODUCTION_FILTER)
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(File::create(&err_path).unwrap())
@@ -493,6 +465,7 @@ fn socket_paths_of_107_bytes_work_and_longer_ones_are_refused() {
     let out = Command::new(our_helper())
         .arg("-k")
         .arg(&socket)
+        .args(PRODUCTION_FILTER)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -719,6 +692,8 @@ mod activation {
 mod command_line {
     use super::*;
 
+    /// Runs the binary on a command line that it refuses or answers
+    /// without serving.
     fn run(args: &[&str]) -> (Option<i32>, String, String) {
         let out = Command::new(our_helper()).args(args).output().unwrap();
         (
@@ -855,6 +830,7 @@ mod command_line {
         )
         .unwrap();
         let mut child = Command::new(our_helper())
+            .args(PRODUCTION_FILTER)
             .args(["-c", cfg.to_str().unwrap()])
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -894,28 +870,11 @@ fn open_file_limits(pid: u32) -> (String, String) {
 
 #[test]
 fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
-    use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("pr.sock");
-    let mut cmd = Command::new(our_helper());
-    cmd.arg("-k")
-        .arg(&socket)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    // SAFETY: runs in the forked child before exec and only calls
-    // getrlimit/setrlimit, which are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            use nix::sys::resource::{getrlimit, setrlimit, Resource};
-            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-            setrlimit(Resource::RLIMIT_NOFILE, 64.min(hard), hard)?;
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().unwrap();
-    let h = Helper { child, dir, socket };
-    h.wait_for_socket();
+    let h = Helper::spawn(dir, socket, &our_helper(), &[], |cmd| {
+        common::spawn::start_with_nofile_soft(cmd, 64)
+    });
     let (soft, hard) = open_file_limits(h.pid());
     assert_eq!(soft, hard, "soft limit left at {soft}");
 }

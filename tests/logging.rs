@@ -29,22 +29,11 @@ fn spawn_with(
     adjust: impl FnOnce(&mut Command),
 ) -> Helper {
     let socket = dir.path().join("pr.sock");
-    let log = File::create(dir.path().join("helper.log")).unwrap();
-    let mut command = Command::new(our_helper());
-    command
-        .arg("-k")
-        .arg(&socket)
-        .args(["--seccomp", "kill", "--emulate"])
-        .args(extra)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    adjust(&mut command);
-    let child = command.spawn().unwrap();
-    let h = Helper { child, dir, socket };
-    h.wait_for_socket();
-    h
+    let args: Vec<&str> = ["--emulate"].iter().chain(extra).copied().collect();
+    Helper::spawn(dir, socket, &our_helper(), &args, |command| {
+        command.envs(env.iter().copied());
+        adjust(command);
+    })
 }
 
 fn spawn(extra: &[&str]) -> Helper {
@@ -190,18 +179,7 @@ fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
 fn no_multipath_lines_at_the_default_level_when_no_map_is_used() {
     // The production executor (multipath routing on, relay started), on a
     // host without multipathd, given a file that is not a map.
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("pr.sock");
-    let log = File::create(dir.path().join("helper.log")).unwrap();
-    let child = Command::new(our_helper())
-        .arg("-k")
-        .arg(&socket)
-        .args(["--seccomp", "kill"])
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let h = Helper { child, dir, socket };
-    h.wait_for_socket();
+    let h = Helper::start(&our_helper(), &[]);
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -684,6 +662,7 @@ fn stderr_with_d_is_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("pr.sock");
     let out = Command::new(our_helper())
+        .args(PRODUCTION_FILTER)
         .args(["-d", "--log-to", "stderr", "--emulate", "-k"])
         .arg(&socket)
         .arg("-f")

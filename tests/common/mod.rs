@@ -6,15 +6,16 @@ use std::io::{IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
-/// Our daemon's binary.
-pub fn our_helper() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_qemu-pr-helper"))
-}
+pub mod spawn;
+pub mod stuck_fuse;
+
+#[allow(unused_imports)] // not every test file uses both
+pub use spawn::{our_helper, PRODUCTION_FILTER};
 
 /// A running helper process on a socket in its own temporary directory.
 pub struct Helper {
@@ -28,27 +29,37 @@ impl Helper {
     pub fn start(binary: &Path, extra: &[&str]) -> Helper {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("pr.sock");
+        Helper::spawn(dir, socket, binary, extra, |_| {})
+    }
+
+    /// Starts `binary -k SOCKET EXTRA...` (SOCKET usually inside `dir`),
+    /// after `adjust` has set what else the test needs on the command
+    /// (environment, limits), and waits for the socket. Its stderr goes to
+    /// DIR/helper.log. Ours always runs under the production system-call
+    /// filter, so that every test also proves the filter lets it serve; a
+    /// test about another mode passes its own `--seccomp` in `extra`.
+    pub fn spawn(
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+        binary: &Path,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Helper {
         // The log goes to a file: a pipe nobody reads would fill up and
         // block the daemon.
         let log = std::fs::File::create(dir.path().join("helper.log")).unwrap();
-        // Ours always runs under the production system-call filter, so that
-        // every test also proves the filter lets it serve.
-        let filter: &[&str] = if binary == our_helper() {
-            &["--seccomp", "kill"]
+        let own_mode = extra.contains(&spawn::PRODUCTION_FILTER[0]);
+        let filter: &[&str] = if binary == our_helper() && !own_mode {
+            &spawn::PRODUCTION_FILTER
         } else {
             &[]
         };
-        let child = Command::new(binary)
-            .arg("-k")
-            .arg(&socket)
-            .args(filter)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let h = Helper { child, dir, socket };
+        let args: Vec<&str> = filter.iter().chain(extra).copied().collect();
+        let mut cmd = spawn::helper_command(binary, &socket, &args);
+        cmd.stderr(log);
+        adjust(&mut cmd);
+        let child = cmd.spawn().unwrap();
+        let mut h = Helper { child, dir, socket };
         h.wait_for_socket();
         h
     }
@@ -82,11 +93,16 @@ impl Helper {
         std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
     }
 
-    pub fn wait_for_socket(&self) {
+    /// Waits until the socket accepts; panics, with the log, if the helper
+    /// exits first or does not listen within 10 s.
+    pub fn wait_for_socket(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if UnixStream::connect(&self.socket).is_ok() {
                 return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("helper exited before listening ({status}): {}", self.log());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -138,6 +154,15 @@ impl Helper {
         Client::connect(&self.socket)
     }
 
+    /// A connection through the client library, negotiated.
+    pub fn connect_library(&self) -> qemu_pr_helper::client::HelperConnection {
+        qemu_pr_helper::client::HelperConnection::connect(
+            &self.socket,
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap()
+    }
+
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).unwrap();
     }
@@ -163,6 +188,23 @@ impl Drop for Helper {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `qemu-pr-client --socket SOCKET`, for the test to add its arguments.
+pub fn pr_client(socket: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"));
+    cmd.arg("--socket").arg(socket);
+    cmd
+}
+
+/// Runs `qemu-pr-client --socket SOCKET ARGS... DEVICE` to the end.
+pub fn run_client(socket: &Path, args: &[&str], device: &Path) -> Output {
+    pr_client(socket).args(args).arg(device).output().unwrap()
+}
+
+/// Program output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A reply as read off the wire.
@@ -313,4 +355,3 @@ pub fn params(key: u64, sa_key: u64) -> Vec<u8> {
     p[8..16].copy_from_slice(&sa_key.to_be_bytes());
     p
 }
-pub mod stuck_fuse;
