@@ -290,10 +290,9 @@ fn pidfile_is_written_and_locked() {
         first.pid().to_string()
     );
     let second_sock = dir.path().join("second.sock");
-    let out = Command::new(our_helper())
+    let out = our_command()
         .arg("-k")
         .arg(&second_sock)
-        .args(PRODUCTION_FILTER)
         .args(["-f", pid_arg])
         .output()
         .unwrap();
@@ -317,9 +316,8 @@ fn daemon_mode_forks_writes_the_pidfile_and_serves() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("d.sock");
     let pidfile = dir.path().join("d.pid");
-    let status = Command::new(our_helper())
+    let status = our_command()
         .arg("-d")
-        .args(PRODUCTION_FILTER)
         .arg("-k")
         .arg(&sock)
         .arg("-f")
@@ -344,8 +342,8 @@ fn when_d_returns_the_pidfile_names_the_serving_daemon() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("d.sock");
         let pidfile = dir.path().join("d.pid");
-        let status = Command::new(our_helper())
-            .args(["-d", "--emulate", "--seccomp", "kill", "-k"])
+        let status = our_command()
+            .args(["-d", "--emulate", "-k"])
             .arg(&sock)
             .arg("-f")
             .arg(&pidfile)
@@ -406,8 +404,7 @@ fn answers(socket: &std::path::Path) -> bool {
 fn run_briefly(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let err_path = dir.path().join("stderr");
-    let mut child = Command::new(our_helper())
-        .args(PRODUCTION_FILTER)
+    let mut child = our_command()
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(File::create(&err_path).unwrap())
@@ -462,12 +459,7 @@ fn socket_paths_of_107_bytes_work_and_longer_ones_are_refused() {
     let room = 108 - dir.path().as_os_str().len() - 1;
     let socket = dir.path().join("s".repeat(room));
     assert_eq!(socket.as_os_str().len(), 108);
-    let out = Command::new(our_helper())
-        .arg("-k")
-        .arg(&socket)
-        .args(PRODUCTION_FILTER)
-        .output()
-        .unwrap();
+    let out = our_command().arg("-k").arg(&socket).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let last = err.lines().last().unwrap_or_default();
@@ -562,17 +554,9 @@ fn daemon_mode_keeps_a_relative_pidfile_in_the_start_directory() {
         format!("socket = {:?}\n", sock.to_str().unwrap()),
     )
     .unwrap();
-    let status = Command::new(our_helper())
+    let status = our_command()
         .current_dir(dir.path())
-        .args([
-            "-d",
-            "--seccomp",
-            "kill",
-            "-f",
-            &name,
-            "-c",
-            "relative.toml",
-        ])
+        .args(["-d", "-f", &name, "-c", "relative.toml"])
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
@@ -829,8 +813,7 @@ mod command_line {
             format!("socket = {:?}\n", from_file.to_str().unwrap()),
         )
         .unwrap();
-        let mut child = Command::new(our_helper())
-            .args(PRODUCTION_FILTER)
+        let mut child = our_command()
             .args(["-c", cfg.to_str().unwrap()])
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -224,34 +224,31 @@ fn sigterm_while_a_device_never_answers_exits_0_after_the_answer() {
 fn an_unknown_fault_name_is_refused_at_start() {
     let disks = Disks::new(&["a.img"]);
     let config = disks.config(&[("a.img", "slowly")]);
-    let out = std::process::Command::new(our_helper())
-        .arg("-k")
-        .arg(disks.path("pr.sock"))
-        .arg("-c")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(&disks, &config);
     assert!(
         err.contains("\"slowly\"") && err.contains("unit_attention"),
         "{err}"
     );
-    assert!(!disks.path("pr.sock").exists());
 
     // A fault file that does not exist is refused too, naming it.
     let config = disks.config(&[("missing.img", "eio")]);
-    let out = std::process::Command::new(our_helper())
+    let err = refused_at_start(&disks, &config);
+    assert!(err.contains("missing.img"), "{err}");
+}
+
+/// Starting with `config` fails before the socket appears; what it said.
+#[track_caller]
+fn refused_at_start(disks: &Disks, config: &Path) -> String {
+    let out = our_command()
         .arg("-k")
         .arg(disks.path("pr.sock"))
         .arg("-c")
-        .arg(&config)
+        .arg(config)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("missing.img"), "{err}");
     assert!(!disks.path("pr.sock").exists());
+    text(&out.stderr)
 }
 
 #[test]

@@ -64,7 +64,7 @@ fn stopped_log(h: Helper) -> String {
 fn t_help_lists_the_targets_on_stdout_and_exits_zero_without_starting() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("s");
-    let out = Command::new(our_helper())
+    let out = our_command()
         .args(["-T", "help", "-k"])
         .arg(&socket)
         .output()
@@ -232,8 +232,8 @@ fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
     .unwrap();
     let socket = dir.path().join("pr.sock");
     let pidfile = dir.path().join("pid");
-    let out = Command::new(our_helper())
-        .args(["-d", "--emulate", "--seccomp", "kill", "-c"])
+    let out = our_command()
+        .args(["-d", "--emulate", "-c"])
         .arg(&config)
         .arg("-k")
         .arg(&socket)
@@ -577,9 +577,9 @@ fn daemonize_in(
     let config_path = dir.path().join("c.toml");
     std::fs::write(&config_path, config).unwrap();
     let pidfile = dir.path().join("pid");
-    let mut command = Command::new(our_helper());
+    let mut command = our_command();
     command
-        .args(["-d", "--emulate", "--seccomp", "kill", "-c"])
+        .args(["-d", "--emulate", "-c"])
         .arg(&config_path)
         .arg("-k")
         .arg(dir.path().join("pr.sock"))
@@ -661,8 +661,7 @@ fn d_with_neither_journal_nor_syslog_says_the_log_is_lost() {
 fn stderr_with_d_is_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("pr.sock");
-    let out = Command::new(our_helper())
-        .args(PRODUCTION_FILTER)
+    let out = our_command()
         .args(["-d", "--log-to", "stderr", "--emulate", "-k"])
         .arg(&socket)
         .arg("-f")

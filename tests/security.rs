@@ -160,7 +160,7 @@ fn socket_mode_is_applied_before_the_socket_appears() {
     let h = Helper::emulated_with("[security]\nsocket_mode = \"0600\"\n");
     let mode = std::fs::metadata(&h.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let out = std::process::Command::new(our_helper())
+    let out = our_command()
         .args(["-k", "/tmp/never-made-security.sock", "-c"])
         .arg({
             let p = h.dir.path().join("bad.toml");

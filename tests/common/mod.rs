@@ -17,6 +17,15 @@ pub mod stuck_fuse;
 #[allow(unused_imports)] // not every test file uses both
 pub use spawn::{our_helper, PRODUCTION_FILTER};
 
+/// Our daemon's command under the production system-call filter, for a
+/// test that runs it to the end itself (a command line or configuration it
+/// refuses, `-d`).
+pub fn our_command() -> Command {
+    let mut cmd = Command::new(our_helper());
+    cmd.args(PRODUCTION_FILTER);
+    cmd
+}
+
 /// A running helper process on a socket in its own temporary directory.
 pub struct Helper {
     pub child: Child,
