@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
+pub mod cluster;
 pub mod spawn;
 pub mod stuck_fuse;
 
