@@ -14,6 +14,12 @@ use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 mod common;
 use common::{pr_client, run_client, text};
+/// Shared with the status table's unit test.
+mod full_status {
+    use super::*;
+    include!("common/full_status.rs");
+}
+use full_status::{full_status_of_two, TABLE_OF_TWO};
 
 use qemu_pr_helper::client::{ClientError, HelperConnection, Phase, PrOutOptions, PrRequest};
 use qemu_pr_helper::domain::cdb::{PrCdb, CDB_LEN};
@@ -520,25 +526,6 @@ fn transport_ids_from_standard_input() {
     assert_eq!(got.params[52], 0x01);
 }
 
-fn full_status_of_two() -> ReadFullStatus {
-    let desc = |key: u64, holder: bool, sas: u64| FullStatusDescriptor {
-        key: ReservationKey(key),
-        all_tg_pt: false,
-        r_holder: holder,
-        scope: 0,
-        type_code: if holder { 5 } else { 0 },
-        relative_target_port: 1,
-        transport_id: TransportId::sas(sas).as_bytes().to_vec(),
-    };
-    ReadFullStatus {
-        generation: 4,
-        descriptors: vec![
-            desc(0xabc, true, 0x5000_0002_0000_0001),
-            desc(0xdef, false, 0x5000_0002_0000_0002),
-        ],
-    }
-}
-
 #[test]
 fn status_is_one_table_from_read_full_status() {
     let dev = device();
@@ -547,15 +534,7 @@ fn status_is_one_table_from_read_full_status() {
     let out = client(&f.socket, &["--status"], dev.path());
     let got = f.one();
     assert_eq!(&got.cdb[..10], &[0x5e, 0x03, 0, 0, 0, 0, 0, 0x20, 0, 0]);
-    assert_eq!(
-        text(&out.stdout),
-        "  PR generation=0x4 (from READ FULL STATUS)
-  reservation: Write Exclusive, registrants only, LU_SCOPE; holder marked *
-  HOLDER  KEY                 PORT   TRANSPORT ID
-  *       0xabc               1      sas,5000000200000001
-          0xdef               1      sas,5000000200000002
-"
-    );
+    assert_eq!(text(&out.stdout), TABLE_OF_TWO);
     assert_eq!(out.status.code(), Some(0));
 }
 
