@@ -104,6 +104,20 @@ fn opts(
     o
 }
 
+/// Our daemon on its emulated device, a regular file as the disk, and two
+/// initiators (connections) on it.
+fn two_initiators() -> (
+    Helper,
+    tempfile::NamedTempFile,
+    HelperConnection,
+    HelperConnection,
+) {
+    let d = Helper::start(&our_helper(), &["--emulate"]);
+    let dev = tempfile::NamedTempFile::new().unwrap();
+    let (a, b) = (d.connect_library(), d.connect_library());
+    (d, dev, a, b)
+}
+
 /// Register, reserve, conflict, preempt, release with two initiators: with
 /// the emulated device each connection is one I_T nexus, as QEMU's one
 /// long-lived connection per VM is.
@@ -111,11 +125,8 @@ fn opts(
 fn emulated_register_reserve_preempt_release_cycle() {
     use PrOutServiceAction::*;
     let we_ro = Some(ReservationType::WriteExclusiveRegistrantsOnly);
-    let d = Helper::start(&our_helper(), &["--emulate"]);
-    let dev = tempfile::NamedTempFile::new().unwrap();
+    let (d, dev, mut a, mut b) = two_initiators();
     let f = dev.as_file();
-    let mut a = d.connect_library();
-    let mut b = d.connect_library();
 
     let good = |r: Reply| assert_eq!(r.header.scsi_status(), ScsiStatus::GOOD, "{r:?}");
     good(out(&mut a, f, opts(Register, 0, 0xa, None)));
@@ -186,11 +197,8 @@ fn emulated_register_reserve_preempt_release_cycle() {
 fn status_table_on_the_emulated_device() {
     use PrOutServiceAction::*;
     let we_ro = Some(ReservationType::WriteExclusiveRegistrantsOnly);
-    let d = Helper::start(&our_helper(), &["--emulate"]);
-    let dev = tempfile::NamedTempFile::new().unwrap();
+    let (d, dev, mut a, mut b) = two_initiators();
     let f = dev.as_file();
-    let mut a = d.connect_library();
-    let mut b = d.connect_library();
     out(&mut a, f, opts(Register, 0, 0xabc, None));
     out(&mut b, f, opts(Register, 0, 0xdef, None));
     out(&mut a, f, opts(Reserve, 0xabc, 0, we_ro));
