@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::process::Command;
@@ -11,28 +11,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::sys::signal::Signal;
 
-fn rw(path: &std::path::Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap()
-}
-
-fn scratch(h: &Helper) -> std::path::PathBuf {
-    let p = h.dir.path().join("disk.img");
-    File::create(&p).unwrap().write_all(&[0u8; 4096]).unwrap();
-    p
-}
-
 const ABORTED_IO_TERMINATED: (u8, u8, u8) = (0xb, 0x00, 0x06);
 
 #[test]
 fn negotiation_then_a_command_on_a_non_device_fd() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
+    let disk = h.disk_path();
     let mut c = h.connect().negotiate();
-    let f = rw(&disk);
+    let f = open_rw(&disk);
     let r = c.command(&pr_in(0, 64), f.as_raw_fd(), &[]).unwrap();
     assert_eq!(r.status, 2);
     assert_eq!(r.sense[0], 0x70);
@@ -46,7 +32,7 @@ fn negotiation_then_a_command_on_a_non_device_fd() {
 #[test]
 fn pr_out_on_a_read_only_fd_is_invalid_opcode_and_keeps_the_connection() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
+    let disk = h.disk_path();
     let mut c = h.connect().negotiate();
     let ro = File::open(&disk).unwrap();
     let r = c
@@ -64,9 +50,9 @@ fn pr_out_on_a_read_only_fd_is_invalid_opcode_and_keeps_the_connection() {
 #[test]
 fn protocol_violations_close_only_that_connection_and_leak_no_fd() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
-    let f = rw(&disk);
-    let g = rw(&disk);
+    let disk = h.disk_path();
+    let f = open_rw(&disk);
+    let g = open_rw(&disk);
     let mut keeper = h.connect().negotiate();
     let baseline = h.stable_fd_count();
 
@@ -156,8 +142,8 @@ fn protocol_violations_close_only_that_connection_and_leak_no_fd() {
 #[test]
 fn transfer_length_8192_is_accepted() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
-    let f = rw(&disk);
+    let disk = h.disk_path();
+    let f = open_rw(&disk);
     let mut c = h.connect().negotiate();
     let r = c.command(&pr_in(0, 8192), f.as_raw_fd(), &[]).unwrap();
     assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED);
@@ -170,10 +156,10 @@ fn transfer_length_8192_is_accepted() {
 #[test]
 fn the_device_fd_is_closed_after_every_command() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
+    let disk = h.disk_path();
     let mut c = h.connect().negotiate();
     let baseline = h.stable_fd_count();
-    let f = rw(&disk);
+    let f = open_rw(&disk);
     let ro = File::open(&disk).unwrap();
     for _ in 0..50 {
         c.command(&pr_in(0, 64), f.as_raw_fd(), &[]).unwrap();
@@ -192,7 +178,7 @@ fn fds_of_other_kinds_never_reach_the_ioctl_and_are_answered() {
     let (pr, _pw) = nix::unistd::pipe().unwrap();
     let (sa, _sb) = std::os::unix::net::UnixStream::pair().unwrap();
     let dir = File::open(h.dir.path()).unwrap();
-    let null = rw(std::path::Path::new("/dev/null"));
+    let null = open_rw("/dev/null");
     let own = std::os::unix::net::UnixStream::connect(&h.socket).unwrap();
     for (name, fd) in [
         ("pipe", pr.as_raw_fd()),
@@ -210,8 +196,8 @@ fn fds_of_other_kinds_never_reach_the_ioctl_and_are_answered() {
 #[test]
 fn a_stalled_client_does_not_delay_others() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
-    let f = rw(&disk);
+    let disk = h.disk_path();
+    let f = open_rw(&disk);
     let mut stalled = h.connect().negotiate();
     stalled.send_with_fds(&[0x5e, 0, 0, 0, 0, 0, 0, 0], &[f.as_raw_fd()]);
     let mut half_out = h.connect().negotiate();
@@ -250,8 +236,8 @@ fn sigterm_with_idle_connections_exits_zero_and_removes_the_socket() {
 #[test]
 fn sigpipe_from_a_vanished_client_does_not_kill_the_daemon() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
-    let f = rw(&disk);
+    let disk = h.disk_path();
+    let f = open_rw(&disk);
     for _ in 0..20 {
         let mut c = h.connect().negotiate();
         c.send_request(&pr_in(0, 64), &[f.as_raw_fd()], &[]);
@@ -394,7 +380,7 @@ fn start_on(dir: tempfile::TempDir, socket: std::path::PathBuf, extra: &[&str]) 
 /// device: the answer is ABORTED COMMAND, but an answer).
 fn answers(socket: &std::path::Path) -> bool {
     let mut c = Client::connect(socket).negotiate();
-    let null = rw(std::path::Path::new("/dev/null"));
+    let null = open_rw("/dev/null");
     c.command(&pr_in(0, 8), null.as_raw_fd(), &[])
         .is_some_and(|r| r.sense_code() == ABORTED_IO_TERMINATED)
 }
@@ -620,7 +606,7 @@ mod activation {
         let fd: OwnedFd = listener.into();
         let mut child = spawn_activated(Some(&fd), "1", &[]);
         let mut c = Client::connect(&path).negotiate();
-        let null = rw(std::path::Path::new("/dev/null"));
+        let null = open_rw("/dev/null");
         let r = c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).unwrap();
         assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED);
         nix::sys::signal::kill(
@@ -927,6 +913,6 @@ fn switching_user_and_group_with_u_and_g() {
     assert!(line("CapEff:").ends_with(&format!("{:016x}", 1u64 << 17)));
     // Still serving.
     let mut c = h.connect().negotiate();
-    let null = rw(std::path::Path::new("/dev/null"));
+    let null = open_rw("/dev/null");
     assert!(c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).is_some());
 }

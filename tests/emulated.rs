@@ -4,19 +4,12 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::os::fd::AsRawFd;
 
 use common::*;
 
 use cluster::{out, Nexus, Outcome, Stage, CHECK_CONDITION, GOOD, WERO};
-
-fn disk(h: &Helper) -> File {
-    let p = h.dir.path().join("shared.img");
-    File::create(&p).unwrap().write_all(&[0u8; 4096]).unwrap();
-    OpenOptions::new().read(true).write(true).open(&p).unwrap()
-}
 
 fn keys(r: &Reply) -> Vec<u64> {
     r.payload[8..]
@@ -86,7 +79,7 @@ impl Nexus for Wire {
 #[test]
 fn fence_scsi_over_the_wire() {
     let h = Helper::start(&our_helper(), &["--emulate"]);
-    let f = disk(&h);
+    let f = h.disk();
     let (mut a, mut b) = (Wire::new(&h, &f), Wire::new(&h, &f));
     cluster::fence_scsi(&mut a, &mut b, |stage, a, b| match stage {
         Stage::Reserved => {
@@ -115,7 +108,7 @@ fn fence_scsi_over_the_wire() {
 #[test]
 fn failover_cluster_challenge_takeover_and_defence() {
     let h = Helper::start(&our_helper(), &["--emulate"]);
-    let f = disk(&h);
+    let f = h.disk();
     let (mut owner, mut challenger) = (Wire::new(&h, &f), Wire::new(&h, &f));
     cluster::failover(&mut owner, &mut challenger, |_, _, _| {});
 }
@@ -125,7 +118,7 @@ fn failover_cluster_challenge_takeover_and_defence() {
 #[test]
 fn a_crashed_node_keeps_its_key_until_the_survivor_fences_it() {
     let h = Helper::start(&our_helper(), &["--emulate"]);
-    let f = disk(&h);
+    let f = h.disk();
     let (mut a, mut b) = (Wire::new(&h, &f), Wire::new(&h, &f));
     a.expect(Outcome::GOOD, out::REGISTER, 0, 0, 0xa);
     b.expect(Outcome::GOOD, out::REGISTER, 0, 0, 0xb);

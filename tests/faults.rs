@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,11 +37,7 @@ impl Disks {
     }
 
     fn open(&self, name: &str) -> File {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.path(name))
-            .unwrap()
+        open_rw(self.path(name))
     }
 
     /// A config file with one `[[executor.fault]]` per `(disk, fault)`.

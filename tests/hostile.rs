@@ -12,10 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn disk(h: &Helper) -> File {
-    h.disk()
-}
-
 /// The daemon still answers, and its fd count is back to `baseline`.
 fn still_healthy(h: &Helper, f: &File, baseline: usize, what: &str) {
     let mut c = h.connect().negotiate();
@@ -28,7 +24,7 @@ fn still_healthy(h: &Helper, f: &File, baseline: usize, what: &str) {
 #[test]
 fn a_byte_by_byte_sender_is_served_and_delays_nobody() {
     let h = Helper::start(&our_helper(), &["--emulate"]);
-    let f = disk(&h);
+    let f = h.disk();
     let baseline = h.stable_fd_count();
     let mut slow = h.connect().negotiate();
     let mut cdb = pr_out(0, 0, 24);
@@ -78,7 +74,7 @@ fn a_byte_by_byte_sender_is_served_and_delays_nobody() {
 #[test]
 fn ten_thousand_connections_opened_and_dropped() {
     let h = Helper::start(&our_helper(), &["--emulate"]);
-    let f = disk(&h);
+    let f = h.disk();
     let baseline = h.stable_fd_count();
     for i in 0..10_000 {
         let c = std::os::unix::net::UnixStream::connect(&h.socket).unwrap();
@@ -95,7 +91,7 @@ fn ten_thousand_connections_opened_and_dropped() {
 #[test]
 fn out_of_range_service_actions_types_and_scopes_are_invalid_fields() {
     let h = Helper::start(&our_helper(), &["--emulate"]);
-    let f = disk(&h);
+    let f = h.disk();
     let fd = f.as_raw_fd();
     let baseline = h.stable_fd_count();
     let mut c = h.connect().negotiate();
@@ -136,7 +132,7 @@ fn out_of_range_service_actions_types_and_scopes_are_invalid_fields() {
 #[test]
 fn transport_id_lengths_that_lie_are_answered_not_obeyed() {
     let h = Helper::start(&our_helper(), &["--emulate"]);
-    let f = disk(&h);
+    let f = h.disk();
     let fd = f.as_raw_fd();
     let baseline = h.stable_fd_count();
     let spec_i_pt = |tpdl: u32, tail: &[u8]| {
@@ -200,7 +196,7 @@ fn many_fds_in_one_message_are_all_closed() {
     // More than the 16 a smaller control buffer held: the kernel installs
     // what fits, and every one of them must be closed with the connection.
     let h = Helper::start(&our_helper(), &["--emulate"]);
-    let f = disk(&h);
+    let f = h.disk();
     let baseline = h.stable_fd_count();
     for count in [17, 64, 253] {
         let mut c = h.connect().negotiate();

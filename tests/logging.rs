@@ -180,11 +180,7 @@ fn no_multipath_lines_at_the_default_level_when_no_map_is_used() {
     // The production executor (multipath routing on, relay started), on a
     // host without multipathd, given a file that is not a map.
     let h = Helper::start(&our_helper(), &[]);
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
+    let null = open_rw("/dev/null");
     let mut c = h.connect().negotiate();
     assert!(c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).is_some());
     drop(c);

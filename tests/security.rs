@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -33,11 +32,7 @@ fn a_peer_not_on_the_allowlist_is_closed_before_negotiation() {
 fn a_device_off_the_allowlist_gets_lun_not_supported_and_an_audit_line() {
     let h = Helper::emulated_with("[security]\ndevices = [\"1:3\"]\n");
     let f = h.disk();
-    let null = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
+    let null = open_rw("/dev/null");
     let mut c = h.connect().negotiate();
     let r = c.command(&pr_in(0, 64), f.as_raw_fd(), &[]).unwrap();
     assert_eq!(r.status, 2);

@@ -83,19 +83,17 @@ impl Helper {
         Helper::start(&our_helper(), &["--emulate", "-c", path.to_str().unwrap()])
     }
 
-    /// A 512-byte file in the helper's directory, opened read-write: the
-    /// emulated device's logical unit.
-    pub fn disk(&self) -> std::fs::File {
+    /// A 512-byte file in the helper's directory (made anew): the emulated
+    /// device's logical unit, or a file that SG_IO refuses.
+    pub fn disk_path(&self) -> PathBuf {
         let p = self.dir.path().join("lu.img");
-        std::fs::File::create(&p)
-            .unwrap()
-            .write_all(&[0u8; 512])
-            .unwrap();
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&p)
-            .unwrap()
+        std::fs::write(&p, [0u8; 512]).unwrap();
+        p
+    }
+
+    /// [`Helper::disk_path`], opened read-write.
+    pub fn disk(&self) -> std::fs::File {
+        open_rw(self.disk_path())
     }
 
     /// What the helper logged so far.
@@ -198,6 +196,15 @@ impl Drop for Helper {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `path` opened for reading and writing, as QEMU opens a disk.
+pub fn open_rw(path: impl AsRef<Path>) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
 }
 
 /// `qemu-pr-client --socket SOCKET`, for the test to add its arguments.
