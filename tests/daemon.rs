@@ -302,20 +302,15 @@ fn daemon_mode_forks_writes_the_pidfile_and_serves() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("d.sock");
     let pidfile = dir.path().join("d.pid");
-    let status = our_command()
-        .arg("-d")
-        .arg("-k")
-        .arg(&sock)
-        .arg("-f")
-        .arg(&pidfile)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let out = run_daemonized(|c| {
+        c.arg("-k").arg(&sock).arg("-f").arg(&pidfile);
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
     // The socket exists as soon as the parent returns.
     let c = Client::connect(&sock).negotiate();
     drop(c);
-    stop_from_pidfile(&pidfile, &[&sock]);
-    assert!(!sock.exists(), "daemon did not clean up its socket");
+    // The daemon cleans up its socket.
+    Daemonized::new(pidfile).stop(&[&sock]);
 }
 
 #[test]
@@ -328,17 +323,13 @@ fn when_d_returns_the_pidfile_names_the_serving_daemon() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("d.sock");
         let pidfile = dir.path().join("d.pid");
-        let status = our_command()
-            .args(["-d", "--emulate", "-k"])
-            .arg(&sock)
-            .arg("-f")
-            .arg(&pidfile)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "round {round}");
+        let out = run_daemonized(|c| {
+            c.args(["--emulate", "-k"])
+                .arg(&sock)
+                .arg("-f")
+                .arg(&pidfile);
+        });
+        assert!(out.status.success(), "round {round}");
         let written = std::fs::read_to_string(&pidfile).unwrap();
         let pid: i32 = written
             .trim()
@@ -351,23 +342,7 @@ fn when_d_returns_the_pidfile_names_the_serving_daemon() {
         let c = Client::connect(&sock).negotiate();
         // The named process serves: stopping it removes the socket.
         drop(c);
-        stop_from_pidfile(&pidfile, &[&sock]);
-        assert!(!sock.exists(), "round {round}: the daemon did not stop");
-    }
-}
-
-/// Sends SIGTERM to the daemon whose pid `pidfile` holds and waits (10 s at
-/// most) until every path in `gone` has been removed.
-fn stop_from_pidfile(pidfile: &std::path::Path, gone: &[&std::path::Path]) {
-    let pid: i32 = std::fs::read_to_string(pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gone.iter().any(|p| p.exists()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+        Daemonized::new(pidfile).stop(&[&sock]);
     }
 }
 
@@ -540,21 +515,16 @@ fn daemon_mode_keeps_a_relative_pidfile_in_the_start_directory() {
         format!("socket = {:?}\n", sock.to_str().unwrap()),
     )
     .unwrap();
-    let status = our_command()
-        .current_dir(dir.path())
-        .args(["-d", "-f", &name, "-c", "relative.toml"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let out = run_daemonized(|c| {
+        c.current_dir(dir.path())
+            .args(["-f", &name, "-c", "relative.toml"]);
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
     // Serving means the pid has been written.
     assert!(answers(&sock));
+    // The pidfile is removed in the start directory.
     let pidfile = dir.path().join(&name);
-    stop_from_pidfile(&pidfile, &[&pidfile, &sock]);
-    assert!(
-        !pidfile.exists(),
-        "pidfile not removed in the start directory"
-    );
+    Daemonized::new(pidfile.clone()).stop(&[&pidfile, &sock]);
     if let Some(p) = &canary.0 {
         assert!(p.exists(), "the daemon removed {}", p.display());
     }

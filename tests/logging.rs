@@ -228,17 +228,15 @@ fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
     .unwrap();
     let socket = dir.path().join("pr.sock");
     let pidfile = dir.path().join("pid");
-    let out = our_command()
-        .args(["-d", "--emulate", "-c"])
-        .arg(&config)
-        .arg("-k")
-        .arg(&socket)
-        .arg("-f")
-        .arg(&pidfile)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let _stop = Daemonized(pidfile.clone());
+    let out = run_daemonized(|c| {
+        c.args(["--emulate", "-c"])
+            .arg(&config)
+            .arg("-k")
+            .arg(&socket)
+            .arg("-f")
+            .arg(&pidfile);
+    });
+    let _stop = Daemonized::new(pidfile.clone());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
@@ -277,21 +275,6 @@ fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
     )
     .unwrap();
     receive_until(&rx, |d| String::from_utf8_lossy(d).contains("exiting"));
-}
-
-/// Stops a daemonized helper (the pid in its pidfile) when dropped, so a
-/// failed assertion leaves no daemon behind.
-struct Daemonized(std::path::PathBuf);
-
-impl Drop for Daemonized {
-    fn drop(&mut self) {
-        if let Some(pid) = std::fs::read_to_string(&self.0)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
 }
 
 /// The fields of one journal native-protocol datagram: `NAME=value` lines,
@@ -480,8 +463,7 @@ fn a_journal_entry_too_large_for_a_datagram_passes_the_filter() {
         });
         return;
     }
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: a mount namespace needs root");
+    if !may_mount() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -573,46 +555,34 @@ fn daemonize_in(
     let config_path = dir.path().join("c.toml");
     std::fs::write(&config_path, config).unwrap();
     let pidfile = dir.path().join("pid");
-    let mut command = our_command();
-    command
-        .args(["-d", "--emulate", "-c"])
-        .arg(&config_path)
-        .arg("-k")
-        .arg(dir.path().join("pr.sock"))
-        .arg("-f")
-        .arg(&pidfile)
-        .stdin(Stdio::null());
-    with_run_from(&mut command, run);
-    let out = command.output().unwrap();
-    let daemon = Daemonized(pidfile);
+    let out = run_daemonized(|command| {
+        command
+            .args(["--emulate", "-c"])
+            .arg(&config_path)
+            .arg("-k")
+            .arg(dir.path().join("pr.sock"))
+            .arg("-f")
+            .arg(&pidfile);
+        with_run_from(command, run);
+    });
+    let daemon = Daemonized::new(pidfile);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     (stderr, daemon)
 }
 
-/// Stops the daemon whose pid `pidfile` holds, once it has written it
-/// (after going to the background), and waits for its socket to go.
-fn stop_daemon(pidfile: &std::path::Path, socket: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let pid = loop {
-        let written = std::fs::read_to_string(pidfile).unwrap_or_default();
-        if let Ok(pid) = written.trim().parse::<i32>() {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "no pid in {}", pidfile.display());
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-    while socket.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+/// Whether this process may make a mount namespace; says so when not.
+fn may_mount() -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    if !root {
+        eprintln!("skipped: a mount namespace needs root");
     }
-    assert!(!socket.exists(), "the daemon did not stop");
+    root
 }
 
 #[test]
 fn d_takes_the_journal_when_it_answers_and_says_so() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: a mount namespace needs root");
+    if !may_mount() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -628,13 +598,12 @@ fn d_takes_the_journal_when_it_answers_and_says_so() {
             .get("MESSAGE")
             .is_some_and(|m| m == "listening")
     });
-    stop_daemon(&daemon.0, &dir.path().join("pr.sock"));
+    daemon.stop(&[&dir.path().join("pr.sock")]);
 }
 
 #[test]
 fn d_with_neither_journal_nor_syslog_says_the_log_is_lost() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: a mount namespace needs root");
+    if !may_mount() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -650,7 +619,7 @@ fn d_with_neither_journal_nor_syslog_says_the_log_is_lost() {
         stderr.contains("log: nowhere: neither the journal nor syslog can be reached"),
         "{stderr}"
     );
-    stop_daemon(&daemon.0, &dir.path().join("pr.sock"));
+    daemon.stop(&[&dir.path().join("pr.sock")]);
 }
 
 #[test]

@@ -27,6 +27,72 @@ pub fn our_command() -> Command {
     cmd
 }
 
+/// Runs our daemon under the filter with `-d` and what `args` adds, stdin
+/// on /dev/null, until the process it started returns (the daemon goes on
+/// in the background); that process's output.
+pub fn run_daemonized(args: impl FnOnce(&mut Command)) -> Output {
+    let mut cmd = our_command();
+    cmd.arg("-d").stdin(std::process::Stdio::null());
+    args(&mut cmd);
+    cmd.output().unwrap()
+}
+
+/// A daemon gone to the background, known by its pidfile. Dropped before
+/// [`Daemonized::stop`], it is sent SIGTERM if the pidfile names a pid.
+pub struct Daemonized {
+    pub pidfile: PathBuf,
+    stopped: bool,
+}
+
+impl Daemonized {
+    pub fn new(pidfile: PathBuf) -> Daemonized {
+        Daemonized {
+            pidfile,
+            stopped: false,
+        }
+    }
+
+    fn pid(&self) -> Option<nix::unistd::Pid> {
+        let written = std::fs::read_to_string(&self.pidfile).ok()?;
+        written.trim().parse().ok().map(nix::unistd::Pid::from_raw)
+    }
+
+    /// Waits for the pid to be written, sends it SIGTERM, and waits until
+    /// every path in `gone` has been removed (10 s at most for each step).
+    #[track_caller]
+    pub fn stop(mut self, gone: &[&Path]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pid = loop {
+            if let Some(pid) = self.pid() {
+                break pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no pid in {}",
+                self.pidfile.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.stopped = true;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gone.iter().any(|p| p.exists()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for p in gone {
+            assert!(!p.exists(), "the daemon left {} behind", p.display());
+        }
+    }
+}
+
+impl Drop for Daemonized {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid().filter(|_| !self.stopped) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+}
+
 /// A running helper process on a socket in its own temporary directory.
 pub struct Helper {
     pub child: Child,
