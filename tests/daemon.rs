@@ -302,15 +302,13 @@ fn daemon_mode_forks_writes_the_pidfile_and_serves() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("d.sock");
     let pidfile = dir.path().join("d.pid");
-    let out = run_daemonized(|c| {
-        c.arg("-k").arg(&sock).arg("-f").arg(&pidfile);
-    });
+    let (out, daemon) = Daemonized::start(&sock, pidfile, &[], |_| {});
     assert!(out.status.success(), "{}", text(&out.stderr));
     // The socket exists as soon as the parent returns.
     let c = Client::connect(&sock).negotiate();
     drop(c);
     // The daemon cleans up its socket.
-    Daemonized::new(pidfile).stop(&[&sock]);
+    daemon.stop(&[&sock]);
 }
 
 #[test]
@@ -323,12 +321,7 @@ fn when_d_returns_the_pidfile_names_the_serving_daemon() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("d.sock");
         let pidfile = dir.path().join("d.pid");
-        let out = run_daemonized(|c| {
-            c.args(["--emulate", "-k"])
-                .arg(&sock)
-                .arg("-f")
-                .arg(&pidfile);
-        });
+        let (out, daemon) = Daemonized::start(&sock, pidfile.clone(), &["--emulate"], |_| {});
         assert!(out.status.success(), "round {round}");
         let written = std::fs::read_to_string(&pidfile).unwrap();
         let pid: i32 = written
@@ -342,7 +335,7 @@ fn when_d_returns_the_pidfile_names_the_serving_daemon() {
         let c = Client::connect(&sock).negotiate();
         // The named process serves: stopping it removes the socket.
         drop(c);
-        Daemonized::new(pidfile).stop(&[&sock]);
+        daemon.stop(&[&sock]);
     }
 }
 

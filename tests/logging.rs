@@ -44,10 +44,7 @@ fn spawn(extra: &[&str]) -> Helper {
 fn register_and_read(h: &Helper) {
     let disk = h.disk();
     let mut c = h.connect().negotiate();
-    let r = c
-        .command(&pr_out(0, 0, 24), disk.as_raw_fd(), &params(0, 0xabc))
-        .unwrap();
-    assert_eq!(r.status, 0);
+    c.register(disk.as_raw_fd(), 0xabc);
     let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]).unwrap();
     assert_eq!(r.status, 0);
 }
@@ -228,15 +225,13 @@ fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
     .unwrap();
     let socket = dir.path().join("pr.sock");
     let pidfile = dir.path().join("pid");
-    let out = run_daemonized(|c| {
-        c.args(["--emulate", "-c"])
-            .arg(&config)
-            .arg("-k")
-            .arg(&socket)
-            .arg("-f")
-            .arg(&pidfile);
-    });
-    let _stop = Daemonized::new(pidfile.clone());
+    let config = config.to_str().unwrap();
+    let (out, _stop) = Daemonized::start(
+        &socket,
+        pidfile.clone(),
+        &["--emulate", "-c", config],
+        |_| {},
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
@@ -258,10 +253,7 @@ fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
     let disk = File::create(dir.path().join("lu.img")).unwrap();
     disk.set_len(512).unwrap();
     let mut c = Client::connect(&socket).negotiate();
-    let r = c
-        .command(&pr_out(0, 0, 24), disk.as_raw_fd(), &params(0, 0xabc))
-        .unwrap();
-    assert_eq!(r.status, 0);
+    c.register(disk.as_raw_fd(), 0xabc);
     let got = receive_until(&rx, |d| {
         String::from_utf8_lossy(d).contains("action=REGISTER")
     });
@@ -370,10 +362,7 @@ fn under_systemd_the_journal_gets_native_fields_and_priorities() {
     };
     let disk = h.disk();
     let mut c = h.connect().negotiate();
-    let r = c
-        .command(&pr_out(0, 0, 24), disk.as_raw_fd(), &params(0, 0xabc))
-        .unwrap();
-    assert_eq!(r.status, 0);
+    c.register(disk.as_raw_fd(), 0xabc);
     let got = receive_until(&rx, |d| {
         journal_fields(d)
             .get("MESSAGE")
@@ -554,18 +543,12 @@ fn daemonize_in(
 ) -> (String, Daemonized) {
     let config_path = dir.path().join("c.toml");
     std::fs::write(&config_path, config).unwrap();
-    let pidfile = dir.path().join("pid");
-    let out = run_daemonized(|command| {
-        command
-            .args(["--emulate", "-c"])
-            .arg(&config_path)
-            .arg("-k")
-            .arg(dir.path().join("pr.sock"))
-            .arg("-f")
-            .arg(&pidfile);
-        with_run_from(command, run);
-    });
-    let daemon = Daemonized::new(pidfile);
+    let (out, daemon) = Daemonized::start(
+        &dir.path().join("pr.sock"),
+        dir.path().join("pid"),
+        &["--emulate", "-c", config_path.to_str().unwrap()],
+        |command| with_run_from(command, run),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     (stderr, daemon)

@@ -59,10 +59,7 @@ fn audit_lines_name_the_peer_action_and_keys_as_configured() {
         let h = Helper::emulated_with(&format!("[security]\naudit_keys = \"{mode}\"\n"));
         let f = h.disk();
         let mut c = h.connect().negotiate();
-        let r = c
-            .command(&pr_out(0, 0, 24), f.as_raw_fd(), &params(0, 0xabc))
-            .unwrap();
-        assert_eq!(r.status, 0);
+        c.register(f.as_raw_fd(), 0xabc);
         let log = h.log();
         let line = log
             .lines()

@@ -52,6 +52,22 @@ impl Daemonized {
         }
     }
 
+    /// Runs `-d -k SOCKET -f PIDFILE EXTRA...` (see [`run_daemonized`])
+    /// after `adjust`: the output of the process it started, and the
+    /// daemon.
+    pub fn start(
+        socket: &Path,
+        pidfile: PathBuf,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> (Output, Daemonized) {
+        let out = run_daemonized(|c| {
+            c.arg("-k").arg(socket).arg("-f").arg(&pidfile).args(extra);
+            adjust(c);
+        });
+        (out, Daemonized::new(pidfile))
+    }
+
     fn pid(&self) -> Option<nix::unistd::Pid> {
         let written = std::fs::read_to_string(&self.pidfile).ok()?;
         written.trim().parse().ok().map(nix::unistd::Pid::from_raw)
@@ -388,6 +404,14 @@ impl Client {
             Err(e) if is_timeout(&e) => panic!("helper neither replied nor closed"),
             Err(_) => true,
         }
+    }
+
+    /// REGISTER of `key` (from no key) on `fd`, asserted GOOD: the command
+    /// that makes an audit line.
+    #[track_caller]
+    pub fn register(&mut self, fd: RawFd, key: u64) {
+        let r = self.command(&pr_out(0, 0, 24), fd, &params(0, key));
+        assert_eq!(r.map(|r| r.status), Some(0), "REGISTER {key:#x}");
     }
 
     /// One full command: request then reply.
