@@ -38,7 +38,7 @@ fn a_regular_file_is_refused_before_the_real_daemon_sees_it() {
 
 #[test]
 fn real_daemon_answers_pr_out_on_a_read_only_fd_with_invalid_opcode() {
-    let d = Helper::start(&our_helper(), &["--emulate"]);
+    let d = Helper::emulated();
     let dev = tempfile::NamedTempFile::new().unwrap();
     let out = run_client(
         &d.socket,
@@ -112,7 +112,7 @@ fn two_initiators() -> (
     HelperConnection,
     HelperConnection,
 ) {
-    let d = Helper::start(&our_helper(), &["--emulate"]);
+    let d = Helper::emulated();
     let dev = tempfile::NamedTempFile::new().unwrap();
     let (a, b) = (d.connect_library(), d.connect_library());
     (d, dev, a, b)

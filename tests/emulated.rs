@@ -78,7 +78,7 @@ impl Nexus for Wire {
 /// CAPABILITIES, an invalid release's sense.
 #[test]
 fn fence_scsi_over_the_wire() {
-    let h = Helper::start(&our_helper(), &["--emulate"]);
+    let h = Helper::emulated();
     let f = h.disk();
     let (mut a, mut b) = (Wire::new(&h, &f), Wire::new(&h, &f));
     cluster::fence_scsi(&mut a, &mut b, |stage, a, b| match stage {
@@ -107,7 +107,7 @@ fn fence_scsi_over_the_wire() {
 /// Failover clustering's arbitration over the wire.
 #[test]
 fn failover_cluster_challenge_takeover_and_defence() {
-    let h = Helper::start(&our_helper(), &["--emulate"]);
+    let h = Helper::emulated();
     let f = h.disk();
     let (mut owner, mut challenger) = (Wire::new(&h, &f), Wire::new(&h, &f));
     cluster::failover(&mut owner, &mut challenger, |_, _, _| {});
@@ -117,7 +117,7 @@ fn failover_cluster_challenge_takeover_and_defence() {
 /// the survivor fences it with PREEMPT AND ABORT, as fence_scsi does.
 #[test]
 fn a_crashed_node_keeps_its_key_until_the_survivor_fences_it() {
-    let h = Helper::start(&our_helper(), &["--emulate"]);
+    let h = Helper::emulated();
     let f = h.disk();
     let (mut a, mut b) = (Wire::new(&h, &f), Wire::new(&h, &f));
     a.expect(Outcome::GOOD, out::REGISTER, 0, 0, 0xa);

@@ -23,7 +23,7 @@ fn still_healthy(h: &Helper, f: &File, baseline: usize, what: &str) {
 
 #[test]
 fn a_byte_by_byte_sender_is_served_and_delays_nobody() {
-    let h = Helper::start(&our_helper(), &["--emulate"]);
+    let h = Helper::emulated();
     let f = h.disk();
     let baseline = h.stable_fd_count();
     let mut slow = h.connect().negotiate();
@@ -73,7 +73,7 @@ fn a_byte_by_byte_sender_is_served_and_delays_nobody() {
 
 #[test]
 fn ten_thousand_connections_opened_and_dropped() {
-    let h = Helper::start(&our_helper(), &["--emulate"]);
+    let h = Helper::emulated();
     let f = h.disk();
     let baseline = h.stable_fd_count();
     for i in 0..10_000 {
@@ -90,17 +90,12 @@ fn ten_thousand_connections_opened_and_dropped() {
 
 #[test]
 fn out_of_range_service_actions_types_and_scopes_are_invalid_fields() {
-    let h = Helper::start(&our_helper(), &["--emulate"]);
+    let h = Helper::emulated();
     let f = h.disk();
     let fd = f.as_raw_fd();
     let baseline = h.stable_fd_count();
     let mut c = h.connect().negotiate();
-    assert_eq!(
-        c.command(&pr_out(0, 0, 24), fd, &params(0, 1))
-            .unwrap()
-            .status,
-        0
-    );
+    c.register(fd, 1);
     let invalid_cdb = (0x5, 0x24, 0x00);
     for sa in [0x04u8, 0x10, 0x1f] {
         let r = c.command(&pr_in(sa, 64), fd, &[]).unwrap();
@@ -131,7 +126,7 @@ fn out_of_range_service_actions_types_and_scopes_are_invalid_fields() {
 
 #[test]
 fn transport_id_lengths_that_lie_are_answered_not_obeyed() {
-    let h = Helper::start(&our_helper(), &["--emulate"]);
+    let h = Helper::emulated();
     let f = h.disk();
     let fd = f.as_raw_fd();
     let baseline = h.stable_fd_count();
@@ -195,7 +190,7 @@ fn transport_id_lengths_that_lie_are_answered_not_obeyed() {
 fn many_fds_in_one_message_are_all_closed() {
     // More than the 16 a smaller control buffer held: the kernel installs
     // what fits, and every one of them must be closed with the connection.
-    let h = Helper::start(&our_helper(), &["--emulate"]);
+    let h = Helper::emulated();
     let f = h.disk();
     let baseline = h.stable_fd_count();
     for count in [17, 64, 253] {

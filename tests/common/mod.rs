@@ -156,6 +156,11 @@ impl Helper {
         h
     }
 
+    /// Starts our helper on its emulated device.
+    pub fn emulated() -> Helper {
+        Helper::start(&our_helper(), &["--emulate"])
+    }
+
     /// Starts our helper on its emulated device with a config file holding
     /// `toml`.
     pub fn emulated_with(toml: &str) -> Helper {
