@@ -299,23 +299,26 @@ mod tests {
         assert_eq!(j["reservation"]["type"], 5);
     }
 
-    #[test]
-    fn keys_and_reservation_mark_by_key_and_leave_transport_ids_unknown() {
+    /// The status from READ KEYS listing keys 1 and 2 and READ RESERVATION
+    /// of `key` with `rtype`, each read back from its encoding.
+    fn keys_1_and_2_reserved_by(key: u64, rtype: ReservationType) -> Status {
         let keys = ReadKeys {
             generation: 2,
             keys: vec![ReservationKey(1), ReservationKey(2)],
         };
         let res = ReadReservation {
             generation: 2,
-            reservation: Some(Reservation::new(
-                ReservationKey(2),
-                ReservationType::WriteExclusive,
-            )),
+            reservation: Some(Reservation::new(ReservationKey(key), rtype)),
         };
-        let s = Status::from_keys_and_reservation(
+        Status::from_keys_and_reservation(
             &ReadKeys::decode(&keys.encode()).unwrap(),
             &ReadReservation::decode(&res.encode()).unwrap(),
-        );
+        )
+    }
+
+    #[test]
+    fn keys_and_reservation_mark_by_key_and_leave_transport_ids_unknown() {
+        let s = keys_1_and_2_reserved_by(2, ReservationType::WriteExclusive);
         let t = s.table();
         assert!(t.contains("(from READ KEYS + READ RESERVATION)"), "{t}");
         assert!(
@@ -332,21 +335,7 @@ mod tests {
 
     #[test]
     fn all_registrants_type_makes_everyone_holder() {
-        let keys = ReadKeys {
-            generation: 2,
-            keys: vec![ReservationKey(1), ReservationKey(2)],
-        };
-        let res = ReadReservation {
-            generation: 2,
-            reservation: Some(Reservation::new(
-                ReservationKey(0),
-                ReservationType::ExclusiveAccessAllRegistrants,
-            )),
-        };
-        let s = Status::from_keys_and_reservation(
-            &ReadKeys::decode(&keys.encode()).unwrap(),
-            &ReadReservation::decode(&res.encode()).unwrap(),
-        );
+        let s = keys_1_and_2_reserved_by(0, ReservationType::ExclusiveAccessAllRegistrants);
         assert!(s.registrants.iter().all(|r| r.holder));
     }
 
