@@ -49,6 +49,18 @@ fn register_and_read(h: &Helper) {
     assert_eq!(r.status, 0);
 }
 
+/// [`register_and_read`], then the log once the daemon has stopped.
+fn register_and_stop(h: Helper) -> String {
+    register_and_read(&h);
+    stopped_log(h)
+}
+
+/// The log of a daemon started with `extra` that served one REGISTER and
+/// one READ KEYS and stopped.
+fn log_of_one_register(extra: &[&str]) -> String {
+    register_and_stop(spawn(extra))
+}
+
 /// The log once the daemon has stopped (SIGTERM).
 fn stopped_log(h: Helper) -> String {
     h.signal(Signal::SIGTERM);
@@ -75,16 +87,8 @@ fn t_help_lists_the_targets_on_stdout_and_exits_zero_without_starting() {
 
 #[test]
 fn vv_shows_each_request_that_v_does_not() {
-    let v = {
-        let h = spawn(&["-v"]);
-        register_and_read(&h);
-        stopped_log(h)
-    };
-    let vv = {
-        let h = spawn(&["-vv"]);
-        register_and_read(&h);
-        stopped_log(h)
-    };
+    let v = log_of_one_register(&["-v"]);
+    let vv = log_of_one_register(&["-vv"]);
     assert!(v.contains("DEBUG") && v.contains("command done"), "{v}");
     assert!(!v.contains("TRACE"), "{v}");
     let request = vv
@@ -97,9 +101,7 @@ fn vv_shows_each_request_that_v_does_not() {
 
 #[test]
 fn t_pattern_traces_its_target_only_and_the_default_level_stays_for_the_rest() {
-    let h = spawn(&["-T", "qemu_pr_helper::server"]);
-    register_and_read(&h);
-    let log = stopped_log(h);
+    let log = log_of_one_register(&["-T", "qemu_pr_helper::server"]);
     assert!(log.contains("request received"), "{log}");
     assert!(log.contains("command done"), "{log}");
     // The emulated device's DEBUG line is not enabled by the pattern.
@@ -116,8 +118,7 @@ fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "log_format = \"json\"\n").unwrap();
     let h = spawn_in(dir, &["-v", "-c", config.to_str().unwrap()], &[]);
-    register_and_read(&h);
-    let log = stopped_log(h);
+    let log = register_and_stop(h);
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -515,15 +516,9 @@ fn a_journal_entry_too_large_for_a_datagram_passes_the_filter() {
 
 #[test]
 fn q_keeps_errors_only_and_t_audit_brings_the_audit_trail_back_with_its_peer() {
-    let quiet = {
-        let h = spawn(&["-q"]);
-        register_and_read(&h);
-        stopped_log(h)
-    };
+    let quiet = log_of_one_register(&["-q"]);
     assert_eq!(quiet, "", "-q wrote more than errors");
-    let h = spawn(&["-q", "-T", "audit"]);
-    register_and_read(&h);
-    let log = stopped_log(h);
+    let log = log_of_one_register(&["-q", "-T", "audit"]);
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 1, "{log}");
     assert!(lines[0].contains("action=REGISTER"), "{log}");
@@ -629,9 +624,7 @@ fn stderr_with_d_is_refused_in_one_line() {
 
 #[test]
 fn t_star_finds_trace_events_at_the_default_level() {
-    let h = spawn(&["-T", "*"]);
-    register_and_read(&h);
-    let log = stopped_log(h);
+    let log = log_of_one_register(&["-T", "*"]);
     assert!(
         log.lines()
             .any(|l| l.contains("TRACE") && l.contains("request received")),
