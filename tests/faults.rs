@@ -61,14 +61,6 @@ fn start(config: &Path, extra: &[&str]) -> Helper {
     Helper::start(&our_helper(), &args)
 }
 
-/// A well-formed command on a fresh connection to a healthy disk is served.
-#[track_caller]
-fn still_serves(h: &Helper, healthy: &File) {
-    let mut c = h.connect().negotiate();
-    let r = c.command(&pr_in(0, 64), healthy.as_raw_fd(), &[]).unwrap();
-    assert_eq!(r.status, GOOD, "{}", h.log());
-}
-
 /// Fixed-format sense (key, ASC, ASCQ), for CHECK CONDITION answers.
 type SenseKeyAscAscq = (u8, u8, u8);
 
@@ -94,7 +86,7 @@ fn each_fault_gives_the_prescribed_status_and_sense() {
         .collect();
     let h = start(&disks.config(&faults), &[]);
     let healthy = disks.open("healthy.img");
-    still_serves(&h, &healthy);
+    h.still_serves(&healthy, "at start");
     let baseline = h.stable_fd_count();
 
     for ((fault, status, sense), name) in cases.iter().zip(&names) {
@@ -120,7 +112,7 @@ fn each_fault_gives_the_prescribed_status_and_sense() {
             }
         }
         drop(c);
-        still_serves(&h, &healthy);
+        h.still_serves(&healthy, fault);
     }
     assert_eq!(h.settle_fd_count(baseline), baseline, "fds leaked");
 }
@@ -157,7 +149,7 @@ fn a_device_that_never_answers_delays_only_its_own_client() {
         &["--timeout", "500"],
     );
     let healthy = disks.open("healthy.img");
-    still_serves(&h, &healthy);
+    h.still_serves(&healthy, "at start");
     let baseline = h.stable_fd_count();
 
     let dead = disks.open("dead.img");
@@ -189,8 +181,7 @@ fn a_device_that_never_answers_delays_only_its_own_client() {
     assert!(fast_done < slow_done, "the healthy client waited");
 
     drop(fast);
-    still_serves(&h, &healthy);
-    assert_eq!(h.settle_fd_count(baseline), baseline, "fds leaked");
+    h.still_healthy(&healthy, baseline, "after the device that never answers");
 }
 
 #[test]

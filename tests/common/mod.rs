@@ -245,6 +245,26 @@ impl Helper {
         }
     }
 
+    /// A READ KEYS with `disk` on a new connection is answered GOOD.
+    #[track_caller]
+    pub fn still_serves(&self, disk: &std::fs::File, what: &str) {
+        let mut c = self.connect().negotiate();
+        let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]);
+        assert_eq!(r.map(|r| r.status), Some(0), "{what}: {}", self.log());
+    }
+
+    /// [`Helper::still_serves`], and the fd count is back to `baseline`
+    /// (nothing leaked) once that connection is gone.
+    #[track_caller]
+    pub fn still_healthy(&self, disk: &std::fs::File, baseline: usize, what: &str) {
+        self.still_serves(disk, what);
+        assert_eq!(
+            self.settle_fd_count(baseline),
+            baseline,
+            "{what}: fd leaked"
+        );
+    }
+
     pub fn connect(&self) -> Client {
         Client::connect(&self.socket)
     }
