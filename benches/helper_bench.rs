@@ -29,12 +29,17 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+
+/// How the tests start a helper: the same command line and open-file limit.
+#[path = "../tests/common/spawn.rs"]
+#[allow(dead_code)]
+mod spawn;
 
 const C_HELPER: &str = "/usr/bin/qemu-pr-helper";
 /// PERSISTENT RESERVE IN, READ KEYS, allocation length 256.
@@ -108,27 +113,21 @@ impl Daemon {
     fn spawn(binary: &Path, extra: &[&str], nofile_soft: Option<u64>) -> io::Result<Daemon> {
         let dir = tempfile::tempdir()?;
         let socket = dir.path().join("pr.sock");
-        let mut cmd = Command::new(binary);
-        cmd.arg("-k")
-            .arg(&socket)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut cmd = spawn::helper_command(binary, &socket, extra);
+        cmd.stderr(Stdio::null());
         // SAFETY: the closure runs in the forked child before exec and only
-        // calls prctl, getrlimit and setrlimit, which are async-signal-safe.
+        // calls prctl, which is async-signal-safe.
         unsafe {
-            cmd.pre_exec(move || {
+            cmd.pre_exec(|| {
                 // The helper dies with the bench (all spawns are from main).
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                if let Some(soft) = nofile_soft {
-                    let (_, hard) = getrlimit_nofile()?;
-                    setrlimit_nofile(soft, hard)?;
-                }
                 Ok(())
             });
+        }
+        if let Some(soft) = nofile_soft {
+            spawn::start_with_nofile_soft(&mut cmd, soft);
         }
         let child = cmd.spawn()?;
         Ok(Daemon {
@@ -202,30 +201,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn getrlimit_nofile() -> io::Result<(u64, u64)> {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `r` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((r.rlim_cur, r.rlim_max))
-}
-
-fn setrlimit_nofile(soft: u64, hard: u64) -> io::Result<()> {
-    let r = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: `r` is a valid rlimit.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Connects and does the features handshake (reads the server's word, answers 0).
@@ -660,13 +635,13 @@ fn load_average() -> String {
 /// Raises the soft and, as root, the hard RLIMIT_NOFILE to at least
 /// `needed`; returns the soft limit in force.
 fn raise_nofile(needed: u64) -> u64 {
-    if let Ok((_, hard)) = getrlimit_nofile() {
-        if hard < needed && setrlimit_nofile(needed, needed).is_ok() {
+    if let Ok((_, hard)) = spawn::nofile_limits() {
+        if hard < needed && spawn::set_nofile_limits(needed, needed).is_ok() {
             return needed;
         }
-        let _ = setrlimit_nofile(hard, hard);
+        let _ = spawn::set_nofile_limits(hard, hard);
     }
-    getrlimit_nofile().map_or(0, |(soft, _)| soft)
+    spawn::nofile_limits().map_or(0, |(soft, _)| soft)
 }
 
 /// Commands per second with `clients` connections driven by one async thread,
@@ -826,7 +801,8 @@ fn serve_floor(mut s: UnixStream) -> io::Result<()> {
 
 /// Whether our helper serves `--emulate` in this build.
 fn emulate_available(ours: &Path) -> bool {
-    match Daemon::spawn(ours, &["--emulate", "-q"], None) {
+    let args = [&spawn::PRODUCTION_FILTER[..], &["--emulate", "-q"]].concat();
+    match Daemon::spawn(ours, &args, None) {
         Ok(mut d) => d.wait_accepting(Duration::from_secs(5)).is_some(),
         Err(_) => false,
     }
@@ -879,20 +855,18 @@ fn main() {
     // The binary cargo builds for the bench carries the features that the
     // dev-dependencies switch on in shared crates, and is about 0.5 MB larger
     // than `cargo build --release`'s: BENCH_OURS measures the shipped one.
-    let ours = std::env::var_os("BENCH_OURS").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_qemu-pr-helper")),
-        PathBuf::from,
-    );
+    let ours = std::env::var_os("BENCH_OURS").map_or_else(spawn::our_helper, PathBuf::from);
     let c_helper = Path::new(C_HELPER);
     let have_c = c_helper.exists();
     let emulated = emulate_available(&ours);
     let ours = Contender {
         name: "ours",
         binary: ours,
+        // The filter is the release default; spelled out as in the tests.
         args: if emulated {
-            vec!["--emulate", "-q"]
+            [&spawn::PRODUCTION_FILTER[..], &["--emulate", "-q"]].concat()
         } else {
-            vec!["-q"]
+            [&spawn::PRODUCTION_FILTER[..], &["-q"]].concat()
         },
     };
     let mut helpers = vec![ours.clone()];

@@ -1,10 +1,10 @@
 //! The client against the real daemon binary on a temporary socket.
 
-use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::os::fd::AsFd;
+
+use common::{our_helper, run_client, text, Helper};
 use qemu_pr_helper::client::{exit_status, HelperConnection, PrOutOptions, PrRequest, Reply};
 use qemu_pr_helper::domain::pr_in_data::{ReadKeys, ReadReservation};
 use qemu_pr_helper::domain::sense::{ScsiStatus, SenseCode, SenseKey};
@@ -12,87 +12,23 @@ use qemu_pr_helper::domain::service_action::{
     PrInServiceAction, PrOutServiceAction, ReservationKey, ReservationType,
 };
 
-/// A daemon started for one test; killed when dropped.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(extra: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("helper.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_qemu-pr-helper"))
-            .arg("-k")
-            .arg(&socket)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut d = Daemon {
-            child,
-            socket,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !d.socket.exists() {
-            if let Some(status) = d.child.try_wait().unwrap() {
-                panic!("the daemon exited before listening: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not listen in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn connect(&self) -> HelperConnection {
-        HelperConnection::connect(&self.socket, Some(Duration::from_secs(10))).unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client(socket: &Path, args: &[&str], device: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .arg(device)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[test]
 fn a_regular_file_is_refused_before_the_real_daemon_sees_it() {
-    let d = Daemon::start(&[]);
+    let d = Helper::start(&our_helper(), &[]);
     let dev = tempfile::NamedTempFile::new().unwrap();
-    let out = client(&d.socket, &["-i", "-k"], dev.path());
+    let out = run_client(&d.socket, &["-i", "-k"], dev.path());
     assert_eq!(out.status.code(), Some(15), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("is a regular file, not a block, sg or bsg device"));
     // Told the helper emulates, the client sends; the real daemon's SG_IO
     // fails on the file (ABORTED COMMAND, sg3_utils' 11), and the client
     // says why.
-    let out = client(&d.socket, &["--emulated", "-i", "-k"], dev.path());
+    let out = run_client(&d.socket, &["--emulated", "-i", "-k"], dev.path());
     assert_eq!(out.status.code(), Some(11), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("ABORTED COMMAND"), "{err}");
     assert!(err.contains("really serving its emulated device?"), "{err}");
     // The connection stays usable: a second command on it gets an answer.
-    let mut conn = d.connect();
+    let mut conn = d.connect_library();
     let req = PrRequest::pr_in(PrInServiceAction::ReadKeys, 64).unwrap();
     for _ in 0..2 {
         let r = conn.execute(dev.as_file().as_fd(), &req).unwrap();
@@ -102,9 +38,9 @@ fn a_regular_file_is_refused_before_the_real_daemon_sees_it() {
 
 #[test]
 fn real_daemon_answers_pr_out_on_a_read_only_fd_with_invalid_opcode() {
-    let d = Daemon::start(&["--emulate"]);
+    let d = Helper::emulated();
     let dev = tempfile::NamedTempFile::new().unwrap();
-    let out = client(
+    let out = run_client(
         &d.socket,
         &["--emulated", "--readonly", "--json", "-o", "-G", "-S", "1"],
         dev.path(),
@@ -168,6 +104,20 @@ fn opts(
     o
 }
 
+/// Our daemon on its emulated device, a regular file as the disk, and two
+/// initiators (connections) on it.
+fn two_initiators() -> (
+    Helper,
+    tempfile::NamedTempFile,
+    HelperConnection,
+    HelperConnection,
+) {
+    let d = Helper::emulated();
+    let dev = tempfile::NamedTempFile::new().unwrap();
+    let (a, b) = (d.connect_library(), d.connect_library());
+    (d, dev, a, b)
+}
+
 /// Register, reserve, conflict, preempt, release with two initiators: with
 /// the emulated device each connection is one I_T nexus, as QEMU's one
 /// long-lived connection per VM is.
@@ -175,11 +125,8 @@ fn opts(
 fn emulated_register_reserve_preempt_release_cycle() {
     use PrOutServiceAction::*;
     let we_ro = Some(ReservationType::WriteExclusiveRegistrantsOnly);
-    let d = Daemon::start(&["--emulate"]);
-    let dev = tempfile::NamedTempFile::new().unwrap();
+    let (d, dev, mut a, mut b) = two_initiators();
     let f = dev.as_file();
-    let mut a = d.connect();
-    let mut b = d.connect();
 
     let good = |r: Reply| assert_eq!(r.header.scsi_status(), ScsiStatus::GOOD, "{r:?}");
     good(out(&mut a, f, opts(Register, 0, 0xa, None)));
@@ -214,7 +161,7 @@ fn emulated_register_reserve_preempt_release_cycle() {
     assert_eq!(reservation(&mut a, f).reservation, None);
 
     // The CLI sees the same state from a connection of its own.
-    let cli = client(&d.socket, &["--emulated", "-i", "-k"], dev.path());
+    let cli = run_client(&d.socket, &["--emulated", "-i", "-k"], dev.path());
     assert_eq!(cli.status.code(), Some(0), "{}", text(&cli.stderr));
     assert!(text(&cli.stdout).contains("1 registered reservation key follows:\n    0xb\n"));
 
@@ -250,16 +197,13 @@ fn emulated_register_reserve_preempt_release_cycle() {
 fn status_table_on_the_emulated_device() {
     use PrOutServiceAction::*;
     let we_ro = Some(ReservationType::WriteExclusiveRegistrantsOnly);
-    let d = Daemon::start(&["--emulate"]);
-    let dev = tempfile::NamedTempFile::new().unwrap();
+    let (d, dev, mut a, mut b) = two_initiators();
     let f = dev.as_file();
-    let mut a = d.connect();
-    let mut b = d.connect();
     out(&mut a, f, opts(Register, 0, 0xabc, None));
     out(&mut b, f, opts(Register, 0, 0xdef, None));
     out(&mut a, f, opts(Reserve, 0xabc, 0, we_ro));
 
-    let cli = client(&d.socket, &["--emulated", "--status"], dev.path());
+    let cli = run_client(&d.socket, &["--emulated", "--status"], dev.path());
     assert_eq!(cli.status.code(), Some(0), "{}", text(&cli.stderr));
     let table = text(&cli.stdout);
     let lines: Vec<&str> = table.lines().collect();
@@ -286,7 +230,7 @@ fn status_table_on_the_emulated_device() {
     assert_ne!(lines[3][37..], lines[4][37..], "one TransportID per nexus");
     assert_eq!(lines.len(), 5);
 
-    let cli = client(&d.socket, &["--emulated", "--status", "--json"], dev.path());
+    let cli = run_client(&d.socket, &["--emulated", "--status", "--json"], dev.path());
     let j: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(j["source"], "READ FULL STATUS");
     assert_eq!(j["registrants"][0]["holder"], true);

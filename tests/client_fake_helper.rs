@@ -7,10 +7,19 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::thread::JoinHandle;
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+mod common;
+use common::{pr_client, run_client, text};
+/// Shared with the status table's unit test.
+mod full_status {
+    use super::*;
+    include!("common/full_status.rs");
+}
+use full_status::{full_status_of_two, TABLE_OF_TWO};
 
 use qemu_pr_helper::client::{ClientError, HelperConnection, Phase, PrOutOptions, PrRequest};
 use qemu_pr_helper::domain::cdb::{PrCdb, CDB_LEN};
@@ -156,25 +165,29 @@ fn wire(reply: PrReply) -> Answer {
     Answer::Reply(b)
 }
 
+/// The client with `args`, on a fresh device, against a fake helper that
+/// answers its one request with `reply`: the client's output and what the
+/// fake received.
+fn one_exchange(reply: PrReply, args: &[&str]) -> (Output, Received) {
+    let dev = device();
+    let f = fake(0, move |_| wire(reply.clone()));
+    let out = client(&f.socket, args, dev.path());
+    (out, f.one())
+}
+
 fn device() -> tempfile::NamedTempFile {
     tempfile::NamedTempFile::new().unwrap()
 }
 
+/// The client with a bounded wait, told the helper emulates (the device is a
+/// regular file).
 fn client(socket: &Path, args: &[&str], device: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
-        .arg("--socket")
-        .arg(socket)
-        .arg("--timeout")
-        .arg("10")
-        .arg("--emulated")
-        .args(args)
-        .arg(device)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    let args: Vec<&str> = ["--timeout", "10", "--emulated"]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect();
+    run_client(socket, &args, device)
 }
 
 #[test]
@@ -205,24 +218,20 @@ fn read_keys_sends_cdb_with_the_device_fd_and_prints_keys() {
 
 #[test]
 fn readonly_opens_the_device_read_only() {
-    let dev = device();
-    let f = fake(0, |_| wire(PrReply::good(ReadKeys::default().encode())));
-    let out = client(&f.socket, &["--readonly", "-i", "-k"], dev.path());
-    let got = f.one();
+    let (out, got) = one_exchange(
+        PrReply::good(ReadKeys::default().encode()),
+        &["--readonly", "-i", "-k"],
+    );
     assert_eq!(got.fd_flags() & libc::O_ACCMODE, libc::O_RDONLY);
     assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]
 fn register_sends_the_parameter_list() {
-    let dev = device();
-    let f = fake(0, |_| wire(PrReply::good(Vec::new())));
-    let out = client(
-        &f.socket,
+    let (out, got) = one_exchange(
+        PrReply::good(Vec::new()),
         &["--out", "--register", "--param-sark", "0xabc", "-Z"],
-        dev.path(),
     );
-    let got = f.one();
     assert_eq!(&got.cdb[..10], &[0x5f, 0, 0, 0, 0, 0, 0, 0, 24, 0]);
     let mut expected = vec![0u8; 24];
     expected[14..16].copy_from_slice(&[0x0a, 0xbc]);
@@ -234,12 +243,10 @@ fn register_sends_the_parameter_list() {
 
 #[test]
 fn check_condition_prints_sense_on_stderr_and_exits_with_its_category() {
-    let dev = device();
-    let f = fake(0, |_| {
-        wire(PrReply::check_condition(SenseCode::INVALID_FIELD_IN_CDB))
-    });
-    let out = client(&f.socket, &["-o", "-R", "-K", "1", "-T", "9"], dev.path());
-    let got = f.one();
+    let (out, got) = one_exchange(
+        PrReply::check_condition(SenseCode::INVALID_FIELD_IN_CDB),
+        &["-o", "-R", "-K", "1", "-T", "9"],
+    );
     assert_eq!(got.cdb[2], 9);
     assert_eq!(out.status.code(), Some(5), "sg3_utils: ILLEGAL REQUEST");
     assert!(out.stdout.is_empty());
@@ -281,11 +288,8 @@ fn exit_status_follows_sg3_utils_for_each_answer() {
         ),
     ];
     for (reply, code) in cases {
-        let dev = device();
         let what = format!("{:?}", reply.status);
-        let f = fake(0, move |_| wire(reply.clone()));
-        let out = client(&f.socket, &["-o", "-L", "-K", "1", "-T", "1"], dev.path());
-        f.one();
+        let (out, _) = one_exchange(reply, &["-o", "-L", "-K", "1", "-T", "1"]);
         assert_eq!(
             out.status.code(),
             Some(code),
@@ -309,7 +313,6 @@ fn json_of(out: &Output) -> Value {
 
 #[test]
 fn json_answer_has_decoded_fields_and_no_sense_without_sense() {
-    let dev = device();
     let data = ReadReservation {
         generation: 5,
         reservation: Some(Reservation::new(
@@ -317,9 +320,7 @@ fn json_answer_has_decoded_fields_and_no_sense_without_sense() {
             ReservationType::ExclusiveAccess,
         )),
     };
-    let f = fake(0, move |_| wire(PrReply::good(data.encode())));
-    let out = client(&f.socket, &["-i", "-r", "--json"], dev.path());
-    f.one();
+    let (out, _) = one_exchange(PrReply::good(data.encode()), &["-i", "-r", "--json"]);
     let j = json_of(&out);
     assert_eq!(j["command"], "PR in (READ RESERVATION)");
     assert_eq!(j["status"], 0);
@@ -333,16 +334,10 @@ fn json_answer_has_decoded_fields_and_no_sense_without_sense() {
 
 #[test]
 fn json_check_condition_has_the_sense_decoded() {
-    let dev = device();
-    let f = fake(0, |_| {
-        wire(PrReply::check_condition(SenseCode::REGISTRATIONS_PREEMPTED))
-    });
-    let out = client(
-        &f.socket,
+    let (out, _) = one_exchange(
+        PrReply::check_condition(SenseCode::REGISTRATIONS_PREEMPTED),
         &["--json", "-o", "-R", "-K", "1", "-T", "1"],
-        dev.path(),
     );
-    f.one();
     let j = json_of(&out);
     assert_eq!(j["status_name"], "CHECK CONDITION");
     assert_eq!(j["sense"]["hex"], "700006000000000a000000002a0500000000");
@@ -392,13 +387,7 @@ fn json_for_failures_without_an_answer() {
 fn a_regular_file_is_refused_before_connecting_unless_emulated() {
     let dev = device();
     let f = fake(0, |_| wire(PrReply::good(ReadKeys::default().encode())));
-    let out = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
-        .arg("--socket")
-        .arg(&f.socket)
-        .args(["-k"])
-        .arg(dev.path())
-        .output()
-        .unwrap();
+    let out = run_client(&f.socket, &["-k"], dev.path());
     assert_eq!(out.status.code(), Some(15));
     let err = text(&out.stderr);
     assert!(
@@ -431,11 +420,7 @@ fn hex_prints_pr_in_data_as_sg_persist_does() {
              10     00 00 00 00 00 00 56 78\n",
         ),
     ] {
-        let dev = device();
-        let data = keys.encode();
-        let f = fake(0, move |_| wire(PrReply::good(data.clone())));
-        let out = client(&f.socket, &["-k", flag], dev.path());
-        f.one();
+        let (out, _) = one_exchange(PrReply::good(keys.encode()), &["-k", flag]);
         assert_eq!(text(&out.stdout), expected);
         assert_eq!(out.status.code(), Some(0));
     }
@@ -443,16 +428,10 @@ fn hex_prints_pr_in_data_as_sg_persist_does() {
 
 #[test]
 fn verbose_shows_the_cdb_the_parameter_list_and_the_reply_header() {
-    let dev = device();
-    let f = fake(0, |_| {
-        wire(PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT))
-    });
-    let out = client(
-        &f.socket,
+    let (out, _) = one_exchange(
+        PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT),
         &["-vv", "-o", "-R", "-K", "abc", "-T", "5"],
-        dev.path(),
     );
-    f.one();
     let err = text(&out.stderr);
     assert!(
         err.starts_with(
@@ -480,9 +459,7 @@ fn verbose_shows_the_cdb_the_parameter_list_and_the_reply_header() {
 fn replace_lost_and_device_option_and_no_inquiry() {
     let dev = device();
     let f = fake(0, |_| wire(PrReply::good(Vec::new())));
-    let out = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
-        .arg("--socket")
-        .arg(&f.socket)
+    let out = pr_client(&f.socket)
         .args([
             "--emulated",
             "-n",
@@ -510,9 +487,7 @@ fn replace_lost_and_device_option_and_no_inquiry() {
 fn transport_ids_from_standard_input() {
     let dev = device();
     let f = fake(0, |_| wire(PrReply::good(Vec::new())));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
-        .arg("--socket")
-        .arg(&f.socket)
+    let mut child = pr_client(&f.socket)
         .args(["--emulated", "-o", "-G", "-S", "1", "-X", "-"])
         .arg(dev.path())
         .stdin(Stdio::piped())
@@ -533,42 +508,12 @@ fn transport_ids_from_standard_input() {
     assert_eq!(got.params[52], 0x01);
 }
 
-fn full_status_of_two() -> ReadFullStatus {
-    let desc = |key: u64, holder: bool, sas: u64| FullStatusDescriptor {
-        key: ReservationKey(key),
-        all_tg_pt: false,
-        r_holder: holder,
-        scope: 0,
-        type_code: if holder { 5 } else { 0 },
-        relative_target_port: 1,
-        transport_id: TransportId::sas(sas).as_bytes().to_vec(),
-    };
-    ReadFullStatus {
-        generation: 4,
-        descriptors: vec![
-            desc(0xabc, true, 0x5000_0002_0000_0001),
-            desc(0xdef, false, 0x5000_0002_0000_0002),
-        ],
-    }
-}
-
 #[test]
 fn status_is_one_table_from_read_full_status() {
-    let dev = device();
     let data = full_status_of_two().encode();
-    let f = fake(0, move |_| wire(PrReply::good(data.clone())));
-    let out = client(&f.socket, &["--status"], dev.path());
-    let got = f.one();
+    let (out, got) = one_exchange(PrReply::good(data.clone()), &["--status"]);
     assert_eq!(&got.cdb[..10], &[0x5e, 0x03, 0, 0, 0, 0, 0, 0x20, 0, 0]);
-    assert_eq!(
-        text(&out.stdout),
-        "  PR generation=0x4 (from READ FULL STATUS)
-  reservation: Write Exclusive, registrants only, LU_SCOPE; holder marked *
-  HOLDER  KEY                 PORT   TRANSPORT ID
-  *       0xabc               1      sas,5000000200000001
-          0xdef               1      sas,5000000200000002
-"
-    );
+    assert_eq!(text(&out.stdout), TABLE_OF_TWO);
     assert_eq!(out.status.code(), Some(0));
 }
 

@@ -7,16 +7,12 @@ mod common;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 
-use common::Helper;
+use common::{run_client, Helper};
 
+/// The client on the helper's emulated device (see [`Helper::disk`]).
 fn client(h: &Helper, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"))
-        .args(["--emulated", "--socket"])
-        .arg(&h.socket)
-        .args(args)
-        .arg(h.dir.path().join("lu.img"))
-        .output()
-        .unwrap()
+    let args: Vec<&str> = ["--emulated"].iter().chain(args).copied().collect();
+    run_client(&h.socket, &args, &h.dir.path().join("lu.img"))
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::process::Command;
@@ -11,28 +11,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::sys::signal::Signal;
 
-fn rw(path: &std::path::Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap()
-}
-
-fn scratch(h: &Helper) -> std::path::PathBuf {
-    let p = h.dir.path().join("disk.img");
-    File::create(&p).unwrap().write_all(&[0u8; 4096]).unwrap();
-    p
-}
-
 const ABORTED_IO_TERMINATED: (u8, u8, u8) = (0xb, 0x00, 0x06);
 
 #[test]
 fn negotiation_then_a_command_on_a_non_device_fd() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
+    let disk = h.disk_path();
     let mut c = h.connect().negotiate();
-    let f = rw(&disk);
+    let f = open_rw(&disk);
     let r = c.command(&pr_in(0, 64), f.as_raw_fd(), &[]).unwrap();
     assert_eq!(r.status, 2);
     assert_eq!(r.sense[0], 0x70);
@@ -46,7 +32,7 @@ fn negotiation_then_a_command_on_a_non_device_fd() {
 #[test]
 fn pr_out_on_a_read_only_fd_is_invalid_opcode_and_keeps_the_connection() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
+    let disk = h.disk_path();
     let mut c = h.connect().negotiate();
     let ro = File::open(&disk).unwrap();
     let r = c
@@ -64,9 +50,9 @@ fn pr_out_on_a_read_only_fd_is_invalid_opcode_and_keeps_the_connection() {
 #[test]
 fn protocol_violations_close_only_that_connection_and_leak_no_fd() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
-    let f = rw(&disk);
-    let g = rw(&disk);
+    let disk = h.disk_path();
+    let f = open_rw(&disk);
+    let g = open_rw(&disk);
     let mut keeper = h.connect().negotiate();
     let baseline = h.stable_fd_count();
 
@@ -156,8 +142,8 @@ fn protocol_violations_close_only_that_connection_and_leak_no_fd() {
 #[test]
 fn transfer_length_8192_is_accepted() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
-    let f = rw(&disk);
+    let disk = h.disk_path();
+    let f = open_rw(&disk);
     let mut c = h.connect().negotiate();
     let r = c.command(&pr_in(0, 8192), f.as_raw_fd(), &[]).unwrap();
     assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED);
@@ -170,10 +156,10 @@ fn transfer_length_8192_is_accepted() {
 #[test]
 fn the_device_fd_is_closed_after_every_command() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
+    let disk = h.disk_path();
     let mut c = h.connect().negotiate();
     let baseline = h.stable_fd_count();
-    let f = rw(&disk);
+    let f = open_rw(&disk);
     let ro = File::open(&disk).unwrap();
     for _ in 0..50 {
         c.command(&pr_in(0, 64), f.as_raw_fd(), &[]).unwrap();
@@ -192,7 +178,7 @@ fn fds_of_other_kinds_never_reach_the_ioctl_and_are_answered() {
     let (pr, _pw) = nix::unistd::pipe().unwrap();
     let (sa, _sb) = std::os::unix::net::UnixStream::pair().unwrap();
     let dir = File::open(h.dir.path()).unwrap();
-    let null = rw(std::path::Path::new("/dev/null"));
+    let null = open_rw("/dev/null");
     let own = std::os::unix::net::UnixStream::connect(&h.socket).unwrap();
     for (name, fd) in [
         ("pipe", pr.as_raw_fd()),
@@ -210,8 +196,8 @@ fn fds_of_other_kinds_never_reach_the_ioctl_and_are_answered() {
 #[test]
 fn a_stalled_client_does_not_delay_others() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
-    let f = rw(&disk);
+    let disk = h.disk_path();
+    let f = open_rw(&disk);
     let mut stalled = h.connect().negotiate();
     stalled.send_with_fds(&[0x5e, 0, 0, 0, 0, 0, 0, 0], &[f.as_raw_fd()]);
     let mut half_out = h.connect().negotiate();
@@ -250,8 +236,8 @@ fn sigterm_with_idle_connections_exits_zero_and_removes_the_socket() {
 #[test]
 fn sigpipe_from_a_vanished_client_does_not_kill_the_daemon() {
     let h = Helper::start(&our_helper(), &[]);
-    let disk = scratch(&h);
-    let f = rw(&disk);
+    let disk = h.disk_path();
+    let f = open_rw(&disk);
     for _ in 0..20 {
         let mut c = h.connect().negotiate();
         c.send_request(&pr_in(0, 64), &[f.as_raw_fd()], &[]);
@@ -267,25 +253,8 @@ fn a_stale_socket_file_is_replaced() {
     let path = dir.path().join("pr.sock");
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let mut child = Command::new(our_helper())
-        .arg("-k")
-        .arg(&path)
-        .args(["--seccomp", "kill"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut ok = false;
-    while Instant::now() < deadline {
-        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-            ok = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(ok, "daemon did not replace the stale socket");
+    let _h = Helper::spawn(dir, path.clone(), &our_helper(), &[], |_| {});
+    assert!(answers(&path), "daemon did not replace the stale socket");
 }
 
 #[test]
@@ -307,7 +276,7 @@ fn pidfile_is_written_and_locked() {
         first.pid().to_string()
     );
     let second_sock = dir.path().join("second.sock");
-    let out = Command::new(our_helper())
+    let out = our_command()
         .arg("-k")
         .arg(&second_sock)
         .args(["-f", pid_arg])
@@ -333,21 +302,13 @@ fn daemon_mode_forks_writes_the_pidfile_and_serves() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("d.sock");
     let pidfile = dir.path().join("d.pid");
-    let status = Command::new(our_helper())
-        .arg("-d")
-        .args(["--seccomp", "kill"])
-        .arg("-k")
-        .arg(&sock)
-        .arg("-f")
-        .arg(&pidfile)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (out, daemon) = Daemonized::start(&sock, pidfile, &[], |_| {});
+    assert!(out.status.success(), "{}", text(&out.stderr));
     // The socket exists as soon as the parent returns.
     let c = Client::connect(&sock).negotiate();
     drop(c);
-    stop_from_pidfile(&pidfile, &[&sock]);
-    assert!(!sock.exists(), "daemon did not clean up its socket");
+    // The daemon cleans up its socket.
+    daemon.stop(&[&sock]);
 }
 
 #[test]
@@ -360,17 +321,8 @@ fn when_d_returns_the_pidfile_names_the_serving_daemon() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("d.sock");
         let pidfile = dir.path().join("d.pid");
-        let status = Command::new(our_helper())
-            .args(["-d", "--emulate", "--seccomp", "kill", "-k"])
-            .arg(&sock)
-            .arg("-f")
-            .arg(&pidfile)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "round {round}");
+        let (out, daemon) = Daemonized::start(&sock, pidfile.clone(), &["--emulate"], |_| {});
+        assert!(out.status.success(), "round {round}");
         let written = std::fs::read_to_string(&pidfile).unwrap();
         let pid: i32 = written
             .trim()
@@ -383,49 +335,20 @@ fn when_d_returns_the_pidfile_names_the_serving_daemon() {
         let c = Client::connect(&sock).negotiate();
         // The named process serves: stopping it removes the socket.
         drop(c);
-        stop_from_pidfile(&pidfile, &[&sock]);
-        assert!(!sock.exists(), "round {round}: the daemon did not stop");
-    }
-}
-
-/// Sends SIGTERM to the daemon whose pid `pidfile` holds and waits (10 s at
-/// most) until every path in `gone` has been removed.
-fn stop_from_pidfile(pidfile: &std::path::Path, gone: &[&std::path::Path]) {
-    let pid: i32 = std::fs::read_to_string(pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gone.iter().any(|p| p.exists()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+        daemon.stop(&[&sock]);
     }
 }
 
 /// Starts our daemon on `socket` (inside `dir`) with `extra` arguments.
 fn start_on(dir: tempfile::TempDir, socket: std::path::PathBuf, extra: &[&str]) -> Helper {
-    let log = File::create(dir.path().join("helper.log")).unwrap();
-    let child = Command::new(our_helper())
-        .arg("-k")
-        .arg(&socket)
-        .args(["--seccomp", "kill"])
-        .args(extra)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let h = Helper { child, dir, socket };
-    h.wait_for_socket();
-    h
+    Helper::spawn(dir, socket, &our_helper(), extra, |_| {})
 }
 
 /// Whether the daemon answers a PR IN on the socket (an fd that is not a
 /// device: the answer is ABORTED COMMAND, but an answer).
 fn answers(socket: &std::path::Path) -> bool {
     let mut c = Client::connect(socket).negotiate();
-    let null = rw(std::path::Path::new("/dev/null"));
+    let null = open_rw("/dev/null");
     c.command(&pr_in(0, 8), null.as_raw_fd(), &[])
         .is_some_and(|r| r.sense_code() == ABORTED_IO_TERMINATED)
 }
@@ -435,7 +358,7 @@ fn answers(socket: &std::path::Path) -> bool {
 fn run_briefly(args: &[&str]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let err_path = dir.path().join("stderr");
-    let mut child = Command::new(our_helper())
+    let mut child = our_command()
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(File::create(&err_path).unwrap())
@@ -490,11 +413,7 @@ fn socket_paths_of_107_bytes_work_and_longer_ones_are_refused() {
     let room = 108 - dir.path().as_os_str().len() - 1;
     let socket = dir.path().join("s".repeat(room));
     assert_eq!(socket.as_os_str().len(), 108);
-    let out = Command::new(our_helper())
-        .arg("-k")
-        .arg(&socket)
-        .output()
-        .unwrap();
+    let out = our_command().arg("-k").arg(&socket).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let last = err.lines().last().unwrap_or_default();
@@ -589,29 +508,16 @@ fn daemon_mode_keeps_a_relative_pidfile_in_the_start_directory() {
         format!("socket = {:?}\n", sock.to_str().unwrap()),
     )
     .unwrap();
-    let status = Command::new(our_helper())
-        .current_dir(dir.path())
-        .args([
-            "-d",
-            "--seccomp",
-            "kill",
-            "-f",
-            &name,
-            "-c",
-            "relative.toml",
-        ])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let out = run_daemonized(|c| {
+        c.current_dir(dir.path())
+            .args(["-f", &name, "-c", "relative.toml"]);
+    });
+    assert!(out.status.success(), "{}", text(&out.stderr));
     // Serving means the pid has been written.
     assert!(answers(&sock));
+    // The pidfile is removed in the start directory.
     let pidfile = dir.path().join(&name);
-    stop_from_pidfile(&pidfile, &[&pidfile, &sock]);
-    assert!(
-        !pidfile.exists(),
-        "pidfile not removed in the start directory"
-    );
+    Daemonized::new(pidfile.clone()).stop(&[&pidfile, &sock]);
     if let Some(p) = &canary.0 {
         assert!(p.exists(), "the daemon removed {}", p.display());
     }
@@ -663,7 +569,7 @@ mod activation {
         let fd: OwnedFd = listener.into();
         let mut child = spawn_activated(Some(&fd), "1", &[]);
         let mut c = Client::connect(&path).negotiate();
-        let null = rw(std::path::Path::new("/dev/null"));
+        let null = open_rw("/dev/null");
         let r = c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).unwrap();
         assert_eq!(r.sense_code(), ABORTED_IO_TERMINATED);
         nix::sys::signal::kill(
@@ -719,6 +625,8 @@ mod activation {
 mod command_line {
     use super::*;
 
+    /// Runs the binary on a command line that it refuses or answers
+    /// without serving.
     fn run(args: &[&str]) -> (Option<i32>, String, String) {
         let out = Command::new(our_helper()).args(args).output().unwrap();
         (
@@ -854,7 +762,7 @@ mod command_line {
             format!("socket = {:?}\n", from_file.to_str().unwrap()),
         )
         .unwrap();
-        let mut child = Command::new(our_helper())
+        let mut child = our_command()
             .args(["-c", cfg.to_str().unwrap()])
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -894,28 +802,11 @@ fn open_file_limits(pid: u32) -> (String, String) {
 
 #[test]
 fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
-    use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("pr.sock");
-    let mut cmd = Command::new(our_helper());
-    cmd.arg("-k")
-        .arg(&socket)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    // SAFETY: runs in the forked child before exec and only calls
-    // getrlimit/setrlimit, which are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            use nix::sys::resource::{getrlimit, setrlimit, Resource};
-            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-            setrlimit(Resource::RLIMIT_NOFILE, 64.min(hard), hard)?;
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().unwrap();
-    let h = Helper { child, dir, socket };
-    h.wait_for_socket();
+    let h = Helper::spawn(dir, socket, &our_helper(), &[], |cmd| {
+        common::spawn::start_with_nofile_soft(cmd, 64)
+    });
     let (soft, hard) = open_file_limits(h.pid());
     assert_eq!(soft, hard, "soft limit left at {soft}");
 }
@@ -985,6 +876,6 @@ fn switching_user_and_group_with_u_and_g() {
     assert!(line("CapEff:").ends_with(&format!("{:016x}", 1u64 << 17)));
     // Still serving.
     let mut c = h.connect().negotiate();
-    let null = rw(std::path::Path::new("/dev/null"));
+    let null = open_rw("/dev/null");
     assert!(c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).is_some());
 }

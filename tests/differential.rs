@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -45,17 +45,9 @@ impl Fds {
             .write_all(&[0u8; 4096])
             .unwrap();
         Fds {
-            rw: OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&disk)
-                .unwrap(),
+            rw: open_rw(&disk),
             ro: File::open(&disk).unwrap(),
-            null: OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .unwrap(),
+            null: open_rw("/dev/null"),
             pipe: nix::unistd::pipe().unwrap(),
             sock: std::os::unix::net::UnixStream::pair().unwrap(),
             dir: File::open(dir).unwrap(),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,11 +37,7 @@ impl Disks {
     }
 
     fn open(&self, name: &str) -> File {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.path(name))
-            .unwrap()
+        open_rw(self.path(name))
     }
 
     /// A config file with one `[[executor.fault]]` per `(disk, fault)`.
@@ -63,14 +59,6 @@ fn start(config: &Path, extra: &[&str]) -> Helper {
     let mut args = vec!["-c", config.to_str().unwrap()];
     args.extend_from_slice(extra);
     Helper::start(&our_helper(), &args)
-}
-
-/// A well-formed command on a fresh connection to a healthy disk is served.
-#[track_caller]
-fn still_serves(h: &Helper, healthy: &File) {
-    let mut c = h.connect().negotiate();
-    let r = c.command(&pr_in(0, 64), healthy.as_raw_fd(), &[]).unwrap();
-    assert_eq!(r.status, GOOD, "{}", h.log());
 }
 
 /// Fixed-format sense (key, ASC, ASCQ), for CHECK CONDITION answers.
@@ -98,7 +86,7 @@ fn each_fault_gives_the_prescribed_status_and_sense() {
         .collect();
     let h = start(&disks.config(&faults), &[]);
     let healthy = disks.open("healthy.img");
-    still_serves(&h, &healthy);
+    h.still_serves(&healthy, "at start");
     let baseline = h.stable_fd_count();
 
     for ((fault, status, sense), name) in cases.iter().zip(&names) {
@@ -124,7 +112,7 @@ fn each_fault_gives_the_prescribed_status_and_sense() {
             }
         }
         drop(c);
-        still_serves(&h, &healthy);
+        h.still_serves(&healthy, fault);
     }
     assert_eq!(h.settle_fd_count(baseline), baseline, "fds leaked");
 }
@@ -161,7 +149,7 @@ fn a_device_that_never_answers_delays_only_its_own_client() {
         &["--timeout", "500"],
     );
     let healthy = disks.open("healthy.img");
-    still_serves(&h, &healthy);
+    h.still_serves(&healthy, "at start");
     let baseline = h.stable_fd_count();
 
     let dead = disks.open("dead.img");
@@ -193,8 +181,7 @@ fn a_device_that_never_answers_delays_only_its_own_client() {
     assert!(fast_done < slow_done, "the healthy client waited");
 
     drop(fast);
-    still_serves(&h, &healthy);
-    assert_eq!(h.settle_fd_count(baseline), baseline, "fds leaked");
+    h.still_healthy(&healthy, baseline, "after the device that never answers");
 }
 
 #[test]
@@ -224,34 +211,31 @@ fn sigterm_while_a_device_never_answers_exits_0_after_the_answer() {
 fn an_unknown_fault_name_is_refused_at_start() {
     let disks = Disks::new(&["a.img"]);
     let config = disks.config(&[("a.img", "slowly")]);
-    let out = std::process::Command::new(our_helper())
-        .arg("-k")
-        .arg(disks.path("pr.sock"))
-        .arg("-c")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_at_start(&disks, &config);
     assert!(
         err.contains("\"slowly\"") && err.contains("unit_attention"),
         "{err}"
     );
-    assert!(!disks.path("pr.sock").exists());
 
     // A fault file that does not exist is refused too, naming it.
     let config = disks.config(&[("missing.img", "eio")]);
-    let out = std::process::Command::new(our_helper())
+    let err = refused_at_start(&disks, &config);
+    assert!(err.contains("missing.img"), "{err}");
+}
+
+/// Starting with `config` fails before the socket appears; what it said.
+#[track_caller]
+fn refused_at_start(disks: &Disks, config: &Path) -> String {
+    let out = our_command()
         .arg("-k")
         .arg(disks.path("pr.sock"))
         .arg("-c")
-        .arg(&config)
+        .arg(config)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("missing.img"), "{err}");
     assert!(!disks.path("pr.sock").exists());
+    text(&out.stderr)
 }
 
 #[test]

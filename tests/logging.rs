@@ -29,22 +29,11 @@ fn spawn_with(
     adjust: impl FnOnce(&mut Command),
 ) -> Helper {
     let socket = dir.path().join("pr.sock");
-    let log = File::create(dir.path().join("helper.log")).unwrap();
-    let mut command = Command::new(our_helper());
-    command
-        .arg("-k")
-        .arg(&socket)
-        .args(["--seccomp", "kill", "--emulate"])
-        .args(extra)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    adjust(&mut command);
-    let child = command.spawn().unwrap();
-    let h = Helper { child, dir, socket };
-    h.wait_for_socket();
-    h
+    let args: Vec<&str> = ["--emulate"].iter().chain(extra).copied().collect();
+    Helper::spawn(dir, socket, &our_helper(), &args, |command| {
+        command.envs(env.iter().copied());
+        adjust(command);
+    })
 }
 
 fn spawn(extra: &[&str]) -> Helper {
@@ -55,12 +44,21 @@ fn spawn(extra: &[&str]) -> Helper {
 fn register_and_read(h: &Helper) {
     let disk = h.disk();
     let mut c = h.connect().negotiate();
-    let r = c
-        .command(&pr_out(0, 0, 24), disk.as_raw_fd(), &params(0, 0xabc))
-        .unwrap();
-    assert_eq!(r.status, 0);
+    c.register(disk.as_raw_fd(), 0xabc);
     let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]).unwrap();
     assert_eq!(r.status, 0);
+}
+
+/// [`register_and_read`], then the log once the daemon has stopped.
+fn register_and_stop(h: Helper) -> String {
+    register_and_read(&h);
+    stopped_log(h)
+}
+
+/// The log of a daemon started with `extra` that served one REGISTER and
+/// one READ KEYS and stopped.
+fn log_of_one_register(extra: &[&str]) -> String {
+    register_and_stop(spawn(extra))
 }
 
 /// The log once the daemon has stopped (SIGTERM).
@@ -75,7 +73,7 @@ fn stopped_log(h: Helper) -> String {
 fn t_help_lists_the_targets_on_stdout_and_exits_zero_without_starting() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("s");
-    let out = Command::new(our_helper())
+    let out = our_command()
         .args(["-T", "help", "-k"])
         .arg(&socket)
         .output()
@@ -89,16 +87,8 @@ fn t_help_lists_the_targets_on_stdout_and_exits_zero_without_starting() {
 
 #[test]
 fn vv_shows_each_request_that_v_does_not() {
-    let v = {
-        let h = spawn(&["-v"]);
-        register_and_read(&h);
-        stopped_log(h)
-    };
-    let vv = {
-        let h = spawn(&["-vv"]);
-        register_and_read(&h);
-        stopped_log(h)
-    };
+    let v = log_of_one_register(&["-v"]);
+    let vv = log_of_one_register(&["-vv"]);
     assert!(v.contains("DEBUG") && v.contains("command done"), "{v}");
     assert!(!v.contains("TRACE"), "{v}");
     let request = vv
@@ -111,9 +101,7 @@ fn vv_shows_each_request_that_v_does_not() {
 
 #[test]
 fn t_pattern_traces_its_target_only_and_the_default_level_stays_for_the_rest() {
-    let h = spawn(&["-T", "qemu_pr_helper::server"]);
-    register_and_read(&h);
-    let log = stopped_log(h);
+    let log = log_of_one_register(&["-T", "qemu_pr_helper::server"]);
     assert!(log.contains("request received"), "{log}");
     assert!(log.contains("command done"), "{log}");
     // The emulated device's DEBUG line is not enabled by the pattern.
@@ -130,8 +118,7 @@ fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "log_format = \"json\"\n").unwrap();
     let h = spawn_in(dir, &["-v", "-c", config.to_str().unwrap()], &[]);
-    register_and_read(&h);
-    let log = stopped_log(h);
+    let log = register_and_stop(h);
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -190,23 +177,8 @@ fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
 fn no_multipath_lines_at_the_default_level_when_no_map_is_used() {
     // The production executor (multipath routing on, relay started), on a
     // host without multipathd, given a file that is not a map.
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("pr.sock");
-    let log = File::create(dir.path().join("helper.log")).unwrap();
-    let child = Command::new(our_helper())
-        .arg("-k")
-        .arg(&socket)
-        .args(["--seccomp", "kill"])
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let h = Helper { child, dir, socket };
-    h.wait_for_socket();
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
+    let h = Helper::start(&our_helper(), &[]);
+    let null = open_rw("/dev/null");
     let mut c = h.connect().negotiate();
     assert!(c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).is_some());
     drop(c);
@@ -254,17 +226,13 @@ fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
     .unwrap();
     let socket = dir.path().join("pr.sock");
     let pidfile = dir.path().join("pid");
-    let out = Command::new(our_helper())
-        .args(["-d", "--emulate", "--seccomp", "kill", "-c"])
-        .arg(&config)
-        .arg("-k")
-        .arg(&socket)
-        .arg("-f")
-        .arg(&pidfile)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let _stop = Daemonized(pidfile.clone());
+    let config = config.to_str().unwrap();
+    let (out, _stop) = Daemonized::start(
+        &socket,
+        pidfile.clone(),
+        &["--emulate", "-c", config],
+        |_| {},
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
@@ -286,10 +254,7 @@ fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
     let disk = File::create(dir.path().join("lu.img")).unwrap();
     disk.set_len(512).unwrap();
     let mut c = Client::connect(&socket).negotiate();
-    let r = c
-        .command(&pr_out(0, 0, 24), disk.as_raw_fd(), &params(0, 0xabc))
-        .unwrap();
-    assert_eq!(r.status, 0);
+    c.register(disk.as_raw_fd(), 0xabc);
     let got = receive_until(&rx, |d| {
         String::from_utf8_lossy(d).contains("action=REGISTER")
     });
@@ -303,21 +268,6 @@ fn d_says_where_the_log_goes_and_syslog_gets_every_line_audit_included() {
     )
     .unwrap();
     receive_until(&rx, |d| String::from_utf8_lossy(d).contains("exiting"));
-}
-
-/// Stops a daemonized helper (the pid in its pidfile) when dropped, so a
-/// failed assertion leaves no daemon behind.
-struct Daemonized(std::path::PathBuf);
-
-impl Drop for Daemonized {
-    fn drop(&mut self) {
-        if let Some(pid) = std::fs::read_to_string(&self.0)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
 }
 
 /// The fields of one journal native-protocol datagram: `NAME=value` lines,
@@ -413,10 +363,7 @@ fn under_systemd_the_journal_gets_native_fields_and_priorities() {
     };
     let disk = h.disk();
     let mut c = h.connect().negotiate();
-    let r = c
-        .command(&pr_out(0, 0, 24), disk.as_raw_fd(), &params(0, 0xabc))
-        .unwrap();
-    assert_eq!(r.status, 0);
+    c.register(disk.as_raw_fd(), 0xabc);
     let got = receive_until(&rx, |d| {
         journal_fields(d)
             .get("MESSAGE")
@@ -506,8 +453,7 @@ fn a_journal_entry_too_large_for_a_datagram_passes_the_filter() {
         });
         return;
     }
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: a mount namespace needs root");
+    if !may_mount() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -570,15 +516,9 @@ fn a_journal_entry_too_large_for_a_datagram_passes_the_filter() {
 
 #[test]
 fn q_keeps_errors_only_and_t_audit_brings_the_audit_trail_back_with_its_peer() {
-    let quiet = {
-        let h = spawn(&["-q"]);
-        register_and_read(&h);
-        stopped_log(h)
-    };
+    let quiet = log_of_one_register(&["-q"]);
     assert_eq!(quiet, "", "-q wrote more than errors");
-    let h = spawn(&["-q", "-T", "audit"]);
-    register_and_read(&h);
-    let log = stopped_log(h);
+    let log = log_of_one_register(&["-q", "-T", "audit"]);
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 1, "{log}");
     assert!(lines[0].contains("action=REGISTER"), "{log}");
@@ -598,47 +538,29 @@ fn daemonize_in(
 ) -> (String, Daemonized) {
     let config_path = dir.path().join("c.toml");
     std::fs::write(&config_path, config).unwrap();
-    let pidfile = dir.path().join("pid");
-    let mut command = Command::new(our_helper());
-    command
-        .args(["-d", "--emulate", "--seccomp", "kill", "-c"])
-        .arg(&config_path)
-        .arg("-k")
-        .arg(dir.path().join("pr.sock"))
-        .arg("-f")
-        .arg(&pidfile)
-        .stdin(Stdio::null());
-    with_run_from(&mut command, run);
-    let out = command.output().unwrap();
-    let daemon = Daemonized(pidfile);
+    let (out, daemon) = Daemonized::start(
+        &dir.path().join("pr.sock"),
+        dir.path().join("pid"),
+        &["--emulate", "-c", config_path.to_str().unwrap()],
+        |command| with_run_from(command, run),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     (stderr, daemon)
 }
 
-/// Stops the daemon whose pid `pidfile` holds, once it has written it
-/// (after going to the background), and waits for its socket to go.
-fn stop_daemon(pidfile: &std::path::Path, socket: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let pid = loop {
-        let written = std::fs::read_to_string(pidfile).unwrap_or_default();
-        if let Ok(pid) = written.trim().parse::<i32>() {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "no pid in {}", pidfile.display());
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-    while socket.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+/// Whether this process may make a mount namespace; says so when not.
+fn may_mount() -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    if !root {
+        eprintln!("skipped: a mount namespace needs root");
     }
-    assert!(!socket.exists(), "the daemon did not stop");
+    root
 }
 
 #[test]
 fn d_takes_the_journal_when_it_answers_and_says_so() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: a mount namespace needs root");
+    if !may_mount() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -654,13 +576,12 @@ fn d_takes_the_journal_when_it_answers_and_says_so() {
             .get("MESSAGE")
             .is_some_and(|m| m == "listening")
     });
-    stop_daemon(&daemon.0, &dir.path().join("pr.sock"));
+    daemon.stop(&[&dir.path().join("pr.sock")]);
 }
 
 #[test]
 fn d_with_neither_journal_nor_syslog_says_the_log_is_lost() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: a mount namespace needs root");
+    if !may_mount() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -676,14 +597,14 @@ fn d_with_neither_journal_nor_syslog_says_the_log_is_lost() {
         stderr.contains("log: nowhere: neither the journal nor syslog can be reached"),
         "{stderr}"
     );
-    stop_daemon(&daemon.0, &dir.path().join("pr.sock"));
+    daemon.stop(&[&dir.path().join("pr.sock")]);
 }
 
 #[test]
 fn stderr_with_d_is_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("pr.sock");
-    let out = Command::new(our_helper())
+    let out = our_command()
         .args(["-d", "--log-to", "stderr", "--emulate", "-k"])
         .arg(&socket)
         .arg("-f")
@@ -703,9 +624,7 @@ fn stderr_with_d_is_refused_in_one_line() {
 
 #[test]
 fn t_star_finds_trace_events_at_the_default_level() {
-    let h = spawn(&["-T", "*"]);
-    register_and_read(&h);
-    let log = stopped_log(h);
+    let log = log_of_one_register(&["-T", "*"]);
     assert!(
         log.lines()
             .any(|l| l.contains("TRACE") && l.contains("request received")),

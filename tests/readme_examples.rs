@@ -9,6 +9,10 @@
 //! where the README's commands run from after `cargo build`; `/tmp/` in a
 //! block becomes a temporary directory of its own, so that runs do not
 //! meet each other's sockets.
+//!
+//! The daemons here run as the README starts them, so under the build's
+//! default system-call filter mode (`log` in a debug build), not the
+//! `--seccomp kill` every other test daemon runs under.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;

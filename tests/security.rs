@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -33,11 +32,7 @@ fn a_peer_not_on_the_allowlist_is_closed_before_negotiation() {
 fn a_device_off_the_allowlist_gets_lun_not_supported_and_an_audit_line() {
     let h = Helper::emulated_with("[security]\ndevices = [\"1:3\"]\n");
     let f = h.disk();
-    let null = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
+    let null = open_rw("/dev/null");
     let mut c = h.connect().negotiate();
     let r = c.command(&pr_in(0, 64), f.as_raw_fd(), &[]).unwrap();
     assert_eq!(r.status, 2);
@@ -64,10 +59,7 @@ fn audit_lines_name_the_peer_action_and_keys_as_configured() {
         let h = Helper::emulated_with(&format!("[security]\naudit_keys = \"{mode}\"\n"));
         let f = h.disk();
         let mut c = h.connect().negotiate();
-        let r = c
-            .command(&pr_out(0, 0, 24), f.as_raw_fd(), &params(0, 0xabc))
-            .unwrap();
-        assert_eq!(r.status, 0);
+        c.register(f.as_raw_fd(), 0xabc);
         let log = h.log();
         let line = log
             .lines()
@@ -160,7 +152,7 @@ fn socket_mode_is_applied_before_the_socket_appears() {
     let h = Helper::emulated_with("[security]\nsocket_mode = \"0600\"\n");
     let mode = std::fs::metadata(&h.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let out = std::process::Command::new(our_helper())
+    let out = our_command()
         .args(["-k", "/tmp/never-made-security.sock", "-c"])
         .arg({
             let p = h.dir.path().join("bad.toml");

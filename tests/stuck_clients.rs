@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{IoSlice, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -105,32 +105,43 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
     drop(stuck);
 }
 
+/// Sends READ KEYS with `fd` on `c`'s stream, from a thread, without ever
+/// reading a reply, counting the sends in `sent`: blocks once the daemon
+/// stops reading, and ends when a send fails (the daemon has gone or given
+/// the connection up) or after 30 s.
+fn send_without_reading(
+    c: &Client,
+    fd: RawFd,
+    sent: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<()> {
+    let stream = c.stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut cdb = [0u8; 16];
+        cdb[..10].copy_from_slice(&pr_in(0, 8192));
+        let fds = [fd];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && sendmsg::<()>(
+                stream.as_raw_fd(),
+                &[IoSlice::new(&cdb)],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .is_ok()
+        {
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+}
+
 #[test]
 fn a_client_that_never_reads_its_replies_does_not_hold_back_shutdown() {
     let h = Helper::emulated_with("");
     let f = h.disk();
     let c = h.connect().negotiate();
     let sent = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&sent);
-    let stream = c.stream.try_clone().unwrap();
-    let fd = f.as_raw_fd();
-    let sender = std::thread::spawn(move || {
-        let mut cdb = [0u8; 16];
-        cdb[..10].copy_from_slice(&pr_in(0, 8192));
-        let fds = [fd];
-        // Blocks once the daemon stops reading; ends when it goes away.
-        while sendmsg::<()>(
-            stream.as_raw_fd(),
-            &[IoSlice::new(&cdb)],
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
-            None,
-        )
-        .is_ok()
-        {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    let sender = send_without_reading(&c, f.as_raw_fd(), Arc::clone(&sent));
     // Until the daemon is blocked writing replies and no longer reads.
     let mut last = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -158,25 +169,7 @@ fn a_client_that_never_reads_its_replies_is_disconnected_after_the_request_timeo
     let h = Helper::emulated_with("[security]\nrequest_timeout_ms = 300\n");
     let f = h.disk();
     let mut c = h.connect().negotiate();
-    let stream = c.stream.try_clone().unwrap();
-    let fd = f.as_raw_fd();
-    let sender = std::thread::spawn(move || {
-        let mut cdb = [0u8; 16];
-        cdb[..10].copy_from_slice(&pr_in(0, 8192));
-        let fds = [fd];
-        // Blocks once the daemon stops reading; fails once it has given up.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline
-            && sendmsg::<()>(
-                stream.as_raw_fd(),
-                &[IoSlice::new(&cdb)],
-                &[ControlMessage::ScmRights(&fds)],
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            )
-            .is_ok()
-        {}
-    });
+    let sender = send_without_reading(&c, f.as_raw_fd(), Arc::default());
     // The daemon gives the reply 300 ms, then ends the connection: the
     // sender's next send fails and it returns.
     let started = Instant::now();
@@ -245,10 +238,7 @@ fn refusals_in_a_loop_are_rate_limited_and_audit_lines_still_appear() {
         0
     );
     refused_in_a_loop(&h, 2000);
-    let r = holder
-        .command(&pr_out(0, 0, 24), f.as_raw_fd(), &params(0, 0xabc))
-        .unwrap();
-    assert_eq!(r.status, 0);
+    holder.register(f.as_raw_fd(), 0xabc);
     let refusals = lines_with(&h, "connection limit reached");
     assert!((1..=12).contains(&refusals), "{refusals} refusal lines");
     let audit = lines_with(&h, "action=REGISTER");

@@ -278,37 +278,18 @@ mod tests {
     use crate::domain::param_list::TransportId;
     use crate::domain::pr_in_data::{FullStatusDescriptor, Reservation};
 
-    fn desc(key: u64, holder: bool, sas: u64) -> FullStatusDescriptor {
-        FullStatusDescriptor {
-            key: ReservationKey(key),
-            all_tg_pt: false,
-            r_holder: holder,
-            scope: 0,
-            type_code: if holder { 5 } else { 0 },
-            relative_target_port: 1,
-            transport_id: TransportId::sas(sas).as_bytes().to_vec(),
-        }
+    /// Shared with the client's test against a fake helper.
+    mod full_status {
+        use super::*;
+        include!("../../tests/common/full_status.rs");
     }
+    use full_status::{full_status_of_two, TABLE_OF_TWO};
 
     #[test]
     fn full_status_table_marks_the_holder() {
-        let fs = ReadFullStatus {
-            generation: 6,
-            descriptors: vec![
-                desc(0xabc, true, 0x5000_0002_0000_0001),
-                desc(0xdef, false, 0x5000_0002_0000_0002),
-            ],
-        };
+        let fs = full_status_of_two();
         let s = Status::from_full_status(&ReadFullStatus::decode(&fs.encode()).unwrap());
-        assert_eq!(
-            s.table(),
-            "  PR generation=0x6 (from READ FULL STATUS)
-  reservation: Write Exclusive, registrants only, LU_SCOPE; holder marked *
-  HOLDER  KEY                 PORT   TRANSPORT ID
-  *       0xabc               1      sas,5000000200000001
-          0xdef               1      sas,5000000200000002
-"
-        );
+        assert_eq!(s.table(), TABLE_OF_TWO);
         let j = serde_json::to_value(s.json(0)).unwrap();
         assert_eq!(j["registrants"][0]["holder"], true);
         assert_eq!(
@@ -318,23 +299,26 @@ mod tests {
         assert_eq!(j["reservation"]["type"], 5);
     }
 
-    #[test]
-    fn keys_and_reservation_mark_by_key_and_leave_transport_ids_unknown() {
+    /// The status from READ KEYS listing keys 1 and 2 and READ RESERVATION
+    /// of `key` with `rtype`, each read back from its encoding.
+    fn keys_1_and_2_reserved_by(key: u64, rtype: ReservationType) -> Status {
         let keys = ReadKeys {
             generation: 2,
             keys: vec![ReservationKey(1), ReservationKey(2)],
         };
         let res = ReadReservation {
             generation: 2,
-            reservation: Some(Reservation::new(
-                ReservationKey(2),
-                ReservationType::WriteExclusive,
-            )),
+            reservation: Some(Reservation::new(ReservationKey(key), rtype)),
         };
-        let s = Status::from_keys_and_reservation(
+        Status::from_keys_and_reservation(
             &ReadKeys::decode(&keys.encode()).unwrap(),
             &ReadReservation::decode(&res.encode()).unwrap(),
-        );
+        )
+    }
+
+    #[test]
+    fn keys_and_reservation_mark_by_key_and_leave_transport_ids_unknown() {
+        let s = keys_1_and_2_reserved_by(2, ReservationType::WriteExclusive);
         let t = s.table();
         assert!(t.contains("(from READ KEYS + READ RESERVATION)"), "{t}");
         assert!(
@@ -351,21 +335,7 @@ mod tests {
 
     #[test]
     fn all_registrants_type_makes_everyone_holder() {
-        let keys = ReadKeys {
-            generation: 2,
-            keys: vec![ReservationKey(1), ReservationKey(2)],
-        };
-        let res = ReadReservation {
-            generation: 2,
-            reservation: Some(Reservation::new(
-                ReservationKey(0),
-                ReservationType::ExclusiveAccessAllRegistrants,
-            )),
-        };
-        let s = Status::from_keys_and_reservation(
-            &ReadKeys::decode(&keys.encode()).unwrap(),
-            &ReadReservation::decode(&res.encode()).unwrap(),
-        );
+        let s = keys_1_and_2_reserved_by(0, ReservationType::ExclusiveAccessAllRegistrants);
         assert!(s.registrants.iter().all(|r| r.holder));
     }
 

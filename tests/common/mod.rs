@@ -6,14 +6,107 @@ use std::io::{IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
-/// Our daemon's binary.
-pub fn our_helper() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_qemu-pr-helper"))
+pub mod cluster;
+pub mod spawn;
+pub mod stuck_fuse;
+
+#[allow(unused_imports)] // not every test file uses both
+pub use spawn::{our_helper, PRODUCTION_FILTER};
+
+/// Our daemon's command under the production system-call filter, for a
+/// test that runs it to the end itself (a command line or configuration it
+/// refuses, `-d`).
+pub fn our_command() -> Command {
+    let mut cmd = Command::new(our_helper());
+    cmd.args(PRODUCTION_FILTER);
+    cmd
+}
+
+/// Runs our daemon under the filter with `-d` and what `args` adds, stdin
+/// on /dev/null, until the process it started returns (the daemon goes on
+/// in the background); that process's output.
+pub fn run_daemonized(args: impl FnOnce(&mut Command)) -> Output {
+    let mut cmd = our_command();
+    cmd.arg("-d").stdin(std::process::Stdio::null());
+    args(&mut cmd);
+    cmd.output().unwrap()
+}
+
+/// A daemon gone to the background, known by its pidfile. Dropped before
+/// [`Daemonized::stop`], it is sent SIGTERM if the pidfile names a pid.
+pub struct Daemonized {
+    pub pidfile: PathBuf,
+    stopped: bool,
+}
+
+impl Daemonized {
+    pub fn new(pidfile: PathBuf) -> Daemonized {
+        Daemonized {
+            pidfile,
+            stopped: false,
+        }
+    }
+
+    /// Runs `-d -k SOCKET -f PIDFILE EXTRA...` (see [`run_daemonized`])
+    /// after `adjust`: the output of the process it started, and the
+    /// daemon.
+    pub fn start(
+        socket: &Path,
+        pidfile: PathBuf,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> (Output, Daemonized) {
+        let out = run_daemonized(|c| {
+            c.arg("-k").arg(socket).arg("-f").arg(&pidfile).args(extra);
+            adjust(c);
+        });
+        (out, Daemonized::new(pidfile))
+    }
+
+    fn pid(&self) -> Option<nix::unistd::Pid> {
+        let written = std::fs::read_to_string(&self.pidfile).ok()?;
+        written.trim().parse().ok().map(nix::unistd::Pid::from_raw)
+    }
+
+    /// Waits for the pid to be written, sends it SIGTERM, and waits until
+    /// every path in `gone` has been removed (10 s at most for each step).
+    #[track_caller]
+    pub fn stop(mut self, gone: &[&Path]) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pid = loop {
+            if let Some(pid) = self.pid() {
+                break pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no pid in {}",
+                self.pidfile.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.stopped = true;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gone.iter().any(|p| p.exists()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for p in gone {
+            assert!(!p.exists(), "the daemon left {} behind", p.display());
+        }
+    }
+}
+
+impl Drop for Daemonized {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid().filter(|_| !self.stopped) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
 }
 
 /// A running helper process on a socket in its own temporary directory.
@@ -28,29 +121,44 @@ impl Helper {
     pub fn start(binary: &Path, extra: &[&str]) -> Helper {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("pr.sock");
+        Helper::spawn(dir, socket, binary, extra, |_| {})
+    }
+
+    /// Starts `binary -k SOCKET EXTRA...` (SOCKET usually inside `dir`),
+    /// after `adjust` has set what else the test needs on the command
+    /// (environment, limits), and waits for the socket. Its stderr goes to
+    /// DIR/helper.log. Ours always runs under the production system-call
+    /// filter, so that every test also proves the filter lets it serve; a
+    /// test about another mode passes its own `--seccomp` in `extra`.
+    pub fn spawn(
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+        binary: &Path,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Helper {
         // The log goes to a file: a pipe nobody reads would fill up and
         // block the daemon.
         let log = std::fs::File::create(dir.path().join("helper.log")).unwrap();
-        // Ours always runs under the production system-call filter, so that
-        // every test also proves the filter lets it serve.
-        let filter: &[&str] = if binary == our_helper() {
-            &["--seccomp", "kill"]
+        let own_mode = extra.contains(&spawn::PRODUCTION_FILTER[0]);
+        let filter: &[&str] = if binary == our_helper() && !own_mode {
+            &spawn::PRODUCTION_FILTER
         } else {
             &[]
         };
-        let child = Command::new(binary)
-            .arg("-k")
-            .arg(&socket)
-            .args(filter)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let h = Helper { child, dir, socket };
+        let args: Vec<&str> = filter.iter().chain(extra).copied().collect();
+        let mut cmd = spawn::helper_command(binary, &socket, &args);
+        cmd.stderr(log);
+        adjust(&mut cmd);
+        let child = cmd.spawn().unwrap();
+        let mut h = Helper { child, dir, socket };
         h.wait_for_socket();
         h
+    }
+
+    /// Starts our helper on its emulated device.
+    pub fn emulated() -> Helper {
+        Helper::start(&our_helper(), &["--emulate"])
     }
 
     /// Starts our helper on its emulated device with a config file holding
@@ -62,19 +170,17 @@ impl Helper {
         Helper::start(&our_helper(), &["--emulate", "-c", path.to_str().unwrap()])
     }
 
-    /// A 512-byte file in the helper's directory, opened read-write: the
-    /// emulated device's logical unit.
-    pub fn disk(&self) -> std::fs::File {
+    /// A 512-byte file in the helper's directory (made anew): the emulated
+    /// device's logical unit, or a file that SG_IO refuses.
+    pub fn disk_path(&self) -> PathBuf {
         let p = self.dir.path().join("lu.img");
-        std::fs::File::create(&p)
-            .unwrap()
-            .write_all(&[0u8; 512])
-            .unwrap();
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&p)
-            .unwrap()
+        std::fs::write(&p, [0u8; 512]).unwrap();
+        p
+    }
+
+    /// [`Helper::disk_path`], opened read-write.
+    pub fn disk(&self) -> std::fs::File {
+        open_rw(self.disk_path())
     }
 
     /// What the helper logged so far.
@@ -82,11 +188,16 @@ impl Helper {
         std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
     }
 
-    pub fn wait_for_socket(&self) {
+    /// Waits until the socket accepts; panics, with the log, if the helper
+    /// exits first or does not listen within 10 s.
+    pub fn wait_for_socket(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if UnixStream::connect(&self.socket).is_ok() {
                 return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("helper exited before listening ({status}): {}", self.log());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -134,8 +245,37 @@ impl Helper {
         }
     }
 
+    /// A READ KEYS with `disk` on a new connection is answered GOOD.
+    #[track_caller]
+    pub fn still_serves(&self, disk: &std::fs::File, what: &str) {
+        let mut c = self.connect().negotiate();
+        let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]);
+        assert_eq!(r.map(|r| r.status), Some(0), "{what}: {}", self.log());
+    }
+
+    /// [`Helper::still_serves`], and the fd count is back to `baseline`
+    /// (nothing leaked) once that connection is gone.
+    #[track_caller]
+    pub fn still_healthy(&self, disk: &std::fs::File, baseline: usize, what: &str) {
+        self.still_serves(disk, what);
+        assert_eq!(
+            self.settle_fd_count(baseline),
+            baseline,
+            "{what}: fd leaked"
+        );
+    }
+
     pub fn connect(&self) -> Client {
         Client::connect(&self.socket)
+    }
+
+    /// A connection through the client library, negotiated.
+    pub fn connect_library(&self) -> qemu_pr_helper::client::HelperConnection {
+        qemu_pr_helper::client::HelperConnection::connect(
+            &self.socket,
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap()
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -163,6 +303,32 @@ impl Drop for Helper {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `path` opened for reading and writing, as QEMU opens a disk.
+pub fn open_rw(path: impl AsRef<Path>) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+}
+
+/// `qemu-pr-client --socket SOCKET`, for the test to add its arguments.
+pub fn pr_client(socket: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qemu-pr-client"));
+    cmd.arg("--socket").arg(socket);
+    cmd
+}
+
+/// Runs `qemu-pr-client --socket SOCKET ARGS... DEVICE` to the end.
+pub fn run_client(socket: &Path, args: &[&str], device: &Path) -> Output {
+    pr_client(socket).args(args).arg(device).output().unwrap()
+}
+
+/// Program output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A reply as read off the wire.
@@ -265,6 +431,14 @@ impl Client {
         }
     }
 
+    /// REGISTER of `key` (from no key) on `fd`, asserted GOOD: the command
+    /// that makes an audit line.
+    #[track_caller]
+    pub fn register(&mut self, fd: RawFd, key: u64) {
+        let r = self.command(&pr_out(0, 0, 24), fd, &params(0, key));
+        assert_eq!(r.map(|r| r.status), Some(0), "REGISTER {key:#x}");
+    }
+
     /// One full command: request then reply.
     pub fn command(&mut self, cdb: &[u8], fd: RawFd, data: &[u8]) -> Option<Reply> {
         self.send_request(cdb, &[fd], data);
@@ -313,4 +487,3 @@ pub fn params(key: u64, sa_key: u64) -> Vec<u8> {
     p[8..16].copy_from_slice(&sa_key.to_be_bytes());
     p
 }
-pub mod stuck_fuse;

@@ -53,7 +53,10 @@ struct Node<'a> {
     conn: u64,
 }
 
-impl Node<'_> {
+impl<'a> Node<'a> {
+    fn new(exec: &'a EmulatedExecutor, disk: &'a Path, conn: u64) -> Node<'a> {
+        Node { exec, disk, conn }
+    }
     fn out_raw(&self, sa: Out, t: u8, data: Vec<u8>) -> PrReply {
         let command = PrCommand {
             cdb: PrCdb::pr_out(sa, t, data.len() as u16),
@@ -73,15 +76,6 @@ impl Node<'_> {
         self.exec
             .execute(open(self.disk), command, &conn(self.conn))
     }
-    /// As sg_persist and the cluster agents do: a unit attention is
-    /// reported, then the command is sent again.
-    fn retrying_ua(&self, sa: Out, t: u8, key: u64, sa_key: u64) -> PrReply {
-        let r = self.out(sa, t, key, sa_key);
-        if r.sense.code().map(|c| c.key) == Some(crate::domain::sense::SenseKey::UNIT_ATTENTION) {
-            return self.out(sa, t, key, sa_key);
-        }
-        r
-    }
     fn keys(&self) -> Vec<u64> {
         let r = self.pr_in(In::ReadKeys);
         assert_eq!(r.status, ScsiStatus::GOOD, "{:?}", r.sense);
@@ -94,73 +88,83 @@ impl Node<'_> {
     }
 }
 
+/// The cluster sequences shared with the tests over the wire.
+#[path = "../../../tests/common/cluster.rs"]
+#[allow(dead_code)] // what the other layer uses
+mod cluster;
+
+use cluster::{Nexus, Outcome, Stage};
+
+fn outcome(r: &PrReply) -> Outcome {
+    Outcome {
+        status: r.status.0,
+        sense: (r.status == ScsiStatus::CHECK_CONDITION).then(|| {
+            let c = r.sense.code().unwrap();
+            (c.key.0, c.asc, c.ascq)
+        }),
+    }
+}
+
+impl Nexus for Node<'_> {
+    fn pr_out(&mut self, sa: u8, rtype: u8, key: u64, sa_key: u64) -> Outcome {
+        outcome(&self.out(Out::from_code(sa), rtype, key, sa_key))
+    }
+    fn read_keys(&mut self) -> Result<Vec<u64>, Outcome> {
+        let r = self.pr_in(In::ReadKeys);
+        match outcome(&r) {
+            Outcome::GOOD => Ok(ReadKeys::decode(&r.payload)
+                .unwrap()
+                .value
+                .keys
+                .iter()
+                .map(|k| k.0)
+                .collect()),
+            other => Err(other),
+        }
+    }
+    fn holder(&mut self) -> Option<(u64, u8)> {
+        let r = self.pr_in(In::ReadReservation);
+        good(&r);
+        let res = ReadReservation::decode(&r.payload)
+            .unwrap()
+            .value
+            .reservation?;
+        Some((res.key.0, res.reservation_type().unwrap().code()))
+    }
+}
+
 #[track_caller]
 fn good(r: &PrReply) {
     assert_eq!(r.status, ScsiStatus::GOOD, "{:?}", r.sense);
 }
 
+/// fence_scsi through the executor port, and what only the executor shows:
+/// who may write at each stage.
 #[test]
 fn fence_scsi_fences_a_node_with_preempt_and_abort_and_unfences_it() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
-    let a = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 1,
-    };
-    let b = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 2,
-    };
-    let (ka, kb) = (0x1_0000_0001, 0x1_0000_0002);
-
-    // Unfencing: each node registers its key, the first one reserves WERO.
-    good(&a.out(Out::RegisterAndIgnoreExistingKey, 0, 0, ka));
-    good(&b.out(Out::RegisterAndIgnoreExistingKey, 0, 0, kb));
-    good(&a.out(Out::Reserve, WERO.code(), ka, 0));
-    assert!(a.may(MediumAccess::Write) && b.may(MediumAccess::Write));
-    assert_eq!(a.keys(), vec![ka, kb]);
-
-    // B is fenced by A.
-    good(&a.out(Out::PreemptAndAbort, WERO.code(), ka, kb));
-    assert!(!b.may(MediumAccess::Write));
-    assert!(b.may(MediumAccess::Read));
-    assert!(a.may(MediumAccess::Write));
-
-    // B's next command learns it was preempted, then it is locked out.
-    let r = b.pr_in(In::ReadKeys);
-    assert_eq!(r.sense.code(), Some(SenseCode::REGISTRATIONS_PREEMPTED));
-    assert_eq!(b.keys(), vec![ka]);
-    assert_eq!(
-        b.out(Out::Reserve, WERO.code(), kb, 0).status,
-        ScsiStatus::RESERVATION_CONFLICT
+    let (mut a, mut b) = (
+        Node::new(&exec, disk.path(), 1),
+        Node::new(&exec, disk.path(), 2),
     );
-    assert_eq!(
-        b.out(Out::PreemptAndAbort, WERO.code(), kb, ka).status,
-        ScsiStatus::RESERVATION_CONFLICT
-    );
-
-    // After its reboot B unfences: registers again and may write.
-    good(&b.out(Out::RegisterAndIgnoreExistingKey, 0, 0, kb));
-    assert!(b.may(MediumAccess::Write));
-    assert_eq!(a.keys(), vec![ka, kb]);
+    cluster::fence_scsi(&mut a, &mut b, |stage, a, b| match stage {
+        Stage::Reserved => assert!(a.may(MediumAccess::Write) && b.may(MediumAccess::Write)),
+        Stage::Fenced => {
+            assert!(!b.may(MediumAccess::Write));
+            assert!(b.may(MediumAccess::Read));
+            assert!(a.may(MediumAccess::Write));
+        }
+        Stage::Back => assert!(b.may(MediumAccess::Write)),
+    });
 }
 
 #[test]
 fn fencing_the_reservation_holder_moves_the_reservation() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
-    let a = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 1,
-    };
-    let b = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 2,
-    };
+    let a = Node::new(&exec, disk.path(), 1);
+    let b = Node::new(&exec, disk.path(), 2);
     good(&a.out(Out::RegisterAndIgnoreExistingKey, 0, 0, 0xa));
     good(&b.out(Out::RegisterAndIgnoreExistingKey, 0, 0, 0xb));
     good(&a.out(Out::Reserve, WERO.code(), 0xa, 0));
@@ -174,85 +178,51 @@ fn fencing_the_reservation_holder_moves_the_reservation() {
     assert_eq!(r.sense.code(), Some(SenseCode::REGISTRATIONS_PREEMPTED));
 }
 
+/// Failover clustering's arbitration through the executor port, and what
+/// only the executor shows: READ FULL STATUS names the new owner's nexus,
+/// and who may write.
 #[test]
 fn failover_cluster_challenger_takes_over_a_dead_owner() {
-    // Windows failover clustering style arbitration: the owner holds a
-    // Write Exclusive - Registrants Only reservation; a challenger that sees
-    // the owner stop defending preempts it and becomes the owner.
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
-    let owner = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 10,
-    };
-    let challenger = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 11,
-    };
-    let (ko, kc) = (0x4d53_4654_0000_0001, 0x4d53_4654_0000_0002);
-    good(&owner.out(Out::RegisterAndIgnoreExistingKey, 0, 0, ko));
-    good(&owner.out(Out::Reserve, WERO.code(), ko, 0));
-    good(&challenger.out(Out::RegisterAndIgnoreExistingKey, 0, 0, kc));
-
-    // A challenge while the owner is alive fails: RESERVE conflicts.
-    assert_eq!(
-        challenger.out(Out::Reserve, WERO.code(), kc, 0).status,
-        ScsiStatus::RESERVATION_CONFLICT
+    let mut owner = Node::new(&exec, disk.path(), 10);
+    let mut challenger = Node::new(&exec, disk.path(), 11);
+    cluster::failover(
+        &mut owner,
+        &mut challenger,
+        |stage, owner, challenger| match stage {
+            Stage::Reserved => {}
+            Stage::Fenced => {
+                let r = challenger.pr_in(In::ReadFullStatus);
+                let d = ReadFullStatus::decode(&r.payload)
+                    .unwrap()
+                    .value
+                    .descriptors;
+                assert_eq!(d.len(), 1);
+                assert!(d[0].r_holder);
+                assert_eq!(d[0].key, ReservationKey(0x4d53_4654_0000_0002));
+                assert_eq!(
+                    d[0].parsed_transport_id(),
+                    Some(TransportId::sas(INITIATOR_SAS_BASE + 11))
+                );
+                assert_eq!(d[0].relative_target_port, TARGET_PORT);
+                assert!(!owner.may(MediumAccess::Write));
+            }
+            Stage::Back => {
+                assert!(owner.may(MediumAccess::Write));
+                assert!(challenger.may(MediumAccess::Read));
+            }
+        },
     );
-    // The owner defends by scrubbing the challenger's key.
-    good(&owner.out(Out::Preempt, WERO.code(), ko, kc));
-    assert_eq!(owner.keys(), vec![ko]);
-
-    // The challenger registers again (after its UA) and, the owner now
-    // silent, preempts it.
-    good(&challenger.retrying_ua(Out::RegisterAndIgnoreExistingKey, 0, 0, kc));
-    good(&challenger.out(Out::Preempt, WERO.code(), kc, ko));
-    let r = challenger.pr_in(In::ReadFullStatus);
-    let d = ReadFullStatus::decode(&r.payload)
-        .unwrap()
-        .value
-        .descriptors;
-    assert_eq!(d.len(), 1);
-    assert!(d[0].r_holder);
-    assert_eq!(d[0].key, ReservationKey(kc));
-    assert_eq!(
-        d[0].parsed_transport_id(),
-        Some(TransportId::sas(INITIATOR_SAS_BASE + 11))
-    );
-    assert_eq!(d[0].relative_target_port, TARGET_PORT);
-
-    // The old owner comes back: UA, then conflicts until it re-registers.
-    let r = owner.out(Out::Reserve, WERO.code(), ko, 0);
-    assert_eq!(r.sense.code(), Some(SenseCode::REGISTRATIONS_PREEMPTED));
-    assert_eq!(
-        owner.out(Out::Release, WERO.code(), ko, 0).status,
-        ScsiStatus::RESERVATION_CONFLICT
-    );
-    good(&owner.out(Out::RegisterAndIgnoreExistingKey, 0, 0, ko));
-    assert!(owner.may(MediumAccess::Write));
 }
 
 #[test]
 fn two_paths_of_one_host_are_two_nexuses_with_one_key() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
-    let path1 = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 1,
-    };
-    let path2 = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 2,
-    };
-    let other = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 3,
-    };
+    let path1 = Node::new(&exec, disk.path(), 1);
+    let path2 = Node::new(&exec, disk.path(), 2);
+    let other = Node::new(&exec, disk.path(), 3);
     good(&path1.out(Out::Register, 0, 0, 0xa));
     // Registering one path does not register the other.
     assert_eq!(
@@ -275,16 +245,8 @@ fn two_paths_of_one_host_are_two_nexuses_with_one_key() {
 fn spec_i_pt_and_register_and_move_name_connections_by_sas_address() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
-    let a = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 1,
-    };
-    let b = Node {
-        exec: &exec,
-        disk: disk.path(),
-        conn: 2,
-    };
+    let a = Node::new(&exec, disk.path(), 1);
+    let b = Node::new(&exec, disk.path(), 2);
     let p = PrOutParameters {
         service_action_key: ReservationKey(0xa),
         transport_ids: Some(vec![TransportId::sas(INITIATOR_SAS_BASE + 2)]),
@@ -315,21 +277,9 @@ fn each_file_is_its_own_logical_unit_and_every_open_of_it_the_same() {
     let link = dir.path().join("one-link.img");
     std::fs::hard_link(&one, &link).unwrap();
     let exec = EmulatedExecutor::new();
-    let on_one = Node {
-        exec: &exec,
-        disk: &one,
-        conn: 1,
-    };
-    let on_two = Node {
-        exec: &exec,
-        disk: &two,
-        conn: 1,
-    };
-    let on_link = Node {
-        exec: &exec,
-        disk: &link,
-        conn: 2,
-    };
+    let on_one = Node::new(&exec, &one, 1);
+    let on_two = Node::new(&exec, &two, 1);
+    let on_link = Node::new(&exec, &link, 2);
     good(&on_one.out(Out::Register, 0, 0, 0xa));
     assert_eq!(on_two.keys(), Vec::<u64>::new());
     assert_eq!(on_link.keys(), vec![0xa]);
@@ -365,11 +315,7 @@ fn long_reports_come_back_whole_for_the_server_to_cut() {
     let disk = tempfile::NamedTempFile::new().unwrap();
     let exec = EmulatedExecutor::new();
     for c in 0..10 {
-        let n = Node {
-            exec: &exec,
-            disk: disk.path(),
-            conn: c,
-        };
+        let n = Node::new(&exec, disk.path(), c);
         good(&n.out(Out::Register, 0, 0, 0x100 + c));
     }
     let command = PrCommand {
@@ -460,16 +406,8 @@ fn a_unit_attention_is_shown_once_to_each_nexus_and_the_command_not_run() {
     let disk = dir.path().join("ua.img");
     std::fs::write(&disk, b"").unwrap();
     let exec = faulty(&disk, "unit_attention", None);
-    let a = Node {
-        exec: &exec,
-        disk: &disk,
-        conn: 1,
-    };
-    let b = Node {
-        exec: &exec,
-        disk: &disk,
-        conn: 2,
-    };
+    let a = Node::new(&exec, &disk, 1);
+    let b = Node::new(&exec, &disk, 2);
     let r = a.out(Out::Register, 0, 0, 0xa);
     assert_eq!(r.status, ScsiStatus::CHECK_CONDITION);
     assert_eq!(r.sense.code(), Some(SenseCode::DEVICE_RESET));
@@ -490,16 +428,8 @@ fn a_counted_fault_heals_after_that_many_commands() {
     std::fs::write(&bad, b"").unwrap();
     std::fs::write(&fine, b"").unwrap();
     let exec = faulty(&bad, "not_ready", Some(2));
-    let on_bad = Node {
-        exec: &exec,
-        disk: &bad,
-        conn: 1,
-    };
-    let on_fine = Node {
-        exec: &exec,
-        disk: &fine,
-        conn: 1,
-    };
+    let on_bad = Node::new(&exec, &bad, 1);
+    let on_fine = Node::new(&exec, &fine, 1);
     assert_eq!(on_fine.keys(), Vec::<u64>::new());
     for _ in 0..2 {
         let r = on_bad.pr_in(In::ReadKeys);
@@ -514,11 +444,7 @@ fn a_device_that_never_answers_is_busy_after_the_timeout() {
     let disk = dir.path().join("slow.img");
     std::fs::write(&disk, b"").unwrap();
     let exec = faulty(&disk, "timeout", None);
-    let node = Node {
-        exec: &exec,
-        disk: &disk,
-        conn: 1,
-    };
+    let node = Node::new(&exec, &disk, 1);
     let started = std::time::Instant::now();
     let r = node.pr_in(In::ReadKeys);
     assert!(started.elapsed() >= Duration::from_millis(200));

@@ -10,6 +10,20 @@ fn request(args: &[&str]) -> PrRequest {
     parse(args).unwrap().request().unwrap()
 }
 
+/// The parameter list of `-o -M -K 1 -S 2 -T 1 -X sas,…42 EXTRA... d`.
+fn register_move_params(extra: &[&str]) -> RegisterAndMoveParameters {
+    let head = ["-o", "-M", "-K", "1", "-S", "2", "-T", "1"];
+    let tid = ["-X", "sas,0000000000000042"];
+    let args: Vec<&str> = head
+        .iter()
+        .chain(&tid)
+        .chain(extra)
+        .chain(&["d"])
+        .copied()
+        .collect();
+    RegisterAndMoveParameters::try_from(request(&args).params()).unwrap()
+}
+
 fn conflict(args: &[&str]) -> bool {
     matches!(parse(args), Err(e) if e.kind() == clap::error::ErrorKind::ArgumentConflict)
 }
@@ -74,22 +88,7 @@ fn type_and_relative_port_are_hex_like_sg_persist() {
         request(&["-o", "-R", "-T", "0x8", "d"]).cdb().command()[2],
         8
     );
-    let r = request(&[
-        "-o",
-        "-M",
-        "-K",
-        "1",
-        "-S",
-        "2",
-        "-T",
-        "1",
-        "-X",
-        "sas,0000000000000042",
-        "-Q",
-        "10",
-        "d",
-    ]);
-    let p = RegisterAndMoveParameters::try_from(r.params()).unwrap();
+    let p = register_move_params(&["-Q", "10"]);
     assert_eq!(p.relative_target_port, 0x10);
     assert!(parse(&["-Q", "10000", "d"]).is_err());
 }
@@ -133,23 +132,7 @@ fn transport_ids_from_a_file() {
 
 #[test]
 fn register_move() {
-    let r = request(&[
-        "-o",
-        "-M",
-        "-K",
-        "1",
-        "-S",
-        "2",
-        "-T",
-        "1",
-        "-X",
-        "sas,0000000000000042",
-        "-Q",
-        "3",
-        "-U",
-        "d",
-    ]);
-    let p = RegisterAndMoveParameters::try_from(r.params()).unwrap();
+    let p = register_move_params(&["-Q", "3", "-U"]);
     assert!(p.unreg);
     assert_eq!(p.relative_target_port, 3);
     let e = parse(&["-o", "-M", "d"]).unwrap().request().unwrap_err();

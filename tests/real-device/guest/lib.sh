@@ -158,6 +158,12 @@ dev_state() {
     }'
 }
 
+# holder_of STATE: the first nexus marked as reservation holder in STATE
+# (as dev_state prints it).
+holder_of() {
+    echo "$1" | tr ' ' '\n' | sed -n 's/^\([0-9]\):[^:]*:R.*/\1/p' | head -1
+}
+
 # expect_state WHEN WANT[|ALTERNATIVE...]
 expect_state() {
     got=$(dev_state)

@@ -349,6 +349,24 @@ mpd_log_expect() {
         fail "helper log: no warning [$1] naming $2: $(tail -n +"$((LOG_MARK + 1))" /tmp/helper-mpd.log | tail -c 400 | tr '\n' ' ')"
 }
 
+# mpd_offline_holder: the map's path (2 or 3) that holds the reservation
+# goes offline and dm sees it fail; sets h to that path and live to the
+# other one. Fails the scenario and returns 1 when neither path holds it.
+mpd_offline_holder() {
+    st=$(dev_state)
+    h=$(holder_of "$st")
+    case $h in
+    2 | 3) ;;
+    *)
+        fail "no holder among the map's paths after RESERVE: [$st]"
+        return 1
+        ;;
+    esac
+    live=$((5 - h))
+    mpd_path "$h" offline
+    wait_dm "$h" failed
+}
+
 # 6. RELEASE through the map while the path holding the reservation is
 # offline: released, the other node (the observer) reserves, and the dead
 # path, whose registration the move removed, gets the key back from
@@ -358,16 +376,7 @@ mpd_release_dead_holder() {
     mpd_reset
     step register 0 -o -G -S 0x1111 "$MAP"
     step reserve 0 -o -R -K 0x1111 -T 1 "$MAP"
-    st=$(dev_state)
-    h=$(echo "$st" | tr ' ' '\n' | sed -n 's/^\([23]\):[^:]*:R.*/\1/p' | head -1)
-    if [ -z "$h" ]; then
-        fail "no holder among the map's paths after RESERVE: [$st]"
-        end
-        return 0
-    fi
-    live=$((5 - h))
-    mpd_path "$h" offline
-    wait_dm "$h" failed
+    mpd_offline_holder || { end; return 0; }
     eval "hdev=\${PATH$h#/dev/}"
     mpd_log_mark
     step release 0 -o -L -K 0x1111 -T 1 "$MAP"
@@ -416,16 +425,7 @@ mpd_key_change_dead_holder() {
     mpd_reset
     step register 0 -o -G -S 0x1111 "$MAP"
     step reserve 0 -o -R -K 0x1111 -T 5 "$MAP"
-    st=$(dev_state)
-    h=$(echo "$st" | tr ' ' '\n' | sed -n 's/^\([23]\):[^:]*:R.*/\1/p' | head -1)
-    if [ -z "$h" ]; then
-        fail "no holder among the map's paths after RESERVE: [$st]"
-        end
-        return 0
-    fi
-    live=$((5 - h))
-    mpd_path "$h" offline
-    wait_dm "$h" failed
+    mpd_offline_holder || { end; return 0; }
     step key-change 0 -o -G -K 0x1111 -S 0x2222 "$MAP"
     expect_state "key change with the holder (path $h) offline" "$live:0x2222:R5"
     expect_prkey "key change with the holder offline" 0x2222

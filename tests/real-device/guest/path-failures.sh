@@ -16,11 +16,6 @@ pf_path() {
     eval "DIRTY$1=1"
 }
 
-# holder_of STATE: the first nexus marked as reservation holder in STATE.
-holder_of() {
-    echo "$1" | tr ' ' '\n' | sed -n 's/^\([0-9]\):[^:]*:R.*/\1/p' | head -1
-}
-
 # dm_path_states: "MAJ:MIN STATE " for each path of mpatha, as dm sees it.
 dm_path_states() {
     dmsetup status mpatha 2>&1 |
