@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -40,13 +40,13 @@ fn a_byte_by_byte_sender_is_served_and_delays_nobody() {
                 } else {
                     stream.write_all(&[*byte]).unwrap();
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(30));
             }
         })
     };
-    // Meanwhile, another client is served at once, many times.
+    // Meanwhile, another client is served, many times, while the slow
+    // sender is still dribbling its request (about a second in all).
     let mut fast = h.connect().negotiate();
-    let start = Instant::now();
     for _ in 0..20 {
         assert_eq!(
             fast.command(&pr_in(0, 64), f.as_raw_fd(), &[])
@@ -56,8 +56,8 @@ fn a_byte_by_byte_sender_is_served_and_delays_nobody() {
         );
     }
     assert!(
-        start.elapsed() < Duration::from_millis(350),
-        "slow sender delayed others"
+        !writer.is_finished(),
+        "the other client was served only once the slow sender had finished"
     );
     writer.join().unwrap();
     let r = slow.read_reply().unwrap();
