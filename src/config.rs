@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::{Error as _, Unexpected};
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::access::DeviceSelector;
+use crate::domain::allowlist::DeviceSelector;
 use crate::domain::fault::{DeviceFault, UnknownFault};
 
 /// Default socket path, as in the C helper.

@@ -19,7 +19,7 @@ use crate::adapters::sg_io::SgIoExecutor;
 use crate::adapters::systemd::{self, ActivationError};
 use crate::adapters::unix_socket::{ListenError, SocketPermissions, UnixSocketListener};
 use crate::config::{ExecutorKind, InitiatorModel, Settings, SocketSource};
-use crate::domain::access::{DeviceAllowlist, PeerPolicy};
+use crate::domain::allowlist::{DeviceAllowlist, PeerPolicy};
 use crate::ports::executor::ScsiExecutor;
 use crate::ports::privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
 use crate::server::{ServerOptions, ServerStats};

@@ -20,18 +20,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::domain::access::{DeviceAllowlist, PeerCredentials, PeerPolicy};
+use crate::domain::allowlist::{DeviceAllowlist, PeerCredentials, PeerPolicy};
 use crate::domain::audit::{sense_text, KeyDisplay, PrOutAudit};
 use crate::domain::cdb::{PrCdb, PrDirection, CDB_LEN};
+use crate::domain::command::PrCommand;
+use crate::domain::device::{DeviceInfo, OpenMode};
 use crate::domain::framing::{
     check_client_features, check_fd_count, PrReply, ProtocolViolation, FEATURES_LEN,
     SUPPORTED_FEATURES,
 };
+use crate::domain::initiator::Initiator;
 use crate::domain::log_throttle::LogThrottle;
 use crate::domain::sense::SenseCode;
-use crate::ports::executor::{
-    AccessMode, DeviceFd, DeviceInfo, Initiator, PrCommand, ScsiExecutor,
-};
+use crate::ports::executor::{DeviceFd, ScsiExecutor};
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
     BlockingReply, Connection, Listener, ReadOutcome, ReplyWriteError, TransportError,
@@ -881,7 +882,7 @@ fn run_command<E: ScsiExecutor + ?Sized>(
         // Not on the allowlist: the ioctl never runs; the fd closes here.
         drop(device);
         PrReply::check_condition(SenseCode::LOGICAL_UNIT_NOT_SUPPORTED)
-    } else if is_out && info.access == AccessMode::ReadOnly {
+    } else if is_out && info.open_mode == OpenMode::ReadOnly {
         // Same answer as the C helper: a read-only fd may not change
         // reservations.
         drop(device);
@@ -986,16 +987,16 @@ mod tests {
     use crate::domain::framing::REPLY_HEADER_LEN;
     use crate::domain::sense::{ScsiStatus, SenseBuffer};
     use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
-    use crate::ports::executor::{Initiator, MockScsiExecutor};
+    use crate::ports::executor::MockScsiExecutor;
     use crate::ports::transport::MockConnection;
     use std::sync::Mutex;
 
     /// /dev/null opened with `access`: what the server then sees in `fstat`
     /// and `fcntl`.
-    fn device(access: AccessMode) -> ReceivedFd {
+    fn device(access: OpenMode) -> ReceivedFd {
         let file = std::fs::OpenOptions::new()
-            .read(access != AccessMode::WriteOnly)
-            .write(access != AccessMode::ReadOnly)
+            .read(access != OpenMode::WriteOnly)
+            .write(access != OpenMode::ReadOnly)
             .open("/dev/null")
             .unwrap();
         ReceivedFd::new(file.into())
@@ -1003,7 +1004,7 @@ mod tests {
 
     /// One read the mock connection answers: bytes and how many fds.
     enum Chunk {
-        Bytes(Vec<u8>, usize, AccessMode),
+        Bytes(Vec<u8>, usize, OpenMode),
         Eof,
     }
 
@@ -1050,7 +1051,7 @@ mod tests {
     }
 
     fn features() -> Chunk {
-        Chunk::Bytes(vec![0; 4], 0, AccessMode::ReadWrite)
+        Chunk::Bytes(vec![0; 4], 0, OpenMode::ReadWrite)
     }
 
     fn running() -> watch::Receiver<bool> {
@@ -1064,7 +1065,7 @@ mod tests {
         let cdb = PrCdb::pr_in(PrInServiceAction::ReadKeys, 8);
         let (mut conn, written) = scripted(vec![
             features(),
-            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadOnly),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, OpenMode::ReadOnly),
             Chunk::Eof,
         ]);
         let mut exec = MockScsiExecutor::new();
@@ -1091,8 +1092,8 @@ mod tests {
         let expected = list.clone();
         let (mut conn, written) = scripted(vec![
             features(),
-            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadWrite),
-            Chunk::Bytes(list, 0, AccessMode::ReadWrite),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, OpenMode::ReadWrite),
+            Chunk::Bytes(list, 0, OpenMode::ReadWrite),
             Chunk::Eof,
         ]);
         let mut exec = MockScsiExecutor::new();
@@ -1113,8 +1114,8 @@ mod tests {
         let cdb = PrCdb::pr_out(PrOutServiceAction::Reserve, 1, 24);
         let (mut conn, written) = scripted(vec![
             features(),
-            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadOnly),
-            Chunk::Bytes(vec![0; 24], 0, AccessMode::ReadOnly),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, OpenMode::ReadOnly),
+            Chunk::Bytes(vec![0; 24], 0, OpenMode::ReadOnly),
             Chunk::Eof,
         ]);
         let mut exec = MockScsiExecutor::new();
@@ -1139,39 +1140,36 @@ mod tests {
         bad_opcode[0] = 0x12;
         let cases: Vec<(Vec<Chunk>, ProtocolViolation)> = vec![
             (
-                vec![Chunk::Bytes(vec![0, 0, 0, 2], 0, AccessMode::ReadWrite)],
+                vec![Chunk::Bytes(vec![0, 0, 0, 2], 0, OpenMode::ReadWrite)],
                 ProtocolViolation::UnsupportedFeatures(2),
             ),
             (
-                vec![
-                    features(),
-                    Chunk::Bytes(bad_opcode, 1, AccessMode::ReadWrite),
-                ],
+                vec![features(), Chunk::Bytes(bad_opcode, 1, OpenMode::ReadWrite)],
                 ProtocolViolation::UnsupportedOpcode(0x12),
             ),
             (
                 vec![
                     features(),
-                    Chunk::Bytes(in_cdb.clone(), 0, AccessMode::ReadWrite),
+                    Chunk::Bytes(in_cdb.clone(), 0, OpenMode::ReadWrite),
                 ],
                 ProtocolViolation::MissingFd,
             ),
             (
-                vec![features(), Chunk::Bytes(in_cdb, 3, AccessMode::ReadWrite)],
+                vec![features(), Chunk::Bytes(in_cdb, 3, OpenMode::ReadWrite)],
                 ProtocolViolation::TooManyFds(3),
             ),
             (
                 vec![
                     features(),
-                    Chunk::Bytes(out_cdb.clone(), 1, AccessMode::ReadWrite),
-                    Chunk::Bytes(vec![0; 24], 1, AccessMode::ReadWrite),
+                    Chunk::Bytes(out_cdb.clone(), 1, OpenMode::ReadWrite),
+                    Chunk::Bytes(vec![0; 24], 1, OpenMode::ReadWrite),
                 ],
                 ProtocolViolation::TooManyFds(2),
             ),
             (
                 vec![
                     features(),
-                    Chunk::Bytes(out_cdb, 1, AccessMode::ReadWrite),
+                    Chunk::Bytes(out_cdb, 1, OpenMode::ReadWrite),
                     Chunk::Eof,
                 ],
                 ProtocolViolation::TruncatedRequest,
@@ -1316,7 +1314,7 @@ mod tests {
         let cdb = PrCdb::pr_in(PrInServiceAction::ReadKeys, 8);
         let (busy, written) = scripted(vec![
             features(),
-            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadWrite),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, OpenMode::ReadWrite),
         ]);
         // An idle one too: it must not hold the exit back.
         let idle = IdleConnection;

@@ -6,7 +6,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::stat::{fstat, SFlag};
 
-use crate::ports::executor::{AccessMode, DeviceFd, DeviceInfo, DeviceKind};
+use crate::domain::device::{DeviceInfo, DeviceKind, OpenMode};
+use crate::ports::executor::DeviceFd;
 
 /// Linux's SCSI generic (sg) character major.
 const SCSI_GENERIC_MAJOR: u32 = 21;
@@ -15,19 +16,19 @@ const SCSI_GENERIC_MAJOR: u32 = 21;
 /// happens for a closed fd) yields [`DeviceKind::Other`] so that the fd is
 /// still owned and closed, and never reaches an ioctl.
 pub fn inspect(fd: OwnedFd) -> DeviceFd {
-    let access = match fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
+    let open_mode = match fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
         Ok(flags) => match OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE {
-            OFlag::O_WRONLY => AccessMode::WriteOnly,
-            OFlag::O_RDWR => AccessMode::ReadWrite,
-            _ => AccessMode::ReadOnly,
+            OFlag::O_WRONLY => OpenMode::WriteOnly,
+            OFlag::O_RDWR => OpenMode::ReadWrite,
+            _ => OpenMode::ReadOnly,
         },
-        Err(_) => AccessMode::ReadOnly,
+        Err(_) => OpenMode::ReadOnly,
     };
     let info = match fstat(fd.as_raw_fd()) {
         Ok(st) => {
             let mut info = DeviceInfo {
                 kind: DeviceKind::Other,
-                access,
+                open_mode,
                 dev: st.st_dev,
                 ino: st.st_ino,
                 rdev: st.st_rdev,
@@ -47,7 +48,7 @@ pub fn inspect(fd: OwnedFd) -> DeviceFd {
         }
         Err(_) => DeviceInfo {
             kind: DeviceKind::Other,
-            access,
+            open_mode,
             dev: 0,
             ino: 0,
             rdev: 0,
@@ -89,17 +90,17 @@ mod tests {
         let tmp = tempfile::NamedTempFile::new().unwrap();
         let ro = inspect(File::open(tmp.path()).unwrap().into());
         assert_eq!(ro.info.kind, DeviceKind::Regular);
-        assert_eq!(ro.info.access, AccessMode::ReadOnly);
+        assert_eq!(ro.info.open_mode, OpenMode::ReadOnly);
         let rw = OpenOptions::new()
             .read(true)
             .write(true)
             .open(tmp.path())
             .unwrap();
         let rw = inspect(rw.into());
-        assert_eq!(rw.info.access, AccessMode::ReadWrite);
+        assert_eq!(rw.info.open_mode, OpenMode::ReadWrite);
         assert_eq!((rw.info.dev, rw.info.ino), (ro.info.dev, ro.info.ino));
         let wo = OpenOptions::new().write(true).open(tmp.path()).unwrap();
-        assert_eq!(inspect(wo.into()).info.access, AccessMode::WriteOnly);
+        assert_eq!(inspect(wo.into()).info.open_mode, OpenMode::WriteOnly);
     }
 
     #[test]

@@ -12,13 +12,15 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 use crate::domain::cdb::PrDirection;
+use crate::domain::command::PrCommand;
 use crate::domain::framing::PrReply;
+use crate::domain::initiator::Initiator;
 use crate::domain::sense::SENSE_LEN;
 use crate::domain::sg_io_result::{
     origin_of_completion, origin_of_ioctl_failure, reply_for_completion, reply_for_ioctl_failure,
     IoctlFailure, Origin, SgIoCompletion,
 };
-use crate::ports::executor::{DeviceFd, Initiator, PrCommand, ScsiExecutor};
+use crate::ports::executor::{DeviceFd, ScsiExecutor};
 
 /// The default SG_IO timeout: generous enough for a busy array, unlike the
 /// C helper's 1 ms (which the kernel then treats as "the default").

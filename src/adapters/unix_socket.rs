@@ -15,7 +15,7 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessageOwned, MsgFlags};
 use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::ports::executor::Initiator;
+use crate::domain::initiator::Initiator;
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
     BlockingReply, Connection, Listener, ReplyWriteError, TransportError,

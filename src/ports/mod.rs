@@ -7,9 +7,7 @@ pub mod privileges;
 pub mod received_fd;
 pub mod transport;
 
-pub use executor::{
-    AccessMode, DeviceFd, DeviceInfo, DeviceKind, Initiator, PrCommand, ScsiExecutor,
-};
+pub use executor::{DeviceFd, ScsiExecutor};
 pub use privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
 pub use received_fd::ReceivedFd;
 pub use transport::{Connection, Listener, ReadOutcome, TransportError};
