@@ -17,6 +17,7 @@ pub mod multipath;
 pub mod param_list;
 pub mod pr_in_data;
 pub mod reservation;
+pub mod screening;
 pub mod sense;
 pub mod service_action;
 pub mod sg_io_result;
