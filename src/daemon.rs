@@ -220,8 +220,7 @@ pub fn server_options(settings: &Settings) -> Result<ServerOptions, DaemonError>
             gids: sec.allowed_gids.clone(),
         },
         devices: DeviceAllowlist(sec.devices.clone()),
-        wwid_lookup: Some(Arc::new(crate::adapters::device::wwid)),
-        inspect: Arc::new(crate::adapters::device::inspect),
+        inspector: Arc::new(crate::adapters::device::Inspector),
         max_connections: sec.max_connections.unwrap_or(defaults.max_connections),
         request_timeout: sec
             .request_timeout_ms

@@ -1,5 +1,6 @@
-//! Inspecting a received fd once, when it arrives: what kind of file it is and
-//! how the client opened it. The service and executors decide on these facts.
+//! Inspecting a received fd once, on the thread that runs its command: what
+//! kind of file it is, how the client opened it and, when asked, the
+//! device's WWID. The service and executors decide on these facts.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -8,9 +9,22 @@ use nix::sys::stat::{fstat, SFlag};
 
 use crate::domain::device::{DeviceInfo, DeviceKind, OpenMode};
 use crate::ports::executor::DeviceFd;
+use crate::ports::fd_inspector::FdInspector;
 
 /// Linux's SCSI generic (sg) character major.
 const SCSI_GENERIC_MAJOR: u32 = 21;
+
+/// The server's [`FdInspector`]: [`inspect`], then [`wwid`] when wanted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inspector;
+
+impl FdInspector for Inspector {
+    fn inspect(&self, fd: OwnedFd, want_wwid: bool) -> (DeviceFd, Option<String>) {
+        let device = inspect(fd);
+        let wwid = if want_wwid { wwid(&device.info) } else { None };
+        (device, wwid)
+    }
+}
 
 /// Gathers [`DeviceInfo`] for `fd`. A failing `fstat` or `fcntl` (which only
 /// happens for a closed fd) yields [`DeviceKind::Other`] so that the fd is

@@ -3,11 +3,13 @@
 //! mockall doubles.
 
 pub mod executor;
+pub mod fd_inspector;
 pub mod privileges;
 pub mod received_fd;
 pub mod transport;
 
 pub use executor::{DeviceFd, ScsiExecutor};
+pub use fd_inspector::FdInspector;
 pub use privileges::{PrivilegeControl, PrivilegeError, PrivilegeOutcome, PrivilegePlan};
 pub use received_fd::ReceivedFd;
 pub use transport::{Connection, Listener, ReadOutcome, TransportError};
