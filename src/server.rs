@@ -930,10 +930,10 @@ async fn unless_stopped_for<F: Future>(
 mod tests {
     use super::*;
     use crate::domain::cdb::PrCdb;
+    use crate::domain::device::OpenMode;
     use crate::domain::framing::REPLY_HEADER_LEN;
     use crate::domain::sense::{ScsiStatus, SenseBuffer};
     use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
-    use crate::domain::device::OpenMode;
     use crate::ports::executor::{DeviceFd, MockScsiExecutor};
     use crate::ports::transport::MockConnection;
     use std::sync::Mutex;

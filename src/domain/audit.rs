@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn record_names_action_type_keys_and_result() {
         let cdb = PrCdb::pr_out(PrOutServiceAction::Preempt, 0x05, 24);
-        let mut data = vec![0u8; 24];
+        let mut data = [0u8; 24];
         data[7] = 1;
         data[15] = 2;
         let reply = PrReply::check_condition(SenseCode::INVALID_FIELD_IN_CDB);

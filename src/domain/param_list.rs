@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn keys_are_read_from_any_list_long_enough_to_hold_them() {
-        let mut list = vec![0u8; 20];
+        let mut list = [0u8; 20];
         list[7] = 1;
         list[15] = 2;
         let keys = PrOutKeys::from(&list[..]);
