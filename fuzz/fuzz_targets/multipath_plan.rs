@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use qemu_pr_helper::domain::cdb::{PrCdb, CDB_LEN, PERSISTENT_RESERVE_IN, PERSISTENT_RESERVE_OUT};
 use qemu_pr_helper::domain::command::PrCommand;
 use qemu_pr_helper::domain::framing::{PrReply, MAX_TRANSFER_LEN};
-use qemu_pr_helper::domain::multipath::path::{PathState, PathView};
+use qemu_pr_helper::domain::multipath::path::{DmState, PathState, PathView};
 use qemu_pr_helper::domain::multipath::plan::{plan, Route};
 use qemu_pr_helper::domain::multipath::runner::{route, PathRunner};
 use qemu_pr_helper::domain::multipath::verdict::{PathReply, MAX_RETRIES};
@@ -80,6 +80,7 @@ fuzz_target!(|input: &[u8]| {
             } else {
                 PathState::Active
             },
+            dm: DmState::Unknown,
             host: Some(u32::from(hosts >> (2 * i) & 3)),
         })
         .collect();
@@ -106,7 +107,7 @@ fuzz_target!(|input: &[u8]| {
     if let Ok(p) = plan(&command) {
         match &p.route {
             Route::OnePath | Route::Release { .. } => {}
-            Route::OnePathThenReregister { reregister } => check_command(reregister),
+            Route::OnePathThenReregister { reregister, .. } => check_command(reregister),
             Route::EveryPath { rest, rollback, .. } => {
                 check_command(rest);
                 let params = PrOutParameters::try_from(&rest.data_out[..]).unwrap();
