@@ -1,15 +1,16 @@
 //! The request-serving logic, written once against the ports.
 //!
 //! [`run`] accepts connections until shutdown and serves each on its own task;
-//! [`serve_connection`] speaks the protocol on one connection. Protocol
-//! violations end that connection only; everything else is a SCSI answer.
+//! [`serve_connection`] speaks the protocol on one connection, through a
+//! per-connection `Handler`. Protocol violations end that connection only;
+//! everything else is a SCSI answer.
 //!
 //! No system call on a client's fd runs on the async workers: `fstat` and
 //! `close` on a file of a stuck file system (FUSE) never return. Each command
-//! makes one trip to the blocking pool that inspects the fd, applies the
-//! device policy, runs the executor, closes the fd and writes the reply, so
-//! that the reply leaves without a second thread hop; fds dropped over a
-//! protocol violation are closed there too.
+//! makes one trip to the blocking pool that inspects the fd, screens the
+//! command (device allowlist, read-only fd), runs the executor, closes the
+//! fd and writes the reply, so that the reply leaves without a second thread
+//! hop; fds dropped over a protocol violation are closed there too.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -618,27 +619,7 @@ where
                 let stopping = self.stop.clone();
                 move || {
                     let _entered = span.enter();
-                    let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
-                        Ok(reply) => reply,
-                        Err(_) => {
-                            tracing::error!("command thread failed");
-                            let outcome = failed_outcome();
-                            log_outcome(&options, &end.cdb, end.keys, outcome)
-                        }
-                    };
-                    let header = reply.encode_header();
-                    let written = sink
-                        .write_parts(
-                            &[&header, &reply.payload],
-                            options.request_timeout,
-                            STOP_GRACE,
-                            &|| *stopping.borrow(),
-                        )
-                        .map_err(|e| match e {
-                            ReplyWriteError::Stalled(d) => ConnectionError::ReplyStalled(d),
-                            ReplyWriteError::Io(e) => TransportError::Send(e).into(),
-                        });
-                    end.record(written);
+                    write_from_thread(work, &*sink, &end, &options, &stopping);
                 }
             };
             // Detached: the thread reports through `end`.
@@ -782,6 +763,39 @@ impl JobEnd {
             done.await;
         }
     }
+}
+
+/// The blocking job of a command whose thread writes the reply: runs `work`
+/// (a panic in it is answered as an internal target failure, with its audit
+/// line), writes the reply to `sink` and records in `end` how that went.
+fn write_from_thread(
+    work: impl FnOnce() -> PrReply,
+    sink: &dyn BlockingReply,
+    end: &JobEnd,
+    options: &ServerOptions,
+    stopping: &watch::Receiver<bool>,
+) {
+    let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(reply) => reply,
+        Err(_) => {
+            tracing::error!("command thread failed");
+            let outcome = failed_outcome();
+            log_outcome(options, &end.cdb, end.keys, outcome)
+        }
+    };
+    let header = reply.encode_header();
+    let written = sink
+        .write_parts(
+            &[&header, &reply.payload],
+            options.request_timeout,
+            STOP_GRACE,
+            &|| *stopping.borrow(),
+        )
+        .map_err(|e| match e {
+            ReplyWriteError::Stalled(d) => ConnectionError::ReplyStalled(d),
+            ReplyWriteError::Io(e) => TransportError::Send(e).into(),
+        });
+    end.record(written);
 }
 
 /// The answer when the command's thread failed.
