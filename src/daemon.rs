@@ -147,8 +147,7 @@ pub fn server_options(settings: &Settings) -> ServerOptions {
     ServerOptions {
         peers: settings.peers.clone(),
         devices: settings.devices.clone(),
-        wwid_lookup: Some(Arc::new(crate::adapters::device::wwid)),
-        inspect: Arc::new(crate::adapters::device::inspect),
+        inspector: Arc::new(crate::adapters::device::Inspector),
         max_connections: settings.max_connections.unwrap_or(defaults.max_connections),
         request_timeout: settings.request_timeout.unwrap_or(defaults.request_timeout),
         audit_keys: settings.audit_keys,

@@ -1,18 +1,18 @@
 //! The request-serving logic, written once against the ports.
 //!
 //! [`run`] accepts connections until shutdown and serves each on its own task;
-//! [`serve_connection`] speaks the protocol on one connection. Protocol
-//! violations end that connection only; everything else is a SCSI answer.
+//! [`serve_connection`] speaks the protocol on one connection, through a
+//! per-connection `Handler`. Protocol violations end that connection only;
+//! everything else is a SCSI answer.
 //!
 //! No system call on a client's fd runs on the async workers: `fstat` and
 //! `close` on a file of a stuck file system (FUSE) never return. Each command
-//! makes one trip to the blocking pool that inspects the fd, applies the
-//! device policy, runs the executor, closes the fd and writes the reply, so
-//! that the reply leaves without a second thread hop; fds dropped over a
-//! protocol violation are closed there too.
+//! makes one trip to the blocking pool that inspects the fd, screens the
+//! command (device allowlist, read-only fd), runs the executor, closes the
+//! fd and writes the reply, so that the reply leaves without a second thread
+//! hop; fds dropped over a protocol violation are closed there too.
 
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -20,31 +20,28 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::domain::access::{DeviceAllowlist, PeerCredentials, PeerPolicy};
+use crate::domain::allowlist::{DeviceAllowlist, PeerCredentials, PeerPolicy};
 use crate::domain::audit::{sense_text, KeyDisplay, PrOutAudit};
 use crate::domain::cdb::{PrCdb, PrDirection, CDB_LEN};
+use crate::domain::command::PrCommand;
+use crate::domain::device::DeviceInfo;
 use crate::domain::framing::{
     check_client_features, check_fd_count, PrReply, ProtocolViolation, FEATURES_LEN,
     SUPPORTED_FEATURES,
 };
+use crate::domain::initiator::Initiator;
 use crate::domain::log_throttle::LogThrottle;
+use crate::domain::param_list::PrOutKeys;
+use crate::domain::screening::Screening;
 use crate::domain::sense::SenseCode;
-use crate::ports::executor::{
-    AccessMode, DeviceFd, DeviceInfo, Initiator, PrCommand, ScsiExecutor,
-};
+use crate::ports::executor::ScsiExecutor;
+use crate::ports::fd_inspector::FdInspector;
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
     BlockingReply, Connection, Listener, ReadOutcome, ReplyWriteError, TransportError,
 };
 use crate::status::InFlight;
 pub use crate::status::ServerStats;
-
-/// Finds the WWID of a device (from sysfs, in production).
-pub type WwidLookup = Arc<dyn Fn(&DeviceInfo) -> Option<String> + Send + Sync>;
-
-/// Learns what a received fd is (`fstat`, `fcntl`). Called only on a
-/// blocking thread: on a stuck file system it does not return.
-pub type InspectFd = Arc<dyn Fn(OwnedFd) -> DeviceFd + Send + Sync>;
 
 /// Once the daemon is stopping, how long a blocked reply write or a pending
 /// close of a client's fds may still take before the connection is given up.
@@ -58,16 +55,15 @@ const REFUSALS_LOGGED_PER_INTERVAL: u32 = 10;
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The policy and limits the server enforces.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ServerOptions {
     /// Which peers may connect.
     pub peers: PeerPolicy,
     /// Which devices commands may be sent to.
     pub devices: DeviceAllowlist,
-    /// How the device allowlist learns a device's WWID.
-    pub wwid_lookup: Option<WwidLookup>,
-    /// How a received fd is inspected.
-    pub inspect: InspectFd,
+    /// Learns what a received fd is, and its WWID when the allowlist or
+    /// the audit line needs it.
+    pub inspector: Arc<dyn FdInspector>,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
     /// Once a request has started, it must be complete within this time;
@@ -85,25 +81,12 @@ impl Default for ServerOptions {
         ServerOptions {
             peers: PeerPolicy::default(),
             devices: DeviceAllowlist::default(),
-            wwid_lookup: None,
-            inspect: Arc::new(crate::adapters::device::inspect),
+            inspector: Arc::new(crate::adapters::device::Inspector),
             max_connections: 16384,
             request_timeout: Duration::from_secs(30),
             audit_keys: KeyDisplay::Full,
             stats: Arc::default(),
         }
-    }
-}
-
-impl std::fmt::Debug for ServerOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerOptions")
-            .field("peers", &self.peers)
-            .field("devices", &self.devices)
-            .field("max_connections", &self.max_connections)
-            .field("request_timeout", &self.request_timeout)
-            .field("audit_keys", &self.audit_keys)
-            .finish()
     }
 }
 
@@ -189,17 +172,16 @@ pub async fn run_with<L, E, S>(
                         peer_uid = initiator.uid,
                         peer_gid = initiator.gid,
                     );
-                    let executor = Arc::clone(&executor);
-                    let options = Arc::clone(&options);
-                    let stop = stop_rx.clone();
-                    let (mut conn, mut stop) = (conn, stop);
+                    // Owned by the task, borrowed by its handler: the task's
+                    // future holds one copy of each.
+                    let (executor, options) = (Arc::clone(&executor), Arc::clone(&options));
+                    let (mut conn, mut stop) = (conn, stop_rx.clone());
                     let guard = OpenConnections::enter(&open);
                     let task = async move {
                             let _open = guard;
                             tracing::debug!("accepted");
-                            // Borrowed, not moved, so that the task's
-                            // future holds one copy of each.
-                            match serve_borrowed(&mut conn, &executor, &mut stop, &options).await {
+                            let handler = Handler::new(&mut conn, &executor, &mut stop, &options);
+                            match handler.run().await {
                                 Ok(end) => tracing::debug!(%end, "connection closed"),
                                 Err(
                                     e @ (ConnectionError::Protocol(_)
@@ -391,180 +373,323 @@ where
     C: Connection + ?Sized,
     E: ScsiExecutor + ?Sized + 'static,
 {
-    serve_borrowed(conn, &executor, &mut stop, &options).await
+    Handler::new(conn, &executor, &mut stop, &options)
+        .run()
+        .await
 }
 
-/// [`serve_connection_with`] on borrowed state.
-async fn serve_borrowed<C, E>(
-    conn: &mut C,
-    executor: &Arc<E>,
-    stop: &mut watch::Receiver<bool>,
-    options: &Arc<ServerOptions>,
-) -> Result<ConnectionEnd, ConnectionError>
+/// One connection being served: what it talks to and what it holds between
+/// the reads of one command and the next. It borrows what the connection's
+/// task owns, so that the task's future holds one copy of each.
+struct Handler<'a, C: ?Sized, E: ?Sized> {
+    conn: &'a mut C,
+    executor: &'a Arc<E>,
+    stop: &'a mut watch::Receiver<bool>,
+    options: &'a Arc<ServerOptions>,
+    /// Every fd the client sent and no command took: closed on the blocking
+    /// pool, on whatever path the connection ends.
+    held: Vec<ReceivedFd>,
+    /// The last command, while its thread may still be writing the reply.
+    pending: Option<Arc<JobEnd>>,
+}
+
+impl<'a, C, E> Handler<'a, C, E>
 where
     C: Connection + ?Sized,
     E: ScsiExecutor + ?Sized + 'static,
 {
-    // Every fd the client sent and no command took: closed on the blocking
-    // pool, on whatever path the connection ends.
-    let mut held = Vec::new();
-    // The last command, while its thread may still be writing the reply.
-    let mut pending = None;
-    let mut result = serve(conn, executor, stop, options, &mut held, &mut pending).await;
-    if let Some(job) = pending.take() {
-        // The command in flight is waited for (and its failure wins).
-        match Box::pin(finish(job, stop, options)).await {
-            Err(e) => result = Err(e),
-            Ok(Some(end)) if result.is_ok() => result = Ok(end),
-            Ok(_) => {}
+    fn new(
+        conn: &'a mut C,
+        executor: &'a Arc<E>,
+        stop: &'a mut watch::Receiver<bool>,
+        options: &'a Arc<ServerOptions>,
+    ) -> Self {
+        Handler {
+            conn,
+            executor,
+            stop,
+            options,
+            held: Vec::new(),
+            pending: None,
         }
     }
-    if !held.is_empty() {
-        Box::pin(close_off_workers(held, stop)).await;
-    }
-    result
-}
 
-/// The body of [`serve_connection_with`]; fds received and not handed to a
-/// command stay in `held`.
-///
-/// While a connection is idle its future holds only the wait for readiness
-/// and for `stop`: the negotiation and each command run in a future of their
-/// own, allocated while they run, so that thousands of idle connections do
-/// not each keep the largest state any command needs.
-async fn serve<C, E>(
-    conn: &mut C,
-    executor: &Arc<E>,
-    stop: &mut watch::Receiver<bool>,
-    options: &Arc<ServerOptions>,
-    held: &mut Vec<ReceivedFd>,
-    pending: &mut Option<Arc<JobEnd>>,
-) -> Result<ConnectionEnd, ConnectionError>
-where
-    C: Connection + ?Sized,
-    E: ScsiExecutor + ?Sized + 'static,
-{
-    if let Some(end) = Box::pin(negotiate(conn, stop, options, held)).await? {
-        return Ok(end);
-    }
-    loop {
-        // Idle between commands: no time limit until the first bytes. A
-        // command is handed over only once the previous one is over (below),
-        // so a client whose fds never close ties up one blocking thread per
-        // connection.
-        let mut cdb = [0u8; CDB_LEN];
-        if *stop.borrow() {
-            return Ok(ConnectionEnd::Shutdown);
+    /// Serves the connection to its end, then waits for the command in
+    /// flight and closes the fds no command took.
+    async fn run(mut self) -> Result<ConnectionEnd, ConnectionError> {
+        let mut result = self.serve().await;
+        if let Some(job) = self.pending.take() {
+            // The command in flight is waited for (and its failure wins).
+            match Box::pin(self.finish(job)).await {
+                Err(e) => result = Err(e),
+                Ok(Some(end)) if result.is_ok() => result = Ok(end),
+                Ok(_) => {}
+            }
         }
-        // Polled by hand rather than with `select!`, which would keep a
-        // second copy of both futures in every idle connection's state.
-        let first = {
-            let mut stopping = std::pin::pin!(stop.changed());
-            std::future::poll_fn(|cx| {
-                if let Poll::Ready(read) = conn.poll_read_some(cx, &mut cdb, held) {
-                    return Poll::Ready(Some(read));
+        if !self.held.is_empty() {
+            Box::pin(close_off_workers(std::mem::take(&mut self.held), self.stop)).await;
+        }
+        result
+    }
+
+    /// Negotiation, then commands until the connection ends.
+    ///
+    /// While a connection is idle its future holds only the wait for
+    /// readiness and for `stop`: the negotiation and each command run in a
+    /// future of their own, allocated while they run, so that thousands of
+    /// idle connections do not each keep the largest state any command needs.
+    async fn serve(&mut self) -> Result<ConnectionEnd, ConnectionError> {
+        if let Some(end) = Box::pin(self.negotiate()).await? {
+            return Ok(end);
+        }
+        loop {
+            // Idle between commands: no time limit until the first bytes. A
+            // command is handed over only once the previous one is over
+            // (below), so a client whose fds never close ties up one
+            // blocking thread per connection.
+            let mut cdb = [0u8; CDB_LEN];
+            if *self.stop.borrow() {
+                return Ok(ConnectionEnd::Shutdown);
+            }
+            // Polled by hand rather than with `select!`, which would keep a
+            // second copy of both futures in every idle connection's state.
+            let first = {
+                let (conn, held) = (&mut *self.conn, &mut self.held);
+                let mut stopping = std::pin::pin!(self.stop.changed());
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(read) = conn.poll_read_some(cx, &mut cdb, held) {
+                        return Poll::Ready(Some(read));
+                    }
+                    // A change can only be to true; a dropped sender means
+                    // the server is gone: stop either way.
+                    stopping.as_mut().poll(cx).map(|_| None)
+                })
+                .await
+            };
+            // The previous command must be over before anything else
+            // happens: it usually is, and its thread did not wake this task
+            // to say so.
+            if let Some(job) = self.pending.take() {
+                if let Some(end) = Box::pin(self.finish(job)).await? {
+                    return Ok(end);
                 }
-                // A change can only be to true; a dropped sender means
-                // the server is gone: stop either way.
-                stopping.as_mut().poll(cx).map(|_| None)
-            })
-            .await
-        };
-        // The previous command must be over before anything else happens:
-        // it usually is, and its thread did not wake this task to say so.
-        if let Some(job) = pending.take() {
-            if let Some(end) = Box::pin(finish(job, stop, options)).await? {
+            }
+            let first = match first {
+                None => return Ok(ConnectionEnd::Shutdown),
+                Some(read) => read?,
+            };
+            if first == 0 {
+                if self.held.is_empty() {
+                    return Ok(ConnectionEnd::ClientClosed);
+                }
+                return Err(ProtocolViolation::TruncatedRequest.into());
+            }
+            if let Some(end) = Box::pin(self.command(cdb, first)).await? {
                 return Ok(end);
             }
         }
-        let first = match first {
-            None => return Ok(ConnectionEnd::Shutdown),
-            Some(read) => read?,
+    }
+
+    /// The features exchange. `Some`: the connection ended during it.
+    async fn negotiate(&mut self) -> Result<Option<ConnectionEnd>, ConnectionError> {
+        let limit = self.options.request_timeout;
+        self.write_reply(limit, &SUPPORTED_FEATURES.to_be_bytes())
+            .await?;
+        let mut features = [0u8; FEATURES_LEN];
+        let negotiation = self.read_part(&mut features, true);
+        match tokio::time::timeout(limit, negotiation).await {
+            Err(_) => return Err(ConnectionError::Stalled(limit)),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Some(end))) => return Ok(Some(end)),
+            Ok(Ok(None)) => {}
+        }
+        // Fds sent during negotiation are closed here, as the C helper does.
+        close_off_workers(std::mem::take(&mut self.held), self.stop).await;
+        check_client_features(features)?;
+        Ok(None)
+    }
+
+    /// One command, from its first `got` bytes (in `cdb`) to its reply.
+    /// `Some`: the connection ends without error.
+    async fn command(
+        &mut self,
+        cdb: [u8; CDB_LEN],
+        got: usize,
+    ) -> Result<Option<ConnectionEnd>, ConnectionError> {
+        let limit = self.options.request_timeout;
+        // Once a request has started it must arrive whole in time.
+        let rest = self.read_request(cdb, got);
+        let (cdb, data_out, device) = match tokio::time::timeout(limit, rest).await {
+            Err(_) => return Err(ConnectionError::Stalled(limit)),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Request::End(end))) => return Ok(Some(end)),
+            Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
         };
-        if first == 0 {
-            if held.is_empty() {
-                return Ok(ConnectionEnd::ClientClosed);
-            }
-            return Err(ProtocolViolation::TruncatedRequest.into());
-        }
-        let command = command(conn, executor, stop, options, held, pending, cdb, first);
-        if let Some(end) = Box::pin(command).await? {
-            return Ok(end);
-        }
-    }
-}
-
-/// The features exchange. `Some`: the connection ended during it.
-async fn negotiate<C: Connection + ?Sized>(
-    conn: &mut C,
-    stop: &mut watch::Receiver<bool>,
-    options: &ServerOptions,
-    held: &mut Vec<ReceivedFd>,
-) -> Result<Option<ConnectionEnd>, ConnectionError> {
-    let limit = options.request_timeout;
-    write_reply(conn, stop, limit, &SUPPORTED_FEATURES.to_be_bytes()).await?;
-    let mut features = [0u8; FEATURES_LEN];
-    let negotiation = read_part(conn, stop, &mut features, held, true);
-    match tokio::time::timeout(limit, negotiation).await {
-        Err(_) => return Err(ConnectionError::Stalled(limit)),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Some(end))) => return Ok(Some(end)),
-        Ok(Ok(None)) => {}
-    }
-    // Fds sent during negotiation are closed here, as the C helper does.
-    close_off_workers(std::mem::take(held), stop).await;
-    check_client_features(features)?;
-    Ok(None)
-}
-
-/// One command, from its first `got` bytes (in `cdb`) to its reply. `Some`:
-/// the connection ends without error.
-#[allow(clippy::too_many_arguments)]
-async fn command<C, E>(
-    conn: &mut C,
-    executor: &Arc<E>,
-    stop: &mut watch::Receiver<bool>,
-    options: &Arc<ServerOptions>,
-    held: &mut Vec<ReceivedFd>,
-    pending: &mut Option<Arc<JobEnd>>,
-    cdb: [u8; CDB_LEN],
-    got: usize,
-) -> Result<Option<ConnectionEnd>, ConnectionError>
-where
-    C: Connection + ?Sized,
-    E: ScsiExecutor + ?Sized + 'static,
-{
-    let limit = options.request_timeout;
-    // Once a request has started it must arrive whole in time.
-    let rest = read_request(conn, stop, cdb, got, held);
-    let (cdb, data_out, device) = match tokio::time::timeout(limit, rest).await {
-        Err(_) => return Err(ConnectionError::Stalled(limit)),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Request::End(end))) => return Ok(Some(end)),
-        Ok(Ok(Request::Command(cdb, data_out, device))) => (cdb, data_out, device),
-    };
-    let initiator = conn.initiator();
-    let sink = conn.blocking_reply();
-    let request = Dispatch {
-        cdb,
-        data_out,
-        device,
-        sink,
-    };
-    match answer(executor, options, &initiator, request, stop).await {
-        Answered::Abandoned => return Ok(Some(ConnectionEnd::Shutdown)),
-        Answered::Dispatched(job) => *pending = Some(job),
-        Answered::ToWrite(reply) => {
-            write_reply(conn, stop, limit, &reply.encode_header()).await?;
-            if !reply.payload.is_empty() {
-                write_reply(conn, stop, limit, &reply.payload).await?;
+        let request = Dispatch {
+            cdb,
+            data_out,
+            device,
+            sink: self.conn.blocking_reply(),
+        };
+        match self.answer(request).await {
+            Answered::Abandoned => return Ok(Some(ConnectionEnd::Shutdown)),
+            Answered::Dispatched(job) => self.pending = Some(job),
+            Answered::ToWrite(reply) => {
+                self.write_reply(limit, &reply.encode_header()).await?;
+                if !reply.payload.is_empty() {
+                    self.write_reply(limit, &reply.payload).await?;
+                }
             }
         }
+        if *self.stop.borrow() {
+            return Ok(Some(ConnectionEnd::Shutdown));
+        }
+        Ok(None)
     }
-    if *stop.borrow() {
-        return Ok(Some(ConnectionEnd::Shutdown));
+
+    /// Reads the rest of a request whose first `got` CDB bytes (and their
+    /// fds, in `held`) arrived: the CDB, then for PR OUT the parameter list.
+    async fn read_request(
+        &mut self,
+        mut cdb: [u8; CDB_LEN],
+        got: usize,
+    ) -> Result<Request, ConnectionError> {
+        if got < CDB_LEN {
+            if let Some(end) = self.read_part(&mut cdb[got..], false).await? {
+                return Ok(Request::End(end));
+            }
+        }
+        check_fd_count(self.held.len())?;
+        let cdb = PrCdb::try_from(&cdb)?;
+
+        let mut data_out = Vec::new();
+        if cdb.direction() == PrDirection::Out && cdb.transfer_len() > 0 {
+            // Allocated only now that a command is in flight: idle
+            // connections cost no data buffer.
+            data_out = vec![0u8; cdb.transfer_len()];
+            if let Some(end) = self.read_part(&mut data_out, false).await? {
+                return Ok(Request::End(end));
+            }
+            check_fd_count(self.held.len())?;
+        }
+        let Some(device) = self.held.pop() else {
+            return Err(ProtocolViolation::MissingFd.into());
+        };
+        Ok(Request::Command(cdb, data_out, device))
     }
-    Ok(None)
+
+    /// Runs (or refuses) one command on the blocking pool and writes its
+    /// audit line; with a blocking writer, that thread writes the reply too,
+    /// so the reply leaves from the thread that made it and the connection's
+    /// task is not woken for it.
+    async fn answer(&mut self, request: Dispatch) -> Answered {
+        let Dispatch {
+            cdb,
+            data_out,
+            device,
+            sink,
+        } = request;
+        tracing::trace!(cdb = %cdb.hex(), data_len = data_out.len(), "request received");
+        // The keys, for the audit line only.
+        let keys = if cdb.direction() == PrDirection::Out {
+            PrOutKeys::from(&data_out[..])
+        } else {
+            PrOutKeys::default()
+        };
+        let work = {
+            let executor = Arc::clone(self.executor);
+            let options = Arc::clone(self.options);
+            let initiator = self.conn.initiator();
+            move || {
+                let _in_flight = InFlight::start(&options.stats);
+                let outcome = run_command(&*executor, &options, &initiator, cdb, data_out, device);
+                log_outcome(&options, &cdb, keys, outcome)
+            }
+        };
+        let span = tracing::Span::current();
+        if let Some(sink) = sink {
+            let end = Arc::new(JobEnd {
+                done: tokio::sync::Notify::new(),
+                written: std::sync::Mutex::new(None),
+                cdb,
+                keys,
+            });
+            let job = {
+                let (end, options) = (Arc::clone(&end), Arc::clone(self.options));
+                let stopping = self.stop.clone();
+                move || {
+                    let _entered = span.enter();
+                    write_from_thread(work, &*sink, &end, &options, &stopping);
+                }
+            };
+            // Detached: the thread reports through `end`.
+            drop(tokio::task::spawn_blocking(job));
+            return Answered::Dispatched(end);
+        }
+        let job = move || {
+            let _entered = span.enter();
+            work()
+        };
+        let timeout = self.options.request_timeout;
+        match unless_stopped_for(self.stop, timeout, tokio::task::spawn_blocking(job)).await {
+            None => {
+                log_abandoned(self.options, &cdb, keys);
+                Answered::Abandoned
+            }
+            Some(Ok(reply)) => Answered::ToWrite(reply),
+            Some(Err(e)) => {
+                tracing::error!(cause = %e, "command thread failed");
+                let outcome = failed_outcome();
+                Answered::ToWrite(log_outcome(self.options, &cdb, keys, outcome))
+            }
+        }
+    }
+
+    /// Waits for a dispatched command: `Err` if its reply could not be
+    /// written, `Some` when the daemon stopped and it did not end within the
+    /// request timeout (it is abandoned).
+    async fn finish(&mut self, job: Arc<JobEnd>) -> Result<Option<ConnectionEnd>, ConnectionError> {
+        let timeout = self.options.request_timeout;
+        match unless_stopped_for(self.stop, timeout, job.wait()).await {
+            Some(written) => written.map(|()| None),
+            None => {
+                log_abandoned(self.options, &job.cdb, job.keys);
+                Ok(Some(ConnectionEnd::Shutdown))
+            }
+        }
+    }
+
+    /// Writes `buf` to the client, which must take it within `limit`; once
+    /// the daemon stops, within [`STOP_GRACE`].
+    async fn write_reply(&mut self, limit: Duration, buf: &[u8]) -> Result<(), ConnectionError> {
+        let write = tokio::time::timeout(limit, self.conn.write_all(buf));
+        match unless_stopped_for(self.stop, STOP_GRACE, write).await {
+            Some(Ok(written)) => Ok(written?),
+            Some(Err(_)) => Err(ConnectionError::ReplyStalled(limit)),
+            None => Err(ConnectionError::ReplyStalled(STOP_GRACE)),
+        }
+    }
+
+    /// Reads one part of a request; its fds go to `held`. `Ok(None)`: the
+    /// buffer is full. `Ok(Some)`: the connection ends without error,
+    /// because the daemon stops or because the client closed cleanly at a
+    /// `boundary` (nothing of the part received).
+    async fn read_part(
+        &mut self,
+        buf: &mut [u8],
+        boundary: bool,
+    ) -> Result<Option<ConnectionEnd>, ConnectionError> {
+        let read = self.conn.read_exact(buf, &mut self.held);
+        match until_stopped(self.stop, read).await {
+            None => Ok(Some(ConnectionEnd::Shutdown)),
+            Some(Ok(ReadOutcome::Complete)) => Ok(None),
+            Some(Ok(ReadOutcome::Eof { read: 0 })) if boundary && self.held.is_empty() => {
+                Ok(Some(ConnectionEnd::ClientClosed))
+            }
+            Some(Ok(ReadOutcome::Eof { .. })) => Err(ProtocolViolation::TruncatedRequest.into()),
+            Some(Err(e)) => Err(e.into()),
+        }
+    }
 }
 
 /// A complete request, or the end of the connection.
@@ -573,39 +698,6 @@ enum Request {
     Command(PrCdb, Vec<u8>, ReceivedFd),
     /// The connection ends without error.
     End(ConnectionEnd),
-}
-
-/// Reads the rest of a request whose first `got` CDB bytes (and their fds,
-/// in `held`) arrived: the CDB, then for PR OUT the parameter list.
-async fn read_request<C: Connection + ?Sized>(
-    conn: &mut C,
-    stop: &mut watch::Receiver<bool>,
-    mut cdb: [u8; CDB_LEN],
-    got: usize,
-    held: &mut Vec<ReceivedFd>,
-) -> Result<Request, ConnectionError> {
-    if got < CDB_LEN {
-        if let Some(end) = read_part(conn, stop, &mut cdb[got..], held, false).await? {
-            return Ok(Request::End(end));
-        }
-    }
-    check_fd_count(held.len())?;
-    let cdb = PrCdb::try_from(&cdb)?;
-
-    let mut data_out = Vec::new();
-    if cdb.direction() == PrDirection::Out && cdb.transfer_len() > 0 {
-        // Allocated only now that a command is in flight: idle connections
-        // cost no data buffer.
-        data_out = vec![0u8; cdb.transfer_len()];
-        if let Some(end) = read_part(conn, stop, &mut data_out, held, false).await? {
-            return Ok(Request::End(end));
-        }
-        check_fd_count(held.len())?;
-    }
-    let Some(device) = held.pop() else {
-        return Err(ProtocolViolation::MissingFd.into());
-    };
-    Ok(Request::Command(cdb, data_out, device))
 }
 
 /// What the blocking part of a command learnt and answered.
@@ -645,7 +737,7 @@ struct JobEnd {
     written: std::sync::Mutex<Option<Result<(), ConnectionError>>>,
     /// For the audit line of a PR OUT abandoned at shutdown.
     cdb: PrCdb,
-    keys: Vec<u8>,
+    keys: PrOutKeys,
 }
 
 impl JobEnd {
@@ -673,120 +765,37 @@ impl JobEnd {
     }
 }
 
-/// Waits for a dispatched command: `Err` if its reply could not be written,
-/// `Some` when the daemon stopped and it did not end within the request
-/// timeout (it is abandoned).
-async fn finish(
-    job: Arc<JobEnd>,
-    stop: &mut watch::Receiver<bool>,
+/// The blocking job of a command whose thread writes the reply: runs `work`
+/// (a panic in it is answered as an internal target failure, with its audit
+/// line), writes the reply to `sink` and records in `end` how that went.
+fn write_from_thread(
+    work: impl FnOnce() -> PrReply,
+    sink: &dyn BlockingReply,
+    end: &JobEnd,
     options: &ServerOptions,
-) -> Result<Option<ConnectionEnd>, ConnectionError> {
-    match unless_stopped_for(stop, options.request_timeout, job.wait()).await {
-        Some(written) => written.map(|()| None),
-        None => {
-            log_abandoned(options, &job.cdb, &job.keys);
-            Ok(Some(ConnectionEnd::Shutdown))
-        }
-    }
-}
-
-/// Runs (or refuses) one command on the blocking pool and writes its audit
-/// line; with a blocking writer, that thread writes the reply too, so the
-/// reply leaves from the thread that made it and the connection's task is
-/// not woken for it.
-async fn answer<E: ScsiExecutor + ?Sized + 'static>(
-    executor: &Arc<E>,
-    options: &Arc<ServerOptions>,
-    initiator: &Initiator,
-    request: Dispatch,
-    stop: &mut watch::Receiver<bool>,
-) -> Answered {
-    let Dispatch {
-        cdb,
-        data_out,
-        device,
-        sink,
-    } = request;
-    let is_out = cdb.direction() == PrDirection::Out;
-    tracing::trace!(cdb = %cdb.hex(), data_len = data_out.len(), "request received");
-    // The keys, for the audit line only.
-    let keys = if is_out {
-        data_out.get(..16).unwrap_or(&data_out).to_vec()
-    } else {
-        Vec::new()
-    };
-    let work = {
-        let (executor, options, initiator) =
-            (Arc::clone(executor), Arc::clone(options), initiator.clone());
-        let keys = keys.clone();
-        move || {
-            let _in_flight = InFlight::start(&options.stats);
-            let outcome = run_command(&*executor, &options, &initiator, cdb, data_out, device);
-            log_outcome(&options, &cdb, &keys, outcome)
-        }
-    };
-    let span = tracing::Span::current();
-    if let Some(sink) = sink {
-        let end = Arc::new(JobEnd {
-            done: tokio::sync::Notify::new(),
-            written: std::sync::Mutex::new(None),
-            cdb,
-            keys,
-        });
-        let job = {
-            let (end, options) = (Arc::clone(&end), Arc::clone(options));
-            let stopping = stop.clone();
-            move || {
-                let _entered = span.enter();
-                let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
-                    Ok(reply) => reply,
-                    Err(_) => {
-                        tracing::error!("command thread failed");
-                        let outcome = failed_outcome();
-                        log_outcome(&options, &end.cdb, &end.keys, outcome)
-                    }
-                };
-                let header = reply.encode_header();
-                let written = sink
-                    .write_parts(
-                        &[&header, &reply.payload],
-                        options.request_timeout,
-                        STOP_GRACE,
-                        &|| *stopping.borrow(),
-                    )
-                    .map_err(|e| match e {
-                        ReplyWriteError::Stalled(d) => ConnectionError::ReplyStalled(d),
-                        ReplyWriteError::Io(e) => TransportError::Send(e).into(),
-                    });
-                end.record(written);
-            }
-        };
-        // Detached: the thread reports through `end`.
-        drop(tokio::task::spawn_blocking(job));
-        return Answered::Dispatched(end);
-    }
-    let job = move || {
-        let _entered = span.enter();
-        work()
-    };
-    match unless_stopped_for(
-        stop,
-        options.request_timeout,
-        tokio::task::spawn_blocking(job),
-    )
-    .await
-    {
-        None => {
-            log_abandoned(options, &cdb, &keys);
-            Answered::Abandoned
-        }
-        Some(Ok(reply)) => Answered::ToWrite(reply),
-        Some(Err(e)) => {
-            tracing::error!(cause = %e, "command thread failed");
+    stopping: &watch::Receiver<bool>,
+) {
+    let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(reply) => reply,
+        Err(_) => {
+            tracing::error!("command thread failed");
             let outcome = failed_outcome();
-            Answered::ToWrite(log_outcome(options, &cdb, &keys, outcome))
+            log_outcome(options, &end.cdb, end.keys, outcome)
         }
-    }
+    };
+    let header = reply.encode_header();
+    let written = sink
+        .write_parts(
+            &[&header, &reply.payload],
+            options.request_timeout,
+            STOP_GRACE,
+            &|| *stopping.borrow(),
+        )
+        .map_err(|e| match e {
+            ReplyWriteError::Stalled(d) => ConnectionError::ReplyStalled(d),
+            ReplyWriteError::Io(e) => TransportError::Send(e).into(),
+        });
+    end.record(written);
 }
 
 /// The answer when the command's thread failed.
@@ -800,7 +809,7 @@ fn failed_outcome() -> Outcome {
 }
 
 /// The lines for a command still running at shutdown, which is abandoned.
-fn log_abandoned(options: &ServerOptions, cdb: &PrCdb, keys: &[u8]) {
+fn log_abandoned(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys) {
     tracing::warn!("command still running at shutdown: abandoned");
     if cdb.direction() == PrDirection::Out {
         // Every PR OUT has its audit line; this one may still
@@ -822,7 +831,7 @@ fn log_abandoned(options: &ServerOptions, cdb: &PrCdb, keys: &[u8]) {
 /// Cuts the reply to the allocation length and writes the command's debug
 /// line and, for PR OUT or a refused device, its audit line, before the
 /// reply leaves.
-fn log_outcome(options: &ServerOptions, cdb: &PrCdb, keys: &[u8], outcome: Outcome) -> PrReply {
+fn log_outcome(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys, outcome: Outcome) -> PrReply {
     let is_out = cdb.direction() == PrDirection::Out;
     let allocation_len = if is_out { 0 } else { cdb.transfer_len() };
     let reply = outcome.reply.fit_to(allocation_len);
@@ -854,8 +863,8 @@ fn log_outcome(options: &ServerOptions, cdb: &PrCdb, keys: &[u8], outcome: Outco
     reply
 }
 
-/// The blocking part of a command, on one thread: inspect the fd, apply the
-/// device policy (which needs what `fstat` and sysfs say), run the executor,
+/// The blocking part of a command, on one thread: inspect the fd, screen
+/// the command (which needs what `fstat` and sysfs say), run the executor,
 /// close the fd.
 fn run_command<E: ScsiExecutor + ?Sized>(
     executor: &E,
@@ -865,35 +874,24 @@ fn run_command<E: ScsiExecutor + ?Sized>(
     data_out: Vec<u8>,
     device: ReceivedFd,
 ) -> Outcome {
-    let device = (options.inspect)(device.into_owned());
+    let direction = cdb.direction();
+    let want_wwid = Screening::wants_wwid(&options.devices, direction);
+    let (device, wwid) = options.inspector.inspect(device.into_owned(), want_wwid);
     let info = device.info;
-    let is_out = cdb.direction() == PrDirection::Out;
-    let restricted = options.devices.is_restricted();
-    let wwid = match &options.wwid_lookup {
-        Some(lookup) if restricted || is_out => lookup(&info),
-        _ => None,
-    };
-    let device_refused = restricted
-        && !options
-            .devices
-            .allows(info.major(), info.minor(), wwid.as_deref());
-    let reply = if device_refused {
-        // Not on the allowlist: the ioctl never runs; the fd closes here.
-        drop(device);
-        PrReply::check_condition(SenseCode::LOGICAL_UNIT_NOT_SUPPORTED)
-    } else if is_out && info.access == AccessMode::ReadOnly {
-        // Same answer as the C helper: a read-only fd may not change
-        // reservations.
-        drop(device);
-        PrReply::check_condition(SenseCode::INVALID_OPCODE)
-    } else {
-        executor.execute(device, PrCommand { cdb, data_out }, initiator)
+    let screening = Screening::of(&options.devices, direction, &info, wwid.as_deref());
+    let reply = match screening.refusal() {
+        // The ioctl never runs; the fd closes here.
+        Some(sense) => {
+            drop(device);
+            PrReply::check_condition(sense)
+        }
+        None => executor.execute(device, PrCommand { cdb, data_out }, initiator),
     };
     Outcome {
         reply,
         info: Some(info),
         wwid,
-        device_refused,
+        device_refused: screening == Screening::DeviceRefused,
     }
 }
 
@@ -911,43 +909,6 @@ async fn close_off_workers(fds: Vec<ReceivedFd>, stop: &mut watch::Receiver<bool
         .is_none()
     {
         tracing::warn!("closing a client's fd still blocked at shutdown: abandoned");
-    }
-}
-
-/// Writes `buf` to the client, which must take it within `limit`; once the
-/// daemon stops, within [`STOP_GRACE`].
-async fn write_reply<C: Connection + ?Sized>(
-    conn: &mut C,
-    stop: &mut watch::Receiver<bool>,
-    limit: Duration,
-    buf: &[u8],
-) -> Result<(), ConnectionError> {
-    let write = tokio::time::timeout(limit, conn.write_all(buf));
-    match unless_stopped_for(stop, STOP_GRACE, write).await {
-        Some(Ok(written)) => Ok(written?),
-        Some(Err(_)) => Err(ConnectionError::ReplyStalled(limit)),
-        None => Err(ConnectionError::ReplyStalled(STOP_GRACE)),
-    }
-}
-
-/// Reads one part of a request. `Ok(None)`: the buffer is full. `Ok(Some)`:
-/// the connection ends without error, because the daemon stops or because the
-/// client closed cleanly at a `boundary` (nothing of the part received).
-async fn read_part<C: Connection + ?Sized>(
-    conn: &mut C,
-    stop: &mut watch::Receiver<bool>,
-    buf: &mut [u8],
-    fds: &mut Vec<ReceivedFd>,
-    boundary: bool,
-) -> Result<Option<ConnectionEnd>, ConnectionError> {
-    match until_stopped(stop, conn.read_exact(buf, fds)).await {
-        None => Ok(Some(ConnectionEnd::Shutdown)),
-        Some(Ok(ReadOutcome::Complete)) => Ok(None),
-        Some(Ok(ReadOutcome::Eof { read: 0 })) if boundary && fds.is_empty() => {
-            Ok(Some(ConnectionEnd::ClientClosed))
-        }
-        Some(Ok(ReadOutcome::Eof { .. })) => Err(ProtocolViolation::TruncatedRequest.into()),
-        Some(Err(e)) => Err(e.into()),
     }
 }
 
@@ -983,19 +944,20 @@ async fn unless_stopped_for<F: Future>(
 mod tests {
     use super::*;
     use crate::domain::cdb::PrCdb;
+    use crate::domain::device::OpenMode;
     use crate::domain::framing::REPLY_HEADER_LEN;
     use crate::domain::sense::{ScsiStatus, SenseBuffer};
     use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
-    use crate::ports::executor::{Initiator, MockScsiExecutor};
+    use crate::ports::executor::{DeviceFd, MockScsiExecutor};
     use crate::ports::transport::MockConnection;
     use std::sync::Mutex;
 
     /// /dev/null opened with `access`: what the server then sees in `fstat`
     /// and `fcntl`.
-    fn device(access: AccessMode) -> ReceivedFd {
+    fn device(access: OpenMode) -> ReceivedFd {
         let file = std::fs::OpenOptions::new()
-            .read(access != AccessMode::WriteOnly)
-            .write(access != AccessMode::ReadOnly)
+            .read(access != OpenMode::WriteOnly)
+            .write(access != OpenMode::ReadOnly)
             .open("/dev/null")
             .unwrap();
         ReceivedFd::new(file.into())
@@ -1003,7 +965,7 @@ mod tests {
 
     /// One read the mock connection answers: bytes and how many fds.
     enum Chunk {
-        Bytes(Vec<u8>, usize, AccessMode),
+        Bytes(Vec<u8>, usize, OpenMode),
         Eof,
     }
 
@@ -1050,7 +1012,7 @@ mod tests {
     }
 
     fn features() -> Chunk {
-        Chunk::Bytes(vec![0; 4], 0, AccessMode::ReadWrite)
+        Chunk::Bytes(vec![0; 4], 0, OpenMode::ReadWrite)
     }
 
     fn running() -> watch::Receiver<bool> {
@@ -1064,7 +1026,7 @@ mod tests {
         let cdb = PrCdb::pr_in(PrInServiceAction::ReadKeys, 8);
         let (mut conn, written) = scripted(vec![
             features(),
-            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadOnly),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, OpenMode::ReadOnly),
             Chunk::Eof,
         ]);
         let mut exec = MockScsiExecutor::new();
@@ -1091,8 +1053,8 @@ mod tests {
         let expected = list.clone();
         let (mut conn, written) = scripted(vec![
             features(),
-            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadWrite),
-            Chunk::Bytes(list, 0, AccessMode::ReadWrite),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, OpenMode::ReadWrite),
+            Chunk::Bytes(list, 0, OpenMode::ReadWrite),
             Chunk::Eof,
         ]);
         let mut exec = MockScsiExecutor::new();
@@ -1113,8 +1075,8 @@ mod tests {
         let cdb = PrCdb::pr_out(PrOutServiceAction::Reserve, 1, 24);
         let (mut conn, written) = scripted(vec![
             features(),
-            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadOnly),
-            Chunk::Bytes(vec![0; 24], 0, AccessMode::ReadOnly),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, OpenMode::ReadOnly),
+            Chunk::Bytes(vec![0; 24], 0, OpenMode::ReadOnly),
             Chunk::Eof,
         ]);
         let mut exec = MockScsiExecutor::new();
@@ -1139,39 +1101,36 @@ mod tests {
         bad_opcode[0] = 0x12;
         let cases: Vec<(Vec<Chunk>, ProtocolViolation)> = vec![
             (
-                vec![Chunk::Bytes(vec![0, 0, 0, 2], 0, AccessMode::ReadWrite)],
+                vec![Chunk::Bytes(vec![0, 0, 0, 2], 0, OpenMode::ReadWrite)],
                 ProtocolViolation::UnsupportedFeatures(2),
             ),
             (
-                vec![
-                    features(),
-                    Chunk::Bytes(bad_opcode, 1, AccessMode::ReadWrite),
-                ],
+                vec![features(), Chunk::Bytes(bad_opcode, 1, OpenMode::ReadWrite)],
                 ProtocolViolation::UnsupportedOpcode(0x12),
             ),
             (
                 vec![
                     features(),
-                    Chunk::Bytes(in_cdb.clone(), 0, AccessMode::ReadWrite),
+                    Chunk::Bytes(in_cdb.clone(), 0, OpenMode::ReadWrite),
                 ],
                 ProtocolViolation::MissingFd,
             ),
             (
-                vec![features(), Chunk::Bytes(in_cdb, 3, AccessMode::ReadWrite)],
+                vec![features(), Chunk::Bytes(in_cdb, 3, OpenMode::ReadWrite)],
                 ProtocolViolation::TooManyFds(3),
             ),
             (
                 vec![
                     features(),
-                    Chunk::Bytes(out_cdb.clone(), 1, AccessMode::ReadWrite),
-                    Chunk::Bytes(vec![0; 24], 1, AccessMode::ReadWrite),
+                    Chunk::Bytes(out_cdb.clone(), 1, OpenMode::ReadWrite),
+                    Chunk::Bytes(vec![0; 24], 1, OpenMode::ReadWrite),
                 ],
                 ProtocolViolation::TooManyFds(2),
             ),
             (
                 vec![
                     features(),
-                    Chunk::Bytes(out_cdb, 1, AccessMode::ReadWrite),
+                    Chunk::Bytes(out_cdb, 1, OpenMode::ReadWrite),
                     Chunk::Eof,
                 ],
                 ProtocolViolation::TruncatedRequest,
@@ -1316,7 +1275,7 @@ mod tests {
         let cdb = PrCdb::pr_in(PrInServiceAction::ReadKeys, 8);
         let (busy, written) = scripted(vec![
             features(),
-            Chunk::Bytes(cdb.bytes().to_vec(), 1, AccessMode::ReadWrite),
+            Chunk::Bytes(cdb.bytes().to_vec(), 1, OpenMode::ReadWrite),
         ]);
         // An idle one too: it must not hold the exit back.
         let idle = IdleConnection;

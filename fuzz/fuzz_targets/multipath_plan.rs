@@ -1,5 +1,5 @@
 //! Multipath routing of one client command: `plan` on the command, then
-//! `runner::execute` over up to four fake paths. Each path is its own I_T
+//! `runner::route` over up to four fake paths. Each path is its own I_T
 //! nexus on one shared reservation model; the input also scripts path
 //! failures and unit attentions.
 //!
@@ -18,11 +18,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use qemu_pr_helper::domain::cdb::{PrCdb, CDB_LEN, PERSISTENT_RESERVE_IN, PERSISTENT_RESERVE_OUT};
+use qemu_pr_helper::domain::command::PrCommand;
 use qemu_pr_helper::domain::framing::{PrReply, MAX_TRANSFER_LEN};
-use qemu_pr_helper::domain::multipath::command::PathCommand;
-use qemu_pr_helper::domain::multipath::path::{PathState, PathView};
+use qemu_pr_helper::domain::multipath::path::{DmState, PathState, PathView};
 use qemu_pr_helper::domain::multipath::plan::{plan, Route};
-use qemu_pr_helper::domain::multipath::runner::{execute, PathRunner};
+use qemu_pr_helper::domain::multipath::runner::{route, PathRunner};
 use qemu_pr_helper::domain::multipath::verdict::{PathReply, MAX_RETRIES};
 use qemu_pr_helper::domain::param_list::{PrOutParameters, TransportId};
 use qemu_pr_helper::domain::reservation::{LogicalUnit, NexusId};
@@ -35,7 +35,7 @@ struct Runner<'a> {
 }
 
 impl PathRunner for Runner<'_> {
-    fn run(&mut self, path: usize, command: &PathCommand) -> PathReply {
+    fn run(&mut self, path: usize, command: &PrCommand) -> PathReply {
         self.calls += 1;
         if command.cdb.pr_out_action().is_some() {
             assert_eq!(command.data_out.len(), command.cdb.transfer_len());
@@ -63,7 +63,7 @@ impl PathRunner for Runner<'_> {
     }
 }
 
-fn check_command(c: &PathCommand) {
+fn check_command(c: &PrCommand) {
     assert_eq!(PrCdb::try_from(c.cdb.bytes()), Ok(c.cdb));
     assert_eq!(c.data_out.len(), c.cdb.transfer_len());
     PrOutParameters::try_from(&c.data_out[..]).expect("a planned list decodes");
@@ -80,6 +80,7 @@ fuzz_target!(|input: &[u8]| {
             } else {
                 PathState::Active
             },
+            dm: DmState::Unknown,
             host: Some(u32::from(hosts >> (2 * i) & 3)),
         })
         .collect();
@@ -98,7 +99,7 @@ fuzz_target!(|input: &[u8]| {
         cdb[7..9].copy_from_slice(&alloc.to_be_bytes());
         (&[][..], tail)
     };
-    let command = PathCommand {
+    let command = PrCommand {
         cdb: PrCdb::try_from(&cdb).expect("built within the protocol's limits"),
         data_out: data.to_vec(),
     };
@@ -106,7 +107,7 @@ fuzz_target!(|input: &[u8]| {
     if let Ok(p) = plan(&command) {
         match &p.route {
             Route::OnePath | Route::Release { .. } => {}
-            Route::OnePathThenReregister { reregister } => check_command(reregister),
+            Route::OnePathThenReregister { reregister, .. } => check_command(reregister),
             Route::EveryPath { rest, rollback, .. } => {
                 check_command(rest);
                 let params = PrOutParameters::try_from(&rest.data_out[..]).unwrap();
@@ -126,7 +127,7 @@ fuzz_target!(|input: &[u8]| {
         script,
         calls: 0,
     };
-    let outcome = execute(&mut runner, &paths, &command);
+    let outcome = route(&mut runner, &paths, &command);
     let good = outcome.reply.status == ScsiStatus::GOOD;
     assert!(good || outcome.events.is_empty());
     assert!(good || outcome.reply.payload.is_empty());

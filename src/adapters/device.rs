@@ -1,33 +1,48 @@
-//! Inspecting a received fd once, when it arrives: what kind of file it is and
-//! how the client opened it. The service and executors decide on these facts.
+//! Inspecting a received fd once, on the thread that runs its command: what
+//! kind of file it is, how the client opened it and, when asked, the
+//! device's WWID. The service and executors decide on these facts.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::stat::{fstat, SFlag};
 
-use crate::ports::executor::{AccessMode, DeviceFd, DeviceInfo, DeviceKind};
+use crate::domain::device::{DeviceInfo, DeviceKind, OpenMode};
+use crate::ports::executor::DeviceFd;
+use crate::ports::fd_inspector::FdInspector;
 
 /// Linux's SCSI generic (sg) character major.
 const SCSI_GENERIC_MAJOR: u32 = 21;
+
+/// The server's [`FdInspector`]: [`inspect`], then [`wwid`] when wanted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inspector;
+
+impl FdInspector for Inspector {
+    fn inspect(&self, fd: OwnedFd, want_wwid: bool) -> (DeviceFd, Option<String>) {
+        let device = inspect(fd);
+        let wwid = if want_wwid { wwid(&device.info) } else { None };
+        (device, wwid)
+    }
+}
 
 /// Gathers [`DeviceInfo`] for `fd`. A failing `fstat` or `fcntl` (which only
 /// happens for a closed fd) yields [`DeviceKind::Other`] so that the fd is
 /// still owned and closed, and never reaches an ioctl.
 pub fn inspect(fd: OwnedFd) -> DeviceFd {
-    let access = match fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
+    let open_mode = match fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL) {
         Ok(flags) => match OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE {
-            OFlag::O_WRONLY => AccessMode::WriteOnly,
-            OFlag::O_RDWR => AccessMode::ReadWrite,
-            _ => AccessMode::ReadOnly,
+            OFlag::O_WRONLY => OpenMode::WriteOnly,
+            OFlag::O_RDWR => OpenMode::ReadWrite,
+            _ => OpenMode::ReadOnly,
         },
-        Err(_) => AccessMode::ReadOnly,
+        Err(_) => OpenMode::ReadOnly,
     };
     let info = match fstat(fd.as_raw_fd()) {
         Ok(st) => {
             let mut info = DeviceInfo {
                 kind: DeviceKind::Other,
-                access,
+                open_mode,
                 dev: st.st_dev,
                 ino: st.st_ino,
                 rdev: st.st_rdev,
@@ -47,7 +62,7 @@ pub fn inspect(fd: OwnedFd) -> DeviceFd {
         }
         Err(_) => DeviceInfo {
             kind: DeviceKind::Other,
-            access,
+            open_mode,
             dev: 0,
             ino: 0,
             rdev: 0,
@@ -89,17 +104,17 @@ mod tests {
         let tmp = tempfile::NamedTempFile::new().unwrap();
         let ro = inspect(File::open(tmp.path()).unwrap().into());
         assert_eq!(ro.info.kind, DeviceKind::Regular);
-        assert_eq!(ro.info.access, AccessMode::ReadOnly);
+        assert_eq!(ro.info.open_mode, OpenMode::ReadOnly);
         let rw = OpenOptions::new()
             .read(true)
             .write(true)
             .open(tmp.path())
             .unwrap();
         let rw = inspect(rw.into());
-        assert_eq!(rw.info.access, AccessMode::ReadWrite);
+        assert_eq!(rw.info.open_mode, OpenMode::ReadWrite);
         assert_eq!((rw.info.dev, rw.info.ino), (ro.info.dev, ro.info.ino));
         let wo = OpenOptions::new().write(true).open(tmp.path()).unwrap();
-        assert_eq!(inspect(wo.into()).info.access, AccessMode::WriteOnly);
+        assert_eq!(inspect(wo.into()).info.open_mode, OpenMode::WriteOnly);
     }
 
     #[test]

@@ -44,13 +44,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::domain::command::PrCommand;
 use crate::domain::fault::DeviceFault;
 use crate::domain::framing::PrReply;
+use crate::domain::initiator::Initiator;
 use crate::domain::param_list::TransportId;
 use crate::domain::reservation::{InitiatorIdentity, LogicalUnit, NexusId};
 use crate::domain::sense::ScsiStatus;
 use crate::domain::service_action::PrOutServiceAction;
-use crate::ports::executor::{DeviceFd, Initiator, PrCommand, ScsiExecutor};
+use crate::ports::executor::{DeviceFd, ScsiExecutor};
 
 /// SAS address of connection 0's initiator port; connection `n` is this + `n`
 /// (NAA 5, so `sg_persist` shows a plausible SAS address).

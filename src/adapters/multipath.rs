@@ -18,16 +18,18 @@ use std::sync::{Arc, Mutex};
 
 use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::sg_io::{send_pr_command_with_origin, SgIoExecutor};
+use crate::domain::command::PrCommand;
+use crate::domain::device::DeviceKind;
 use crate::domain::framing::PrReply;
-use crate::domain::multipath::command::PathCommand;
+use crate::domain::initiator::Initiator;
 use crate::domain::multipath::dm_path_state::parse_path_states;
 use crate::domain::multipath::missed::LeftWith;
 use crate::domain::multipath::path::{DmState, PathState, PathView};
-use crate::domain::multipath::runner::{execute, PathRunner};
+use crate::domain::multipath::runner::{route, PathRunner};
 use crate::domain::multipath::verdict::PathReply;
 use crate::domain::multipath::PATH_FAILURE;
 use crate::domain::sg_io_timeout::SgIoTimeout;
-use crate::ports::executor::{DeviceFd, DeviceKind, Initiator, PrCommand, ScsiExecutor};
+use crate::ports::executor::{DeviceFd, ScsiExecutor};
 
 /// The prefix of a multipath map's device-mapper UUID.
 const MPATH_UUID_PREFIX: &str = "mpath-";
@@ -158,15 +160,11 @@ struct SgIoPaths<'a> {
 }
 
 impl PathRunner for SgIoPaths<'_> {
-    fn run(&mut self, path: usize, command: &PathCommand) -> PathReply {
+    fn run(&mut self, path: usize, command: &PrCommand) -> PathReply {
         let Some(fd) = self.fds.get(path).and_then(Option::as_ref) else {
             return PathReply::transport(PrReply::check_condition(PATH_FAILURE));
         };
-        let command = PrCommand {
-            cdb: command.cdb,
-            data_out: command.data_out.clone(),
-        };
-        let (reply, origin) = send_pr_command_with_origin(fd.as_fd(), &command, self.timeout);
+        let (reply, origin) = send_pr_command_with_origin(fd.as_fd(), command, self.timeout);
         tracing::debug!(
             map = %self.map.name,
             path = %self.map.paths.get(path).map_or("?", |p| p.name.as_str()),
@@ -283,16 +281,12 @@ impl MultipathExecutor {
             failed = views.iter().filter(|v| v.state == PathState::Failed).count(),
             "routing through multipath map"
         );
-        let command = PathCommand {
-            cdb: command.cdb,
-            data_out: command.data_out,
-        };
         let mut runner = SgIoPaths {
             map,
             fds,
             timeout: self.plain.timeout(),
         };
-        let outcome = execute(&mut runner, &views, &command);
+        let outcome = route(&mut runner, &views, &command);
         drop(runner);
         for missed in &outcome.missed {
             let path = map.paths.get(missed.path).map_or("?", |p| p.name.as_str());
@@ -361,10 +355,10 @@ mod tests {
     use super::*;
     use crate::adapters::multipathd::MultipathdAddress;
     use crate::domain::cdb::PrCdb;
+    use crate::domain::device::{DeviceInfo, OpenMode};
     use crate::domain::sense::ScsiStatus;
     use crate::domain::sense::SenseCode;
     use crate::domain::service_action::PrInServiceAction;
-    use crate::ports::executor::{AccessMode, DeviceInfo};
     use std::fs;
 
     /// Builds `dev/block/MAJ:MIN` with a dm uuid and name and the given
@@ -513,9 +507,9 @@ mod tests {
             fds: vec![None],
             timeout: SgIoTimeout::from(std::time::Duration::from_secs(1)),
         };
-        let r = runner.run(0, &PathCommand::read_reservation());
+        let r = runner.run(0, &PrCommand::read_reservation());
         assert_eq!(r.origin, crate::domain::sg_io_result::Origin::Transport);
-        assert_eq!(runner.run(5, &PathCommand::read_reservation()), r);
+        assert_eq!(runner.run(5, &PrCommand::read_reservation()), r);
     }
 
     fn executor(sysfs: &Path, dev: &Path) -> MultipathExecutor {
@@ -536,7 +530,7 @@ mod tests {
             fd: file.into(),
             info: DeviceInfo {
                 kind: DeviceKind::Block,
-                access: AccessMode::ReadWrite,
+                open_mode: OpenMode::ReadWrite,
                 dev: 0,
                 ino: 0,
                 rdev: (major << 8) | minor,

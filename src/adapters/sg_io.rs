@@ -11,14 +11,16 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use nix::errno::Errno;
 
 use crate::domain::cdb::PrDirection;
+use crate::domain::command::PrCommand;
 use crate::domain::framing::PrReply;
+use crate::domain::initiator::Initiator;
 use crate::domain::sense::SENSE_LEN;
 use crate::domain::sg_io_result::{
     origin_of_completion, origin_of_ioctl_failure, reply_for_completion, reply_for_ioctl_failure,
     IoctlFailure, Origin, SgIoCompletion,
 };
 use crate::domain::sg_io_timeout::SgIoTimeout;
-use crate::ports::executor::{DeviceFd, Initiator, PrCommand, ScsiExecutor};
+use crate::ports::executor::{DeviceFd, ScsiExecutor};
 
 mod bindings {
     //! `struct sg_io_hdr` from `<scsi/sg.h>` and the SG_IO request number.

@@ -16,7 +16,7 @@ use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::config::SocketPermissions;
-use crate::ports::executor::Initiator;
+use crate::domain::initiator::Initiator;
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
     BlockingReply, Connection, Listener, ReplyWriteError, TransportError,

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use crate::adapters::device;
 use crate::adapters::sg_io;
 use crate::client::{ClientError, PrRequest, Reply};
+use crate::domain::command::PrCommand;
 use crate::domain::framing::ReplyHeader;
 use crate::domain::sg_io_timeout::SgIoTimeout;
-use crate::ports::executor::PrCommand;
 
 /// Runs `request` `n` times with `once` and returns the last reply and the
 /// time of each run.
@@ -53,7 +53,7 @@ pub fn summary(via: &str, times: &[Duration]) -> String {
 pub enum DirectError {
     /// SG_IO is only for block and sg/bsg devices.
     #[error("--direct needs a block or SCSI generic device, not a {0:?}")]
-    NotADevice(crate::ports::executor::DeviceKind),
+    NotADevice(crate::domain::device::DeviceKind),
     /// The device fd could not be duplicated for inspection.
     #[error("cannot inspect the device: {0}")]
     Io(#[from] std::io::Error),

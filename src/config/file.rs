@@ -7,7 +7,7 @@ use serde::de::{Error as _, Unexpected};
 use serde::{Deserialize, Deserializer};
 
 use super::{ConfigError, LogFormat, LogTo, ParseError, SeccompMode, TraceOptions};
-use crate::domain::access::DeviceSelector;
+use crate::domain::allowlist::DeviceSelector;
 use crate::domain::audit::KeyDisplay;
 use crate::domain::fault::{DeviceFault, UnknownFault};
 use crate::domain::reservation::InitiatorIdentity;

@@ -9,7 +9,7 @@ use super::{
     SeccompMode, SocketPermissions, SocketSource, DEFAULT_SOCKET, DEFAULT_SYSLOG_SOCKET,
 };
 use crate::cli::Cli;
-use crate::domain::access::{DeviceAllowlist, PeerPolicy};
+use crate::domain::allowlist::{DeviceAllowlist, PeerPolicy};
 use crate::domain::audit::KeyDisplay;
 use crate::domain::sg_io_timeout::SgIoTimeout;
 

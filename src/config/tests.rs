@@ -8,7 +8,7 @@ use clap::Parser;
 
 use super::*;
 use crate::cli::Cli;
-use crate::domain::access::DeviceSelector;
+use crate::domain::allowlist::DeviceSelector;
 use crate::domain::audit::KeyDisplay;
 use crate::domain::fault::DeviceFault;
 use crate::domain::reservation::InitiatorIdentity;

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::cdb::PrCdb;
 use super::framing::PrReply;
+use super::param_list::PrOutKeys;
 use super::service_action::ReservationKey;
 
 /// How reservation keys appear in audit lines.
@@ -59,39 +60,40 @@ pub struct PrOutAudit {
 }
 
 impl PrOutAudit {
-    /// Builds the record of `cdb` with parameter list `data` answered by `reply`.
-    pub fn new(cdb: &PrCdb, data: &[u8], reply: &PrReply, keys: KeyDisplay) -> PrOutAudit {
-        PrOutAudit::ended(cdb, data, keys, reply.status.to_string(), sense_text(reply))
+    /// Builds the record of `cdb`, whose parameter list held `keys`,
+    /// answered by `reply`.
+    pub fn new(cdb: &PrCdb, keys: PrOutKeys, reply: &PrReply, shown: KeyDisplay) -> PrOutAudit {
+        PrOutAudit::ended(
+            cdb,
+            keys,
+            shown,
+            reply.status.to_string(),
+            sense_text(reply),
+        )
     }
 
     /// The record of a command that never got an answer (abandoned when the
     /// daemon stopped): whether the device ran it is unknown.
-    pub fn abandoned(cdb: &PrCdb, data: &[u8], keys: KeyDisplay) -> PrOutAudit {
-        PrOutAudit::ended(cdb, data, keys, "abandoned".to_string(), "-".to_string())
+    pub fn abandoned(cdb: &PrCdb, keys: PrOutKeys, shown: KeyDisplay) -> PrOutAudit {
+        PrOutAudit::ended(cdb, keys, shown, "abandoned".to_string(), "-".to_string())
     }
 
     fn ended(
         cdb: &PrCdb,
-        data: &[u8],
-        keys: KeyDisplay,
+        keys: PrOutKeys,
+        shown: KeyDisplay,
         status: String,
         sense: String,
     ) -> PrOutAudit {
-        let key_at = |at: usize| {
-            data.get(at..at + 8).map_or("-".to_string(), |b| {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(b);
-                keys.render(ReservationKey(u64::from_be_bytes(w)))
-            })
-        };
+        let render = |key: Option<ReservationKey>| key.map_or("-".to_string(), |k| shown.render(k));
         PrOutAudit {
             action: cdb
                 .pr_out_action()
                 .map_or_else(|| "PR IN".to_string(), |a| a.to_string()),
             scope: cdb.scope(),
             type_code: cdb.type_code(),
-            key: key_at(0),
-            sa_key: key_at(8),
+            key: render(keys.reservation_key),
+            sa_key: render(keys.service_action_key),
             status,
             sense,
         }
@@ -138,20 +140,22 @@ mod tests {
     #[test]
     fn record_names_action_type_keys_and_result() {
         let cdb = PrCdb::pr_out(PrOutServiceAction::Preempt, 0x05, 24);
-        let mut data = vec![0u8; 24];
+        let mut data = [0u8; 24];
         data[7] = 1;
         data[15] = 2;
         let reply = PrReply::check_condition(SenseCode::INVALID_FIELD_IN_CDB);
-        let a = PrOutAudit::new(&cdb, &data, &reply, KeyDisplay::Full);
+        let keys = PrOutKeys::from(&data[..]);
+        let a = PrOutAudit::new(&cdb, keys, &reply, KeyDisplay::Full);
         assert_eq!(
             a.to_string(),
             "PREEMPT scope=0 type=5 key=0x0000000000000001 sa_key=0x0000000000000002 \
              -> CHECK CONDITION (02h) sense=5/24/00"
         );
-        let short = PrOutAudit::new(&cdb, &data[..4], &PrReply::good(vec![]), KeyDisplay::Full);
+        let short = PrOutKeys::from(&data[..4]);
+        let short = PrOutAudit::new(&cdb, short, &PrReply::good(vec![]), KeyDisplay::Full);
         assert_eq!(short.key, "-");
         assert_eq!(short.sense, "-");
-        let gone = PrOutAudit::abandoned(&cdb, &data, KeyDisplay::Full);
+        let gone = PrOutAudit::abandoned(&cdb, keys, KeyDisplay::Full);
         assert_eq!(
             gone.to_string(),
             "PREEMPT scope=0 type=5 key=0x0000000000000001 sa_key=0x0000000000000002 \

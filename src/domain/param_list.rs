@@ -197,6 +197,32 @@ impl PrOutParameters {
     }
 }
 
+/// The two keys every PR OUT parameter list starts with (RESERVATION KEY,
+/// then SERVICE ACTION RESERVATION KEY, in the basic and the REGISTER AND
+/// MOVE list alike), decoded once when the request arrives so that its audit
+/// line names them even when the rest of the list is malformed or the
+/// command never runs. A key the list is too short to hold is `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrOutKeys {
+    /// RESERVATION KEY (bytes 0..8).
+    pub reservation_key: Option<ReservationKey>,
+    /// SERVICE ACTION RESERVATION KEY (bytes 8..16).
+    pub service_action_key: Option<ReservationKey>,
+}
+
+impl From<&[u8]> for PrOutKeys {
+    fn from(list: &[u8]) -> PrOutKeys {
+        let key_at = |at: usize| {
+            let bytes: [u8; 8] = list.get(at..at + 8)?.try_into().ok()?;
+            Some(ReservationKey(u64::from_be_bytes(bytes)))
+        };
+        PrOutKeys {
+            reservation_key: key_at(0),
+            service_action_key: key_at(8),
+        }
+    }
+}
+
 /// The REGISTER AND MOVE parameter list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisterAndMoveParameters {
@@ -268,6 +294,21 @@ fn be64(b: &[u8], at: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_read_from_any_list_long_enough_to_hold_them() {
+        let mut list = [0u8; 20];
+        list[7] = 1;
+        list[15] = 2;
+        let keys = PrOutKeys::from(&list[..]);
+        assert_eq!(keys.reservation_key, Some(ReservationKey(1)));
+        assert_eq!(keys.service_action_key, Some(ReservationKey(2)));
+        assert_eq!(PrOutParameters::try_from(&list[..]).ok(), None);
+        let short = PrOutKeys::from(&list[..12]);
+        assert_eq!(short.reservation_key, Some(ReservationKey(1)));
+        assert_eq!(short.service_action_key, None);
+        assert_eq!(PrOutKeys::from(&[][..]), PrOutKeys::default());
+    }
 
     fn iscsi(name: &str) -> Vec<u8> {
         let mut n = name.as_bytes().to_vec();

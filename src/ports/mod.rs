@@ -3,11 +3,11 @@
 //! mockall doubles.
 
 pub mod executor;
+pub mod fd_inspector;
 pub mod received_fd;
 pub mod transport;
 
-pub use executor::{
-    AccessMode, DeviceFd, DeviceInfo, DeviceKind, Initiator, PrCommand, ScsiExecutor,
-};
+pub use executor::{DeviceFd, ScsiExecutor};
+pub use fd_inspector::FdInspector;
 pub use received_fd::ReceivedFd;
 pub use transport::{Connection, Listener, ReadOutcome, TransportError};

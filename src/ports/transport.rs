@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::executor::Initiator;
 use super::received_fd::ReceivedFd;
+use crate::domain::initiator::Initiator;
 
 /// How a read of an exact number of bytes ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

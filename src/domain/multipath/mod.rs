@@ -9,7 +9,6 @@
 //! (reworked for path failures in multipath-tools 0.13); the adapter only
 //! discovers, opens and drives the paths.
 
-pub mod command;
 pub mod dm_path_state;
 pub mod events;
 pub mod missed;

@@ -16,9 +16,9 @@ use crate::domain::param_list::{PrOutParameters, RegisterAndMoveParameters, BASI
 use crate::domain::sense::SenseCode;
 use crate::domain::service_action::{PrOutServiceAction, ReservationKey};
 
-use super::command::PathCommand;
 use super::events::{events_after, MapEvent};
 use super::missed::LeftWith;
+use crate::domain::command::PrCommand;
 
 /// Where a command goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,17 +29,17 @@ pub enum Route {
     /// other active path.
     OnePathThenReregister {
         /// REGISTER AND IGNORE EXISTING KEY with the map's key.
-        reregister: PathCommand,
+        reregister: PrCommand,
         /// The map's key.
         key: ReservationKey,
     },
     /// Every active path, in map order, stopping at the first failure.
     EveryPath {
         /// The command for every path after the first (SPEC_I_PT removed).
-        rest: PathCommand,
+        rest: PrCommand,
         /// What undoes the command on a path where it succeeded; `None` when
         /// the command changes nothing (same old and new key).
-        rollback: Option<PathCommand>,
+        rollback: Option<PrCommand>,
         /// ALL_TG_PT: one path per SCSI host.
         once_per_host: bool,
         /// What a path that cannot be reached is left with.
@@ -71,7 +71,7 @@ impl Plan {
 }
 
 /// Plans `command`, or says why it is refused before any path sees it.
-pub fn plan(command: &PathCommand) -> Result<Plan, SenseCode> {
+pub fn plan(command: &PrCommand) -> Result<Plan, SenseCode> {
     let Some(action) = command.cdb.pr_out_action() else {
         return Ok(Plan::one_path());
     };
@@ -111,7 +111,7 @@ pub fn plan(command: &PathCommand) -> Result<Plan, SenseCode> {
                         ..Default::default()
                     };
                     Route::OnePathThenReregister {
-                        reregister: PathCommand::pr_out(
+                        reregister: PrCommand::pr_out(
                             PrOutServiceAction::RegisterAndIgnoreExistingKey,
                             0,
                             &again,
@@ -143,7 +143,7 @@ fn register_route(action: PrOutServiceAction, scope_type: u8, params: &PrOutPara
             aptpl: false,
             transport_ids: None,
         };
-        PathCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &undo)
+        PrCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &undo)
     });
     let new = params.service_action_key;
     let missed = match action {
@@ -154,7 +154,7 @@ fn register_route(action: PrOutServiceAction, scope_type: u8, params: &PrOutPara
         _ => Some(LeftWith::Unchanged { key: new }),
     };
     Route::EveryPath {
-        rest: PathCommand::pr_out(action, scope_type, &rest),
+        rest: PrCommand::pr_out(action, scope_type, &rest),
         rollback,
         once_per_host: params.all_tg_pt,
         missed,
@@ -168,8 +168,8 @@ mod tests {
     use crate::domain::param_list::TransportId;
     use crate::domain::service_action::PrInServiceAction;
 
-    fn out(action: PrOutServiceAction, p: &PrOutParameters) -> PathCommand {
-        PathCommand::pr_out(action, 0x05, p)
+    fn out(action: PrOutServiceAction, p: &PrOutParameters) -> PrCommand {
+        PrCommand::pr_out(action, 0x05, p)
     }
 
     fn keys(old: u64, new: u64) -> PrOutParameters {
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn pr_in_goes_to_one_path() {
         for sa in [0, 1, 2, 3] {
-            let c = PathCommand {
+            let c = PrCommand {
                 cdb: PrCdb::pr_in(PrInServiceAction::from_code(sa), 100),
                 data_out: Vec::new(),
             };
@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn short_lists_are_refused_before_routing() {
         for len in [0u16, 8, 23] {
-            let c = PathCommand {
+            let c = PrCommand {
                 cdb: PrCdb::pr_out(PrOutServiceAction::Register, 0, len),
                 data_out: vec![0; usize::from(len)],
             };
@@ -366,7 +366,7 @@ mod tests {
             transport_id: TransportId::sas(9),
         };
         let data = m.encode();
-        let c = PathCommand {
+        let c = PrCommand {
             cdb: PrCdb::pr_out(RegisterAndMove, 0x01, data.len() as u16),
             data_out: data,
         };

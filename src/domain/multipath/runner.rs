@@ -9,19 +9,19 @@ use crate::domain::pr_in_data::{ReadReservation, Reservation};
 use crate::domain::sense::{ScsiStatus, SenseCode};
 use crate::domain::service_action::{PrOutServiceAction, ReservationKey};
 
-use super::command::PathCommand;
 use super::events::MapEvent;
 use super::missed::{LeftWith, MissedPath};
 use super::path::{active_paths, one_per_host, DmState, PathView};
 use super::plan::{plan, Route};
 use super::verdict::{verdict, PathReply, Verdict, MAX_RETRIES};
 use super::{NO_ACTIVE_PATH, PATH_FAILURE};
+use crate::domain::command::PrCommand;
 
 /// Sends one command down one path and reports the answer. Implemented by
 /// the adapter with SG_IO, and by tests with a script.
 pub trait PathRunner {
     /// Runs `command` on path `path` (an index into the map's paths).
-    fn run(&mut self, path: usize, command: &PathCommand) -> PathReply;
+    fn run(&mut self, path: usize, command: &PrCommand) -> PathReply;
 }
 
 /// The merged answer for the client, and what to tell multipathd.
@@ -36,12 +36,9 @@ pub struct Outcome {
     pub missed: Vec<MissedPath>,
 }
 
-/// Runs `command` on the map whose paths are `paths`.
-pub fn execute<R: PathRunner>(
-    runner: &mut R,
-    paths: &[PathView],
-    command: &PathCommand,
-) -> Outcome {
+/// Routes `command` over the paths of a map (`paths`, in dm's order) and
+/// merges their answers.
+pub fn route<R: PathRunner>(runner: &mut R, paths: &[PathView], command: &PrCommand) -> Outcome {
     let plan = match plan(command) {
         Ok(plan) => plan,
         Err(code) => return failed(PrReply::check_condition(code)),
@@ -174,7 +171,7 @@ fn same_host_live(paths: &[PathView], active: &[usize], path: usize) -> bool {
 
 /// Runs `command` on `path`, again while the device says a condition will
 /// clear, at most [`MAX_RETRIES`] more times.
-fn with_retries<R: PathRunner>(runner: &mut R, path: usize, command: &PathCommand) -> PathReply {
+fn with_retries<R: PathRunner>(runner: &mut R, path: usize, command: &PrCommand) -> PathReply {
     let mut tries = 0;
     loop {
         let reply = runner.run(path, command);
@@ -190,7 +187,7 @@ fn with_retries<R: PathRunner>(runner: &mut R, path: usize, command: &PathComman
 fn one_path<R: PathRunner>(
     runner: &mut R,
     paths: &[usize],
-    command: &PathCommand,
+    command: &PrCommand,
 ) -> (PathReply, Option<usize>) {
     let mut last = PathReply::transport(PrReply::check_condition(NO_ACTIVE_PATH));
     for &p in paths {
@@ -232,8 +229,8 @@ fn every_live_path<R: PathRunner>(
     runner: &mut R,
     views: &[PathView],
     paths: &[usize],
-    first: &PathCommand,
-    rest: &PathCommand,
+    first: &PrCommand,
+    rest: &PrCommand,
 ) -> EveryPath {
     let mut done = EveryPath::default();
     for &p in paths {
@@ -276,7 +273,7 @@ fn follow_key_change<R: PathRunner>(
     old: ReservationKey,
     new: ReservationKey,
 ) -> bool {
-    let (check, _) = one_path(runner, live, &PathCommand::read_reservation());
+    let (check, _) = one_path(runner, live, &PrCommand::read_reservation());
     let held = (check.reply.status == ScsiStatus::GOOD)
         .then(|| ReadReservation::decode(&check.reply.payload).ok())
         .flatten()
@@ -290,7 +287,7 @@ fn follow_key_change<R: PathRunner>(
         service_action_key: old,
         ..Default::default()
     };
-    let preempt = PathCommand::pr_out(
+    let preempt = PrCommand::pr_out(
         PrOutServiceAction::Preempt,
         held.scope << 4 | held.type_code,
         &keys,
@@ -327,7 +324,7 @@ impl Released {
 fn release<R: PathRunner>(
     runner: &mut R,
     paths: &[usize],
-    command: &PathCommand,
+    command: &PrCommand,
     key: ReservationKey,
 ) -> Released {
     let mut any_good = false;
@@ -346,7 +343,7 @@ fn release<R: PathRunner>(
             first_bad.unwrap_or_else(|| PrReply::check_condition(PATH_FAILURE)),
         );
     }
-    let (check, _) = one_path(runner, paths, &PathCommand::read_reservation());
+    let (check, _) = one_path(runner, paths, &PrCommand::read_reservation());
     let held = (check.reply.status == ScsiStatus::GOOD)
         .then(|| ReadReservation::decode(&check.reply.payload).ok())
         .flatten()
@@ -372,7 +369,7 @@ fn release<R: PathRunner>(
 fn move_and_release<R: PathRunner>(
     runner: &mut R,
     paths: &[usize],
-    release: &PathCommand,
+    release: &PrCommand,
     key: ReservationKey,
     held: Reservation,
 ) -> Released {
@@ -387,7 +384,7 @@ fn move_and_release<R: PathRunner>(
         service_action_key: key,
         ..Default::default()
     };
-    let preempt = PathCommand::pr_out(PrOutServiceAction::Preempt, scope_type, &own);
+    let preempt = PrCommand::pr_out(PrOutServiceAction::Preempt, scope_type, &own);
     let (taken, used) = one_path(runner, paths, &preempt);
     let Some(used) = used.filter(|_| verdict(&taken) == Verdict::Good) else {
         return Released::answer(taken.reply);
@@ -397,8 +394,7 @@ fn move_and_release<R: PathRunner>(
         service_action_key: key,
         ..Default::default()
     };
-    let reregister =
-        PathCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &again);
+    let reregister = PrCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &again);
     let others: Vec<usize> = paths.iter().copied().filter(|&p| p != used).collect();
     let done = every_live_path(runner, &[], &others, &reregister, &reregister);
     // Once released, a live path left unregistered is reported, not
@@ -440,7 +436,7 @@ mod tests {
     struct Script {
         answers: HashMap<usize, VecDeque<PathReply>>,
         reservation: Option<u64>,
-        sent: Vec<(usize, PathCommand)>,
+        sent: Vec<(usize, PrCommand)>,
     }
 
     impl Script {
@@ -465,7 +461,7 @@ mod tests {
     }
 
     impl PathRunner for Script {
-        fn run(&mut self, path: usize, command: &PathCommand) -> PathReply {
+        fn run(&mut self, path: usize, command: &PrCommand) -> PathReply {
             self.sent.push((path, command.clone()));
             if let Some(r) = self.answers.get_mut(&path).and_then(|q| q.pop_front()) {
                 return r;
@@ -487,20 +483,20 @@ mod tests {
         vec![PathView::active(1), PathView::active(2)]
     }
 
-    fn read_keys() -> PathCommand {
-        PathCommand {
+    fn read_keys() -> PrCommand {
+        PrCommand {
             cdb: PrCdb::pr_in(PrInServiceAction::ReadKeys, 64),
             data_out: Vec::new(),
         }
     }
 
-    fn out(action: PrOutServiceAction, old: u64, new: u64) -> PathCommand {
+    fn out(action: PrOutServiceAction, old: u64, new: u64) -> PrCommand {
         let p = PrOutParameters {
             reservation_key: ReservationKey(old),
             service_action_key: ReservationKey(new),
             ..Default::default()
         };
-        PathCommand::pr_out(action, 0x01, &p)
+        PrCommand::pr_out(action, 0x01, &p)
     }
 
     fn lost() -> PathReply {
@@ -519,7 +515,7 @@ mod tests {
         PathReply::device(PrReply::check_condition(SenseCode::RESERVATIONS_PREEMPTED))
     }
 
-    fn sent_params(c: &PathCommand) -> PrOutParameters {
+    fn sent_params(c: &PrCommand) -> PrOutParameters {
         PrOutParameters::try_from(&c.data_out[..]).unwrap()
     }
 
@@ -531,7 +527,7 @@ mod tests {
             PathView::active(1),
             PathView::active(2),
         ];
-        let o = execute(&mut s, &paths, &read_keys());
+        let o = route(&mut s, &paths, &read_keys());
         assert_eq!(o.reply, PrReply::good(vec![0xaa; 8]));
         assert_eq!(s.paths_sent(), vec![1]);
         assert!(o.events.is_empty());
@@ -540,14 +536,14 @@ mod tests {
     #[test]
     fn pr_in_fails_over_on_transport_failure_and_reports_the_last() {
         let mut s = Script::default().on(0, &[lost()]);
-        let o = execute(&mut s, &two_paths(), &read_keys());
+        let o = route(&mut s, &two_paths(), &read_keys());
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
         assert_eq!(s.paths_sent(), vec![0, 1]);
 
         let mut s = Script::default()
             .on(0, &[lost()])
             .on(1, &[not_responding()]);
-        let o = execute(&mut s, &two_paths(), &read_keys());
+        let o = route(&mut s, &two_paths(), &read_keys());
         assert_eq!(o.reply.sense.code(), Some(SenseCode::LUN_NOT_RESPONDING));
     }
 
@@ -555,7 +551,7 @@ mod tests {
     fn a_device_answer_is_not_tried_elsewhere() {
         let bad = PathReply::device(PrReply::check_condition(SenseCode::INVALID_FIELD_IN_CDB));
         let mut s = Script::default().on(0, std::slice::from_ref(&bad));
-        let o = execute(&mut s, &two_paths(), &read_keys());
+        let o = route(&mut s, &two_paths(), &read_keys());
         assert_eq!(o.reply, bad.reply);
         assert_eq!(s.paths_sent(), vec![0]);
     }
@@ -563,9 +559,9 @@ mod tests {
     #[test]
     fn no_active_path_is_not_ready() {
         let mut s = Script::default();
-        let o = execute(&mut s, &[PathView::failed(0)], &read_keys());
+        let o = route(&mut s, &[PathView::failed(0)], &read_keys());
         assert_eq!(o.reply.sense.code(), Some(SenseCode::LUN_NOT_READY));
-        let o = execute(&mut s, &[], &out(PrOutServiceAction::Register, 0, 1));
+        let o = route(&mut s, &[], &out(PrOutServiceAction::Register, 0, 1));
         assert_eq!(o.reply.sense.code(), Some(SenseCode::LUN_NOT_READY));
         assert!(s.sent.is_empty());
     }
@@ -573,11 +569,11 @@ mod tests {
     #[test]
     fn short_parameter_list_never_reaches_a_path() {
         let mut s = Script::default();
-        let c = PathCommand {
+        let c = PrCommand {
             cdb: PrCdb::pr_out(PrOutServiceAction::Register, 0, 10),
             data_out: vec![0; 10],
         };
-        let o = execute(&mut s, &two_paths(), &c);
+        let o = route(&mut s, &two_paths(), &c);
         assert_eq!(
             o.reply.sense.code(),
             Some(SenseCode::PARAMETER_LIST_LENGTH_ERROR)
@@ -593,12 +589,12 @@ mod tests {
             ascq: 0x07,
         }));
         let mut s = Script::default().on(0, &[ua(), in_progress]);
-        let o = execute(&mut s, &two_paths(), &read_keys());
+        let o = route(&mut s, &two_paths(), &read_keys());
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
         assert_eq!(s.paths_sent(), vec![0, 0, 0]);
 
         let mut s = Script::default().on(0, &[ua(), ua(), ua(), ua(), ua()]);
-        let o = execute(&mut s, &two_paths(), &read_keys());
+        let o = route(&mut s, &two_paths(), &read_keys());
         assert_eq!(o.reply, ua().reply);
         assert_eq!(s.paths_sent(), vec![0; 1 + MAX_RETRIES as usize]);
     }
@@ -611,7 +607,7 @@ mod tests {
             PathView::failed(2),
             PathView::active(3),
         ];
-        let o = execute(&mut s, &paths, &out(PrOutServiceAction::Register, 0, 0x77));
+        let o = route(&mut s, &paths, &out(PrOutServiceAction::Register, 0, 0x77));
         assert_eq!(o.reply, PrReply::good(Vec::new()));
         assert_eq!(s.paths_sent(), vec![0, 2, 2]);
         assert_eq!(
@@ -633,9 +629,9 @@ mod tests {
             transport_ids: Some(vec![TransportId::sas(0x5000)]),
             ..Default::default()
         };
-        let c = PathCommand::pr_out(PrOutServiceAction::Register, 0, &p);
+        let c = PrCommand::pr_out(PrOutServiceAction::Register, 0, &p);
         let mut s = Script::default();
-        let o = execute(&mut s, &two_paths(), &c);
+        let o = route(&mut s, &two_paths(), &c);
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
         assert_eq!(s.sent[0].1, c);
         assert_eq!(s.sent[1].1.data_out.len(), 24);
@@ -654,7 +650,7 @@ mod tests {
             PathView::active(2),
             PathView::active(3),
         ];
-        let o = execute(&mut s, &paths, &out(PrOutServiceAction::Register, 0xa, 0xb));
+        let o = route(&mut s, &paths, &out(PrOutServiceAction::Register, 0xa, 0xb));
         assert_eq!(o.reply, conflict().reply);
         assert!(o.events.is_empty());
         use PrOutServiceAction::*;
@@ -676,7 +672,7 @@ mod tests {
         // A fresh registration: the live path registers, the lost one is
         // reported unregistered, nothing is rolled back.
         let mut s = Script::default().on(1, &[lost()]);
-        let o = execute(&mut s, &two_paths(), &out(Register, 0, 0xb));
+        let o = route(&mut s, &two_paths(), &out(Register, 0, 0xb));
         assert_eq!(o.reply, PrReply::good(Vec::new()));
         assert_eq!(
             s.actions_sent(),
@@ -700,7 +696,7 @@ mod tests {
             PathView::active(3),
         ];
         let mut s = Script::default().on(2, &[not_responding()]);
-        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        let o = route(&mut s, &paths, &out(Register, 0xa, 0xb));
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
         let stale = LeftWith::StaleKey {
             old: ReservationKey(0xa),
@@ -721,7 +717,7 @@ mod tests {
         );
         // An unregister likewise.
         let mut s = Script::default().on(0, &[lost()]);
-        let o = execute(&mut s, &two_paths(), &out(Register, 0xa, 0));
+        let o = route(&mut s, &two_paths(), &out(Register, 0xa, 0));
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
         assert_eq!(
             o.missed,
@@ -746,12 +742,12 @@ mod tests {
         ];
         // One-path commands: dm's live paths first.
         let mut s = Script::default();
-        execute(&mut s, &paths, &out(Reserve, 1, 0));
+        route(&mut s, &paths, &out(Reserve, 1, 0));
         assert_eq!(s.paths_sent(), vec![1]);
         // A key change: path 0 still has an older key and refuses; the map
         // changes anyway, and path 0 is reported.
         let mut s = Script::default().on(0, &[conflict()]);
-        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        let o = route(&mut s, &paths, &out(Register, 0xa, 0xb));
         assert_eq!(o.reply, PrReply::good(Vec::new()));
         assert_eq!(s.paths_sent(), vec![1, 2, 0]);
         assert_eq!(
@@ -765,12 +761,12 @@ mod tests {
         );
         // The same refusal from a path dm uses rolls back.
         let mut s = Script::default().on(2, &[conflict()]);
-        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        let o = route(&mut s, &paths, &out(Register, 0xa, 0xb));
         assert_eq!(o.reply, conflict().reply);
         // And from a dm-failed path when no other path accepted first.
         let only_failed = [PathView::active(1).with_dm(DmState::Failed)];
         let mut s = Script::default().on(0, &[conflict()]);
-        let o = execute(&mut s, &only_failed, &out(Register, 0xa, 0xb));
+        let o = route(&mut s, &only_failed, &out(Register, 0xa, 0xb));
         assert_eq!(o.reply, conflict().reply);
     }
 
@@ -780,7 +776,7 @@ mod tests {
         let paths = [PathView::failed(1), PathView::active(2)];
         // The dead path holds the reservation with the old key 0xa.
         let mut s = held_by_us(0xa);
-        let o = execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        let o = route(&mut s, &paths, &out(Register, 0xa, 0xb));
         assert_eq!(o.reply, PrReply::good(Vec::new()));
         assert_eq!(
             s.actions_sent(),
@@ -805,14 +801,14 @@ mod tests {
         );
         // Held with another key, or no path missed: nothing more is sent.
         let mut s = held_by_us(0x99);
-        execute(&mut s, &paths, &out(Register, 0xa, 0xb));
+        route(&mut s, &paths, &out(Register, 0xa, 0xb));
         assert_eq!(s.actions_sent(), vec![(1, Some(Register)), (1, None)]);
         let mut s = held_by_us(0xa);
-        execute(&mut s, &two_paths(), &out(Register, 0xa, 0xb));
+        route(&mut s, &two_paths(), &out(Register, 0xa, 0xb));
         assert_eq!(s.sent.len(), 2);
         // An unregister never preempts.
         let mut s = held_by_us(0xa);
-        execute(&mut s, &paths, &out(Register, 0xa, 0));
+        route(&mut s, &paths, &out(Register, 0xa, 0));
         assert_eq!(s.sent.len(), 1);
     }
 
@@ -821,7 +817,7 @@ mod tests {
         let mut s = Script::default()
             .on(0, &[lost()])
             .on(1, &[not_responding()]);
-        let o = execute(
+        let o = route(
             &mut s,
             &two_paths(),
             &out(PrOutServiceAction::Register, 0xa, 0xb),
@@ -840,7 +836,7 @@ mod tests {
             PathView::active(3),
         ];
         let mut s = Script::default().on(1, &[lost()]).on(2, &[conflict()]);
-        let o = execute(&mut s, &paths, &out(PrOutServiceAction::Register, 0, 0xb));
+        let o = route(&mut s, &paths, &out(PrOutServiceAction::Register, 0, 0xb));
         assert_eq!(o.reply, conflict().reply);
         assert!(o.missed.is_empty());
         use PrOutServiceAction::*;
@@ -862,14 +858,14 @@ mod tests {
             transport_ids: Some(vec![TransportId::sas(0x5000)]),
             ..Default::default()
         };
-        let c = PathCommand::pr_out(PrOutServiceAction::Register, 0, &p);
+        let c = PrCommand::pr_out(PrOutServiceAction::Register, 0, &p);
         let paths = [
             PathView::active(1),
             PathView::active(2),
             PathView::active(3),
         ];
         let mut s = Script::default().on(0, &[lost()]);
-        let o = execute(&mut s, &paths, &c);
+        let o = route(&mut s, &paths, &c);
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
         assert_eq!(s.sent[1].1, c);
         assert_eq!(sent_params(&s.sent[2].1).transport_ids, None);
@@ -878,7 +874,7 @@ mod tests {
     #[test]
     fn a_failed_unregister_registers_the_key_again() {
         let mut s = Script::default().on(1, &[conflict()]);
-        let o = execute(
+        let o = route(
             &mut s,
             &two_paths(),
             &out(PrOutServiceAction::Register, 0xc, 0),
@@ -893,7 +889,7 @@ mod tests {
     #[test]
     fn first_path_failure_needs_no_rollback() {
         let mut s = Script::default().on(0, &[conflict()]);
-        let o = execute(
+        let o = route(
             &mut s,
             &two_paths(),
             &out(PrOutServiceAction::Register, 1, 2),
@@ -909,14 +905,14 @@ mod tests {
             all_tg_pt: true,
             ..Default::default()
         };
-        let c = PathCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &p);
+        let c = PrCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &p);
         let paths = [
             PathView::active(1),
             PathView::active(1),
             PathView::active(2),
         ];
         let mut s = Script::default();
-        assert_eq!(execute(&mut s, &paths, &c).reply.status, ScsiStatus::GOOD);
+        assert_eq!(route(&mut s, &paths, &c).reply.status, ScsiStatus::GOOD);
         assert_eq!(s.paths_sent(), vec![0, 2]);
     }
 
@@ -937,13 +933,13 @@ mod tests {
             ),
         ] {
             let mut s = Script::default().on(0, &[lost()]);
-            let o = execute(&mut s, &two_paths(), &out(action, 1, 2));
+            let o = route(&mut s, &two_paths(), &out(action, 1, 2));
             assert_eq!(o.reply.status, ScsiStatus::GOOD, "{action:?}");
             assert_eq!(s.paths_sent(), vec![0, 1], "{action:?}");
             assert_eq!(o.events, events, "{action:?}");
         }
         let mut s = Script::default().on(0, &[conflict()]);
-        let o = execute(&mut s, &two_paths(), &out(Reserve, 1, 0));
+        let o = route(&mut s, &two_paths(), &out(Reserve, 1, 0));
         assert_eq!(o.reply, conflict().reply);
         assert_eq!(s.paths_sent(), vec![0]);
         assert!(o.events.is_empty());
@@ -958,7 +954,7 @@ mod tests {
             PathView::active(3),
         ];
         let mut s = Script::default().on(0, &[lost()]);
-        let o = execute(&mut s, &paths, &out(Preempt, 4, 4));
+        let o = route(&mut s, &paths, &out(Preempt, 4, 4));
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
         assert_eq!(
             s.actions_sent(),
@@ -975,7 +971,7 @@ mod tests {
         );
 
         let mut s = Script::default().on(1, &[conflict()]);
-        let o = execute(&mut s, &two_paths(), &out(Preempt, 4, 4));
+        let o = route(&mut s, &two_paths(), &out(Preempt, 4, 4));
         assert_eq!(o.reply, conflict().reply);
     }
 
@@ -984,7 +980,7 @@ mod tests {
         use PrOutServiceAction::*;
         // Path 1 holds the reservation; path 0 is a registered non-holder.
         let mut s = Script::default();
-        let o = execute(&mut s, &two_paths(), &out(Release, 3, 0));
+        let o = route(&mut s, &two_paths(), &out(Release, 3, 0));
         assert_eq!(o.reply, PrReply::good(Vec::new()));
         assert_eq!(o.events, vec![MapEvent::UnsetHold]);
         assert_eq!(
@@ -1006,7 +1002,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            execute(&mut s, &two_paths(), &out(Release, 3, 0))
+            route(&mut s, &two_paths(), &out(Release, 3, 0))
                 .reply
                 .status,
             ScsiStatus::GOOD
@@ -1018,7 +1014,7 @@ mod tests {
             ..Default::default()
         }
         .on(1, &[conflict()]);
-        let o = execute(&mut s, &two_paths(), &out(Release, 3, 0));
+        let o = route(&mut s, &two_paths(), &out(Release, 3, 0));
         assert_eq!(o.reply, conflict().reply);
     }
 
@@ -1038,7 +1034,7 @@ mod tests {
             PathView::failed(3),
         ];
         let mut s = held_by_us(3);
-        let o = execute(&mut s, &paths, &out(Release, 3, 0));
+        let o = route(&mut s, &paths, &out(Release, 3, 0));
         assert_eq!(o.reply, PrReply::good(Vec::new()));
         assert_eq!(o.events, vec![MapEvent::UnsetHold]);
         assert_eq!(
@@ -1086,7 +1082,7 @@ mod tests {
         ];
         let good = PathReply::device(PrReply::good(vec![]));
         let mut s = held_by_us(3).on(0, &[good, lost(), lost()]);
-        let o = execute(&mut s, &paths, &out(Release, 3, 0));
+        let o = route(&mut s, &paths, &out(Release, 3, 0));
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
         assert_eq!(
             s.actions_sent(),
@@ -1115,7 +1111,7 @@ mod tests {
             reservation_key: ReservationKey(3),
             ..Default::default()
         };
-        let o = execute(&mut s, &paths, &PathCommand::pr_out(Release, 0x05, &p));
+        let o = route(&mut s, &paths, &PrCommand::pr_out(Release, 0x05, &p));
         assert_eq!(
             o.reply.sense.code(),
             Some(SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
@@ -1133,20 +1129,20 @@ mod tests {
         };
         let held = PathReply::device(PrReply::good(held.encode()));
         let mut s = held_by_us(3).on(0, &[good, held, conflict()]);
-        let o = execute(&mut s, &paths, &out(Release, 3, 0));
+        let o = route(&mut s, &paths, &out(Release, 3, 0));
         assert_eq!(o.reply, conflict().reply);
         assert_eq!(s.sent.len(), 3);
         assert!(o.events.is_empty());
         // No live path can reach the reservation: nothing moves.
         let mut s = held_by_us(3).on(0, &[lost(), lost()]);
-        let o = execute(&mut s, &paths, &out(Release, 3, 0));
+        let o = route(&mut s, &paths, &out(Release, 3, 0));
         assert_eq!(o.reply, lost().reply);
     }
 
     #[test]
     fn release_refused_by_every_path_passes_the_answer() {
         let mut s = Script::default().on(0, &[conflict()]).on(1, &[conflict()]);
-        let o = execute(
+        let o = route(
             &mut s,
             &two_paths(),
             &out(PrOutServiceAction::Release, 0, 0),
@@ -1186,7 +1182,7 @@ mod tests {
                 let tpdl = (len - 28) as u32;
                 data[24..28].copy_from_slice(&tpdl.to_be_bytes());
             }
-            let command = PathCommand {
+            let command = PrCommand {
                 cdb: PrCdb::pr_out(action, (next() % 256) as u8, len as u16),
                 data_out: data,
             };
@@ -1206,7 +1202,7 @@ mod tests {
                     .collect();
                 s = s.on(p, &script);
             }
-            let o = execute(&mut s, &paths, &command);
+            let o = route(&mut s, &paths, &command);
             if o.reply.status != ScsiStatus::GOOD {
                 assert!(o.events.is_empty());
             }
@@ -1219,7 +1215,7 @@ mod tests {
         let mut s = Script::default()
             .on(0, &[PathReply::device(PrReply::good(vec![])), lost()])
             .on(1, &[PathReply::device(PrReply::good(vec![])), lost()]);
-        let o = execute(
+        let o = route(
             &mut s,
             &two_paths(),
             &out(PrOutServiceAction::Release, 3, 0),

@@ -2,7 +2,7 @@
 //! the reservation, PRGENERATION, APTPL and the pending unit attentions.
 //!
 //! The service actions that change it live in [`super::pr_out`], the reports
-//! in [`super::pr_in`], the access rules in [`super::access`].
+//! in [`super::pr_in`], the medium access rules in [`super::medium_access`].
 
 use super::nexus::NexusId;
 use super::unit_attention::UnitAttentions;

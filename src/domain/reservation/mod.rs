@@ -67,24 +67,24 @@
 //! - [`nexus`]: the I_T nexus identity, [`NexusId`].
 //! - [`logical_unit`]: the state and its invariants.
 //! - [`pr_out`], [`pr_in`]: the service actions and the reports.
-//! - [`access`]: which nexus may read or write under which reservation.
+//! - [`medium_access`]: which nexus may read or write under which reservation.
 //! - [`unit_attention`]: the per-nexus unit attention queues.
 //! - [`refusal`]: RESERVATION CONFLICT and CHECK CONDITION answers.
 //! - [`command`]: CDB plus parameter list to reply.
 
-pub mod access;
 pub mod command;
 pub mod initiator_identity;
 pub mod logical_unit;
+pub mod medium_access;
 pub mod nexus;
 pub mod pr_in;
 pub mod pr_out;
 pub mod refusal;
 pub mod unit_attention;
 
-pub use access::{AccessDecision, MediumAccess};
 pub use initiator_identity::InitiatorIdentity;
 pub use logical_unit::{Holder, LogicalUnit, PersistentReservation, Registration};
+pub use medium_access::{AccessDecision, MediumAccess};
 pub use nexus::NexusId;
 pub use pr_out::LU_SCOPE;
 pub use refusal::Refusal;

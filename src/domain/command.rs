@@ -1,6 +1,7 @@
-//! A command for one path: a CDB and its parameter list. Routing rewrites
-//! commands (SPEC_I_PT dropped after the first path, rollbacks, the
-//! READ RESERVATION check), so it owns its own copy of both.
+//! One PERSISTENT RESERVE IN/OUT command: a checked CDB and its parameter
+//! list. The server builds it from a request; executors run it; multipath
+//! routing makes new ones (SPEC_I_PT dropped after the first path,
+//! rollbacks, the READ RESERVATION check) and sends them down paths.
 
 use crate::domain::cdb::PrCdb;
 use crate::domain::param_list::PrOutParameters;
@@ -9,19 +10,19 @@ use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
 /// Allocation length of the READ RESERVATION that checks a RELEASE.
 pub const READ_RESERVATION_LEN: u16 = 24;
 
-/// One PR command to send down one path.
+/// One command to run: the validated CDB and, for PR OUT, its parameter list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathCommand {
-    /// The CDB.
+pub struct PrCommand {
+    /// The CDB, already checked against the protocol rules.
     pub cdb: PrCdb,
-    /// The PR OUT parameter list (empty for PR IN).
+    /// PR OUT parameter list (empty for PR IN).
     pub data_out: Vec<u8>,
 }
 
-impl PathCommand {
+impl PrCommand {
     /// READ RESERVATION, to see who holds the reservation after a RELEASE.
-    pub fn read_reservation() -> PathCommand {
-        PathCommand {
+    pub fn read_reservation() -> PrCommand {
+        PrCommand {
             cdb: PrCdb::pr_in(PrInServiceAction::ReadReservation, READ_RESERVATION_LEN),
             data_out: Vec::new(),
         }
@@ -32,12 +33,12 @@ impl PathCommand {
         action: PrOutServiceAction,
         scope_type: u8,
         params: &PrOutParameters,
-    ) -> PathCommand {
+    ) -> PrCommand {
         let data_out = params.encode();
         // A list built here holds at most what the client sent, which fits
         // in 8192 bytes.
         let len = u16::try_from(data_out.len()).unwrap_or(u16::MAX);
-        PathCommand {
+        PrCommand {
             cdb: PrCdb::pr_out(action, scope_type, len),
             data_out,
         }
@@ -55,9 +56,9 @@ mod tests {
             service_action_key: ReservationKey(7),
             ..Default::default()
         };
-        let c = PathCommand::pr_out(PrOutServiceAction::Register, 0, &p);
+        let c = PrCommand::pr_out(PrOutServiceAction::Register, 0, &p);
         assert_eq!(c.cdb.transfer_len(), 24);
         assert_eq!(PrOutParameters::try_from(&c.data_out[..]), Ok(p));
-        assert_eq!(PathCommand::read_reservation().cdb.transfer_len(), 24);
+        assert_eq!(PrCommand::read_reservation().cdb.transfer_len(), 24);
     }
 }
