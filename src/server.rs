@@ -18,6 +18,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tracing::field::DisplayValue;
 use tracing::Instrument;
 
 use crate::domain::allowlist::{DeviceAllowlist, PeerCredentials, PeerPolicy};
@@ -808,6 +809,28 @@ fn failed_outcome() -> Outcome {
     }
 }
 
+/// One audit line (target `audit`): the same fields, in the same order, for
+/// every PR OUT, answered or abandoned; a field that does not apply is left
+/// out.
+macro_rules! audit_line {
+    ($level:expr, $record:expr, device = $device:expr, wwid = $wwid:expr, sense = $sense:expr, $($message:tt)+) => {
+        tracing::event!(
+            target: "audit",
+            $level,
+            device = $device,
+            wwid = $wwid,
+            action = %$record.action,
+            scope = $record.scope,
+            r#type = $record.type_code,
+            key = %$record.key,
+            sa_key = %$record.sa_key,
+            status = %$record.status,
+            sense = $sense,
+            $($message)+
+        )
+    };
+}
+
 /// The lines for a command still running at shutdown, which is abandoned.
 fn log_abandoned(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys) {
     tracing::warn!("command still running at shutdown: abandoned");
@@ -815,14 +838,12 @@ fn log_abandoned(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys) {
         // Every PR OUT has its audit line; this one may still
         // change the device after the daemon has gone.
         let record = PrOutAudit::abandoned(cdb, keys, options.audit_keys);
-        tracing::warn!(
-            target: "audit",
-            action = %record.action,
-            scope = record.scope,
-            r#type = record.type_code,
-            key = %record.key,
-            sa_key = %record.sa_key,
-            status = %record.status,
+        audit_line!(
+            tracing::Level::WARN,
+            record,
+            device = None::<DisplayValue<DeviceInfo>>,
+            wwid = None::<&str>,
+            sense = None::<DisplayValue<&str>>,
             "PR OUT abandoned at shutdown: whether the device ran it is unknown"
         );
     }
@@ -845,19 +866,18 @@ fn log_outcome(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys, outcome: O
     );
     if is_out || outcome.device_refused {
         let record = PrOutAudit::new(cdb, keys, &reply, options.audit_keys);
-        tracing::info!(
-            target: "audit",
-            device = outcome.info.as_ref().map(tracing::field::display),
+        audit_line!(
+            tracing::Level::INFO,
+            record,
+            device = outcome.info.map(tracing::field::display),
             wwid = outcome.wwid.as_deref(),
-            action = %record.action,
-            scope = record.scope,
-            r#type = record.type_code,
-            key = %record.key,
-            sa_key = %record.sa_key,
-            status = %record.status,
-            sense = %record.sense,
+            sense = Some(tracing::field::display(&record.sense)),
             "{}",
-            if outcome.device_refused { "device refused" } else { "PR OUT" }
+            if outcome.device_refused {
+                "device refused"
+            } else {
+                "PR OUT"
+            }
         );
     }
     reply

@@ -11,18 +11,31 @@ use std::time::Duration;
 
 use common::*;
 
-/// The daemon on its emulated device, its disk, and its fd count at rest
-/// (for [`Helper::still_healthy`] after the abuse).
-fn at_rest() -> (Helper, std::fs::File, usize) {
-    let h = Helper::emulated();
-    let f = h.disk();
-    let baseline = h.stable_fd_count();
-    (h, f, baseline)
+/// The daemon on its emulated device, its disk, and its fd count at rest.
+struct AtRest {
+    h: Helper,
+    f: std::fs::File,
+    baseline: usize,
+}
+
+impl AtRest {
+    fn new() -> AtRest {
+        let h = Helper::emulated();
+        let f = h.disk();
+        let baseline = h.stable_fd_count();
+        AtRest { h, f, baseline }
+    }
+
+    /// [`Helper::still_healthy`] after the abuse `what`.
+    fn still_healthy(&self, what: &str) {
+        self.h.still_healthy(&self.f, self.baseline, what);
+    }
 }
 
 #[test]
 fn a_byte_by_byte_sender_is_served_and_delays_nobody() {
-    let (h, f, baseline) = at_rest();
+    let rest = AtRest::new();
+    let (h, f) = (&rest.h, &rest.f);
     let mut slow = h.connect().negotiate();
     let mut cdb = pr_out(0, 0, 24);
     cdb.resize(16, 0);
@@ -65,12 +78,13 @@ fn a_byte_by_byte_sender_is_served_and_delays_nobody() {
     let r = fast.command(&pr_in(0, 64), f.as_raw_fd(), &[]).unwrap();
     assert_eq!(&r.payload[8..16], &0x5u64.to_be_bytes());
     drop((slow, fast));
-    h.still_healthy(&f, baseline, "byte by byte");
+    rest.still_healthy("byte by byte");
 }
 
 #[test]
 fn ten_thousand_connections_opened_and_dropped() {
-    let (h, f, baseline) = at_rest();
+    let rest = AtRest::new();
+    let h = &rest.h;
     for i in 0..10_000 {
         let c = std::os::unix::net::UnixStream::connect(&h.socket).unwrap();
         if i % 3 == 0 {
@@ -80,13 +94,13 @@ fn ten_thousand_connections_opened_and_dropped() {
         }
         drop(c);
     }
-    h.still_healthy(&f, baseline, "10,000 connections");
+    rest.still_healthy("10,000 connections");
 }
 
 #[test]
 fn out_of_range_service_actions_types_and_scopes_are_invalid_fields() {
-    let (h, f, baseline) = at_rest();
-    let fd = f.as_raw_fd();
+    let rest = AtRest::new();
+    let (h, fd) = (&rest.h, rest.f.as_raw_fd());
     let mut c = h.connect().negotiate();
     c.register(fd, 1);
     let invalid_cdb = (0x5, 0x24, 0x00);
@@ -114,13 +128,13 @@ fn out_of_range_service_actions_types_and_scopes_are_invalid_fields() {
         assert_eq!(r.sense_code().0, 0x5, "RESERVE scope/type {scope_type:#x}");
     }
     drop(c);
-    h.still_healthy(&f, baseline, "out of range fields");
+    rest.still_healthy("out of range fields");
 }
 
 #[test]
 fn transport_id_lengths_that_lie_are_answered_not_obeyed() {
-    let (h, f, baseline) = at_rest();
-    let fd = f.as_raw_fd();
+    let rest = AtRest::new();
+    let (h, fd) = (&rest.h, rest.f.as_raw_fd());
     let spec_i_pt = |tpdl: u32, tail: &[u8]| {
         let mut p = params(0, 0x77);
         p[20] = 0x08;
@@ -174,20 +188,21 @@ fn transport_id_lengths_that_lie_are_answered_not_obeyed() {
         "a lying list registered something"
     );
     drop(c);
-    h.still_healthy(&f, baseline, "lying TransportID lengths");
+    rest.still_healthy("lying TransportID lengths");
 }
 
 #[test]
 fn many_fds_in_one_message_are_all_closed() {
     // More than the 16 a smaller control buffer held: the kernel installs
     // what fits, and every one of them must be closed with the connection.
-    let (h, f, baseline) = at_rest();
+    let rest = AtRest::new();
+    let (h, f) = (&rest.h, &rest.f);
     for count in [17, 64, 253] {
         let mut c = h.connect().negotiate();
         let fds = vec![f.as_raw_fd(); count];
         c.send_request(&pr_in(0, 64), &fds, &[]);
         assert!(c.is_closed(), "{count} fds: the connection must close");
         drop(c);
-        h.still_healthy(&f, baseline, &format!("{count} fds in one message"));
+        rest.still_healthy(&format!("{count} fds in one message"));
     }
 }

@@ -380,18 +380,19 @@ mod tests {
         }
     }
 
+    /// A sysfs tree with the multipath map 253:0 over `slaves`.
+    fn map_253_0(slaves: &[(&str, &str, &str, &str)]) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_map(tmp.path(), "253:0", "mpath-36001405abcdef", slaves);
+        tmp
+    }
+
     #[test]
     fn a_multipath_map_and_its_paths_are_found() {
-        let tmp = tempfile::tempdir().unwrap();
-        fake_map(
-            tmp.path(),
-            "253:0",
-            "mpath-36001405abcdef",
-            &[
-                ("sdc", "8:32", "offline", "3:0:0:1"),
-                ("sdb", "8:16", "running", "2:0:0:1"),
-            ],
-        );
+        let tmp = map_253_0(&[
+            ("sdc", "8:32", "offline", "3:0:0:1"),
+            ("sdb", "8:16", "running", "2:0:0:1"),
+        ]);
         let map = Sysfs::new(tmp.path()).multipath_map(253, 0).unwrap();
         assert_eq!(map.name, "mpatha");
         assert_eq!(
@@ -426,16 +427,10 @@ mod tests {
             assert!(open_path(Path::new(&root), "sdb", (8, 16)).is_err());
             return;
         }
-        let tmp = tempfile::tempdir().unwrap();
-        fake_map(
-            tmp.path(),
-            "253:0",
-            "mpath-36001405abcdef",
-            &[
-                ("sda", "8:0", "running", "2:0:0:1"),
-                ("sdb", "8:16", "running", "3:0:0:1"),
-            ],
-        );
+        let tmp = map_253_0(&[
+            ("sda", "8:0", "running", "2:0:0:1"),
+            ("sdb", "8:16", "running", "3:0:0:1"),
+        ]);
         fs::write(tmp.path().join("sdb"), b"").unwrap();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([

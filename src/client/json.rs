@@ -141,24 +141,9 @@ pub struct Registration {
 /// REPORT CAPABILITIES.
 #[derive(Debug, Serialize)]
 pub struct Capabilities {
-    /// RLR_C.
-    pub rlr_c: bool,
-    /// CRH.
-    pub crh: bool,
-    /// SIP_C.
-    pub sip_c: bool,
-    /// ATP_C.
-    pub atp_c: bool,
-    /// PTPL_C.
-    pub ptpl_c: bool,
-    /// TMV.
-    pub tmv: bool,
-    /// ALLOW COMMANDS.
-    pub allow_commands: u8,
-    /// PTPL_A.
-    pub ptpl_a: bool,
-    /// PERSISTENT RESERVATION TYPE MASK.
-    pub type_mask: u16,
+    /// The bits and the type mask, as the device sent them.
+    #[serde(flatten)]
+    pub bits: crate::domain::pr_in_data::Capabilities,
     /// The type codes the mask allows.
     pub types: Vec<u8>,
 }
@@ -240,15 +225,7 @@ impl Data {
                 let c = &d.value;
                 Data::Capabilities {
                     capabilities: Capabilities {
-                        rlr_c: c.rlr_c,
-                        crh: c.crh,
-                        sip_c: c.sip_c,
-                        atp_c: c.atp_c,
-                        ptpl_c: c.ptpl_c,
-                        tmv: c.tmv,
-                        allow_commands: c.allow_commands,
-                        ptpl_a: c.ptpl_a,
-                        type_mask: c.type_mask,
+                        bits: *c,
                         types: c.supported_types().iter().map(|t| t.code()).collect(),
                     },
                     completeness: (&d).into(),
@@ -327,19 +304,14 @@ pub fn line(value: &impl Serialize) -> String {
 mod tests {
     use super::*;
     use crate::client::request::PrOutOptions;
-    use crate::domain::framing::{PrReply, ReplyHeader};
+    use crate::domain::framing::PrReply;
     use crate::domain::pr_in_data::{ReadKeys, ReadReservation};
     use crate::domain::sense::SenseCode;
     use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction, ReservationKey};
     use serde_json::Value;
 
     fn reply(r: PrReply) -> Reply {
-        let raw_header = r.encode_header();
-        Reply {
-            raw_header,
-            header: ReplyHeader::try_from(&raw_header).unwrap(),
-            payload: r.payload,
-        }
+        Reply::from_pr_reply(r).unwrap()
     }
 
     fn parse(request: &PrRequest, r: PrReply) -> Value {
@@ -387,6 +359,41 @@ mod tests {
         assert_eq!(s["name"], "INVALID RELEASE OF PERSISTENT RESERVATION");
         assert_eq!(j["exit_status"], 5);
         assert!(j.get("generation").is_none());
+    }
+
+    #[test]
+    fn capabilities_carry_every_bit_by_its_name_and_the_types() {
+        use crate::domain::pr_in_data::Capabilities as Bits;
+        use crate::domain::service_action::ReservationType;
+        let req = PrRequest::pr_in(PrInServiceAction::ReportCapabilities, 8192).unwrap();
+        let bits = Bits {
+            crh: true,
+            atp_c: true,
+            ptpl_c: true,
+            tmv: true,
+            allow_commands: 1,
+            type_mask: Bits::mask_of(&[ReservationType::WriteExclusive]),
+            ..Bits::default()
+        };
+        let j = parse(&req, PrReply::good(bits.encode()));
+        let c = &j["capabilities"];
+        for (name, on) in [
+            ("rlr_c", false),
+            ("crh", true),
+            ("sip_c", false),
+            ("atp_c", true),
+            ("ptpl_c", true),
+            ("tmv", true),
+            ("ptpl_a", false),
+        ] {
+            assert_eq!(c[name], on, "{name}: {c}");
+        }
+        assert_eq!(c["allow_commands"], 1);
+        assert_eq!(
+            c["type_mask"],
+            Bits::mask_of(&[ReservationType::WriteExclusive])
+        );
+        assert_eq!(c["types"], serde_json::json!([1]));
     }
 
     #[test]

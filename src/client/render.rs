@@ -291,18 +291,13 @@ pub fn hex_string(b: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::client::request::PrOutOptions;
-    use crate::domain::framing::{PrReply, ReplyHeader};
+    use crate::domain::framing::PrReply;
     use crate::domain::param_list::TransportId;
     use crate::domain::pr_in_data::Reservation;
     use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction, ReservationKey};
 
     fn reply(r: PrReply) -> Reply {
-        let raw_header = r.encode_header();
-        Reply {
-            raw_header,
-            header: ReplyHeader::try_from(&raw_header).unwrap(),
-            payload: r.payload,
-        }
+        Reply::from_pr_reply(r).unwrap()
     }
 
     fn pr_in(a: PrInServiceAction) -> PrRequest {

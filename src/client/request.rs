@@ -2,7 +2,9 @@
 //! domain's codecs (no second copy of the wire format).
 
 use crate::domain::cdb::PrCdb;
-use crate::domain::framing::{ReplyHeader, MAX_TRANSFER_LEN, REPLY_HEADER_LEN};
+use crate::domain::framing::{
+    PrReply, ReplyHeader, ReplyHeaderError, MAX_TRANSFER_LEN, REPLY_HEADER_LEN,
+};
 use crate::domain::param_list::{PrOutParameters, RegisterAndMoveParameters, TransportId};
 use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction, ReservationKey};
 
@@ -157,6 +159,19 @@ pub struct Reply {
     pub header: ReplyHeader,
     /// The payload (PR IN data).
     pub payload: Vec<u8>,
+}
+
+impl Reply {
+    /// The reply a helper would send for `reply`, as the client reads it:
+    /// for answers made in this process (`--direct`, tests).
+    pub fn from_pr_reply(reply: PrReply) -> Result<Reply, ReplyHeaderError> {
+        let raw_header = reply.encode_header();
+        Ok(Reply {
+            raw_header,
+            header: ReplyHeader::try_from(&raw_header)?,
+            payload: reply.payload,
+        })
+    }
 }
 
 /// Parses a key in hex, with or without `0x`, as sg_persist does.

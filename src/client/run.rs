@@ -183,21 +183,31 @@ fn gather_status(s: &mut Session<'_>, alloc: u16) -> Result<Outcome, Error> {
     if !unsupported {
         return Ok(Outcome::Answer(Box::new((req, full))));
     }
-    let (kreq, keys) = ask(s, PrInServiceAction::ReadKeys)?;
-    let Some(k) = good(&keys)
-        .then(|| ReadKeys::decode(&keys.payload).ok())
-        .flatten()
-    else {
-        return Ok(Outcome::Answer(Box::new((kreq, keys))));
+    let k = match decoded(ask(s, PrInServiceAction::ReadKeys)?, |p| {
+        ReadKeys::decode(p).ok()
+    }) {
+        Ok(k) => k,
+        Err(answer) => return Ok(answer),
     };
-    let (rreq, res) = ask(s, PrInServiceAction::ReadReservation)?;
-    let Some(r) = good(&res)
-        .then(|| ReadReservation::decode(&res.payload).ok())
-        .flatten()
-    else {
-        return Ok(Outcome::Answer(Box::new((rreq, res))));
+    let r = match decoded(ask(s, PrInServiceAction::ReadReservation)?, |p| {
+        ReadReservation::decode(p).ok()
+    }) {
+        Ok(r) => r,
+        Err(answer) => return Ok(answer),
     };
     Ok(Outcome::Status(Status::from_keys_and_reservation(&k, &r)))
+}
+
+/// The data of a GOOD answer, or the answer itself, to be shown as it is.
+fn decoded<T>(
+    (request, reply): (PrRequest, Reply),
+    decode: impl Fn(&[u8]) -> Option<T>,
+) -> Result<T, Outcome> {
+    let good = reply.header.scsi_status() == ScsiStatus::GOOD;
+    match good.then(|| decode(&reply.payload)).flatten() {
+        Some(data) => Ok(data),
+        None => Err(Outcome::Answer(Box::new((request, reply)))),
+    }
 }
 
 fn print_outcome(cli: &Cli, outcome: &Outcome, out: Output<'_>) -> u8 {

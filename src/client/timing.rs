@@ -9,7 +9,6 @@ use crate::adapters::device;
 use crate::adapters::sg_io;
 use crate::client::{ClientError, PrRequest, Reply};
 use crate::domain::command::PrCommand;
-use crate::domain::framing::ReplyHeader;
 use crate::domain::sg_io_timeout::SgIoTimeout;
 
 /// Runs `request` `n` times with `once` and returns the last reply and the
@@ -89,13 +88,7 @@ pub fn direct(
         0
     };
     let reply = sg_io::send_pr_command(fd, &command, timeout).fit_to(allocation_len);
-    let raw_header = reply.encode_header();
-    let header = ReplyHeader::try_from(&raw_header).map_err(ClientError::from)?;
-    Ok(Reply {
-        raw_header,
-        header,
-        payload: reply.payload,
-    })
+    Ok(Reply::from_pr_reply(reply).map_err(ClientError::from)?)
 }
 
 #[cfg(test)]

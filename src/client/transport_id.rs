@@ -55,18 +55,25 @@ pub fn parse(s: &str) -> Result<TransportId, String> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
     let mut b = vec![0u8; 24];
-    if let Some(addr) = lower.strip_prefix("sas,") {
-        b[0] = protocol_id::SAS;
-        b[4..12].copy_from_slice(&hex_exact(addr, 16, "SAS address")?);
-    } else if let Some(wwn) = lower.strip_prefix("fcp,") {
-        b[0] = protocol_id::FC;
-        b[8..16].copy_from_slice(&hex_exact(wwn, 16, "FCP N_PORT_NAME")?);
-    } else if let Some(eui) = lower.strip_prefix("sbp,") {
-        b[0] = protocol_id::SBP;
-        b[8..16].copy_from_slice(&hex_exact(eui, 16, "SBP EUI-64 name")?);
-    } else if let Some(port) = lower.strip_prefix("srp,") {
-        b[0] = protocol_id::SRP;
-        b[8..24].copy_from_slice(&hex_exact(port, 32, "SRP initiator port identifier")?);
+    // The forms that are one name in hex at a fixed place: prefix,
+    // PROTOCOL IDENTIFIER, where the name goes, what it is called.
+    const NAMES: [(&str, u8, std::ops::Range<usize>, &str); 4] = [
+        ("sas,", protocol_id::SAS, 4..12, "SAS address"),
+        ("fcp,", protocol_id::FC, 8..16, "FCP N_PORT_NAME"),
+        ("sbp,", protocol_id::SBP, 8..16, "SBP EUI-64 name"),
+        (
+            "srp,",
+            protocol_id::SRP,
+            8..24,
+            "SRP initiator port identifier",
+        ),
+    ];
+    let named = NAMES
+        .iter()
+        .find_map(|(prefix, id, at, what)| Some((lower.strip_prefix(prefix)?, id, at, what)));
+    if let Some((name, id, at, what)) = named {
+        b[0] = *id;
+        b[at.clone()].copy_from_slice(&hex_exact(name, at.len() * 2, what)?);
     } else if let Some(rest) = lower.strip_prefix("spi,") {
         let (addr, rtpi) = rest
             .split_once(',')

@@ -188,8 +188,9 @@ impl ReadReservation {
     }
 }
 
-/// REPORT CAPABILITIES data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// REPORT CAPABILITIES data. Serialized with the field names SPC-4 uses
+/// (lower case), as the client's `--json` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Capabilities {
     /// RLR_C: REPLACE LOST RESERVATION capable.
     pub rlr_c: bool,

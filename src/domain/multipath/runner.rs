@@ -424,6 +424,20 @@ mod tests {
     use std::collections::{HashMap, VecDeque};
 
     use super::*;
+
+    const UP: bool = true;
+    const DOWN: bool = false;
+
+    /// Paths by (SCSI state up, host): `views([(UP, 1), (DOWN, 2)])`.
+    fn views<const N: usize>(paths: [(bool, u32); N]) -> [PathView; N] {
+        paths.map(|(up, host)| {
+            if up {
+                PathView::active(host)
+            } else {
+                PathView::failed(host)
+            }
+        })
+    }
     use crate::domain::cdb::PrCdb;
     use crate::domain::param_list::{PrOutParameters, TransportId};
     use crate::domain::pr_in_data::Reservation;
@@ -522,11 +536,7 @@ mod tests {
     #[test]
     fn pr_in_uses_the_first_active_path_only() {
         let mut s = Script::default();
-        let paths = [
-            PathView::failed(0),
-            PathView::active(1),
-            PathView::active(2),
-        ];
+        let paths = views([(DOWN, 0), (UP, 1), (UP, 2)]);
         let o = route(&mut s, &paths, &read_keys());
         assert_eq!(o.reply, PrReply::good(vec![0xaa; 8]));
         assert_eq!(s.paths_sent(), vec![1]);
@@ -602,11 +612,7 @@ mod tests {
     #[test]
     fn register_goes_to_every_active_path_and_tells_multipathd() {
         let mut s = Script::default().on(2, &[ua()]);
-        let paths = [
-            PathView::active(1),
-            PathView::failed(2),
-            PathView::active(3),
-        ];
+        let paths = views([(UP, 1), (DOWN, 2), (UP, 3)]);
         let o = route(&mut s, &paths, &out(PrOutServiceAction::Register, 0, 0x77));
         assert_eq!(o.reply, PrReply::good(Vec::new()));
         assert_eq!(s.paths_sent(), vec![0, 2, 2]);
@@ -645,11 +651,7 @@ mod tests {
     #[test]
     fn a_failed_register_is_rolled_back_to_the_old_key() {
         let mut s = Script::default().on(1, &[conflict()]);
-        let paths = [
-            PathView::active(1),
-            PathView::active(2),
-            PathView::active(3),
-        ];
+        let paths = views([(UP, 1), (UP, 2), (UP, 3)]);
         let o = route(&mut s, &paths, &out(PrOutServiceAction::Register, 0xa, 0xb));
         assert_eq!(o.reply, conflict().reply);
         assert!(o.events.is_empty());
@@ -690,11 +692,7 @@ mod tests {
         assert_eq!(o.events.len(), 2);
         // A key change with one path failed before and one failing now:
         // both keep the old key.
-        let paths = [
-            PathView::failed(1),
-            PathView::active(2),
-            PathView::active(3),
-        ];
+        let paths = views([(DOWN, 1), (UP, 2), (UP, 3)]);
         let mut s = Script::default().on(2, &[not_responding()]);
         let o = route(&mut s, &paths, &out(Register, 0xa, 0xb));
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
@@ -773,7 +771,7 @@ mod tests {
     #[test]
     fn a_key_change_that_missed_the_holder_moves_the_reservation_to_the_new_key() {
         use PrOutServiceAction::*;
-        let paths = [PathView::failed(1), PathView::active(2)];
+        let paths = views([(DOWN, 1), (UP, 2)]);
         // The dead path holds the reservation with the old key 0xa.
         let mut s = held_by_us(0xa);
         let o = route(&mut s, &paths, &out(Register, 0xa, 0xb));
@@ -830,11 +828,7 @@ mod tests {
 
     #[test]
     fn a_refusal_after_a_dead_path_still_rolls_back() {
-        let paths = [
-            PathView::active(1),
-            PathView::active(2),
-            PathView::active(3),
-        ];
+        let paths = views([(UP, 1), (UP, 2), (UP, 3)]);
         let mut s = Script::default().on(1, &[lost()]).on(2, &[conflict()]);
         let o = route(&mut s, &paths, &out(PrOutServiceAction::Register, 0, 0xb));
         assert_eq!(o.reply, conflict().reply);
@@ -859,11 +853,7 @@ mod tests {
             ..Default::default()
         };
         let c = PrCommand::pr_out(PrOutServiceAction::Register, 0, &p);
-        let paths = [
-            PathView::active(1),
-            PathView::active(2),
-            PathView::active(3),
-        ];
+        let paths = views([(UP, 1), (UP, 2), (UP, 3)]);
         let mut s = Script::default().on(0, &[lost()]);
         let o = route(&mut s, &paths, &c);
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
@@ -906,11 +896,7 @@ mod tests {
             ..Default::default()
         };
         let c = PrCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &p);
-        let paths = [
-            PathView::active(1),
-            PathView::active(1),
-            PathView::active(2),
-        ];
+        let paths = views([(UP, 1), (UP, 1), (UP, 2)]);
         let mut s = Script::default();
         assert_eq!(route(&mut s, &paths, &c).reply.status, ScsiStatus::GOOD);
         assert_eq!(s.paths_sent(), vec![0, 2]);
@@ -948,11 +934,7 @@ mod tests {
     #[test]
     fn preempting_our_own_key_registers_the_other_paths_again() {
         use PrOutServiceAction::*;
-        let paths = [
-            PathView::active(1),
-            PathView::active(2),
-            PathView::active(3),
-        ];
+        let paths = views([(UP, 1), (UP, 2), (UP, 3)]);
         let mut s = Script::default().on(0, &[lost()]);
         let o = route(&mut s, &paths, &out(Preempt, 4, 4));
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
@@ -1028,11 +1010,7 @@ mod tests {
     #[test]
     fn release_with_the_holder_down_moves_the_reservation_to_a_live_path() {
         use PrOutServiceAction::*;
-        let paths = [
-            PathView::active(1),
-            PathView::active(2),
-            PathView::failed(3),
-        ];
+        let paths = views([(UP, 1), (UP, 2), (DOWN, 3)]);
         let mut s = held_by_us(3);
         let o = route(&mut s, &paths, &out(Release, 3, 0));
         assert_eq!(o.reply, PrReply::good(Vec::new()));
@@ -1075,11 +1053,7 @@ mod tests {
     #[test]
     fn the_move_preempts_from_the_next_path_when_the_first_fails() {
         use PrOutServiceAction::*;
-        let paths = [
-            PathView::active(1),
-            PathView::active(2),
-            PathView::failed(3),
-        ];
+        let paths = views([(UP, 1), (UP, 2), (DOWN, 3)]);
         let good = PathReply::device(PrReply::good(vec![]));
         let mut s = held_by_us(3).on(0, &[good, lost(), lost()]);
         let o = route(&mut s, &paths, &out(Release, 3, 0));
@@ -1103,7 +1077,7 @@ mod tests {
     #[test]
     fn no_move_for_another_type_a_refused_preempt_or_a_refusing_path() {
         use PrOutServiceAction::*;
-        let paths = [PathView::active(1), PathView::failed(2)];
+        let paths = views([(UP, 1), (DOWN, 2)]);
         // The guest names another type than the holder reserved with: the
         // holder would have refused it; nothing is preempted.
         let mut s = held_by_us(3);

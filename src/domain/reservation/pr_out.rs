@@ -33,6 +33,21 @@ fn lu_scope(scope: u8) -> Result<(), Refusal> {
 impl LogicalUnit {
     /// The registered key of `nexus` must equal `key`: RESERVATION CONFLICT
     /// if it is not registered or the key differs.
+    /// What RESERVE and PREEMPT check first, in this order: a valid type,
+    /// the nexus registered with `key`, LU scope. Returns the type.
+    fn reservation_checks(
+        &self,
+        nexus: &NexusId,
+        key: ReservationKey,
+        scope: u8,
+        type_code: u8,
+    ) -> Result<ReservationType, Refusal> {
+        let rtype = valid_type(type_code)?;
+        self.registered_with(nexus, key)?;
+        lu_scope(scope)?;
+        Ok(rtype)
+    }
+
     fn registered_with(&self, nexus: &NexusId, key: ReservationKey) -> Result<(), Refusal> {
         match self.registration(nexus) {
             Some(r) if r.key == key => Ok(()),
@@ -121,9 +136,7 @@ impl LogicalUnit {
         scope: u8,
         type_code: u8,
     ) -> Result<(), Refusal> {
-        let rtype = valid_type(type_code)?;
-        self.registered_with(nexus, key)?;
-        lu_scope(scope)?;
+        let rtype = self.reservation_checks(nexus, key, scope, type_code)?;
         match &self.reservation {
             None => {
                 self.reservation = Some(PersistentReservation::new(nexus, rtype));
@@ -185,9 +198,7 @@ impl LogicalUnit {
         scope: u8,
         type_code: u8,
     ) -> Result<(), Refusal> {
-        let rtype = valid_type(type_code)?;
-        self.registered_with(nexus, key)?;
-        lu_scope(scope)?;
+        let rtype = self.reservation_checks(nexus, key, scope, type_code)?;
         let all_registrants = self
             .reservation
             .as_ref()
