@@ -44,6 +44,38 @@ const CLIENT_EXTRA: &str = r#".SH SEE ALSO
 \fBqemu\-pr\-helper\-rs\fR(8), \fBsg_persist\fR(8)
 "#;
 
+/// clap_mangen puts the text after the options (`after_help`) under one
+/// heading, EXTRA; a man page reader looks for EXIT STATUS and EXAMPLES.
+/// Each paragraph of that text becomes a section of its own, named by its
+/// first line ("Exit status ...:", "Examples:"), its lines kept as written.
+fn titled_after_help(page: String) -> String {
+    let Some(start) = page.find(".SH EXTRA\n") else {
+        return page;
+    };
+    let body_start = start + ".SH EXTRA\n".len();
+    let end = page[body_start..]
+        .find("\n.SH ")
+        .map_or(page.len(), |i| body_start + i + 1);
+    let mut sections = String::new();
+    for paragraph in page[body_start..end].trim_end().split("\n\n") {
+        let (first, rest) = paragraph.split_once('\n').unwrap_or((paragraph, ""));
+        let heading = if first.starts_with("Exit status") {
+            "EXIT STATUS"
+        } else if first.starts_with("Examples") {
+            "EXAMPLES"
+        } else {
+            sections.push_str(&format!(".SH NOTES\n{paragraph}\n"));
+            continue;
+        };
+        sections.push_str(&format!(".SH \"{heading}\"\n"));
+        if heading != "EXAMPLES" {
+            sections.push_str(&format!("{first}\n"));
+        }
+        sections.push_str(&format!(".nf\n{rest}\n.fi\n"));
+    }
+    format!("{}{}{}", &page[..start], sections, &page[end..])
+}
+
 /// Every generated file: its path under `dist/` and its bytes.
 fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
@@ -79,6 +111,7 @@ fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
             })
             .render(&mut man)
             .unwrap();
+        let mut man = titled_after_help(String::from_utf8(man).unwrap()).into_bytes();
         man.extend_from_slice(extra.as_bytes());
         files.push((Path::new("man").join(man_name), man));
 
@@ -136,4 +169,9 @@ fn man_pages_are_titled_for_their_section() {
     assert!(helper.contains("\\-\\-emulate"), "options are listed");
     let client = page("qemu-pr-client.1");
     assert!(client.contains(".TH QEMU-PR-CLIENT 1"), "{client}");
+    // The exit statuses and examples under the headings readers look for.
+    for heading in [".SH \"EXIT STATUS\"\n", ".SH \"EXAMPLES\"\n"] {
+        assert!(client.contains(heading), "{client}");
+    }
+    assert!(!client.contains(".SH EXTRA") && !helper.contains(".SH EXTRA"));
 }
