@@ -854,8 +854,7 @@ fn log_abandoned(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys) {
 /// reply leaves.
 fn log_outcome(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys, outcome: Outcome) -> PrReply {
     let is_out = cdb.direction() == PrDirection::Out;
-    let allocation_len = if is_out { 0 } else { cdb.transfer_len() };
-    let reply = outcome.reply.fit_to(allocation_len);
+    let reply = outcome.reply.fit_to(cdb.allocation_len());
     tracing::debug!(
         device = outcome.info.as_ref().map(tracing::field::display),
         cdb = %cdb.hex(),

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::request::{PrRequest, Reply};
+use crate::domain::cdb::Hex;
 use crate::domain::param_list::protocol_id;
 use crate::domain::pr_in_data::{
     Capabilities, Decoded, FullStatusDescriptor, PrInData, ReadFullStatus, ReadKeys,
@@ -278,13 +279,9 @@ fn iscsi_name(b: &[u8]) -> String {
         .collect()
 }
 
-/// Lower-case hex without separators.
+/// Lower-case hex without separators, as the daemon's log lines show bytes.
 pub fn hex_string(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for byte in b {
-        let _ = write!(s, "{byte:02x}");
-    }
-    s
+    Hex(b).to_string()
 }
 
 #[cfg(test)]

@@ -82,12 +82,8 @@ pub fn direct(
         cdb: *request.cdb(),
         data_out: request.params().to_vec(),
     };
-    let allocation_len = if request.params().is_empty() {
-        request.cdb().transfer_len()
-    } else {
-        0
-    };
-    let reply = sg_io::send_pr_command(fd, &command, timeout).fit_to(allocation_len);
+    let reply =
+        sg_io::send_pr_command(fd, &command, timeout).fit_to(request.cdb().allocation_len());
     Ok(Reply::from_pr_reply(reply).map_err(ClientError::from)?)
 }
 

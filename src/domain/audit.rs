@@ -6,7 +6,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use super::cdb::PrCdb;
+use super::cdb::{Hex, PrCdb};
 use super::framing::PrReply;
 use super::param_list::PrOutKeys;
 use super::service_action::ReservationKey;
@@ -32,8 +32,7 @@ impl KeyDisplay {
             KeyDisplay::Full => format!("0x{:016x}", key.0),
             KeyDisplay::Hashed => {
                 let digest = Sha256::digest(key.0.to_be_bytes());
-                let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-                format!("sha256:{hex}")
+                format!("sha256:{}", Hex(&digest[..8]))
             }
             KeyDisplay::Omitted => "-".to_string(),
         }

@@ -94,6 +94,16 @@ impl PrCdb {
         &self.bytes[..PR_CDB_LEN]
     }
 
+    /// How many payload bytes a reply may carry: the allocation length of
+    /// a PR IN, none for a PR OUT (the transfer length is its parameter
+    /// list's).
+    pub fn allocation_len(&self) -> usize {
+        match self.direction {
+            PrDirection::In => self.transfer_len(),
+            PrDirection::Out => 0,
+        }
+    }
+
     /// The command in hex, as SCSI documents write CDBs, for log lines.
     pub fn hex(&self) -> Hex<'_> {
         Hex(self.command())
