@@ -283,6 +283,10 @@ impl EmulatedExecutor {
             if let Some(session) = session_of(initiator) {
                 registered_from.insert(nexus.clone(), session);
             }
+            // Only nexuses that still hold a registration are remembered, so
+            // the map does not grow with every connection the daemon serves.
+            let units = self.lock();
+            registered_from.retain(|n, _| units.values().any(|lu| lu.registration(n).is_some()));
             return false;
         }
         let Some(session) = session_of(initiator) else {

@@ -486,3 +486,30 @@ fn a_conflict_with_a_key_of_the_same_session_is_explained() {
     // A peer whose session is unknown is not told about another's key.
     assert!(!exec.conflicts_with_own_session(unit, &nexus(3), &reserve, &conflict, &conn(3)));
 }
+
+#[test]
+fn the_sessions_of_registrations_are_forgotten_with_the_registrations() {
+    let disk = tempfile::NamedTempFile::new().unwrap();
+    let exec = EmulatedExecutor::new();
+    let from_here = |connection_id| Initiator {
+        connection_id,
+        pid: Some(std::process::id() as i32),
+        ..Default::default()
+    };
+    // A thousand one-command connections, each registering and then
+    // unregistering its key: nothing of them is left to remember.
+    for c in 0..1000 {
+        let register = PrCommand {
+            cdb: PrCdb::pr_out(Out::Register, 0, 24),
+            data_out: params(0, 0x100 + c).encode(),
+        };
+        good(&exec.execute(open(disk.path()), register, &from_here(c)));
+        let unregister = PrCommand {
+            cdb: PrCdb::pr_out(Out::Register, 0, 24),
+            data_out: params(0x100 + c, 0).encode(),
+        };
+        good(&exec.execute(open(disk.path()), unregister, &from_here(c)));
+    }
+    let remembered = exec.registered_from.lock().unwrap().len();
+    assert_eq!(remembered, 0);
+}
