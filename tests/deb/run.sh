@@ -86,7 +86,7 @@ done
 [ "$(dpkg -S "$c_helper" | cut -d: -f1)" = qemu-system-common ] ||
     fail "$c_helper no longer belongs to qemu-system-common"
 [ "$(c_helper_sum)" = "$c_sum" ] || fail "$c_helper changed"
-zcat /usr/share/man/man8/$pkg.8.gz | grep -q "^\.TH QEMU-PR-HELPER-RS 8" ||
+zcat /usr/share/man/man8/$pkg.8.gz | grep "^\.TH QEMU-PR-HELPER-RS 8" >/dev/null ||
     fail "the helper's man page is not $pkg(8)"
 # Both man pages are QEMU's and ours, side by side.
 man -w qemu-pr-helper >/dev/null 2>&1 && { man -w $pkg >/dev/null || fail "man -w $pkg"; }

@@ -162,11 +162,11 @@ get_kernel() {
     KDIR=$CACHE/kernel/$pkg
     if [ ! -e "$KDIR/.complete" ]; then
         mkdir -p "$CACHE/debs"
-        deb=$(find "$CACHE/debs" -name "${pkg}_*.deb" | head -1)
+        deb=$(find "$CACHE/debs" -name "${pkg}_*.deb" -print -quit)
         if [ -z "$deb" ]; then
             say "downloading $pkg"
             (cd "$CACHE/debs" && { apt-get download "$pkg" 2>&1 | grep -v "^W: Download is performed unsandboxed"; true; })
-            deb=$(find "$CACHE/debs" -name "${pkg}_*.deb" | head -1)
+            deb=$(find "$CACHE/debs" -name "${pkg}_*.deb" -print -quit)
             [ -n "$deb" ] || skip "apt-get download $pkg failed"
         fi
         say "unpacking $(basename "$deb")"
@@ -175,7 +175,7 @@ get_kernel() {
         dpkg -x "$deb" "$KDIR"
         touch "$KDIR/.complete"
     fi
-    KVER=$(find "$KDIR/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | head -1)
+    KVER=$(find "$KDIR/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' -quit)
     VMLINUZ=$KDIR/boot/vmlinuz-$KVER
     MODDIR=$KDIR/lib/modules/$KVER
     [ -f "$VMLINUZ" ] || die "no kernel image in $KDIR"
@@ -240,7 +240,9 @@ for d in /lib/multipath /usr/lib/x86_64-linux-gnu/multipath; do
     [ -d "$d" ] || continue
     for f in "$d"/*.so; do copy_exe "$f" "$f"; done
 done
-libgcc=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ {print $NF; exit}')
+# awk reads to the end: a reader that leaves early would kill ldconfig with
+# SIGPIPE, which pipefail turns into a failed run on a busy machine.
+libgcc=$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/ && !found {print $NF; found = 1}')
 [ -n "$libgcc" ] || die "libgcc_s.so.1 not found"
 copy_exe "$libgcc" "$libgcc"
 copy_exe /lib/systemd/systemd-udevd /lib/systemd/systemd-udevd
