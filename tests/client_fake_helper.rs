@@ -628,6 +628,20 @@ fn syntax_errors_exit_1_and_contradictions_31() {
     assert_eq!(out.status.code(), Some(31));
     let out = client(Path::new("/nonexistent"), &["-o"], dev.path());
     assert_eq!(out.status.code(), Some(31));
+    // One line each, naming what is wrong; no usage line built from the
+    // options given.
+    for (args, says) in [
+        (&["-i", "-o"][..], "'--in' cannot be used with '--out'"),
+        (&["-T", "nothex"][..], "nothex"),
+        (&["--no-such-option"][..], "--no-such-option"),
+    ] {
+        let out = client(Path::new("/nonexistent"), args, dev.path());
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("qemu-pr-client: "), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("Usage:"), "{args:?}: {err}");
+    }
 }
 
 #[test]

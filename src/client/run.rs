@@ -56,8 +56,10 @@ pub fn run(cli: &Cli, out: Output<'_>) -> u8 {
     }
 }
 
-/// Prints a command line that did not parse: clap's message, or with
-/// `--json` anywhere on the line, its first line as JSON. Returns the exit
+/// Prints a command line that did not parse: help and version as clap
+/// renders them, a mistake as one line on stderr (clap's usage line that
+/// would follow names only the options given, which misleads), or with
+/// `--json` anywhere on the line, that line as JSON. Returns the exit
 /// status: 0 for --help and --version, 31 for contradicting options, 1 else.
 pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 {
     use clap::error::ErrorKind;
@@ -66,9 +68,13 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
         ErrorKind::ArgumentConflict => exit_status::CONTRADICT,
         _ => exit_status::SYNTAX_ERROR,
     };
+    let message = e.to_string();
+    let first = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
     if code != 0 && json_wanted {
-        let message = e.to_string();
-        let first = message.lines().next().unwrap_or_default();
         let f = json::Failure {
             command: None,
             error: if code == exit_status::CONTRADICT {
@@ -76,14 +82,14 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
             } else {
                 "syntax"
             },
-            message: first.trim_start_matches("error: ").to_string(),
+            message: first.to_string(),
             exit_status: code,
         };
         let _ = writeln!(out.stdout, "{}", json::line(&f));
     } else if code == 0 {
         let _ = write!(out.stdout, "{e}");
     } else {
-        let _ = write!(out.stderr, "{e}");
+        let _ = writeln!(out.stderr, "qemu-pr-client: {first} (try --help)");
     }
     code
 }
