@@ -91,6 +91,17 @@ fn vv_shows_each_request_that_v_does_not() {
     let vv = log_of_one_register(&["-vv"]);
     assert!(v.contains("DEBUG") && v.contains("command done"), "{v}");
     assert!(!v.contains("TRACE"), "{v}");
+    // The emulated unit's line adds what the server's cannot know: the
+    // unit's state after the REGISTER, not the command again.
+    let unit = v
+        .lines()
+        .find(|l| l.contains("emulated unit after the command"))
+        .unwrap_or_else(|| panic!("no emulated unit line under -v: {v}"));
+    assert!(
+        unit.contains("generation=1 registrations=1 reservation=none"),
+        "{unit}"
+    );
+    assert!(!unit.contains("status="), "{unit}");
     let request = vv
         .lines()
         .find(|l| l.contains("TRACE") && l.contains("request received"))
@@ -105,7 +116,7 @@ fn t_pattern_traces_its_target_only_and_the_default_level_stays_for_the_rest() {
     assert!(log.contains("request received"), "{log}");
     assert!(log.contains("command done"), "{log}");
     // The emulated device's DEBUG line is not enabled by the pattern.
-    assert!(!log.contains("emulated PR command"), "{log}");
+    assert!(!log.contains("emulated unit after the command"), "{log}");
     assert!(
         log.contains("action=REGISTER"),
         "the audit line stays: {log}"

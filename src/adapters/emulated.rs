@@ -230,12 +230,21 @@ impl ScsiExecutor for EmulatedExecutor {
             }
             return fault.reply();
         }
-        let reply =
-            self.lock()
-                .entry(unit)
-                .or_default()
-                .execute(&nexus, &command.cdb, &command.data_out);
-        tracing::debug!(device = %name, status = %reply.status, "emulated PR command");
+        let reply = {
+            let mut units = self.lock();
+            let lu = units.entry(unit).or_default();
+            let reply = lu.execute(&nexus, &command.cdb, &command.data_out);
+            // The server's line gives the command and its status; this one
+            // the unit as the command left it, which only the emulation knows.
+            tracing::debug!(
+                device = %name,
+                generation = lu.generation(),
+                registrations = lu.registrations().len(),
+                reservation = %lu.reservation().map_or_else(|| "none".to_string(), |r| r.rtype.to_string()),
+                "emulated unit after the command"
+            );
+            reply
+        };
         if self.identity == InitiatorIdentity::Connection
             && self.conflicts_with_own_session(unit, &nexus, &command, &reply, initiator)
             && !self.hinted.swap(true, Ordering::Relaxed)
