@@ -76,6 +76,72 @@ fn titled_after_help(page: String) -> String {
     format!("{}{}{}", &page[..start], sections, &page[end..])
 }
 
+/// roff for text set in a font: a hyphen is `\-` (else it may break or
+/// render as a typographic hyphen).
+fn roff(text: &str) -> String {
+    text.replace('-', "\\-")
+}
+
+/// clap_mangen's SYNOPSIS lists the options without their values
+/// (`[-k|--socket]`); a reader needs `[-k|--socket PATH]`. One bracket per
+/// option as clap_mangen writes it, with the value name in italics and
+/// `...` after an option that may be repeated.
+fn synopsis(cmd: &clap::Command) -> String {
+    // Built, so that clap's own --help and --version are listed too.
+    let mut cmd = cmd.clone();
+    cmd.build();
+    let mut line = format!("\\fB{}\\fR", roff(cmd.get_name()));
+    let visible = || cmd.get_arguments().filter(|a| !a.is_hide_set());
+    for arg in visible().filter(|a| !a.is_positional()) {
+        let mut names = Vec::new();
+        if let Some(short) = arg.get_short() {
+            names.push(format!("\\fB\\-{short}\\fR"));
+        }
+        if let Some(long) = arg.get_long() {
+            names.push(format!("\\fB\\-\\-{}\\fR", roff(long)));
+        }
+        let mut item = names.join("|");
+        if arg.get_action().takes_values() {
+            let value = arg.get_value_names().map_or_else(
+                || arg.get_id().as_str().to_uppercase(),
+                |names| {
+                    names
+                        .iter()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                },
+            );
+            item.push_str(&format!(" \\fI{}\\fR", roff(&value)));
+        }
+        let repeated = matches!(
+            arg.get_action(),
+            clap::ArgAction::Count | clap::ArgAction::Append
+        );
+        line.push_str(&format!(" [{item}]{}", if repeated { "..." } else { "" }));
+    }
+    for arg in visible().filter(|a| a.is_positional()) {
+        let value = arg
+            .get_value_names()
+            .and_then(|n| n.first().map(|n| n.to_string()))
+            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+        let value = format!("\\fI{}\\fR", roff(&value));
+        if arg.is_required_set() {
+            line.push_str(&format!(" {value}"));
+        } else {
+            line.push_str(&format!(" [{value}]"));
+        }
+    }
+    line
+}
+
+/// `page` with its SYNOPSIS line replaced by [`synopsis`].
+fn with_synopsis(page: String, cmd: &clap::Command) -> String {
+    let start = page.find(".SH SYNOPSIS\n").expect("a SYNOPSIS section") + ".SH SYNOPSIS\n".len();
+    let end = start + page[start..].find('\n').expect("its line");
+    format!("{}{} {}", &page[..start], synopsis(cmd), &page[end..])
+}
+
 /// Every generated file: its path under `dist/` and its bytes.
 fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
@@ -111,7 +177,8 @@ fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
             })
             .render(&mut man)
             .unwrap();
-        let mut man = titled_after_help(String::from_utf8(man).unwrap()).into_bytes();
+        let man = with_synopsis(String::from_utf8(man).unwrap(), &cmd);
+        let mut man = titled_after_help(man).into_bytes();
         man.extend_from_slice(extra.as_bytes());
         files.push((Path::new("man").join(man_name), man));
 
@@ -174,4 +241,21 @@ fn man_pages_are_titled_for_their_section() {
         assert!(client.contains(heading), "{client}");
     }
     assert!(!client.contains(".SH EXTRA") && !helper.contains(".SH EXTRA"));
+    // The synopsis shows what each option takes.
+    for (page, option) in [
+        (&helper, "[\\fB\\-k\\fR|\\fB\\-\\-socket\\fR \\fIPATH\\fR]"),
+        (
+            &client,
+            "[\\fB\\-K\\fR|\\fB\\-\\-param\\-rk\\fR \\fIRK\\fR]",
+        ),
+        (&client, "[\\fB\\-v\\fR|\\fB\\-\\-verbose\\fR]..."),
+        (&client, "[\\fIDEVICE\\fR]"),
+    ] {
+        let synopsis = page
+            .split(".SH SYNOPSIS\n")
+            .nth(1)
+            .and_then(|s| s.lines().next())
+            .unwrap();
+        assert!(synopsis.contains(option), "{option} missing in: {synopsis}");
+    }
 }
