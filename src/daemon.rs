@@ -258,8 +258,11 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     crate::adapters::seccomp::install(mode).map_err(DaemonError::Seccomp)?;
     tracing::debug!(mode = %mode.name(), "seccomp filter installed");
 
-    // 6. Serve.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // 6. Serve. One thread runs every connection's task: a task only
+    // accepts, reads a request and hands it to a blocking thread, which runs
+    // the command and writes the reply, so there is nothing for a second
+    // worker to share, and each worker would cost a thread and its memory.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
