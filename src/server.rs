@@ -5,12 +5,13 @@
 //! per-connection `Handler`. Protocol violations end that connection only;
 //! everything else is a SCSI answer.
 //!
-//! No system call on a client's fd runs on the async workers: `fstat` and
-//! `close` on a file of a stuck file system (FUSE) never return. Each command
-//! makes one trip to the blocking pool that inspects the fd, screens the
-//! command (device allowlist, read-only fd), runs the executor, closes the
-//! fd and writes the reply, so that the reply leaves without a second thread
-//! hop; fds dropped over a protocol violation are closed there too.
+//! No system call on a client's fd runs on the runtime's thread, which runs
+//! every connection's task: `fstat` and `close` on a file of a stuck file
+//! system (FUSE) never return. Each command makes one trip to the blocking
+//! pool that inspects the fd, screens the command (device allowlist,
+//! read-only fd), runs the executor, closes the fd and writes the reply, so
+//! that the reply leaves without a second thread hop; fds dropped over a
+//! protocol violation are closed there too.
 
 use std::future::Future;
 use std::sync::Arc;
