@@ -1,8 +1,8 @@
 //! The Linux SG_IO executor: the one home of the SG_IO ioctl.
 //!
 //! The ioctl runs on the blocking thread the server gives each command, never
-//! on the runtime thread that serves every connection, so a device that takes seconds to answer delays only
-//! its own client. Only block devices and sg/bsg character devices reach the
+//! on the runtime thread that serves every connection, so a device that takes
+//! seconds to answer delays only its own client. Only block devices and sg/bsg character devices reach the
 //! ioctl: another driver may give number 0x2285 a different meaning, and this
 //! process holds CAP_SYS_RAWIO.
 
