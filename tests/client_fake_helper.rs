@@ -391,7 +391,7 @@ fn a_regular_file_is_refused_before_connecting_unless_emulated() {
     assert_eq!(out.status.code(), Some(15));
     let err = text(&out.stderr);
     assert!(
-        err.contains("is a regular file, not a block, sg or bsg device"),
+        err.contains("is a regular file, not a block or character device"),
         "{err}"
     );
     assert!(err.contains("--emulated"), "{err}");
@@ -628,10 +628,18 @@ fn syntax_errors_exit_1_and_contradictions_31() {
     assert_eq!(out.status.code(), Some(31));
     let out = client(Path::new("/nonexistent"), &["-o"], dev.path());
     assert_eq!(out.status.code(), Some(31));
+    // sg_persist's safeguard: a PR OUT action without --out sends nothing.
+    let out = client(Path::new("/nonexistent"), &["-G", "-S", "1"], dev.path());
+    assert_eq!(out.status.code(), Some(31));
     // One line each, naming what is wrong; no usage line built from the
     // options given.
     for (args, says) in [
         (&["-i", "-o"][..], "'--in' cannot be used with '--out'"),
+        (
+            &["-i", "-G"][..],
+            "'--in' cannot be used with: --register, ",
+        ),
+        (&["-G", "-S", "1"][..], "needs --out"),
         (&["-T", "nothex"][..], "nothex"),
         (&["--no-such-option"][..], "--no-such-option"),
     ] {

@@ -174,7 +174,7 @@ pub struct Cli {
     /// Run the command with SG_IO on the device, in this process, instead of
     /// through a helper (needs CAP_SYS_RAWIO): with --repeat, the baseline
     /// for the helper's round trip.
-    #[arg(long, conflicts_with = "socket")]
+    #[arg(long, conflicts_with_all = ["socket", "emulated"])]
     pub direct: bool,
 
     /// The device (block, sg or bsg; any file with --emulated).
@@ -249,6 +249,12 @@ impl Cli {
                  --replace-lost"
                     .into(),
             )),
+            // sg_persist's safeguard: a script that names a PR OUT action
+            // without --out changes nothing.
+            Some(_) if !self.pr_out => Err(Error::Contradict(
+                "a PR OUT service action needs --out as well (a safeguard, as in sg_persist)"
+                    .into(),
+            )),
             None => {
                 let action = self.in_action().unwrap_or(PrInServiceAction::ReadKeys);
                 PrRequest::pr_in(action, self.allocation_length())
@@ -313,7 +319,8 @@ impl Cli {
     }
 
     /// Opens the device the way sg_persist does, for its fd to be handed over;
-    /// refuses anything but a block or character device unless --emulated.
+    /// refuses anything but a block or character device unless --emulated
+    /// (or --direct, where the SG_IO check names the fault).
     pub fn open_device(&self) -> Result<File, Error> {
         let path = self.device()?;
         let read_only = self.read_only();
@@ -336,7 +343,8 @@ impl Cli {
         };
         let file = o.open(path).map_err(device_error)?;
         let kind = file.metadata().map_err(device_error)?.file_type();
-        if self.emulated || kind.is_block_device() || kind.is_char_device() {
+        // With --direct, check_direct names what SG_IO refuses.
+        if self.emulated || self.direct || kind.is_block_device() || kind.is_char_device() {
             return Ok(file);
         }
         Err(Error::NotADevice {

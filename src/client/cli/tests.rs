@@ -198,8 +198,14 @@ fn compatibility_options_are_accepted() {
 }
 
 #[test]
-fn out_action_implies_out() {
-    let r = request(&["-R", "-K", "1", "-T", "1", "d"]);
+fn out_action_needs_out_as_in_sg_persist() {
+    let e = parse(&["-R", "-K", "1", "-T", "1", "d"])
+        .unwrap()
+        .request()
+        .unwrap_err();
+    assert!(matches!(e, Error::Contradict(_)), "{e}");
+    assert_eq!(e.exit_status(), 31);
+    let r = request(&["-o", "-R", "-K", "1", "-T", "1", "d"]);
     assert_eq!(r.cdb().direction(), PrDirection::Out);
 }
 
