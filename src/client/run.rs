@@ -68,12 +68,20 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
         ErrorKind::ArgumentConflict => exit_status::CONTRADICT,
         _ => exit_status::SYNTAX_ERROR,
     };
-    let message = e.to_string();
-    let first = message
-        .lines()
+    // clap's first paragraph is the fault, a conflicting group's names on
+    // the lines after its first; the usage line and tips follow a blank line.
+    let rendered = e.to_string();
+    let mut fault = rendered.lines().take_while(|l| !l.trim().is_empty());
+    let head = fault
         .next()
         .unwrap_or_default()
         .trim_start_matches("error: ");
+    let names: Vec<&str> = fault.map(str::trim).collect();
+    let first = if names.is_empty() {
+        head.to_string()
+    } else {
+        format!("{head} {}", names.join(", "))
+    };
     if code != 0 && json_wanted {
         let f = json::Failure {
             command: None,
