@@ -18,7 +18,7 @@ fn a_regular_file_is_refused_before_the_real_daemon_sees_it() {
     let dev = tempfile::NamedTempFile::new().unwrap();
     let out = run_client(&d.socket, &["-i", "-k"], dev.path());
     assert_eq!(out.status.code(), Some(15), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("is a regular file, not a block, sg or bsg device"));
+    assert!(text(&out.stderr).contains("is a regular file, not a block or character device"));
     // Told the helper emulates, the client sends; the real daemon's SG_IO
     // fails on the file (ABORTED COMMAND, sg3_utils' 11), and the client
     // says why.

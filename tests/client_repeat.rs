@@ -68,7 +68,8 @@ fn direct_refuses_a_regular_file() {
     // sg3_utils' "file error", before anything is tried.
     assert_eq!(out.status.code(), Some(15), "{stderr}");
     assert!(
-        stderr.contains("is a regular file, not a block, sg or bsg device"),
+        stderr.contains("--direct needs a block, sg or bsg device, not a regular file"),
         "{stderr}"
     );
+    assert!(!stderr.contains("--emulated"), "no helper hint: {stderr}");
 }

@@ -32,8 +32,9 @@ pub enum Error {
     /// The device is a regular file (or a directory, a FIFO ...): a helper
     /// that is not emulating would answer ABORTED COMMAND with no reason.
     #[error(
-        "{path} is {what}, not a block, sg or bsg device: a helper runs SCSI commands only on \
-         devices (if the helper serves its emulated device, --emulate, pass --emulated)"
+        "{path} is {what}, not a block or character device: a helper runs SCSI commands only \
+         on block, sg and bsg devices (if the helper serves its emulated device, --emulate, \
+         pass --emulated)"
     )]
     NotADevice {
         /// The device named on the command line.

@@ -51,7 +51,7 @@ pub fn summary(via: &str, times: &[Duration]) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum DirectError {
     /// SG_IO is only for block and sg/bsg devices.
-    #[error("--direct needs a block or SCSI generic device, not a {0:?}")]
+    #[error("--direct needs a block, sg or bsg device, not {}", .0.described())]
     NotADevice(crate::domain::device::DeviceKind),
     /// The device fd could not be duplicated for inspection.
     #[error("cannot inspect the device: {0}")]
@@ -116,9 +116,12 @@ mod tests {
     fn direct_refuses_what_is_not_a_device() {
         let f = std::fs::File::open("/dev/null").unwrap();
         use std::os::fd::AsFd;
-        assert!(matches!(
-            check_direct(f.as_fd()),
-            Err(DirectError::NotADevice(_))
-        ));
+        let e = check_direct(f.as_fd()).unwrap_err();
+        assert!(matches!(e, DirectError::NotADevice(_)));
+        assert_eq!(
+            e.to_string(),
+            "--direct needs a block, sg or bsg device, \
+             not a character device that is neither sg nor bsg"
+        );
     }
 }

@@ -35,6 +35,21 @@ impl DeviceKind {
             DeviceKind::Block | DeviceKind::ScsiGeneric | DeviceKind::Bsg
         )
     }
+
+    /// The kind in words, for a sentence ("not a regular file").
+    pub fn described(self) -> &'static str {
+        match self {
+            DeviceKind::Block => "a block device",
+            DeviceKind::ScsiGeneric => "an sg device",
+            DeviceKind::Bsg => "a bsg device",
+            DeviceKind::OtherChar => "a character device that is neither sg nor bsg",
+            DeviceKind::Regular => "a regular file",
+            DeviceKind::Directory => "a directory",
+            DeviceKind::Socket => "a socket",
+            DeviceKind::Fifo => "a FIFO",
+            DeviceKind::Other => "a special file",
+        }
+    }
 }
 
 impl std::fmt::Display for DeviceKind {
