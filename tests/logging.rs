@@ -97,10 +97,7 @@ fn vv_shows_each_request_that_v_does_not() {
         .lines()
         .find(|l| l.contains("emulated unit after the command"))
         .unwrap_or_else(|| panic!("no emulated unit line under -v: {v}"));
-    assert!(
-        unit.contains("generation=1 registrations=1 reservation=none"),
-        "{unit}"
-    );
+    assert!(unit.ends_with("generation=1 registrations=1"), "{unit}");
     assert!(!unit.contains("status="), "{unit}");
     let request = vv
         .lines()

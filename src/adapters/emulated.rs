@@ -235,12 +235,14 @@ impl ScsiExecutor for EmulatedExecutor {
             let lu = units.entry(unit).or_default();
             let reply = lu.execute(&nexus, &command.cdb, &command.data_out);
             // The server's line gives the command and its status; this one
-            // the unit as the command left it, which only the emulation knows.
+            // the unit as the command left it, which only the emulation knows
+            // (the reservation's TYPE code as the audit line gives it; no
+            // field when nothing is reserved).
             tracing::debug!(
                 device = %name,
                 generation = lu.generation(),
                 registrations = lu.registrations().len(),
-                reservation = %lu.reservation().map_or_else(|| "none".to_string(), |r| r.rtype.to_string()),
+                reservation_type = lu.reservation().map(|r| r.rtype.code()),
                 "emulated unit after the command"
             );
             reply
