@@ -13,6 +13,11 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 use clap_complete::Shell;
 
+/// The date in the pages' title line (the last change to the options or
+/// the text around them). Without one, clap_mangen leaves the `.TH` slot
+/// empty and unquoted, and man shifts the source and manual names into it.
+const MAN_DATE: &str = "2026-11-29";
+
 /// The helper's man page: section 8, named so that it does not replace
 /// QEMU's qemu-pr-helper(8) when both are installed.
 const HELPER_MAN: &str = "qemu-pr-helper-rs.8";
@@ -165,6 +170,7 @@ fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
         clap_mangen::Man::new(cmd.clone())
             .title(title)
             .section(section)
+            .date(MAN_DATE)
             .source(format!(
                 "{} {}",
                 env!("CARGO_PKG_NAME"),
@@ -233,6 +239,11 @@ fn man_pages_are_titled_for_their_section() {
     let helper = page(HELPER_MAN);
     assert!(helper.starts_with(".ie"), "{helper}");
     assert!(helper.contains(".TH QEMU-PR-HELPER-RS 8"), "{helper}");
+    // Every slot of the title line filled: title, section, date, source,
+    // manual.
+    let th = helper.lines().find(|l| l.starts_with(".TH ")).unwrap();
+    assert!(!th.contains("  "), "an empty slot: {th}");
+    assert!(th.contains(MAN_DATE), "{th}");
     assert!(helper.contains("\\-\\-emulate"), "options are listed");
     let client = page("qemu-pr-client.1");
     assert!(client.contains(".TH QEMU-PR-CLIENT 1"), "{client}");
