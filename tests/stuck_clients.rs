@@ -36,8 +36,9 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
     };
     let f = h.disk();
     let mut stuck = Vec::new();
-    // More connections than the daemon has async workers: each sends a fd
-    // whose fstat never returns; the last one with a PR OUT REGISTER.
+    // Six connections (more than any runtime would have worker threads on
+    // this machine): each sends a fd whose fstat never returns; the last one
+    // with a PR OUT REGISTER.
     for i in 0..6 {
         let file = fuse.open();
         let mut c = h.connect().negotiate();

@@ -7,8 +7,8 @@ use std::os::fd::OwnedFd;
 /// Any system call on it may block for as long as the file system behind it
 /// wants: on a FUSE file whose server never answers, `fstat` and `close`
 /// never return. So the transport only receives it, and the server inspects,
-/// uses and closes it on a blocking thread, never on the async workers that
-/// serve every other connection.
+/// uses and closes it on a blocking thread, never on the runtime thread that
+/// serves every other connection.
 #[derive(Debug)]
 pub struct ReceivedFd(OwnedFd);
 
