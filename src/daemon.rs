@@ -152,6 +152,7 @@ pub fn server_options(settings: &Settings) -> ServerOptions {
         request_timeout: settings.request_timeout.unwrap_or(defaults.request_timeout),
         audit_keys: settings.audit_keys,
         stats: Arc::default(),
+        park_after: defaults.park_after,
     }
 }
 

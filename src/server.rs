@@ -40,7 +40,8 @@ use crate::ports::executor::ScsiExecutor;
 use crate::ports::fd_inspector::FdInspector;
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
-    BlockingReply, Connection, Listener, ReadOutcome, ReplyWriteError, TransportError,
+    BlockingReply, Connection, Incoming, Listener, Parking, ReadOutcome, ReplyWriteError,
+    TransportError,
 };
 use crate::status::InFlight;
 pub use crate::status::ServerStats;
@@ -52,6 +53,11 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Refused connections logged in full per [`REFUSAL_LOG_INTERVAL`]; the rest
 /// are counted in one summary line per interval.
 const REFUSALS_LOGGED_PER_INTERVAL: u32 = 10;
+
+/// How long a connection stays a task of its own after its last command.
+/// Commands on a busy connection never pay for parking; a VM's connection,
+/// silent for hours, costs a task only for this long.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// The interval of the refused-connection summary line.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -76,6 +82,11 @@ pub struct ServerOptions {
     pub audit_keys: KeyDisplay,
     /// Counts the service manager's status line reads.
     pub stats: Arc<ServerStats>,
+    /// A connection idle this long with nothing in flight is handed to the
+    /// transport to watch without a task of its own (when the transport can
+    /// park connections), and a new one right after negotiation; `None`:
+    /// never.
+    pub park_after: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -88,6 +99,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(30),
             audit_keys: KeyDisplay::Full,
             stats: Arc::default(),
+            park_after: Some(PARK_AFTER),
         }
     }
 }
@@ -99,6 +111,9 @@ pub enum ConnectionEnd {
     ClientClosed,
     /// The daemon is shutting down and the connection was idle.
     Shutdown,
+    /// Idle with nothing in flight: handed to the transport to watch until
+    /// it has something to read.
+    Idle,
 }
 
 impl std::fmt::Display for ConnectionEnd {
@@ -106,6 +121,7 @@ impl std::fmt::Display for ConnectionEnd {
         f.write_str(match self {
             ConnectionEnd::ClientClosed => "client closed",
             ConnectionEnd::Shutdown => "shutdown",
+            ConnectionEnd::Idle => "idle",
         })
     }
 }
@@ -151,9 +167,22 @@ pub async fn run_with<L, E, S>(
     E: ScsiExecutor + ?Sized + 'static,
     S: Future<Output = ()>,
 {
+    let mut options = options;
+    if !listener.can_park() {
+        options.park_after = None;
+    }
     let options = Arc::new(options);
     let (stop_tx, stop_rx) = watch::channel(false);
     let open = Arc::new(OpenConnections::new(Arc::clone(&options.stats)));
+    // Idle connections on their way from their task to the listener.
+    let (park_tx, mut park_rx) = tokio::sync::mpsc::unbounded_channel::<L::Conn>();
+    let spawner = Spawner {
+        executor,
+        options: Arc::clone(&options),
+        open: Arc::clone(&open),
+        stop: stop_rx,
+        park: park_tx,
+    };
     let mut refusals = RefusalLog::new();
     let mut summary = tokio::time::interval(REFUSAL_LOG_INTERVAL);
     summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -162,42 +191,14 @@ pub async fn run_with<L, E, S>(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok(conn) => {
-                    let initiator = conn.initiator();
-                    if !admitted(&options, &initiator, open.count(), &mut refusals) {
-                        continue;
+                Ok(Incoming::New(conn)) => {
+                    if admitted(&options, &conn.initiator(), open.count(), &mut refusals) {
+                        spawner.spawn(conn, false);
                     }
-                    let span = tracing::info_span!(
-                        "connection",
-                        conn_id = initiator.connection_id,
-                        peer_pid = initiator.pid,
-                        peer_uid = initiator.uid,
-                        peer_gid = initiator.gid,
-                    );
-                    // Owned by the task, borrowed by its handler: the task's
-                    // future holds one copy of each.
-                    let (executor, options) = (Arc::clone(&executor), Arc::clone(&options));
-                    let (mut conn, mut stop) = (conn, stop_rx.clone());
-                    let guard = OpenConnections::enter(&open);
-                    let task = async move {
-                            let _open = guard;
-                            tracing::debug!("accepted");
-                            let handler = Handler::new(&mut conn, &executor, &mut stop, &options);
-                            match handler.run().await {
-                                Ok(end) => tracing::debug!(%end, "connection closed"),
-                                Err(
-                                    e @ (ConnectionError::Protocol(_)
-                                    | ConnectionError::Stalled(_)
-                                    | ConnectionError::ReplyStalled(_)),
-                                ) => {
-                                    tracing::warn!(cause = %e, "closing connection")
-                                }
-                                Err(e) => tracing::debug!(cause = %e, "connection dropped"),
-                            }
-                        }
-                        .instrument(span);
-                    // Detached: `open` counts it until it ends.
-                    tokio::spawn(task);
+                }
+                Ok(Incoming::Resumed(conn)) => {
+                    open.unpark();
+                    spawner.spawn(conn, true);
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -205,10 +206,25 @@ pub async fn run_with<L, E, S>(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            Some(conn) = park_rx.recv() => match listener.park(conn) {
+                Parking::Parked => {}
+                Parking::Kept(conn) => {
+                    open.unpark();
+                    spawner.spawn(conn, true);
+                }
+                Parking::Closed(e) => {
+                    open.unpark();
+                    tracing::debug!(cause = %e, "idle connection lost while parking it");
+                }
+            },
             _ = summary.tick() => refusals.summarize(),
         }
     }
+    // Parked connections close with the listener: nothing is in flight on
+    // them.
     drop(listener);
+    drop(park_rx);
+    open.forget_parked();
     refusals.summarize();
     let _ = stop_tx.send(true);
     let in_flight = open.count();
@@ -218,11 +234,92 @@ pub async fn run_with<L, E, S>(
     open.all_closed().await;
 }
 
+/// Starts the task that serves one connection; shared by new connections
+/// and parked ones that have something to read again.
+struct Spawner<E: ?Sized, C> {
+    executor: Arc<E>,
+    options: Arc<ServerOptions>,
+    open: Arc<OpenConnections>,
+    stop: watch::Receiver<bool>,
+    park: tokio::sync::mpsc::UnboundedSender<C>,
+}
+
+impl<E, C> Spawner<E, C>
+where
+    E: ScsiExecutor + ?Sized + 'static,
+    C: Connection + 'static,
+{
+    /// `resumed`: the connection was negotiated before it was parked.
+    fn spawn(&self, conn: C, resumed: bool) {
+        let initiator = conn.initiator();
+        let span = tracing::info_span!(
+            "connection",
+            conn_id = initiator.connection_id,
+            peer_pid = initiator.pid,
+            peer_uid = initiator.uid,
+            peer_gid = initiator.gid,
+        );
+        // Owned by the task, borrowed by its handler: the task's future
+        // holds one copy of each.
+        let (executor, options) = (Arc::clone(&self.executor), Arc::clone(&self.options));
+        let (mut conn, mut stop, park) = (conn, self.stop.clone(), self.park.clone());
+        let guard = OpenConnections::enter(&self.open);
+        let task = async move {
+            let open = guard;
+            if resumed {
+                tracing::trace!("served again after idling");
+            } else {
+                tracing::debug!("accepted");
+            }
+            let park_after = options.park_after;
+            let handler = Handler::new(
+                &mut conn, &executor, &mut stop, &options, resumed, park_after,
+            );
+            match handler.run().await {
+                Ok(ConnectionEnd::Idle) => {
+                    tracing::trace!("idle: parked");
+                    // Counted as parked before this task stops counting it.
+                    open.0.park();
+                    if let Err(unsent) = park.send(conn) {
+                        // The server is stopping: the connection just closes.
+                        drop(unsent);
+                        open.0.unpark();
+                    }
+                }
+                Ok(end) => tracing::debug!(%end, "connection closed"),
+                Err(
+                    e @ (ConnectionError::Protocol(_)
+                    | ConnectionError::Stalled(_)
+                    | ConnectionError::ReplyStalled(_)),
+                ) => {
+                    tracing::warn!(cause = %e, "closing connection")
+                }
+                Err(e) => tracing::debug!(cause = %e, "connection dropped"),
+            }
+        }
+        .instrument(span);
+        // Detached: `open` counts it until it ends.
+        tokio::spawn(task);
+    }
+}
+
+/// What ended an idle connection's wait for its next request.
+enum Waited {
+    /// Bytes arrived (or the client closed: 0), or the read failed.
+    Read(Result<usize, TransportError>),
+    /// The daemon is stopping.
+    Stop,
+    /// Nothing arrived within [`ServerOptions::park_after`].
+    Idle,
+}
+
 /// How many connection tasks are open, and a way to wait until none is.
 /// Lighter than a `JoinSet`: a task holds one counted reference and no list
 /// entry, which matters with thousands of idle connections.
 struct OpenConnections {
     count: std::sync::atomic::AtomicUsize,
+    /// Connections parked with the transport: open, without a task.
+    parked: std::sync::atomic::AtomicUsize,
     none_left: tokio::sync::Notify,
     /// Where the count is published for the service manager's status line.
     stats: Arc<ServerStats>,
@@ -236,25 +333,59 @@ impl OpenConnections {
     fn new(stats: Arc<ServerStats>) -> OpenConnections {
         OpenConnections {
             count: std::sync::atomic::AtomicUsize::new(0),
+            parked: std::sync::atomic::AtomicUsize::new(0),
             none_left: tokio::sync::Notify::new(),
             stats,
         }
     }
 
     fn enter(this: &Arc<OpenConnections>) -> OpenGuard {
-        let open = this.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
-        this.stats.set_connections(open);
+        this.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        this.publish();
         OpenGuard(Arc::clone(this))
     }
 
+    /// Open connections: with a task, and parked.
     fn count(&self) -> usize {
+        self.tasks() + self.parked.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn tasks(&self) -> usize {
         self.count.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    fn park(&self) {
+        self.parked
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.publish();
+    }
+
+    fn unpark(&self) {
+        // Saturating: at shutdown the count is reset while tasks may still
+        // hand connections over.
+        let _ = self.parked.fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |n| n.checked_sub(1),
+        );
+        self.publish();
+    }
+
+    /// At shutdown, when the parked connections have been closed.
+    fn forget_parked(&self) {
+        self.parked.store(0, std::sync::atomic::Ordering::Release);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.stats.set_connections(self.count());
+    }
+
+    /// Waits until no task serves a connection.
     async fn all_closed(&self) {
         loop {
             let notified = self.none_left.notified();
-            if self.count() == 0 {
+            if self.tasks() == 0 {
                 return;
             }
             notified.await;
@@ -269,7 +400,7 @@ impl Drop for OpenGuard {
             .count
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
             - 1;
-        self.0.stats.set_connections(left);
+        self.0.publish();
         if left == 0 {
             self.0.none_left.notify_one();
         }
@@ -375,7 +506,8 @@ where
     C: Connection + ?Sized,
     E: ScsiExecutor + ?Sized + 'static,
 {
-    Handler::new(conn, &executor, &mut stop, &options)
+    // No listener to hand an idle connection to: it is never parked.
+    Handler::new(conn, &executor, &mut stop, &options, false, None)
         .run()
         .await
 }
@@ -393,6 +525,10 @@ struct Handler<'a, C: ?Sized, E: ?Sized> {
     held: Vec<ReceivedFd>,
     /// The last command, while its thread may still be writing the reply.
     pending: Option<Arc<JobEnd>>,
+    /// Negotiated before it was parked: commands come next.
+    resumed: bool,
+    /// Parked after negotiation and after this long idle; `None`: never.
+    park_after: Option<Duration>,
 }
 
 impl<'a, C, E> Handler<'a, C, E>
@@ -405,6 +541,8 @@ where
         executor: &'a Arc<E>,
         stop: &'a mut watch::Receiver<bool>,
         options: &'a Arc<ServerOptions>,
+        resumed: bool,
+        park_after: Option<Duration>,
     ) -> Self {
         Handler {
             conn,
@@ -413,6 +551,8 @@ where
             options,
             held: Vec::new(),
             pending: None,
+            resumed,
+            park_after,
         }
     }
 
@@ -441,8 +581,16 @@ where
     /// future of their own, allocated while they run, so that thousands of
     /// idle connections do not each keep the largest state any command needs.
     async fn serve(&mut self) -> Result<ConnectionEnd, ConnectionError> {
-        if let Some(end) = Box::pin(self.negotiate()).await? {
-            return Ok(end);
+        if !self.resumed {
+            if let Some(end) = Box::pin(self.negotiate()).await? {
+                return Ok(end);
+            }
+            // A new connection waits for its first command as long as its VM
+            // does not use persistent reservations: parked at once, a burst
+            // of VMs starting costs no task per VM even for a second.
+            if self.park_after.is_some() && self.held.is_empty() {
+                return Ok(ConnectionEnd::Idle);
+            }
         }
         loop {
             // Idle between commands: no time limit until the first bytes. A
@@ -458,13 +606,23 @@ where
             let first = {
                 let (conn, held) = (&mut *self.conn, &mut self.held);
                 let mut stopping = std::pin::pin!(self.stop.changed());
+                let park_after = self.park_after;
+                let mut idle_for_long = std::pin::pin!(async move {
+                    match park_after {
+                        Some(after) => tokio::time::sleep(after).await,
+                        None => std::future::pending().await,
+                    }
+                });
                 std::future::poll_fn(|cx| {
                     if let Poll::Ready(read) = conn.poll_read_some(cx, &mut cdb, held) {
-                        return Poll::Ready(Some(read));
+                        return Poll::Ready(Waited::Read(read));
                     }
                     // A change can only be to true; a dropped sender means
                     // the server is gone: stop either way.
-                    stopping.as_mut().poll(cx).map(|_| None)
+                    if stopping.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Waited::Stop);
+                    }
+                    idle_for_long.as_mut().poll(cx).map(|()| Waited::Idle)
                 })
                 .await
             };
@@ -477,8 +635,12 @@ where
                 }
             }
             let first = match first {
-                None => return Ok(ConnectionEnd::Shutdown),
-                Some(read) => read?,
+                Waited::Stop => return Ok(ConnectionEnd::Shutdown),
+                // Nothing in flight (just waited for) and no fd held: the
+                // transport may watch it alone.
+                Waited::Idle if self.held.is_empty() => return Ok(ConnectionEnd::Idle),
+                Waited::Idle => continue,
+                Waited::Read(read) => read?,
             };
             if first == 0 {
                 if self.held.is_empty() {
@@ -1270,9 +1432,9 @@ mod tests {
     #[async_trait::async_trait]
     impl Listener for FakeListener {
         type Conn = Box<dyn Connection>;
-        async fn accept(&mut self) -> Result<Box<dyn Connection>, TransportError> {
+        async fn accept(&mut self) -> Result<Incoming<Box<dyn Connection>>, TransportError> {
             match self.0.pop() {
-                Some(c) => Ok(c),
+                Some(c) => Ok(Incoming::New(c)),
                 None => std::future::pending().await,
             }
         }

@@ -15,11 +15,12 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessageOwned, MsgFlags};
 use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
 
+use super::idle_connections::IdleConnections;
 use crate::config::SocketPermissions;
 use crate::domain::initiator::Initiator;
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
-    BlockingReply, Connection, Listener, ReplyWriteError, TransportError,
+    BlockingReply, Connection, Incoming, Listener, Parking, ReplyWriteError, TransportError,
 };
 
 /// Room for as many fds as the kernel passes in one message (SCM_MAX_FD): a
@@ -55,11 +56,15 @@ pub struct BoundSocket {
     file: Option<SocketFile>,
 }
 
-/// The listening socket as the server accepts on it.
+/// The listening socket as the server accepts on it, and the idle
+/// connections parked until they have something to read.
 #[derive(Debug)]
 pub struct UnixSocketListener {
     listener: UnixListener,
     file: Option<SocketFile>,
+    idle: IdleConnections,
+    /// Parked connections that became readable, not handed out yet.
+    resumed: Vec<UnixConnection>,
 }
 
 /// Binding or adopting the listening socket failed.
@@ -150,9 +155,12 @@ impl BoundSocket {
             .map_err(|e| not_listener(e.to_string()))?;
         let listener =
             UnixListener::from_std(self.listener).map_err(|e| not_listener(e.to_string()))?;
+        let idle = IdleConnections::new().map_err(|e| not_listener(e.to_string()))?;
         Ok(UnixSocketListener {
             listener,
             file: self.file,
+            idle,
+            resumed: Vec::new(),
         })
     }
 }
@@ -253,13 +261,54 @@ fn is_served(path: &Path) -> bool {
 impl Listener for UnixSocketListener {
     type Conn = UnixConnection;
 
-    async fn accept(&mut self) -> Result<UnixConnection, TransportError> {
-        let (stream, _) = self
-            .listener
-            .accept()
-            .await
-            .map_err(TransportError::Accept)?;
-        Ok(UnixConnection::new(stream))
+    async fn accept(&mut self) -> Result<Incoming<UnixConnection>, TransportError> {
+        loop {
+            if let Some(conn) = self.resumed.pop() {
+                return Ok(Incoming::Resumed(conn));
+            }
+            let ready = tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, _) = accepted.map_err(TransportError::Accept)?;
+                    return Ok(Incoming::New(UnixConnection::new(stream)));
+                }
+                ready = self.idle.ready() => ready.map_err(TransportError::Accept)?,
+            };
+            for (stream, initiator) in ready {
+                let conn_id = initiator.connection_id;
+                match UnixStream::from_std(stream) {
+                    Ok(stream) => self
+                        .resumed
+                        .push(UnixConnection::resumed(stream, initiator)),
+                    Err(e) => tracing::warn!(
+                        conn_id,
+                        cause = %e,
+                        "cannot serve an idle connection again: closed"
+                    ),
+                }
+            }
+        }
+    }
+
+    fn can_park(&self) -> bool {
+        true
+    }
+
+    fn park(&mut self, conn: UnixConnection) -> Parking<UnixConnection> {
+        let UnixConnection { socket, initiator } = conn;
+        // A thread that wrote the last reply may still hold the socket for
+        // a moment: then it is not parked this time.
+        let socket = match Arc::try_unwrap(socket) {
+            Ok(socket) => socket,
+            Err(socket) => return Parking::Kept(UnixConnection { socket, initiator }),
+        };
+        let parked = socket
+            .0
+            .into_std()
+            .and_then(|stream| self.idle.park(stream, initiator));
+        match parked {
+            Ok(()) => Parking::Parked,
+            Err(e) => Parking::Closed(TransportError::Receive(e)),
+        }
     }
 }
 
@@ -290,6 +339,14 @@ impl UnixConnection {
             uid: cred.as_ref().map(|c| c.uid()),
             gid: cred.as_ref().map(|c| c.gid()),
         };
+        UnixConnection {
+            socket: Arc::new(ClientSocket(stream)),
+            initiator,
+        }
+    }
+
+    /// A parked connection served again, as the peer it was accepted as.
+    fn resumed(stream: UnixStream, initiator: Initiator) -> UnixConnection {
         UnixConnection {
             socket: Arc::new(ClientSocket(stream)),
             initiator,

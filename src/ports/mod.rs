@@ -10,4 +10,4 @@ pub mod transport;
 pub use executor::{DeviceFd, ScsiExecutor};
 pub use fd_inspector::FdInspector;
 pub use received_fd::ReceivedFd;
-pub use transport::{Connection, Listener, ReadOutcome, TransportError};
+pub use transport::{Connection, Incoming, Listener, Parking, ReadOutcome, TransportError};

@@ -119,12 +119,47 @@ pub trait Connection: Send {
     fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>>;
 }
 
+/// What [`Listener::accept`] yields.
+#[derive(Debug)]
+pub enum Incoming<C> {
+    /// A new client: admission and negotiation come first.
+    New(C),
+    /// A connection given to [`Listener::park`] that has something to read
+    /// (its next request, or the client closing): served again from there.
+    Resumed(C),
+}
+
+/// What became of a connection given to [`Listener::park`].
+#[derive(Debug)]
+pub enum Parking<C> {
+    /// The transport watches it until it has something to read.
+    Parked,
+    /// Not parked (the transport cannot, or not now): serve it on.
+    Kept(C),
+    /// Lost on the way: the connection is closed.
+    Closed(TransportError),
+}
+
 /// A source of connections.
 #[async_trait]
 pub trait Listener: Send {
     /// The connection type it yields.
     type Conn: Connection + 'static;
 
-    /// Waits for the next client.
-    async fn accept(&mut self) -> Result<Self::Conn, TransportError>;
+    /// Waits for the next client, or for a parked connection that has
+    /// something to read.
+    async fn accept(&mut self) -> Result<Incoming<Self::Conn>, TransportError>;
+
+    /// Whether [`Listener::park`] can take connections at all.
+    fn can_park(&self) -> bool {
+        false
+    }
+
+    /// Takes a negotiated connection that has been idle, with no command in
+    /// flight, to watch it without a task of its own: an open, silent
+    /// connection per VM then costs a few dozen bytes instead of a task.
+    /// It comes back from [`Listener::accept`] as [`Incoming::Resumed`].
+    fn park(&mut self, conn: Self::Conn) -> Parking<Self::Conn> {
+        Parking::Kept(conn)
+    }
 }
