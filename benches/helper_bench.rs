@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use qemu_pr_helper::adapters::idle_connections::TRIM_AFTER;
 
 /// How the tests start a helper: the same command line and open-file limit.
 #[path = "../tests/common/spawn.rs"]
@@ -436,7 +437,9 @@ fn idle_sweep(helpers: &[Contender], fd: RawFd, plan: &Plan) -> Vec<IdleSweep> {
                 );
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Ours parks a connection right after negotiation and returns the
+        // memory its task freed TRIM_AFTER later: RSS is read after that.
+        std::thread::sleep(TRIM_AFTER + Duration::from_millis(500));
         let rounds = latency_rounds(&mut conns, fd, plan.rounds, plan.samples);
         let n = helpers.len();
         for h in 0..n {
