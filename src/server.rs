@@ -200,6 +200,7 @@ pub async fn run_with<L, E, S>(
                     open.unpark();
                     spawner.spawn(conn, true);
                 }
+                Ok(Incoming::Lost(_)) => open.unpark(),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::error!(cause = %e, "accept failed");

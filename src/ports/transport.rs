@@ -127,6 +127,8 @@ pub enum Incoming<C> {
     /// A connection given to [`Listener::park`] that has something to read
     /// (its next request, or the client closing): served again from there.
     Resumed(C),
+    /// A parked connection that could not be served again: it is closed.
+    Lost(TransportError),
 }
 
 /// What became of a connection given to [`Listener::park`].
