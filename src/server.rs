@@ -207,17 +207,20 @@ pub async fn run_with<L, E, S>(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(conn) = park_rx.recv() => match listener.park(conn) {
-                Parking::Parked => {}
+            Some(conn) = park_rx.recv() => {
+                let conn_id = conn.initiator().connection_id;
+                match listener.park(conn) {
+                Parking::Parked => tracing::trace!(conn_id, "idle: parked"),
                 Parking::Kept(conn) => {
                     open.unpark();
                     spawner.spawn(conn, true);
                 }
                 Parking::Closed(e) => {
                     open.unpark();
-                    tracing::debug!(cause = %e, "idle connection lost while parking it");
+                    tracing::debug!(conn_id, cause = %e, "idle connection lost while parking it");
                 }
-            },
+                }
+            }
             _ = summary.tick() => refusals.summarize(),
         }
     }
@@ -278,7 +281,6 @@ where
             );
             match handler.run().await {
                 Ok(ConnectionEnd::Idle) => {
-                    tracing::trace!("idle: parked");
                     // Counted as parked before this task stops counting it.
                     open.0.park();
                     if let Err(unsent) = park.send(conn) {

@@ -20,6 +20,10 @@ use crate::domain::initiator::Initiator;
 /// handed back to the kernel: a batch of parkings is trimmed once.
 pub const TRIM_AFTER: Duration = Duration::from_secs(1);
 
+/// Parkings that make a batch worth trimming for: a few VMs whose
+/// connections park and wake now and then do not cost a trim each time.
+pub const TRIM_BATCH: usize = 32;
+
 /// The epoll instance, as tokio watches it (it is readable when one of its
 /// sockets is).
 struct EpollFd(Epoll);
@@ -37,6 +41,8 @@ pub struct IdleConnections {
     parked: HashMap<u64, (UnixStream, Initiator)>,
     /// When free memory should next be returned to the kernel.
     trim_due: Option<tokio::time::Instant>,
+    /// Parkings since memory was last returned.
+    parked_since_trim: usize,
 }
 
 impl std::fmt::Debug for IdleConnections {
@@ -59,6 +65,7 @@ impl IdleConnections {
             epoll,
             parked: HashMap::new(),
             trim_due: None,
+            parked_since_trim: 0,
         })
     }
 
@@ -76,20 +83,25 @@ impl IdleConnections {
     /// to read (bytes, or the peer closing).
     pub fn park(&mut self, stream: UnixStream, initiator: Initiator) -> io::Result<()> {
         let token = initiator.connection_id;
-        let interest = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+        // One-shot: once reported, a socket is never reported again, even
+        // if removing it from the set should fail.
+        let interest = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT;
         self.epoll
             .get_ref()
             .0
             .add(&stream, EpollEvent::new(interest, token))?;
         self.parked.insert(token, (stream, initiator));
-        self.trim_due
-            .get_or_insert_with(|| tokio::time::Instant::now() + TRIM_AFTER);
+        self.parked_since_trim += 1;
+        if self.parked_since_trim == TRIM_BATCH {
+            self.trim_due = Some(tokio::time::Instant::now() + TRIM_AFTER);
+        }
         Ok(())
     }
 
     /// Waits until parked connections have something to read and takes them
     /// out of the set; meanwhile returns the memory freed by the tasks of
-    /// connections parked [`TRIM_AFTER`] ago. Pending for ever while nothing
+    /// connections parked, [`TRIM_AFTER`] after the [`TRIM_BATCH`]th parking
+    /// since the last time. Pending for ever while nothing
     /// is parked. Cancel-safe: nothing is taken before the last await.
     pub async fn ready(&mut self) -> io::Result<Vec<(UnixStream, Initiator)>> {
         loop {
@@ -104,6 +116,7 @@ impl IdleConnections {
                 guard = self.epoll.readable(), if watched => guard?,
                 () = trim => {
                     self.trim_due = None;
+                    self.parked_since_trim = 0;
                     tokio::task::spawn_blocking(release_free_memory);
                     continue;
                 }
@@ -117,8 +130,8 @@ impl IdleConnections {
             let mut ready = Vec::with_capacity(n);
             for event in &events[..n] {
                 if let Some((stream, initiator)) = self.parked.remove(&event.data()) {
-                    // It stays open, for tokio. Should this fail, the set
-                    // would only report it again while it is still open.
+                    // It stays open, for tokio. Should this fail, the
+                    // one-shot entry stays disabled until the socket closes.
                     let _ = guard.get_inner().0.delete(&stream);
                     ready.push((stream, initiator));
                 }

@@ -64,7 +64,7 @@ pub struct UnixSocketListener {
     file: Option<SocketFile>,
     idle: IdleConnections,
     /// Parked connections that became readable, not handed out yet.
-    resumed: Vec<UnixConnection>,
+    resumed: Vec<Incoming<UnixConnection>>,
 }
 
 /// Binding or adopting the listening socket failed.
@@ -263,8 +263,8 @@ impl Listener for UnixSocketListener {
 
     async fn accept(&mut self) -> Result<Incoming<UnixConnection>, TransportError> {
         loop {
-            if let Some(conn) = self.resumed.pop() {
-                return Ok(Incoming::Resumed(conn));
+            if let Some(resumed) = self.resumed.pop() {
+                return Ok(resumed);
             }
             let ready = tokio::select! {
                 accepted = self.listener.accept() => {
@@ -275,16 +275,19 @@ impl Listener for UnixSocketListener {
             };
             for (stream, initiator) in ready {
                 let conn_id = initiator.connection_id;
-                match UnixStream::from_std(stream) {
-                    Ok(stream) => self
-                        .resumed
-                        .push(UnixConnection::resumed(stream, initiator)),
-                    Err(e) => tracing::warn!(
-                        conn_id,
-                        cause = %e,
-                        "cannot serve an idle connection again: closed"
-                    ),
-                }
+                // Either way the server hears of it: it counts parked
+                // connections.
+                self.resumed.push(match UnixStream::from_std(stream) {
+                    Ok(stream) => Incoming::Resumed(UnixConnection::resumed(stream, initiator)),
+                    Err(e) => {
+                        tracing::warn!(
+                            conn_id,
+                            cause = %e,
+                            "cannot serve an idle connection again: closed"
+                        );
+                        Incoming::Lost(TransportError::Receive(e))
+                    }
+                });
             }
         }
     }
