@@ -196,10 +196,7 @@ pub async fn run_with<L, E, S>(
                         spawner.spawn(conn, false);
                     }
                 }
-                Ok(Incoming::Resumed(conn)) => {
-                    open.unpark();
-                    spawner.spawn(conn, true);
-                }
+                Ok(Incoming::Resumed(conn)) => spawner.resume(conn),
                 Ok(Incoming::Lost(_)) => open.unpark(),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -207,20 +204,7 @@ pub async fn run_with<L, E, S>(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(conn) = park_rx.recv() => {
-                let conn_id = conn.initiator().connection_id;
-                match listener.park(conn) {
-                Parking::Parked => tracing::trace!(conn_id, "idle: parked"),
-                Parking::Kept(conn) => {
-                    open.unpark();
-                    spawner.spawn(conn, true);
-                }
-                Parking::Closed(e) => {
-                    open.unpark();
-                    tracing::debug!(conn_id, cause = %e, "idle connection lost while parking it");
-                }
-                }
-            }
+            Some(conn) = park_rx.recv() => hand_to_listener(&mut listener, conn, &spawner),
             _ = summary.tick() => refusals.summarize(),
         }
     }
@@ -238,6 +222,24 @@ pub async fn run_with<L, E, S>(
     open.all_closed().await;
 }
 
+/// Gives an idle connection to the listener to watch; one it does not take
+/// is served on by a task.
+fn hand_to_listener<L, E>(listener: &mut L, conn: L::Conn, spawner: &Spawner<E, L::Conn>)
+where
+    L: Listener,
+    E: ScsiExecutor + ?Sized + 'static,
+{
+    let conn_id = conn.initiator().connection_id;
+    match listener.park(conn) {
+        Parking::Parked => tracing::trace!(conn_id, "idle: parked"),
+        Parking::Kept(conn) => spawner.resume(conn),
+        Parking::Closed(e) => {
+            spawner.open.unpark();
+            tracing::debug!(conn_id, cause = %e, "idle connection lost while parking it");
+        }
+    }
+}
+
 /// Starts the task that serves one connection; shared by new connections
 /// and parked ones that have something to read again.
 struct Spawner<E: ?Sized, C> {
@@ -253,6 +255,12 @@ where
     E: ScsiExecutor + ?Sized + 'static,
     C: Connection + 'static,
 {
+    /// A connection counted as parked, served by a task again.
+    fn resume(&self, conn: C) {
+        self.open.unpark();
+        self.spawn(conn, true);
+    }
+
     /// `resumed`: the connection was negotiated before it was parked.
     fn spawn(&self, conn: C, resumed: bool) {
         let initiator = conn.initiator();
@@ -320,7 +328,8 @@ enum Waited {
 /// Lighter than a `JoinSet`: a task holds one counted reference and no list
 /// entry, which matters with thousands of idle connections.
 struct OpenConnections {
-    count: std::sync::atomic::AtomicUsize,
+    /// Connections served by a task.
+    tasks: std::sync::atomic::AtomicUsize,
     /// Connections parked with the transport: open, without a task.
     parked: std::sync::atomic::AtomicUsize,
     none_left: tokio::sync::Notify,
@@ -335,7 +344,7 @@ struct OpenGuard(Arc<OpenConnections>);
 impl OpenConnections {
     fn new(stats: Arc<ServerStats>) -> OpenConnections {
         OpenConnections {
-            count: std::sync::atomic::AtomicUsize::new(0),
+            tasks: std::sync::atomic::AtomicUsize::new(0),
             parked: std::sync::atomic::AtomicUsize::new(0),
             none_left: tokio::sync::Notify::new(),
             stats,
@@ -343,7 +352,7 @@ impl OpenConnections {
     }
 
     fn enter(this: &Arc<OpenConnections>) -> OpenGuard {
-        this.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        this.tasks.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         this.publish();
         OpenGuard(Arc::clone(this))
     }
@@ -354,7 +363,7 @@ impl OpenConnections {
     }
 
     fn tasks(&self) -> usize {
-        self.count.load(std::sync::atomic::Ordering::Acquire)
+        self.tasks.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn park(&self) {
@@ -400,7 +409,7 @@ impl Drop for OpenGuard {
     fn drop(&mut self) {
         let left = self
             .0
-            .count
+            .tasks
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
             - 1;
         self.0.publish();

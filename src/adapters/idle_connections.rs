@@ -69,16 +69,6 @@ impl IdleConnections {
         })
     }
 
-    /// How many connections are parked.
-    pub fn len(&self) -> usize {
-        self.parked.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.parked.is_empty()
-    }
-
     /// Watches `stream`, already out of the runtime, until it has something
     /// to read (bytes, or the peer closing).
     pub fn park(&mut self, stream: UnixStream, initiator: Initiator) -> io::Result<()> {

@@ -278,7 +278,7 @@ impl Listener for UnixSocketListener {
                 // Either way the server hears of it: it counts parked
                 // connections.
                 self.resumed.push(match UnixStream::from_std(stream) {
-                    Ok(stream) => Incoming::Resumed(UnixConnection::resumed(stream, initiator)),
+                    Ok(stream) => Incoming::Resumed(UnixConnection::serving(stream, initiator)),
                     Err(e) => {
                         tracing::warn!(
                             conn_id,
@@ -342,14 +342,12 @@ impl UnixConnection {
             uid: cred.as_ref().map(|c| c.uid()),
             gid: cred.as_ref().map(|c| c.gid()),
         };
-        UnixConnection {
-            socket: Arc::new(ClientSocket(stream)),
-            initiator,
-        }
+        UnixConnection::serving(stream, initiator)
     }
 
-    /// A parked connection served again, as the peer it was accepted as.
-    fn resumed(stream: UnixStream, initiator: Initiator) -> UnixConnection {
+    /// `stream` as the connection of `initiator`: a new one, or a parked one
+    /// served again as the peer it was accepted as.
+    fn serving(stream: UnixStream, initiator: Initiator) -> UnixConnection {
         UnixConnection {
             socket: Arc::new(ClientSocket(stream)),
             initiator,
