@@ -11,6 +11,7 @@ use clap::{ArgAction, ArgGroup, Parser};
 use crate::client::error::Error;
 use crate::client::request::{parse_alloc_len, parse_hex_u64, parse_maxlen};
 use crate::client::{exit_status, transport_id, PrOutOptions, PrRequest, RequestError};
+use crate::domain::device::DeviceKind;
 use crate::domain::param_list::TransportId;
 use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
 
@@ -347,19 +348,20 @@ impl Cli {
         if self.emulated || self.direct || kind.is_block_device() || kind.is_char_device() {
             return Ok(file);
         }
+        let what = if kind.is_file() {
+            DeviceKind::Regular
+        } else if kind.is_dir() {
+            DeviceKind::Directory
+        } else if kind.is_fifo() {
+            DeviceKind::Fifo
+        } else if kind.is_socket() {
+            DeviceKind::Socket
+        } else {
+            DeviceKind::Other
+        };
         Err(Error::NotADevice {
             path: path.to_path_buf(),
-            what: if kind.is_file() {
-                "a regular file"
-            } else if kind.is_dir() {
-                "a directory"
-            } else if kind.is_fifo() {
-                "a FIFO"
-            } else if kind.is_socket() {
-                "a socket"
-            } else {
-                "a special file"
-            },
+            what: what.described(),
         })
     }
 }

@@ -90,7 +90,7 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
             } else {
                 "syntax"
             },
-            message: first.to_string(),
+            message: first,
             exit_status: code,
         };
         let _ = writeln!(out.stdout, "{}", json::line(&f));
