@@ -67,7 +67,9 @@ pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, Daem
             multipath: true,
         } => {
             let notifier = Arc::new(multipathd_notifier(settings.seccomp));
-            Ok(Arc::new(MultipathExecutor::new(*timeout, notifier)))
+            Ok(Arc::new(
+                MultipathExecutor::new(*timeout, notifier).with_audit_keys(settings.audit_keys),
+            ))
         }
         ExecutorSettings::SgIo {
             timeout,

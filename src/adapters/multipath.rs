@@ -18,16 +18,19 @@ use std::sync::{Arc, Mutex};
 
 use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::sg_io::{send_pr_command_with_origin, SgIoExecutor};
+use crate::domain::audit::{KeyDisplay, PrOutAudit};
 use crate::domain::command::PrCommand;
 use crate::domain::device::DeviceKind;
 use crate::domain::framing::PrReply;
 use crate::domain::initiator::Initiator;
 use crate::domain::multipath::dm_path_state::parse_path_states;
+use crate::domain::multipath::holder::{HolderChange, OwnHolder};
 use crate::domain::multipath::missed::LeftWith;
 use crate::domain::multipath::path::{DmState, PathState, PathView};
-use crate::domain::multipath::runner::{route, PathRunner};
+use crate::domain::multipath::runner::{route, OwnCommand, PathRunner};
 use crate::domain::multipath::verdict::PathReply;
 use crate::domain::multipath::PATH_FAILURE;
+use crate::domain::param_list::PrOutKeys;
 use crate::domain::sg_io_timeout::SgIoTimeout;
 use crate::ports::executor::{DeviceFd, ScsiExecutor};
 
@@ -187,6 +190,11 @@ pub struct MultipathExecutor {
     dev_root: PathBuf,
     notifier: Arc<MultipathdNotifier>,
     busy: Arc<MapLocks>,
+    /// Per map name: the nexus through which this helper took the map's
+    /// reservation, the only holder it moves or follows.
+    holders: Arc<Mutex<HashMap<String, OwnHolder>>>,
+    /// How keys appear in the audit lines of the commands routing sends.
+    audit_keys: KeyDisplay,
 }
 
 /// One lock per map name: two clients' commands on the same map must not
@@ -222,7 +230,15 @@ impl MultipathExecutor {
             dev_root: dev_root.into(),
             notifier,
             busy: Arc::default(),
+            holders: Arc::default(),
+            audit_keys: KeyDisplay::default(),
         }
+    }
+
+    /// The same executor, showing keys in its audit lines as `shown`.
+    pub fn with_audit_keys(mut self, shown: KeyDisplay) -> MultipathExecutor {
+        self.audit_keys = shown;
+        self
     }
 
     /// dm's view of the paths by device name, from multipathd; empty when
@@ -286,14 +302,71 @@ impl MultipathExecutor {
             fds,
             timeout: self.plain.timeout(),
         };
-        let outcome = route(&mut runner, &views, &command);
+        let own = self.own_holder(&map.name);
+        let outcome = route(&mut runner, &views, &command, own.as_ref());
         drop(runner);
+        for sent in &outcome.own_commands {
+            let path = map.paths.get(sent.path).map_or("?", |p| p.name.as_str());
+            self.audit_own(&map.name, path, sent);
+        }
+        if let Some(held) = outcome.left_in_place {
+            tracing::warn!(
+                map = %map.name,
+                key = %format_args!("0x{:x}", held.key.0),
+                r#type = held.type_code,
+                "the reservation is held with the map's key by a nexus this host cannot show \
+                 to be its own (the helper did not take it, or another host shares the key): \
+                 left in place, as the device leaves a reservation a non-holder releases"
+            );
+        }
+        self.record_holder(&map.name, outcome.holder);
         for missed in &outcome.missed {
             let path = map.paths.get(missed.path).map_or("?", |p| p.name.as_str());
             report_missed(&map.name, path, missed.left_with);
         }
         self.notifier.notify(&map.name, &outcome.events);
         outcome.reply
+    }
+}
+
+impl MultipathExecutor {
+    fn own_holder(&self, map: &str) -> Option<OwnHolder> {
+        let holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        holders.get(map).cloned()
+    }
+
+    fn record_holder(&self, map: &str, change: HolderChange) {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        match change {
+            HolderChange::Unchanged => {}
+            HolderChange::Took(holder) => {
+                holders.insert(map.to_string(), holder);
+            }
+            HolderChange::Forgotten => {
+                holders.remove(map);
+            }
+        }
+    }
+
+    /// One audit line for a PR OUT routing sent on its own: the map, the
+    /// path, the command, why, and the path's answer.
+    fn audit_own(&self, map: &str, path: &str, sent: &OwnCommand) {
+        let keys = PrOutKeys::from(&sent.command.data_out[..]);
+        let record = PrOutAudit::new(&sent.command.cdb, keys, &sent.reply, self.audit_keys);
+        tracing::info!(
+            target: "audit",
+            map = %map,
+            path = %path,
+            action = %record.action,
+            scope = record.scope,
+            r#type = record.type_code,
+            key = %record.key,
+            sa_key = %record.sa_key,
+            status = %record.status,
+            sense = %record.sense,
+            reason = %sent.reason,
+            "PR OUT sent by the helper on its own"
+        );
     }
 }
 

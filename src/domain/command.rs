@@ -10,6 +10,10 @@ use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
 /// Allocation length of the READ RESERVATION that checks a RELEASE.
 pub const READ_RESERVATION_LEN: u16 = 24;
 
+/// Allocation length of the READ FULL STATUS that names a reservation's
+/// holder: the largest the CDB allows, so that no descriptor is cut.
+pub const READ_FULL_STATUS_LEN: u16 = u16::MAX;
+
 /// One command to run: the validated CDB and, for PR OUT, its parameter list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrCommand {
@@ -24,6 +28,14 @@ impl PrCommand {
     pub fn read_reservation() -> PrCommand {
         PrCommand {
             cdb: PrCdb::pr_in(PrInServiceAction::ReadReservation, READ_RESERVATION_LEN),
+            data_out: Vec::new(),
+        }
+    }
+
+    /// READ FULL STATUS, to learn which I_T nexus holds the reservation.
+    pub fn read_full_status() -> PrCommand {
+        PrCommand {
+            cdb: PrCdb::pr_in(PrInServiceAction::ReadFullStatus, READ_FULL_STATUS_LEN),
             data_out: Vec::new(),
         }
     }

@@ -11,6 +11,7 @@
 
 pub mod dm_path_state;
 pub mod events;
+pub mod holder;
 pub mod missed;
 pub mod multipathd_reply;
 pub mod path;

@@ -5,11 +5,12 @@
 
 use crate::domain::framing::PrReply;
 use crate::domain::param_list::PrOutParameters;
-use crate::domain::pr_in_data::{ReadReservation, Reservation};
+use crate::domain::pr_in_data::{ReadFullStatus, ReadReservation, Reservation};
 use crate::domain::sense::{ScsiStatus, SenseCode};
 use crate::domain::service_action::{PrOutServiceAction, ReservationKey};
 
 use super::events::MapEvent;
+use super::holder::{HolderChange, OwnHolder};
 use super::missed::{LeftWith, MissedPath};
 use super::path::{active_paths, one_per_host, DmState, PathView};
 use super::plan::{plan, Route};
@@ -34,11 +35,129 @@ pub struct Outcome {
     /// Paths the command should have changed but could not reach, with what
     /// each still holds; empty unless the reply is GOOD.
     pub missed: Vec<MissedPath>,
+    /// What became of the record of the nexus holding the map's reservation.
+    pub holder: HolderChange,
+    /// The PR OUT commands routing sent on its own (beyond the client's
+    /// command on each path), each to be audited.
+    pub own_commands: Vec<OwnCommand>,
+    /// A reservation held with the map's key that the command would have
+    /// moved or followed, left where it is because nothing shows that its
+    /// holder is a nexus of this host.
+    pub left_in_place: Option<Reservation>,
+}
+
+/// A PR OUT the helper sent on its own, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnCommand {
+    /// The path it went down (an index into the map's paths).
+    pub path: usize,
+    /// The command.
+    pub command: PrCommand,
+    /// Why it was sent.
+    pub reason: OwnReason,
+    /// The path's answer.
+    pub reply: PrReply,
+}
+
+/// Why routing sent a PR OUT of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnReason {
+    /// The map's other paths lost the key to a PREEMPT of the map's own key.
+    ReregisterAfterPreempt,
+    /// A REGISTER failed on a later path: the paths done are put back.
+    Rollback,
+    /// A key change missed the path that holds the map's reservation: the
+    /// reservation follows the new key to a live path.
+    FollowKeyChange,
+    /// A RELEASE cannot reach the path that holds the map's reservation:
+    /// the reservation is moved to a live path first.
+    MoveToRelease,
+    /// The guest's RELEASE, sent again on the path the reservation moved to.
+    ReleaseMoved,
+    /// The map's other live paths lost the key to that move.
+    ReregisterAfterMove,
+}
+
+impl std::fmt::Display for OwnReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OwnReason::ReregisterAfterPreempt => {
+                "the map's other paths lost the key to the PREEMPT of the map's own key"
+            }
+            OwnReason::Rollback => "a later path refused the REGISTER: undoing it on this path",
+            OwnReason::FollowKeyChange => {
+                "the key change missed this host's holder path: the reservation follows the new key"
+            }
+            OwnReason::MoveToRelease => {
+                "this host's holder path cannot be reached: moving the reservation to release it"
+            }
+            OwnReason::ReleaseMoved => "releasing the reservation on the path it was moved to",
+            OwnReason::ReregisterAfterMove => "the map's other paths lost the key to the move",
+        })
+    }
+}
+
+/// Passes commands to the adapter's runner and keeps the PR OUT commands
+/// sent while a reason of routing's own is set.
+struct Recorder<'r, R> {
+    inner: &'r mut R,
+    reason: Option<OwnReason>,
+    sent: Vec<OwnCommand>,
+}
+
+impl<R: PathRunner> PathRunner for Recorder<'_, R> {
+    fn run(&mut self, path: usize, command: &PrCommand) -> PathReply {
+        let reply = self.inner.run(path, command);
+        if let Some(reason) = self.reason {
+            if command.cdb.pr_out_action().is_some() {
+                self.sent.push(OwnCommand {
+                    path,
+                    command: command.clone(),
+                    reason,
+                    reply: reply.reply.clone(),
+                });
+            }
+        }
+        reply
+    }
+}
+
+impl<R: PathRunner> Recorder<'_, R> {
+    /// Runs `f` with the PR OUT commands it sends recorded as `reason`.
+    fn own<T>(&mut self, reason: OwnReason, f: impl FnOnce(&mut Self) -> T) -> T {
+        let before = self.reason.replace(reason);
+        let result = f(self);
+        self.reason = before;
+        result
+    }
 }
 
 /// Routes `command` over the paths of a map (`paths`, in dm's order) and
-/// merges their answers.
-pub fn route<R: PathRunner>(runner: &mut R, paths: &[PathView], command: &PrCommand) -> Outcome {
+/// merges their answers. `own` is the nexus through which the helper took
+/// the map's reservation, if it did: only a reservation that nexus still
+/// holds is moved or followed when its path cannot be reached.
+pub fn route<R: PathRunner>(
+    runner: &mut R,
+    paths: &[PathView],
+    command: &PrCommand,
+    own: Option<&OwnHolder>,
+) -> Outcome {
+    let mut recorder = Recorder {
+        inner: runner,
+        reason: None,
+        sent: Vec::new(),
+    };
+    let mut outcome = route_recorded(&mut recorder, paths, command, own);
+    outcome.own_commands = recorder.sent;
+    outcome
+}
+
+fn route_recorded<R: PathRunner>(
+    runner: &mut Recorder<'_, R>,
+    paths: &[PathView],
+    command: &PrCommand,
+    own: Option<&OwnHolder>,
+) -> Outcome {
     let plan = match plan(command) {
         Ok(plan) => plan,
         Err(code) => return failed(PrReply::check_condition(code)),
@@ -49,15 +168,41 @@ pub fn route<R: PathRunner>(runner: &mut R, paths: &[PathView], command: &PrComm
     }
     let mut dead: Vec<usize> = (0..paths.len()).filter(|p| !active.contains(p)).collect();
     let mut unsettled = Vec::new();
+    let mut holder = HolderChange::Unchanged;
+    let mut left_in_place = None;
+    let action = command.cdb.pr_out_action();
     let (reply, left_with) = match &plan.route {
-        Route::OnePath => (one_path(runner, &active, command).0.reply, None),
+        Route::OnePath => {
+            let takes = takes_reservation(runner, &active, command);
+            let (first, used) = one_path(runner, &active, command);
+            if let Some(used) = used.filter(|_| verdict(&first) == Verdict::Good) {
+                holder = match (action, takes) {
+                    (_, Some(key)) => holder_after(runner, used, key),
+                    (
+                        Some(
+                            PrOutServiceAction::Clear
+                            | PrOutServiceAction::RegisterAndMove
+                            | PrOutServiceAction::ReplaceLostReservation,
+                        ),
+                        None,
+                    ) => HolderChange::Forgotten,
+                    _ => HolderChange::Unchanged,
+                };
+            }
+            (first.reply, None)
+        }
         Route::OnePathThenReregister { reregister, key } => {
             let (first, used) = one_path(runner, &active, command);
             let reply = match used {
                 Some(used) if verdict(&first) == Verdict::Good => {
+                    // RK = SARK: the reservation, if held with the map's key,
+                    // is now this path's.
+                    holder = holder_after(runner, used, *key);
                     let others: Vec<usize> =
                         active.iter().copied().filter(|&p| p != used).collect();
-                    let done = every_live_path(runner, paths, &others, reregister, reregister);
+                    let done = runner.own(OwnReason::ReregisterAfterPreempt, |r| {
+                        every_live_path(r, paths, &others, reregister, reregister)
+                    });
                     dead.extend(done.unreachable);
                     done.failure.unwrap_or(first.reply)
                 }
@@ -92,21 +237,32 @@ pub fn route<R: PathRunner>(runner: &mut R, paths: &[PathView], command: &PrComm
                     // A key change that missed a path: if that path holds
                     // the reservation, it still holds it with the old key.
                     if let Some(LeftWith::StaleKey { old, new }) = left_with {
-                        if new.0 != 0
-                            && !dead.is_empty()
-                            && follow_key_change(runner, &done.succeeded, old, new)
-                        {
-                            left_with = Some(LeftWith::Unregistered { key: new });
+                        if new.0 == 0 {
+                            holder = HolderChange::Forgotten;
+                        } else if !dead.is_empty() {
+                            match follow_key_change(runner, &done.succeeded, old, new, own) {
+                                Followed::Moved(change) => {
+                                    holder = change;
+                                    left_with = Some(LeftWith::Unregistered { key: new });
+                                }
+                                Followed::NotOurs(held) => {
+                                    holder = HolderChange::Forgotten;
+                                    left_in_place = Some(held);
+                                }
+                                Followed::Nothing => {}
+                            }
                         }
                     }
                     PrReply::good(Vec::new())
                 }
                 Some(failure) => {
                     if let Some(undo) = rollback {
-                        for &p in &done.succeeded {
-                            // Best effort: the client gets the first failure.
-                            let _ = with_retries(runner, p, undo);
-                        }
+                        runner.own(OwnReason::Rollback, |r| {
+                            for &p in &done.succeeded {
+                                // Best effort: the client gets the first failure.
+                                let _ = with_retries(r, p, undo);
+                            }
+                        });
                     }
                     failure
                 }
@@ -114,11 +270,13 @@ pub fn route<R: PathRunner>(runner: &mut R, paths: &[PathView], command: &PrComm
             (reply, left_with)
         }
         Route::Release { key } => {
-            let released = release(runner, &active, command, *key);
+            let released = release(runner, &active, command, *key, own);
             dead.extend(released.unreachable);
             let left = released
                 .moved
                 .then_some(LeftWith::Unregistered { key: *key });
+            holder = released.holder;
+            left_in_place = released.left_in_place;
             (released.reply, left)
         }
     };
@@ -149,6 +307,9 @@ pub fn route<R: PathRunner>(runner: &mut R, paths: &[PathView], command: &PrComm
         reply,
         events: plan.events,
         missed,
+        holder,
+        own_commands: Vec::new(),
+        left_in_place,
     }
 }
 
@@ -157,7 +318,70 @@ fn failed(reply: PrReply) -> Outcome {
         reply,
         events: Vec::new(),
         missed: Vec::new(),
+        holder: HolderChange::Unchanged,
+        own_commands: Vec::new(),
+        left_in_place: None,
     }
+}
+
+/// For a RESERVE, or a PREEMPT that will take the reservation, the key this
+/// host will hold it with; `None` for anything else. A PREEMPT takes the
+/// reservation only from a holder registered with its SERVICE ACTION
+/// RESERVATION KEY, so it is checked with READ RESERVATION first (the
+/// holder could be another host that shares the map's key).
+fn takes_reservation<R: PathRunner>(
+    runner: &mut R,
+    live: &[usize],
+    command: &PrCommand,
+) -> Option<ReservationKey> {
+    let params = PrOutParameters::try_from(&command.data_out[..]).ok()?;
+    match command.cdb.pr_out_action()? {
+        PrOutServiceAction::Reserve => Some(params.reservation_key),
+        PrOutServiceAction::Preempt | PrOutServiceAction::PreemptAndAbort => {
+            let held = read_reservation(runner, live)?;
+            (held.key == params.service_action_key).then_some(params.reservation_key)
+        }
+        _ => None,
+    }
+}
+
+/// The reservation as READ RESERVATION on a live path shows it; `None`
+/// when there is none or it cannot be read.
+fn read_reservation<R: PathRunner>(runner: &mut R, live: &[usize]) -> Option<Reservation> {
+    let (check, _) = one_path(runner, live, &PrCommand::read_reservation());
+    (check.reply.status == ScsiStatus::GOOD)
+        .then(|| ReadReservation::decode(&check.reply.payload).ok())
+        .flatten()
+        .and_then(|d| d.value.reservation)
+}
+
+/// READ FULL STATUS on the first of `paths` that answers it.
+fn read_full_status<R: PathRunner>(runner: &mut R, paths: &[usize]) -> Option<ReadFullStatus> {
+    let (status, _) = one_path(runner, paths, &PrCommand::read_full_status());
+    (status.reply.status == ScsiStatus::GOOD)
+        .then(|| ReadFullStatus::decode(&status.reply.payload).ok())
+        .flatten()
+        .map(|d| d.value)
+}
+
+/// The record after `path` took the reservation with `key`: READ FULL
+/// STATUS on that path names its nexus as the holder. Forgotten when it
+/// cannot be read or shows no single holder with `key`: the helper then
+/// never moves that reservation.
+fn holder_after<R: PathRunner>(runner: &mut R, path: usize, key: ReservationKey) -> HolderChange {
+    read_full_status(runner, &[path])
+        .and_then(|status| OwnHolder::from_full_status(&status, key))
+        .map_or(HolderChange::Forgotten, HolderChange::Took)
+}
+
+/// Whether READ FULL STATUS, read on a live path, shows `own` (the nexus
+/// the helper took the map's reservation through) still holding it: the
+/// positive evidence a move needs.
+fn held_by_own<R: PathRunner>(runner: &mut R, live: &[usize], own: Option<&OwnHolder>) -> bool {
+    let Some(own) = own else {
+        return false;
+    };
+    read_full_status(runner, live).is_some_and(|status| own.holds_in(&status))
 }
 
 /// Whether a live path leaves from the same SCSI host as `path`.
@@ -260,28 +484,37 @@ fn every_live_path<R: PathRunner>(
     done
 }
 
+/// What became of the reservation after a key change that missed a path.
+enum Followed {
+    /// Moved to a live path with the new key (and what the record became).
+    Moved(HolderChange),
+    /// Held with the old key by a nexus not shown to be this host's: left.
+    NotOurs(Reservation),
+    /// Not held with the old key, or the move failed: nothing to do.
+    Nothing,
+}
+
 /// After a key change from `old` to `new` that a path missed: when the
-/// reservation is held with `old`, its holder is a path that did not get
-/// the new key (one that got it would hold it with `new`), so the
-/// reservation is moved to a live path with PREEMPT (RK = `new`, SARK =
+/// reservation is still held with `old` by the nexus the helper took it
+/// through (`own`), that holder is a path that did not get the new key, so
+/// the reservation is moved to a live path with PREEMPT (RK = `new`, SARK =
 /// `old`, the holder's scope and type), which also removes `old` from the
-/// paths that missed the change. Returns whether it moved; a failure leaves
-/// the key change done and the reservation where it was.
+/// paths that missed the change. A holder with `old` that is not shown to be
+/// this host's (another host may share the key) keeps its reservation. A
+/// failure leaves the key change done and the reservation where it was.
 fn follow_key_change<R: PathRunner>(
-    runner: &mut R,
+    runner: &mut Recorder<'_, R>,
     live: &[usize],
     old: ReservationKey,
     new: ReservationKey,
-) -> bool {
-    let (check, _) = one_path(runner, live, &PrCommand::read_reservation());
-    let held = (check.reply.status == ScsiStatus::GOOD)
-        .then(|| ReadReservation::decode(&check.reply.payload).ok())
-        .flatten()
-        .and_then(|d| d.value.reservation)
-        .filter(|r| r.key == old);
-    let Some(held) = held else {
-        return false;
+    own: Option<&OwnHolder>,
+) -> Followed {
+    let Some(held) = read_reservation(runner, live).filter(|r| r.key == old) else {
+        return Followed::Nothing;
     };
+    if !held_by_own(runner, live, own) {
+        return Followed::NotOurs(held);
+    }
     let keys = PrOutParameters {
         reservation_key: new,
         service_action_key: old,
@@ -292,8 +525,11 @@ fn follow_key_change<R: PathRunner>(
         held.scope << 4 | held.type_code,
         &keys,
     );
-    let (taken, _) = one_path(runner, live, &preempt);
-    verdict(&taken) == Verdict::Good
+    let (taken, used) = runner.own(OwnReason::FollowKeyChange, |r| one_path(r, live, &preempt));
+    match used.filter(|_| verdict(&taken) == Verdict::Good) {
+        Some(used) => Followed::Moved(holder_after(runner, used, new)),
+        None => Followed::Nothing,
+    }
 }
 
 /// What a RELEASE through the map came to.
@@ -304,6 +540,10 @@ struct Released {
     moved: bool,
     /// Live paths that could not be registered again after the move.
     unreachable: Vec<usize>,
+    /// What became of the record of the map's holder.
+    holder: HolderChange,
+    /// Held with the map's key by a nexus not shown to be this host's.
+    left_in_place: Option<Reservation>,
 }
 
 impl Released {
@@ -312,20 +552,26 @@ impl Released {
             reply,
             moved: false,
             unreachable: Vec::new(),
+            holder: HolderChange::Unchanged,
+            left_in_place: None,
         }
     }
 }
 
 /// RELEASE down every path, then READ RESERVATION: GOOD once no nexus of the
 /// map holds the reservation. A reservation still held with the map's key
-/// after every live path answered GOOD is held by a nexus of this host that
-/// cannot be reached (a dead path, or one no longer in the map): it is the
-/// map's, so it is moved to a live path and released there.
+/// after every live path answered GOOD is the map's only if READ FULL STATUS
+/// shows the nexus the helper took it through (`own`) as its holder: that
+/// nexus cannot be reached (a dead path, or one no longer in the map), so
+/// the reservation is moved to a live path and released there. Held by any
+/// other nexus (another host may share the key), it stays: the RELEASE was,
+/// as the device answers a non-holder, GOOD and changed nothing.
 fn release<R: PathRunner>(
-    runner: &mut R,
+    runner: &mut Recorder<'_, R>,
     paths: &[usize],
     command: &PrCommand,
     key: ReservationKey,
+    own: Option<&OwnHolder>,
 ) -> Released {
     let mut any_good = false;
     let mut first_bad = None;
@@ -344,18 +590,31 @@ fn release<R: PathRunner>(
         );
     }
     let (check, _) = one_path(runner, paths, &PrCommand::read_reservation());
-    let held = (check.reply.status == ScsiStatus::GOOD)
-        .then(|| ReadReservation::decode(&check.reply.payload).ok())
-        .flatten()
+    if check.reply.status != ScsiStatus::GOOD {
+        // Unchecked: the RELEASE went everywhere it could.
+        return Released::answer(PrReply::good(Vec::new()));
+    }
+    let held = ReadReservation::decode(&check.reply.payload)
+        .ok()
         .and_then(|d| d.value.reservation)
         .filter(|r| key.0 != 0 && r.key == key);
     let Some(held) = held else {
-        return Released::answer(PrReply::good(Vec::new()));
+        return Released {
+            holder: HolderChange::Forgotten,
+            ..Released::answer(PrReply::good(Vec::new()))
+        };
     };
     if let Some(refusal) = first_bad {
         // A live path refused the RELEASE (not registered with the key, or
         // another key): it could not PREEMPT either.
         return Released::answer(refusal);
+    }
+    if !held_by_own(runner, paths, own) {
+        return Released {
+            holder: HolderChange::Forgotten,
+            left_in_place: Some(held),
+            ..Released::answer(PrReply::good(Vec::new()))
+        };
     }
     move_and_release(runner, paths, command, key, held)
 }
@@ -367,7 +626,7 @@ fn release<R: PathRunner>(
 /// live paths registered again. The guest's RELEASE must name the type the
 /// holder reserved with, as it would have to on the holder itself.
 fn move_and_release<R: PathRunner>(
-    runner: &mut R,
+    runner: &mut Recorder<'_, R>,
     paths: &[usize],
     release: &PrCommand,
     key: ReservationKey,
@@ -385,18 +644,20 @@ fn move_and_release<R: PathRunner>(
         ..Default::default()
     };
     let preempt = PrCommand::pr_out(PrOutServiceAction::Preempt, scope_type, &own);
-    let (taken, used) = one_path(runner, paths, &preempt);
+    let (taken, used) = runner.own(OwnReason::MoveToRelease, |r| one_path(r, paths, &preempt));
     let Some(used) = used.filter(|_| verdict(&taken) == Verdict::Good) else {
         return Released::answer(taken.reply);
     };
-    let released = with_retries(runner, used, release);
+    let released = runner.own(OwnReason::ReleaseMoved, |r| with_retries(r, used, release));
     let again = PrOutParameters {
         service_action_key: key,
         ..Default::default()
     };
     let reregister = PrCommand::pr_out(PrOutServiceAction::RegisterAndIgnoreExistingKey, 0, &again);
     let others: Vec<usize> = paths.iter().copied().filter(|&p| p != used).collect();
-    let done = every_live_path(runner, &[], &others, &reregister, &reregister);
+    let done = runner.own(OwnReason::ReregisterAfterMove, |r| {
+        every_live_path(r, &[], &others, &reregister, &reregister)
+    });
     // Once released, a live path left unregistered is reported, not
     // answered: the guest's RELEASE took effect and a retry would be a no-op.
     let mut unreachable = done.unreachable;
@@ -416,6 +677,8 @@ fn move_and_release<R: PathRunner>(
         },
         moved: true,
         unreachable,
+        holder: HolderChange::Forgotten,
+        left_in_place: None,
     }
 }
 
@@ -440,7 +703,7 @@ mod tests {
     }
     use crate::domain::cdb::PrCdb;
     use crate::domain::param_list::{PrOutParameters, TransportId};
-    use crate::domain::pr_in_data::Reservation;
+    use crate::domain::pr_in_data::{FullStatusDescriptor, Reservation};
     use crate::domain::sense::SenseCode;
     use crate::domain::service_action::{PrInServiceAction, ReservationType};
 
@@ -450,7 +713,42 @@ mod tests {
     struct Script {
         answers: HashMap<usize, VecDeque<PathReply>>,
         reservation: Option<u64>,
+        /// The initiator port (last TransportID byte) of the holder.
+        holder: Option<u8>,
         sent: Vec<(usize, PrCommand)>,
+    }
+
+    /// This host's initiator port, and another host's.
+    const OURS: u8 = 1;
+    const THEIRS: u8 = 3;
+
+    fn nexus(key: u64, port: u8, r_holder: bool) -> FullStatusDescriptor {
+        FullStatusDescriptor {
+            key: ReservationKey(key),
+            all_tg_pt: false,
+            r_holder,
+            scope: 0,
+            type_code: 1,
+            relative_target_port: 1,
+            transport_id: vec![6, 0, 0, 0, 0, 0, 0, 0, 0x50, 0, 0, 0, 0, 0, 0, port],
+        }
+    }
+
+    /// The record of a reservation this host took through its nexus OURS.
+    fn ours() -> OwnHolder {
+        let status = ReadFullStatus {
+            generation: 1,
+            descriptors: vec![nexus(0, OURS, true)],
+        };
+        OwnHolder::from_full_status(&status, ReservationKey(0)).unwrap()
+    }
+
+    fn route_own<R: PathRunner>(
+        runner: &mut R,
+        paths: &[PathView],
+        command: &PrCommand,
+    ) -> Outcome {
+        super::route(runner, paths, command, Some(&ours()))
     }
 
     impl Script {
@@ -489,8 +787,32 @@ mod tests {
                 };
                 return PathReply::device(PrReply::good(data.encode()));
             }
+            if command.cdb.pr_out_action() == Some(PrOutServiceAction::Preempt) {
+                // A PREEMPT of the holder's key takes the reservation.
+                let p = sent_params(command);
+                if self.reservation == Some(p.service_action_key.0) {
+                    self.reservation = Some(p.reservation_key.0);
+                    self.holder = Some(OURS);
+                }
+            }
+            if command.cdb.pr_in_action() == Some(PrInServiceAction::ReadFullStatus) {
+                let data = ReadFullStatus {
+                    generation: 1,
+                    descriptors: self
+                        .reservation
+                        .zip(self.holder)
+                        .map(|(key, port)| vec![nexus(key, port, true)])
+                        .unwrap_or_default(),
+                };
+                return PathReply::device(PrReply::good(data.encode()));
+            }
             PathReply::device(PrReply::good(vec![0xaa; 8]))
         }
+    }
+
+    /// Routing with no record of a reservation taken by the helper.
+    fn route<R: PathRunner>(runner: &mut R, paths: &[PathView], command: &PrCommand) -> Outcome {
+        super::route(runner, paths, command, None)
     }
 
     fn two_paths() -> Vec<PathView> {
@@ -741,7 +1063,8 @@ mod tests {
         // One-path commands: dm's live paths first.
         let mut s = Script::default();
         route(&mut s, &paths, &out(Reserve, 1, 0));
-        assert_eq!(s.paths_sent(), vec![1]);
+        // The RESERVE, then READ FULL STATUS for the holder's record.
+        assert_eq!(s.paths_sent(), vec![1, 1]);
         // A key change: path 0 still has an older key and refuses; the map
         // changes anyway, and path 0 is reported.
         let mut s = Script::default().on(0, &[conflict()]);
@@ -772,15 +1095,32 @@ mod tests {
     fn a_key_change_that_missed_the_holder_moves_the_reservation_to_the_new_key() {
         use PrOutServiceAction::*;
         let paths = views([(DOWN, 1), (UP, 2)]);
-        // The dead path holds the reservation with the old key 0xa.
+        // The dead path holds the reservation with the old key 0xa, taken
+        // through this host's nexus.
         let mut s = held_by_us(0xa);
-        let o = route(&mut s, &paths, &out(Register, 0xa, 0xb));
+        let o = route_own(&mut s, &paths, &out(Register, 0xa, 0xb));
         assert_eq!(o.reply, PrReply::good(Vec::new()));
+        // READ RESERVATION and READ FULL STATUS (the evidence), the PREEMPT,
+        // READ FULL STATUS (the new record).
         assert_eq!(
             s.actions_sent(),
-            vec![(1, Some(Register)), (1, None), (1, Some(Preempt))]
+            vec![
+                (1, Some(Register)),
+                (1, None),
+                (1, None),
+                (1, Some(Preempt)),
+                (1, None)
+            ]
         );
-        let preempt = &s.sent[2].1;
+        assert_eq!(
+            o.own_commands
+                .iter()
+                .map(|c| (c.path, c.reason))
+                .collect::<Vec<_>>(),
+            vec![(1, OwnReason::FollowKeyChange)]
+        );
+        assert!(matches!(o.holder, HolderChange::Took(_)));
+        let preempt = &s.sent[3].1;
         assert_eq!(preempt.cdb.bytes()[2], 0x01);
         let p = sent_params(preempt);
         assert_eq!(
@@ -799,7 +1139,7 @@ mod tests {
         );
         // Held with another key, or no path missed: nothing more is sent.
         let mut s = held_by_us(0x99);
-        route(&mut s, &paths, &out(Register, 0xa, 0xb));
+        route_own(&mut s, &paths, &out(Register, 0xa, 0xb));
         assert_eq!(s.actions_sent(), vec![(1, Some(Register)), (1, None)]);
         let mut s = held_by_us(0xa);
         route(&mut s, &two_paths(), &out(Register, 0xa, 0xb));
@@ -918,10 +1258,18 @@ mod tests {
                 ],
             ),
         ] {
-            let mut s = Script::default().on(0, &[lost()]);
+            // Path 0 fails as a path (a PREEMPT's READ RESERVATION first).
+            let mut s = Script::default().on(0, &[lost(), lost()]);
             let o = route(&mut s, &two_paths(), &out(action, 1, 2));
             assert_eq!(o.reply.status, ScsiStatus::GOOD, "{action:?}");
-            assert_eq!(s.paths_sent(), vec![0, 1], "{action:?}");
+            assert_eq!(
+                s.actions_sent()
+                    .into_iter()
+                    .filter(|(_, a)| a.is_some())
+                    .collect::<Vec<_>>(),
+                vec![(0, Some(action)), (1, Some(action))],
+                "{action:?}"
+            );
             assert_eq!(o.events, events, "{action:?}");
         }
         let mut s = Script::default().on(0, &[conflict()]);
@@ -943,13 +1291,25 @@ mod tests {
             vec![
                 (0, Some(Preempt)),
                 (1, Some(Preempt)),
+                (1, None),
                 (0, Some(RegisterAndIgnoreExistingKey)),
                 (2, Some(RegisterAndIgnoreExistingKey)),
             ]
         );
         assert_eq!(
-            sent_params(&s.sent[3].1).service_action_key,
+            sent_params(&s.sent[4].1).service_action_key,
             ReservationKey(4)
+        );
+        // The re-registrations are audited as the helper's own.
+        assert_eq!(
+            o.own_commands
+                .iter()
+                .map(|c| (c.path, c.reason))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, OwnReason::ReregisterAfterPreempt),
+                (2, OwnReason::ReregisterAfterPreempt)
+            ]
         );
 
         let mut s = Script::default().on(1, &[conflict()]);
@@ -1000,9 +1360,20 @@ mod tests {
         assert_eq!(o.reply, conflict().reply);
     }
 
+    /// Held with `key` by the nexus this host took it through.
     fn held_by_us(key: u64) -> Script {
         Script {
             reservation: Some(key),
+            holder: Some(OURS),
+            ..Default::default()
+        }
+    }
+
+    /// Held with `key` by another host's nexus.
+    fn held_by_another_host(key: u64) -> Script {
+        Script {
+            reservation: Some(key),
+            holder: Some(THEIRS),
             ..Default::default()
         }
     }
@@ -1012,7 +1383,7 @@ mod tests {
         use PrOutServiceAction::*;
         let paths = views([(UP, 1), (UP, 2), (DOWN, 3)]);
         let mut s = held_by_us(3);
-        let o = route(&mut s, &paths, &out(Release, 3, 0));
+        let o = route_own(&mut s, &paths, &out(Release, 3, 0));
         assert_eq!(o.reply, PrReply::good(Vec::new()));
         assert_eq!(o.events, vec![MapEvent::UnsetHold]);
         assert_eq!(
@@ -1021,13 +1392,31 @@ mod tests {
                 (0, Some(Release)),
                 (1, Some(Release)),
                 (0, None),
+                (0, None),
                 (0, Some(Preempt)),
                 (0, Some(Release)),
                 (1, Some(RegisterAndIgnoreExistingKey)),
             ]
         );
+        assert_eq!(
+            s.sent[3].1.cdb.pr_in_action(),
+            Some(PrInServiceAction::ReadFullStatus)
+        );
+        // Every command of the move is audited with its reason.
+        assert_eq!(
+            o.own_commands
+                .iter()
+                .map(|c| (c.path, c.reason))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, OwnReason::MoveToRelease),
+                (0, OwnReason::ReleaseMoved),
+                (1, OwnReason::ReregisterAfterMove)
+            ]
+        );
+        assert_eq!(o.holder, HolderChange::Forgotten);
         // PREEMPT of our own key, with the reservation's scope and type.
-        let preempt = &s.sent[3].1;
+        let preempt = &s.sent[4].1;
         assert_eq!(preempt.cdb.bytes()[2], 0x01);
         let p = sent_params(preempt);
         assert_eq!(
@@ -1035,7 +1424,7 @@ mod tests {
             (ReservationKey(3), ReservationKey(3))
         );
         assert_eq!(
-            sent_params(&s.sent[5].1).service_action_key,
+            sent_params(&s.sent[6].1).service_action_key,
             ReservationKey(3)
         );
         // The dead path lost its registration to the PREEMPT.
@@ -1051,18 +1440,134 @@ mod tests {
     }
 
     #[test]
+    fn another_hosts_reservation_with_the_map_key_is_never_moved_by_a_release() {
+        use PrOutServiceAction::*;
+        // Another host holds with the key this map is registered with (QEMU's
+        // migrate-pr, one key per cluster); one of our paths is down. With no
+        // record, and with a record of a nexus that no longer holds it.
+        for paths in [two_paths(), views([(UP, 1), (DOWN, 2)]).to_vec()] {
+            for own in [None, Some(ours())] {
+                let mut s = held_by_another_host(3);
+                let o = super::route(&mut s, &paths, &out(Release, 3, 0), own.as_ref());
+                assert_eq!(o.reply, PrReply::good(Vec::new()), "{own:?}");
+                let out_sent: Vec<_> = s
+                    .actions_sent()
+                    .into_iter()
+                    .filter_map(|(_, a)| a)
+                    .collect();
+                assert!(out_sent.iter().all(|a| *a == Release), "{out_sent:?}");
+                assert!(o.own_commands.is_empty());
+                assert_eq!(o.holder, HolderChange::Forgotten);
+                assert_eq!(o.left_in_place.map(|r| r.key), Some(ReservationKey(3)));
+                assert_eq!(s.reservation, Some(3), "still held");
+            }
+        }
+        // READ FULL STATUS cannot be read: no evidence, nothing moves.
+        let mut s = held_by_us(3).on(
+            0,
+            &[
+                PathReply::device(PrReply::good(vec![])),
+                PathReply::device(PrReply::good(
+                    ReadReservation {
+                        generation: 1,
+                        reservation: Some(Reservation::new(
+                            ReservationKey(3),
+                            ReservationType::WriteExclusive,
+                        )),
+                    }
+                    .encode(),
+                )),
+                conflict(),
+            ],
+        );
+        let o = route_own(&mut s, &views([(UP, 1), (DOWN, 2)]), &out(Release, 3, 0));
+        assert_eq!(o.reply, PrReply::good(Vec::new()));
+        assert!(o.own_commands.is_empty());
+        assert!(o.left_in_place.is_some());
+    }
+
+    #[test]
+    fn a_key_change_leaves_another_hosts_reservation_with_the_old_key() {
+        use PrOutServiceAction::*;
+        let paths = views([(DOWN, 1), (UP, 2)]);
+        for own in [None, Some(ours())] {
+            let mut s = held_by_another_host(0xa);
+            let o = super::route(&mut s, &paths, &out(Register, 0xa, 0xb), own.as_ref());
+            assert_eq!(o.reply, PrReply::good(Vec::new()));
+            let out_sent: Vec<_> = s
+                .actions_sent()
+                .into_iter()
+                .filter(|(_, a)| a.is_some())
+                .collect();
+            assert_eq!(out_sent, vec![(1, Some(Register))], "no PREEMPT");
+            assert_eq!(s.reservation, Some(0xa));
+            assert!(o.own_commands.is_empty());
+            assert_eq!(o.left_in_place.map(|r| r.key), Some(ReservationKey(0xa)));
+            // The dead path keeps the old key: it was never preempted.
+            assert_eq!(
+                o.missed,
+                vec![MissedPath {
+                    path: 0,
+                    left_with: LeftWith::StaleKey {
+                        old: ReservationKey(0xa),
+                        new: ReservationKey(0xb)
+                    }
+                }]
+            );
+        }
+    }
+
+    #[test]
+    fn the_holder_is_recorded_only_when_this_host_took_the_reservation() {
+        use PrOutServiceAction::*;
+        // RESERVE: READ FULL STATUS on the path that reserved names it.
+        let mut s = held_by_us(1);
+        let o = route(&mut s, &two_paths(), &out(Reserve, 1, 0));
+        assert_eq!(o.holder, HolderChange::Took(ours()));
+        // A PREEMPT of another key takes the reservation only from a holder
+        // with that key: checked before, so another host sharing our key
+        // that holds it is not recorded as ours.
+        let mut s = held_by_another_host(1);
+        let o = route(&mut s, &two_paths(), &out(Preempt, 1, 2));
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        assert_eq!(o.holder, HolderChange::Unchanged);
+        let mut s = held_by_another_host(2);
+        let o = route(&mut s, &two_paths(), &out(Preempt, 1, 2));
+        assert_eq!(o.holder, HolderChange::Took(ours()));
+        // CLEAR and an unregister forget it.
+        let mut s = Script::default();
+        assert_eq!(
+            route(&mut s, &two_paths(), &out(Clear, 1, 0)).holder,
+            HolderChange::Forgotten
+        );
+        let mut s = Script::default();
+        assert_eq!(
+            route(&mut s, &two_paths(), &out(Register, 1, 0)).holder,
+            HolderChange::Forgotten
+        );
+        // A RELEASE that leaves no reservation forgets it too.
+        let mut s = Script::default();
+        assert_eq!(
+            route(&mut s, &two_paths(), &out(Release, 1, 0)).holder,
+            HolderChange::Forgotten
+        );
+    }
+
+    #[test]
     fn the_move_preempts_from_the_next_path_when_the_first_fails() {
         use PrOutServiceAction::*;
         let paths = views([(UP, 1), (UP, 2), (DOWN, 3)]);
         let good = PathReply::device(PrReply::good(vec![]));
-        let mut s = held_by_us(3).on(0, &[good, lost(), lost()]);
-        let o = route(&mut s, &paths, &out(Release, 3, 0));
+        let mut s = held_by_us(3).on(0, &[good, lost(), lost(), lost()]);
+        let o = route_own(&mut s, &paths, &out(Release, 3, 0));
         assert_eq!(o.reply.status, ScsiStatus::GOOD);
         assert_eq!(
             s.actions_sent(),
             vec![
                 (0, Some(Release)),
                 (1, Some(Release)),
+                (0, None),
+                (1, None),
                 (0, None),
                 (1, None),
                 (0, Some(Preempt)),
@@ -1085,12 +1590,15 @@ mod tests {
             reservation_key: ReservationKey(3),
             ..Default::default()
         };
-        let o = route(&mut s, &paths, &PrCommand::pr_out(Release, 0x05, &p));
+        let o = route_own(&mut s, &paths, &PrCommand::pr_out(Release, 0x05, &p));
         assert_eq!(
             o.reply.sense.code(),
             Some(SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION)
         );
-        assert_eq!(s.actions_sent(), vec![(0, Some(Release)), (0, None)]);
+        assert_eq!(
+            s.actions_sent(),
+            vec![(0, Some(Release)), (0, None), (0, None)]
+        );
         assert!(o.events.is_empty() && o.missed.is_empty());
         // The PREEMPT is refused: its answer, no RELEASE after it.
         let good = PathReply::device(PrReply::good(vec![]));
@@ -1102,14 +1610,19 @@ mod tests {
             )),
         };
         let held = PathReply::device(PrReply::good(held.encode()));
-        let mut s = held_by_us(3).on(0, &[good, held, conflict()]);
-        let o = route(&mut s, &paths, &out(Release, 3, 0));
+        let status = ReadFullStatus {
+            generation: 1,
+            descriptors: vec![nexus(3, OURS, true)],
+        };
+        let status = PathReply::device(PrReply::good(status.encode()));
+        let mut s = held_by_us(3).on(0, &[good, held, status, conflict()]);
+        let o = route_own(&mut s, &paths, &out(Release, 3, 0));
         assert_eq!(o.reply, conflict().reply);
-        assert_eq!(s.sent.len(), 3);
+        assert_eq!(s.sent.len(), 4);
         assert!(o.events.is_empty());
         // No live path can reach the reservation: nothing moves.
         let mut s = held_by_us(3).on(0, &[lost(), lost()]);
-        let o = route(&mut s, &paths, &out(Release, 3, 0));
+        let o = route_own(&mut s, &paths, &out(Release, 3, 0));
         assert_eq!(o.reply, lost().reply);
     }
 

@@ -464,17 +464,29 @@ mpd_unregister_dead_path() {
     end
 }
 
-# 9. A reservation held with the map's key by a nexus that is no longer a
-# path of the map (removed from it, as when a path is replaced) is still
-# the map's: READ RESERVATION through the map shows it, RELEASE through the
-# map releases it, and the path added back gets the key from multipathd.
+# 9. A reservation the helper took through a path that is then removed
+# from the map (as when a path is replaced) is still the map's: READ
+# RESERVATION through the map shows it, RELEASE through the map moves it to
+# the path left and releases it, and the path added back gets the key from
+# multipathd. (A reservation taken outside the helper by a nexus that is not
+# in the map is no evidence of being this host's: the other-host checks.)
 mpd_replaced_path() {
     begin "mpd.replaced-path.$P" || return 0
     mpd_reset
     step register 0 -o -G -S 0x1111 "$MAP"
-    on_nexus 3 -o -R -K 0x1111 -T 1
-    expect_state "RESERVE directly through path 3" "2:0x1111 3:0x1111:R1"
-    gone=${PATH3#/dev/}
+    step reserve 0 -o -R -K 0x1111 -T 1 "$MAP"
+    st=$(dev_state)
+    h=$(holder_of "$st")
+    case $h in
+    2 | 3) ;;
+    *)
+        fail "no holder among the map's paths after RESERVE: [$st]"
+        end
+        return 0
+        ;;
+    esac
+    live=$((5 - h))
+    eval "gone=\${PATH$h#/dev/}"
     mpd del path "$gone"
     [ "$MPD_OUT" = ok ] || fail "multipathd del path $gone: [$MPD_OUT]"
     step read-reservation 0 -i -r "$MAP"
@@ -483,10 +495,10 @@ mpd_replaced_path() {
         fail "READ RESERVATION through the map: [$p], want key 0x1111 type 1"
     fi
     step release 0 -o -L -K 0x1111 -T 1 "$MAP"
-    expect_state "RELEASE through the map of the removed path's reservation" "2:0x1111"
+    expect_state "RELEASE through the map of the removed path's reservation" "$live:0x1111"
     on_nexus 1 -o -G -S 0x3333
     on_nexus 1 -o -R -K 0x3333 -T 1
-    expect_state "the other node's RESERVE" "1:0x3333:R1 2:0x1111"
+    expect_state "the other node's RESERVE" "1:0x3333:R1 $live:0x1111"
     mpd add path "$gone"
     [ "$MPD_OUT" = ok ] || fail "multipathd add path $gone: [$MPD_OUT]"
     touched 1
@@ -534,6 +546,40 @@ mpd_dm_failed_path() {
     [ "$MPD_OUT" = ok ] || fail "multipathd reinstate path $first: [$MPD_OUT]"
     wait_dm "$n" active
     wait_map_ready || fail "the map's paths are not both active again"
+    end
+}
+
+# 11. Another host holds the reservation with the key this host's map is
+# registered with (QEMU's migrate-pr registers one key on both hosts; some
+# clusters use one key per cluster). The source map (nexus 4 and 5) is
+# that host, through the same helper; the destination map (nexus 2 and 3)
+# is this one. A key is no evidence of whose the reservation is: the
+# destination's RELEASE is a non-holder's (GOOD, nothing changes), and its
+# key change with a path down leaves the reservation where it is. The other
+# host keeps its reservation and both its registrations, and writes.
+mpd_other_host_same_key() {
+    begin "mpd.other-host-same-key.$P" || return 0
+    reset_lu
+    k=0x5a5a
+    step src-register 0 -o -G -S $k "$SRC"
+    step src-reserve 0 -o -R -K $k -T 5 "$SRC"
+    step dst-register 0 -o -G -S $k "$DST"
+    held="2:$k 3:$k 4:$k:R5 5:$k|2:$k 3:$k 4:$k 5:$k:R5"
+    expect_state "both hosts registered, the source holds" "$held"
+    step dst-release 0 -o -L -K $k -T 5 "$DST"
+    expect_state "the destination's RELEASE (both its paths up)" "$held"
+    grep -q "left in place" /tmp/helper-mpd.log || fail "helper log: no line saying the reservation was left in place"
+    echo offline >"/sys/block/${PATH3#/dev/}/device/state"
+    DIRTY3=1
+    step dst-release-path-down 0 -o -L -K $k -T 5 "$DST"
+    expect_state "the destination's RELEASE with path 3 offline" "$held"
+    step dst-key-change 0 -o -G -K $k -S 0x6b6b "$DST"
+    expect_state "the destination's key change with path 3 offline" \
+        "2:0x6b6b 3:$k 4:$k:R5 5:$k|2:0x6b6b 3:$k 4:$k 5:$k:R5"
+    echo running >"/sys/block/${PATH3#/dev/}/device/state"
+    write_expect 4 0 "the destination's RELEASEs and key change (source path 4)"
+    write_expect 5 0 "the destination's RELEASEs and key change (source path 5)"
+    reset_lu
     end
 }
 
@@ -618,6 +664,7 @@ mpd_main() {
         for P in root user; do
             start_mpd_helper $P || echo "@@INFO helper ($P) did not start: $(head -c 300 /tmp/helper-mpd.log)"
             mpd_migrate
+            mpd_other_host_same_key
         done
         stop_mpd_helper
     else

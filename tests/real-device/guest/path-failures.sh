@@ -30,6 +30,14 @@ log_expect() {
         fail "helper log: no warning [$1] naming $2; since the mark: $(tail -n +"$((LOG_MARK + 1))" "/tmp/helper-$B.log" | tail -c 400 | tr '\n' ' ')"
 }
 
+# log_expect_own ACTION PATH: an audit line since log_mark says the helper
+# sent ACTION on its own down PATH, with a reason.
+log_expect_own() {
+    tail -n +"$((LOG_MARK + 1))" "/tmp/helper-$B.log" | grep "sent by the helper on its own" |
+        grep "action=$1 " | grep "path=$2 " | grep -q "reason=" ||
+        fail "helper log: no audit line of the helper's own $1 on $2; since the mark: $(tail -n +"$((LOG_MARK + 1))" "/tmp/helper-$B.log" | grep audit | tail -c 600 | tr '\n' ' ')"
+}
+
 # The steps' replies are recorded per scenario for the comparison with the
 # C helper, which has no counterpart here.
 pf_end() {
@@ -67,7 +75,13 @@ pf_release_dead_holder() {
         *) want="$live:0x1111" ;;
         esac
         expect_state "RELEASE of type $t with the holder (path $h) offline" "$want"
-        case $t in 7 | 8) ;; *) log_expect "path was down" "$(eval "echo \${PATH$h#/dev/}")" ;; esac
+        case $t in
+        7 | 8) ;;
+        *)
+            log_expect "path was down" "$(eval "echo \${PATH$h#/dev/}")"
+            log_expect_own PREEMPT "$(eval "echo \${PATH$live#/dev/}")"
+            ;;
+        esac
         other -o -G -S 0x3333
         other -o -R -K 0x3333 -T 1
         expect_state "the other node's RESERVE after the RELEASE of type $t" "$want 3:0x3333:R1"
@@ -169,10 +183,49 @@ pf_key_change_dead_holder() {
     pf_end
 }
 
+# 5. Another host (nexus 3) holds the reservation with the key this map
+# is registered with: QEMU's migrate-pr registers one key on the source
+# and the destination, and some clusters use one key per cluster. A key is
+# no evidence of whose the reservation is, and this helper never took it,
+# so the map's RELEASE (both paths up, and either one down) is a
+# non-holder's RELEASE: GOOD, and the other host keeps its reservation and
+# its registration; a key change with a path down leaves the reservation
+# where it is. The helper says in its log why it left it.
+pf_other_host_same_key() {
+    begin "$B.mpath-other-host-same-key" || return 0
+    STATE_NEXUS=""
+    reset_lu
+    step register 0 -o -G -S 0x1111 "$MPATH"
+    other -o -G -S 0x1111
+    other -o -R -K 0x1111 -T 5
+    held="1:0x1111 2:0x1111 3:0x1111:R5"
+    expect_state "the other node reserves with the map's key" "$held"
+    STATE_NEXUS=3
+    log_mark
+    step release-paths-up 0 -o -L -K 0x1111 -T 5 "$MPATH"
+    expect_state "RELEASE through the map, both paths up" "$held"
+    log_expect "left in place" mpatha
+    for d in 1 2; do
+        pf_path $d offline
+        step "release-path$d-down" 0 -o -L -K 0x1111 -T 5 "$MPATH"
+        expect_state "RELEASE through the map with path $d offline" "$held"
+        pf_path $d running
+    done
+    write_expect 3 0 "the other node writes after the map's RELEASEs"
+    pf_path 2 offline
+    step key-change 0 -o -G -K 0x1111 -S 0x2222 "$MPATH"
+    expect_state "key change with path 2 offline" "1:0x2222 2:0x1111 3:0x1111:R5"
+    pf_path 2 running
+    STATE_NEXUS=""
+    reset_lu
+    pf_end
+}
+
 pf_scenarios() {
     [ "$B" = rs ] || return 0
     pf_release_dead_holder
     pf_dead_first_path
     pf_register_dead_path
     pf_key_change_dead_holder
+    pf_other_host_same_key
 }
