@@ -30,6 +30,16 @@ pub enum PidfileError {
         #[source]
         source: io::Error,
     },
+    /// What is at the path is not a file this daemon may take as its
+    /// pidfile: another user may have planted it to make root write over
+    /// (or lock) a file of their choosing.
+    #[error("refusing pidfile {path}: it is {what}")]
+    Refused {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        what: &'static str,
+    },
     /// Another process holds the lock.
     #[error("pidfile {path} is locked: another qemu-pr-helper is running with it")]
     Locked {
@@ -48,20 +58,44 @@ pub enum PidfileError {
 }
 
 impl Pidfile {
-    /// Opens (creating if needed) and locks `path` without blocking.
+    /// Opens (creating if needed) and locks `path` without blocking. A
+    /// symbolic link, a file with other links or anything but a regular
+    /// file is refused: in a directory another user may write to, it could
+    /// name a file of root's. Nothing is truncated here: the file is
+    /// emptied only once its lock is held ([`Pidfile::write_pid`]), so a
+    /// second instance never clears the first one's pid.
     pub fn lock(path: &Path) -> Result<Pidfile, PidfileError> {
+        use std::os::unix::fs::MetadataExt;
+        let refused = |what| PidfileError::Refused {
+            path: path.to_path_buf(),
+            what,
+        };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC)
+            // O_NONBLOCK: a FIFO planted there must not hang the start.
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)
-            .map_err(|source| PidfileError::Open {
-                path: path.to_path_buf(),
-                source,
+            .map_err(|source| match source.raw_os_error() {
+                Some(libc::ELOOP) => refused("a symbolic link"),
+                _ => PidfileError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                },
             })?;
+        let meta = file.metadata().map_err(|source| PidfileError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(refused("not a regular file"));
+        }
+        if meta.nlink() != 1 {
+            return Err(refused("a file with other hard links"));
+        }
         let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
             PidfileError::Locked {
                 path: path.to_path_buf(),
@@ -118,5 +152,44 @@ mod tests {
         drop(first);
         assert!(!path.exists());
         assert!(Pidfile::lock(&path).is_ok());
+    }
+
+    #[test]
+    fn links_and_other_files_are_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, "kept").unwrap();
+        let link = dir.path().join("link.pid");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let hard = dir.path().join("hard.pid");
+        std::fs::hard_link(&target, &hard).unwrap();
+        let fifo = dir.path().join("fifo.pid");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for (path, what) in [
+            (&link, "a symbolic link"),
+            (&hard, "a file with other hard links"),
+            (&fifo, "not a regular file"),
+        ] {
+            let e = Pidfile::lock(path).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("refusing pidfile {}: it is {what}", path.display())
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept");
+        assert!(link.is_symlink() && hard.exists() && fifo.exists());
+    }
+
+    #[test]
+    fn a_second_instance_leaves_the_first_ones_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.pid");
+        let mut first = Pidfile::lock(&path).unwrap();
+        first.write_pid().unwrap();
+        assert!(Pidfile::lock(&path).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", std::process::id())
+        );
     }
 }
