@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::leftovers::{remove_if_same, FileIdentity};
+
 /// A locked pidfile; the lock lives as long as this value (and survives
 /// `fork`, since flock locks belong to the open file description). Dropping
 /// it removes the file, so a failed start leaves none behind.
@@ -16,6 +18,9 @@ use nix::fcntl::{Flock, FlockArg};
 pub struct Pidfile {
     lock: Flock<File>,
     path: PathBuf,
+    identity: FileIdentity,
+    /// Someone else removes it (see [`Pidfile::hand_over_removal`]).
+    handed_over: bool,
 }
 
 /// The pidfile cannot be used.
@@ -104,7 +109,21 @@ impl Pidfile {
         Ok(Pidfile {
             lock,
             path: path.to_path_buf(),
+            identity: FileIdentity::of(&meta),
+            handed_over: false,
         })
+    }
+
+    /// The pidfile's path and identity.
+    pub fn file(&self) -> (PathBuf, FileIdentity) {
+        (self.path.clone(), self.identity)
+    }
+
+    /// From now on the pidfile is not removed on drop: whoever took
+    /// [`Pidfile::file`] does (a daemon that gives up root may not be
+    /// allowed to).
+    pub fn hand_over_removal(&mut self) {
+        self.handed_over = true;
     }
 
     /// Writes the current process id (call after daemonizing).
@@ -125,7 +144,10 @@ impl Pidfile {
 impl Drop for Pidfile {
     /// Removes the file; a failure (privileges dropped) is logged.
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
+        if self.handed_over {
+            return;
+        }
+        if let Err(e) = remove_if_same(&self.path, self.identity) {
             tracing::warn!(path = %self.path.display(), cause = %e, "cannot remove pidfile");
         }
     }

@@ -16,6 +16,7 @@ use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
 
 use super::idle_connections::IdleConnections;
+use super::leftovers::{remove_if_same, FileIdentity};
 use crate::config::SocketPermissions;
 use crate::domain::initiator::Initiator;
 use crate::ports::received_fd::ReceivedFd;
@@ -35,30 +36,23 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 pub const MAX_SOCKET_PATH: usize = 107;
 
 /// A socket file this daemon created, removed when dropped: its one owner,
-/// from the rename into place until the daemon stops or fails to start.
+/// from the rename into place until the daemon stops or fails to start
+/// (unless its removal was handed over, see [`BoundSocket::hand_over_removal`]).
 #[derive(Debug)]
 struct SocketFile {
     path: PathBuf,
     identity: FileIdentity,
+    handed_over: bool,
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
+        if self.handed_over {
+            return;
+        }
         if let Err(e) = remove_if_same(&self.path, self.identity) {
             tracing::warn!(path = %self.path.display(), cause = %e, "cannot remove socket file");
         }
-    }
-}
-
-/// Removes `path` if it is still the file `identity` names; one that
-/// replaced it (a daemon started since) is left alone.
-pub fn remove_if_same(path: &Path, identity: FileIdentity) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.dev() == identity.dev && m.ino() == identity.ino => std::fs::remove_file(path),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
     }
 }
 
@@ -134,6 +128,7 @@ impl BoundSocket {
             file: Some(SocketFile {
                 path: path.to_path_buf(),
                 identity,
+                handed_over: false,
             }),
         })
     }
@@ -161,6 +156,20 @@ impl BoundSocket {
             listener: std::os::unix::net::UnixListener::from(fd),
             file: None,
         })
+    }
+
+    /// From now on the socket file is not removed by this value: whoever
+    /// took [`BoundSocket::owned_file`] does (a daemon that gives up root
+    /// may not be allowed to).
+    pub fn hand_over_removal(&mut self) {
+        if let Some(file) = self.file.as_mut() {
+            file.handed_over = true;
+        }
+    }
+
+    /// The socket file this daemon made, if any, and its identity.
+    pub fn owned_file(&self) -> Option<(PathBuf, FileIdentity)> {
+        self.file.as_ref().map(|f| (f.path.clone(), f.identity))
     }
 
     /// Hands the socket to tokio; must be called inside a runtime. On
@@ -265,16 +274,6 @@ fn bind_into_place(
 
 /// The name the socket has in its private directory.
 const PRIVATE_NAME: &str = "s";
-
-/// A file's device and inode: what tells the socket file this daemon made
-/// from one that replaced it since.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileIdentity {
-    /// `st_dev`.
-    pub dev: u64,
-    /// `st_ino`.
-    pub ino: u64,
-}
 
 /// A directory only this process can write to, beside the socket path (so
 /// that the rename out of it is atomic); removed on drop, with the socket
