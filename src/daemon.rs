@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::adapters::background::{self, BackgroundError};
 use crate::adapters::emulated::{EmulatedExecutor, FaultInjection};
+use crate::adapters::leftovers::{self, Remover};
 use crate::adapters::multipath::MultipathExecutor;
 use crate::adapters::multipathd::{MultipathdAddress, MultipathdNotifier};
 use crate::adapters::multipathd_relay;
@@ -185,8 +186,10 @@ fn shutdown_sigset() -> nix::sys::signal::SigSet {
     set
 }
 
-/// Runs the daemon to completion.
-pub fn run(settings: Settings) -> Result<(), DaemonError> {
+/// Runs the daemon to completion. With `-d`, `announcement` is printed on
+/// stderr by the process that started it, once the daemon serves (never
+/// before an error that ends the start).
+pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
     // 0. The settings were checked when they were made: from here on, act.
     let options = server_options(&settings);
     let _ = shutdown_sigset().thread_block();
@@ -214,7 +217,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         _ => {}
     }
     // From here on, a failure removes the socket file we created (on drop).
-    let bound = match systemd::take_activation_fd()? {
+    let mut bound = match systemd::take_activation_fd()? {
         Some(fd) => BoundSocket::adopt(fd)?,
         None => BoundSocket::bind(&settings.socket, settings.socket_permissions)?,
     };
@@ -233,13 +236,22 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
 
     // 3. Background.
     let detached = if settings.daemon {
-        Some(background::detach()?)
+        Some(background::detach(announcement)?)
     } else {
         None
     };
     if let Some(p) = pidfile.as_mut() {
         p.write_pid()?;
     }
+
+    // 3b. As another user (-u) the daemon may not write to the directories
+    //     of the socket file and the pidfile any more: a process that keeps
+    //     root's uid removes them when the daemon ends.
+    let remover = if becomes_another_user(&settings) {
+        remover_for(&mut bound, pidfile.as_mut(), settings.seccomp)
+    } else {
+        None
+    };
 
     // 4. Privileges, before any other thread exists.
     match privileges::drop_privileges(&settings.identity)? {
@@ -315,7 +327,54 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     // never answers) was abandoned by the server: do not wait for it.
     runtime.shutdown_timeout(crate::server::STOP_GRACE);
     drop(pidfile);
+    if let Some(remover) = remover {
+        remover.finish();
+    }
     result
+}
+
+/// Whether the daemon, root now, will run as another user.
+fn becomes_another_user(settings: &Settings) -> bool {
+    let euid = nix::unistd::geteuid();
+    euid.is_root() && settings.identity.uid.is_some_and(|u| u != euid.as_raw())
+}
+
+/// Starts the process that removes the socket file and the pidfile at exit
+/// and hands their removal over to it; if it cannot start, the daemon tries
+/// itself (and logs why it fails).
+fn remover_for(
+    bound: &mut BoundSocket,
+    pidfile: Option<&mut Pidfile>,
+    mode: SeccompMode,
+) -> Option<Remover> {
+    let files: Vec<_> = bound
+        .owned_file()
+        .into_iter()
+        .chain(pidfile.as_ref().map(|p| p.file()))
+        .collect();
+    if files.is_empty() {
+        return None;
+    }
+    match leftovers::spawn(files, mode) {
+        Ok(remover) => {
+            bound.hand_over_removal();
+            if let Some(p) = pidfile {
+                p.hand_over_removal();
+            }
+            tracing::debug!(
+                pid = remover.pid(),
+                "the socket file and pidfile are removed at exit by a process of root's uid                  without capabilities"
+            );
+            Some(remover)
+        }
+        Err(e) => {
+            tracing::warn!(
+                cause = %e,
+                "cannot start the process that removes the socket file and pidfile at exit:                  they stay behind"
+            );
+            None
+        }
+    }
 }
 
 /// How often the status line is refreshed (only when it changed): a fixed

@@ -879,3 +879,87 @@ fn switching_user_and_group_with_u_and_g() {
     let null = open_rw("/dev/null");
     assert!(c.command(&pr_in(0, 8), null.as_raw_fd(), &[]).is_some());
 }
+
+/// With `-u` the daemon can no longer write to the directory of its socket
+/// file and pidfile (root's, 0755 as /run is): both are removed all the same
+/// once it has exited, with nothing logged about failing to, under the
+/// production filter, for each way the daemon is stopped and also when it
+/// is killed outright.
+#[test]
+fn with_u_the_socket_file_and_pidfile_are_removed_at_exit() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("*** SKIPPED: needs root to switch users ***");
+        return;
+    }
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGKILL] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("pr.sock");
+        let pidfile = dir.path().join("pr.pid");
+        let h = Helper::spawn(
+            dir,
+            socket.clone(),
+            &our_helper(),
+            &["--emulate", "-u", "65534", "-g", "65534", "-f"],
+            |c| {
+                c.arg(&pidfile);
+            },
+        );
+        assert!(pidfile.exists());
+        h.signal(sig);
+        let log_path = h.dir.path().join("helper.log");
+        let (code, log) = h.wait_exit(Duration::from_secs(10));
+        if sig != Signal::SIGKILL {
+            assert_eq!(code, Some(0), "{sig}: {log}");
+            assert!(!socket.exists(), "{sig}: socket file left behind: {log}");
+            assert!(!pidfile.exists(), "{sig}: pidfile left behind: {log}");
+        } else {
+            // Killed, the daemon cannot wait for the removal: it follows.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while (socket.exists() || pidfile.exists()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(!socket.exists() && !pidfile.exists(), "{sig}: left behind");
+        }
+        let log = std::fs::read_to_string(log_path).unwrap_or(log);
+        assert!(!log.contains("cannot remove"), "{sig}: {log}");
+    }
+}
+
+/// A start with `-d` that fails says only why: nothing about running in the
+/// background, which it never did.
+#[test]
+fn a_failed_d_start_prints_only_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("no-such-dir").join("pr.sock");
+    let out = run_daemonized(|c| {
+        c.arg("--emulate")
+            .arg("-k")
+            .arg(&socket)
+            .arg("-f")
+            .arg(dir.path().join("pr.pid"));
+    });
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "qemu-pr-helper: cannot listen on {}: ",
+            socket.display()
+        )),
+        "{stderr}"
+    );
+    // And one that succeeds says where its log goes, once it serves.
+    let socket = dir.path().join("pr.sock");
+    let (out, daemon) =
+        Daemonized::start(&socket, dir.path().join("pr.pid"), &["--emulate"], |_| {});
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("qemu-pr-helper: running in the background; log: "),
+        "{stderr}"
+    );
+    daemon.stop(&[&socket]);
+}

@@ -165,3 +165,81 @@ fn socket_mode_is_applied_before_the_socket_appears() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("socket_mode"));
     assert!(!std::path::Path::new("/tmp/never-made-security.sock").exists());
 }
+
+/// Runs `command` as nobody through `sh -c`, with `args` as $1, $2...: what
+/// an unprivileged user can do to a directory it may write to.
+fn as_nobody(command: &str, args: &[&std::path::Path]) {
+    use std::os::unix::process::CommandExt;
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .arg("sh")
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .unwrap();
+    assert!(status.success(), "as nobody: {command}");
+}
+
+/// A file of root's, mode 0600, in a directory of its own.
+fn root_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "root's data\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    victim
+}
+
+/// Another user (nobody) plants a link at the pidfile path, in a directory
+/// it may write to, to a file of root's: the daemon refuses to start with
+/// one line that says why, and the file keeps its content.
+#[test]
+fn a_link_planted_at_the_pidfile_path_is_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("*** SKIPPED: needs root (the attacker is nobody) ***");
+        return;
+    }
+    let victims = tempfile::tempdir().unwrap();
+    let victim = root_file(&victims);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let pidfile = dir.path().join("pr.pid");
+    as_nobody(r#"ln -s "$1" "$2""#, &[&victim, &pidfile]);
+    let socket = dir.path().join("pr.sock");
+    let mut daemon = our_command()
+        .args(["--emulate", "-k"])
+        .arg(&socket)
+        .arg("-f")
+        .arg(&pidfile)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status;
+        }
+        if socket.exists() || std::time::Instant::now() > deadline {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            panic!(
+                "the daemon started on a pidfile that is a link; the victim now holds {:?}",
+                std::fs::read_to_string(&victim).unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(daemon.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "qemu-pr-helper: refusing pidfile {}: it is a symbolic link\n",
+            pidfile.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's data\n");
+    assert!(std::fs::symlink_metadata(&pidfile).unwrap().is_symlink());
+    assert!(!socket.exists());
+}

@@ -286,7 +286,9 @@ fn proc_status(pid: i32, name: &str) -> String {
 /// The unit with the multipath drop-in, as installed: root starts the
 /// drop-in's `ExecStart` (with the shipped options) under the bounding set
 /// the unit and the drop-in allow together (`setpriv` stands in for
-/// systemd there). It must serve; the daemon must then run as nobody:disk
+/// systemd there), once the package's system user exists (created as the
+/// package creates it: `systemd-sysusers` on the shipped sysusers.d file).
+/// It must serve; the daemon must then run as that user, in group disk,
 /// with CAP_SYS_RAWIO alone, and its multipathd relay as root with nothing.
 #[test]
 fn the_multipath_dropin_serves_as_installed() {
@@ -294,9 +296,19 @@ fn the_multipath_dropin_serves_as_installed() {
         eprintln!("*** SKIPPED: needs root (the drop-in starts the daemon as root) ***");
         return;
     }
-    if missing("systemd-socket-activate") || missing("setpriv") {
+    if missing("systemd-socket-activate") || missing("setpriv") || missing("systemd-sysusers") {
         return;
     }
+    let sysusers = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/qemu-pr-helper-rs.sysusers");
+    let created = Command::new("systemd-sysusers")
+        .arg(&sysusers)
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let dropin = "qemu-pr-helper-rs-multipath.conf";
     let execs = unit_values(dropin, "ExecStart");
     assert_eq!(execs.len(), 2, "ExecStart= resets the unit's, then one");
@@ -340,17 +352,19 @@ fn the_multipath_dropin_serves_as_installed() {
         .expect("a disk group")
         .gid
         .as_raw();
-    let nobody = nix::unistd::User::from_name("nobody")
+    let user = nix::unistd::User::from_name("qemu-pr-helper")
         .unwrap()
-        .expect("a nobody user")
-        .uid
-        .as_raw();
+        .expect("the package's system user");
+    assert_eq!(user.gid.as_raw(), disk_gid, "its primary group is disk");
+    assert_eq!(user.shell, Path::new("/usr/sbin/nologin"));
+    assert_eq!(user.dir, Path::new("/nonexistent"));
+    assert!(user.uid.as_raw() < 1000, "a system user: {}", user.uid);
     assert_eq!(
         proc_status(pid, "Uid")
             .split_whitespace()
             .collect::<Vec<_>>(),
-        vec![nobody.to_string(); 4],
-        "the daemon runs as nobody"
+        vec![user.uid.to_string(); 4],
+        "the daemon runs as the package's user, which no other process shares"
     );
     assert_eq!(
         proc_status(pid, "Gid").split_whitespace().next(),

@@ -38,10 +38,11 @@ pub struct Detached {
     dev_null: OwnedFd,
 }
 
-/// Forks; the parent waits for the child's word and exits with the outcome,
-/// the child returns in a new session with `/` as its directory. Call it
-/// while the process has one thread.
-pub fn detach() -> Result<Detached, BackgroundError> {
+/// Forks; the parent waits for the child's word and exits with the outcome
+/// (printing `announcement` on stderr first if the daemon serves), the
+/// child returns in a new session with `/` as its directory. Call it while
+/// the process has one thread.
+pub fn detach(announcement: &str) -> Result<Detached, BackgroundError> {
     let dev_null: OwnedFd = File::options()
         .read(true)
         .write(true)
@@ -63,7 +64,10 @@ pub fn detach() -> Result<Detached, BackgroundError> {
             let mut pipe = File::from(read_end);
             let status = loop {
                 match pipe.read(&mut word) {
-                    Ok(1) => break 0,
+                    Ok(1) => {
+                        eprintln!("{announcement}");
+                        break 0;
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     // The child died before it was serving; it said why.
                     _ => break 1,

@@ -7,6 +7,7 @@ pub mod background;
 pub mod device;
 pub mod emulated;
 pub mod idle_connections;
+pub mod leftovers;
 pub mod multipath;
 pub mod multipathd;
 pub mod multipathd_relay;

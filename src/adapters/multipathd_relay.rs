@@ -335,7 +335,7 @@ fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), String> {
 
 /// Closes every fd above stdio but `keep`: `close_range`, or where the
 /// kernel lacks it (before 5.9), each fd `/proc/self/fd` lists.
-fn close_inherited_fds(keep: i32) -> Result<(), Errno> {
+pub(super) fn close_inherited_fds(keep: i32) -> Result<(), Errno> {
     let keep = keep.unsigned_abs();
     // SAFETY: close_range closes fds of this single-threaded child; the
     // ones kept (stdio and the relay socket) are outside both ranges, and
@@ -364,7 +364,7 @@ fn close_inherited_fds(keep: i32) -> Result<(), Errno> {
 }
 
 /// `fd`, or a duplicate of it numbered 3 or more.
-fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
+pub(super) fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
     use nix::fcntl::{fcntl, FcntlArg};
     use std::os::fd::FromRawFd;
     if fd.as_raw_fd() > 2 {

@@ -129,6 +129,33 @@ const RELAY_ALLOWED: &[libc::c_long] = &[
     libc::SYS_writev,
 ];
 
+/// Every system call the process that removes the socket file and pidfile
+/// at exit makes once confined: wait on its socket, stat and unlink two
+/// paths, exit. No open, no ioctl, no exec.
+const REMOVER_ALLOWED: &[libc::c_long] = &[
+    libc::SYS_brk,
+    libc::SYS_close,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_futex,
+    libc::SYS_madvise,
+    libc::SYS_mmap,
+    libc::SYS_mremap,
+    libc::SYS_munmap,
+    libc::SYS_newfstatat,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sendmsg,
+    libc::SYS_sendto,
+    libc::SYS_sigaltstack,
+    libc::SYS_statx,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_write,
+];
+
 /// `ioctl` requests allowed: SG_IO, and FIONBIO/FIOCLEX/FIONCLEX/TCGETS that
 /// the standard library issues on its own fds.
 const ALLOWED_IOCTLS: &[u64] = &[0x2285, 0x5421, 0x5451, 0x5450, 0x5401];
@@ -199,6 +226,16 @@ pub fn build_relay(mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError
     compile(rules, mismatch).map(Some)
 }
 
+/// Builds the filter of the process that removes the socket file and
+/// pidfile at exit; `None` for [`SeccompMode::Off`].
+pub fn build_remover(mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
+    let Some(mismatch) = mismatch_action(mode) else {
+        return Ok(None);
+    };
+    let rules = REMOVER_ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+    compile(rules, mismatch).map(Some)
+}
+
 /// Installs the filter on the calling thread; threads it creates later
 /// inherit it, so call this before the runtime starts.
 pub fn install(mode: SeccompMode) -> Result<(), SeccompError> {
@@ -208,6 +245,11 @@ pub fn install(mode: SeccompMode) -> Result<(), SeccompError> {
 /// Installs the multipathd relay's filter on the (single-threaded) relay.
 pub fn install_relay(mode: SeccompMode) -> Result<(), SeccompError> {
     apply(build_relay(mode)?)
+}
+
+/// Installs the remover's filter on the (single-threaded) remover.
+pub fn install_remover(mode: SeccompMode) -> Result<(), SeccompError> {
+    apply(build_remover(mode)?)
 }
 
 fn apply(program: Option<BpfProgram>) -> Result<(), SeccompError> {
@@ -228,5 +270,10 @@ mod tests {
         assert!(!build(SeccompMode::Log).unwrap().unwrap().is_empty());
         assert!(build_relay(SeccompMode::Off).unwrap().is_none());
         assert!(!build_relay(SeccompMode::Kill).unwrap().unwrap().is_empty());
+        assert!(build_remover(SeccompMode::Off).unwrap().is_none());
+        assert!(!build_remover(SeccompMode::Kill)
+            .unwrap()
+            .unwrap()
+            .is_empty());
     }
 }

@@ -2,7 +2,7 @@
 //! over by systemd, and connections that receive fds with SCM_RIGHTS.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
 
 use super::idle_connections::IdleConnections;
+use super::leftovers::{remove_if_same, FileIdentity};
 use crate::config::SocketPermissions;
 use crate::domain::initiator::Initiator;
 use crate::ports::received_fd::ReceivedFd;
@@ -35,14 +36,22 @@ static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 pub const MAX_SOCKET_PATH: usize = 107;
 
 /// A socket file this daemon created, removed when dropped: its one owner,
-/// from the rename into place until the daemon stops or fails to start.
+/// from the rename into place until the daemon stops or fails to start
+/// (unless its removal was handed over, see [`BoundSocket::hand_over_removal`]).
 #[derive(Debug)]
-struct SocketFile(PathBuf);
+struct SocketFile {
+    path: PathBuf,
+    identity: FileIdentity,
+    handed_over: bool,
+}
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.0) {
-            tracing::warn!(path = %self.0.display(), cause = %e, "cannot remove socket file");
+        if self.handed_over {
+            return;
+        }
+        if let Err(e) = remove_if_same(&self.path, self.identity) {
+            tracing::warn!(path = %self.path.display(), cause = %e, "cannot remove socket file");
         }
     }
 }
@@ -113,10 +122,14 @@ impl BoundSocket {
     /// with other permissions. A stale socket from a crashed run is replaced
     /// (one that still answers is refused).
     pub fn bind(path: &Path, permissions: SocketPermissions) -> Result<BoundSocket, ListenError> {
-        let listener = bind_into_place(path, permissions)?;
+        let (listener, identity) = bind_into_place(path, permissions, &mut |_| {})?;
         Ok(BoundSocket {
             listener,
-            file: Some(SocketFile(path.to_path_buf())),
+            file: Some(SocketFile {
+                path: path.to_path_buf(),
+                identity,
+                handed_over: false,
+            }),
         })
     }
 
@@ -145,6 +158,20 @@ impl BoundSocket {
         })
     }
 
+    /// From now on the socket file is not removed by this value: whoever
+    /// took [`BoundSocket::owned_file`] does (a daemon that gives up root
+    /// may not be allowed to).
+    pub fn hand_over_removal(&mut self) {
+        if let Some(file) = self.file.as_mut() {
+            file.handed_over = true;
+        }
+    }
+
+    /// The socket file this daemon made, if any, and its identity.
+    pub fn owned_file(&self) -> Option<(PathBuf, FileIdentity)> {
+        self.file.as_ref().map(|f| (f.path.clone(), f.identity))
+    }
+
     /// Hands the socket to tokio; must be called inside a runtime. On
     /// failure the socket file is removed with the rest.
     pub fn into_listener(self) -> Result<UnixSocketListener, ListenError> {
@@ -168,15 +195,24 @@ impl BoundSocket {
 impl UnixSocketListener {
     /// The path this daemon created, if any.
     pub fn owned_path(&self) -> Option<&Path> {
-        self.file.as_ref().map(|f| f.0.as_path())
+        self.file.as_ref().map(|f| f.path.as_path())
     }
 }
 
-/// Binds, applies `permissions` and renames into place (see [`BoundSocket::bind`]).
+/// Binds, applies `permissions` and renames into place (see
+/// [`BoundSocket::bind`]); `after_bind` sees the path bound first.
+///
+/// The socket directory may be writable by others (not sticky): then any
+/// name in it can be swapped for a link between two calls. So the socket is
+/// bound in a directory of its own, made with `mkdtemp` (mode 0700, root's)
+/// and reached through an fd from then on; its mode comes from the umask at
+/// bind time and its group from `fchownat` without following links. Nothing
+/// done by path after the bind can be redirected onto another file.
 fn bind_into_place(
     path: &Path,
     permissions: SocketPermissions,
-) -> Result<std::os::unix::net::UnixListener, ListenError> {
+    after_bind: &mut dyn FnMut(&Path),
+) -> Result<(std::os::unix::net::UnixListener, FileIdentity), ListenError> {
     let bind_err = |source| ListenError::Bind {
         path: path.to_path_buf(),
         source,
@@ -193,48 +229,146 @@ fn bind_into_place(
             path: path.to_path_buf(),
         });
     }
-    let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(bind_err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a file path",
         )));
     };
-    // A short hidden name in the same directory, so that the rename into
-    // place is atomic.
-    let tmp_name = format!(".prh{}", std::process::id());
-    let tmp = dir.join(&tmp_name);
-    let _ = std::fs::remove_file(&tmp);
-    let listener = bind_in(dir, &tmp, &tmp_name).map_err(bind_err)?;
-    let applied = (|| {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    // The directory itself is the administrator's choice: followed.
+    let parent = open_dir(dir, 0).map_err(bind_err)?;
+    let private = PrivateDir::create(dir, parent.as_fd()).map_err(bind_err)?;
+    let listener = bind_in(&private, permissions.mode).map_err(bind_err)?;
+    after_bind(&private.path.join(PRIVATE_NAME));
+    let placed = (|| {
+        use nix::sys::stat::{fstatat, SFlag};
+        use nix::unistd::{fchownat, Gid};
+        let at = Some(private.fd.as_raw_fd());
         if let Some(gid) = permissions.gid {
-            std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+            fchownat(
+                at,
+                PRIVATE_NAME,
+                None,
+                Some(Gid::from_raw(gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
         }
-        if let Some(mode) = permissions.mode {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        let st = fstatat(at, PRIVATE_NAME, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+            return Err(Errno::EEXIST);
         }
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = applied {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(bind_err(e));
-    }
-    Ok(listener)
+        nix::fcntl::renameat(at, PRIVATE_NAME, Some(parent.as_raw_fd()), name)?;
+        Ok(FileIdentity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    })()
+    .map_err(|e| bind_err(e.into()))?;
+    Ok((listener, placed))
 }
 
-/// Binds `dir/name` (whose full form is `tmp`). When that is too long for
-/// `sun_path` although the final path is not, the directory is reached
-/// through an fd on it (`/proc/self/fd/N/name`), which is always short.
-fn bind_in(dir: &Path, tmp: &Path, name: &str) -> io::Result<std::os::unix::net::UnixListener> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if tmp.as_os_str().len() <= MAX_SOCKET_PATH {
-        return std::os::unix::net::UnixListener::bind(tmp);
+/// The name the socket has in its private directory.
+const PRIVATE_NAME: &str = "s";
+
+/// A directory only this process can write to, beside the socket path (so
+/// that the rename out of it is atomic); removed on drop, with the socket
+/// if it is still there.
+struct PrivateDir {
+    /// Its path when made (another user can rename it: used only to bind).
+    path: PathBuf,
+    /// Its name in `parent`.
+    name: std::ffi::OsString,
+    /// The directory itself, whatever its name becomes.
+    fd: OwnedFd,
+    /// The socket directory.
+    parent: RawFd,
+}
+
+impl PrivateDir {
+    /// Makes `dir/.prhXXXXXX` and opens it without following a link; refuses
+    /// it if what was opened is not the 0700 directory of this user just made.
+    fn create(dir: &Path, parent: std::os::fd::BorrowedFd<'_>) -> io::Result<PrivateDir> {
+        use std::os::unix::fs::MetadataExt;
+        let path = nix::unistd::mkdtemp(&dir.join(".prhXXXXXX"))?;
+        let name = path.file_name().unwrap_or_default().to_os_string();
+        let made = PrivateDir {
+            fd: open_dir(&path, libc::O_NOFOLLOW)?,
+            path,
+            name,
+            parent: parent.as_raw_fd(),
+        };
+        let meta = std::fs::File::from(made.fd.try_clone()?).metadata()?;
+        if !meta.is_dir()
+            || meta.uid() != nix::unistd::geteuid().as_raw()
+            || meta.mode() & 0o7777 != 0o700
+        {
+            return Err(io::Error::other(format!(
+                "{} was replaced while the socket was made",
+                made.path.display()
+            )));
+        }
+        Ok(made)
     }
-    let dir_fd = std::fs::OpenOptions::new()
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        use nix::unistd::{unlinkat, UnlinkatFlags};
+        let _ = unlinkat(
+            Some(self.fd.as_raw_fd()),
+            PRIVATE_NAME,
+            UnlinkatFlags::NoRemoveDir,
+        );
+        // If another user renamed it, this name is theirs now (then it is
+        // not an empty directory of ours, and stays).
+        let _ = unlinkat(
+            Some(self.parent),
+            self.name.as_os_str(),
+            UnlinkatFlags::RemoveDir,
+        );
+    }
+}
+
+/// An `O_PATH` fd on the directory `dir`, with `flags` added.
+fn open_dir(dir: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    Ok(std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(dir)?;
-    std::os::unix::net::UnixListener::bind(format!("/proc/self/fd/{}/{name}", dir_fd.as_raw_fd()))
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | flags)
+        .open(dir)?
+        .into())
+}
+
+/// Binds the socket in `private`, its mode `mode` (through the umask, so the
+/// file never has another). When the path is too long for `sun_path`
+/// although the final one is not, the directory is reached through its fd
+/// (`/proc/self/fd/N/s`), which is always short.
+fn bind_in(
+    private: &PrivateDir,
+    mode: Option<u32>,
+) -> io::Result<std::os::unix::net::UnixListener> {
+    use nix::sys::stat::{umask, Mode};
+    let tmp = private.path.join(PRIVATE_NAME);
+    let tmp = if tmp.as_os_str().len() <= MAX_SOCKET_PATH {
+        tmp
+    } else {
+        PathBuf::from(format!(
+            "/proc/self/fd/{}/{PRIVATE_NAME}",
+            private.fd.as_raw_fd()
+        ))
+    };
+    // The process has one thread here: the umask is nobody else's.
+    let old = mode.map(|m| umask(Mode::from_bits_truncate(!m & 0o777)));
+    let bound = std::os::unix::net::UnixListener::bind(&tmp);
+    if let Some(old) = old {
+        umask(old);
+    }
+    bound
 }
 
 /// Whether a listening socket answers at `path`. A refused connection is a
@@ -570,6 +704,11 @@ mod tests {
         let path = dir.path().join("s.sock");
         let bound = BoundSocket::bind(&path, SocketPermissions::default()).unwrap();
         assert!(path.exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["s.sock"], "the directory it was bound in is gone");
         assert!(matches!(
             BoundSocket::bind(&path, SocketPermissions::default()),
             Err(ListenError::InUse { .. })
@@ -589,6 +728,75 @@ mod tests {
         assert_eq!(listener.owned_path(), Some(path.as_path()));
         drop(listener);
         assert!(!path.exists(), "the listener removes it when serving ends");
+    }
+
+    /// An attacker (nobody) who may write to the socket directory (not
+    /// sticky) swaps what was just bound for a link to a victim file, and
+    /// the directory it was bound in (if not the socket directory) for a
+    /// link to a directory holding a victim of the same name, in the window
+    /// before the socket gets its mode and group. Neither victim may change,
+    /// and the socket that appears has the mode and group asked for.
+    #[test]
+    fn socket_permissions_never_follow_a_link_swapped_in_after_bind() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        use std::os::unix::process::CommandExt;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("*** SKIPPED: needs root (the attacker is nobody) ***");
+            return;
+        }
+        let victims = tempfile::tempdir().unwrap();
+        let plant = |name: &str| {
+            let victim = victims.path().join(name);
+            std::fs::write(&victim, "root's").unwrap();
+            std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(&victim, Some(0), Some(0)).unwrap();
+            victim
+        };
+        let mut planted = vec![plant("victim")];
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let path = dir.path().join("pr.sock");
+        let permissions = SocketPermissions {
+            mode: Some(0o666),
+            gid: Some(6),
+        };
+        let mut attacked = false;
+        let bound = bind_into_place(&path, permissions, &mut |bound| {
+            let name = bound.file_name().unwrap().to_str().unwrap();
+            planted.push(plant(name));
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(
+                    r#"rm -f "$1"; ln -s "$2" "$1"
+                    d=$(dirname "$1")
+                    [ "$d" = "$3" ] || { mv "$d" "$d.moved"; ln -s "$4" "$d"; }
+                    true"#,
+                )
+                .args(["sh", bound.to_str().unwrap()])
+                .arg(&planted[0])
+                .arg(dir.path())
+                .arg(victims.path())
+                .uid(65534)
+                .gid(65534)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            attacked = true;
+        });
+        assert!(attacked);
+        for victim in &planted {
+            let meta = std::fs::metadata(victim).unwrap();
+            assert_eq!(meta.mode() & 0o7777, 0o600, "{} chmodded", victim.display());
+            assert_eq!(meta.gid(), 0, "{} chgrped", victim.display());
+            assert_eq!(std::fs::read_to_string(victim).unwrap(), "root's");
+        }
+        let (listener, _) = bound.unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.mode() & 0o7777, 0o666);
+        assert_eq!(meta.gid(), 6);
+        drop(listener);
     }
 
     #[test]

@@ -42,9 +42,8 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     let settings = Settings::from_cli(cli).map_err(|e| e.to_string())?;
     let destination = logging::init(&settings).map_err(|e| e.to_string())?;
-    if settings.daemon {
-        // The last word on stderr before it becomes /dev/null.
-        eprintln!("qemu-pr-helper: running in the background; log: {destination}");
-    }
-    daemon::run(settings).map_err(|e| e.to_string())
+    // With -d, printed once the daemon serves: a start that fails says
+    // only why.
+    let announcement = format!("qemu-pr-helper: running in the background; log: {destination}");
+    daemon::run(settings, &announcement).map_err(|e| e.to_string())
 }

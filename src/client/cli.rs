@@ -10,7 +10,8 @@ use clap::{ArgAction, ArgGroup, Parser};
 
 use crate::client::error::Error;
 use crate::client::request::{parse_alloc_len, parse_hex_u64, parse_maxlen};
-use crate::client::{exit_status, transport_id, PrOutOptions, PrRequest, RequestError};
+use crate::client::shown::shown;
+use crate::client::{exit_status, timing, transport_id, PrOutOptions, PrRequest, RequestError};
 use crate::domain::device::DeviceKind;
 use crate::domain::param_list::TransportId;
 use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
@@ -166,11 +167,11 @@ pub struct Cli {
     /// Print one line of JSON for every outcome, failures included.
     #[arg(long, conflicts_with = "hex")]
     pub json: bool,
-    /// Send the command N times over one connection and print the round
-    /// trip's median, p99, lowest and highest to stderr; the answer printed
-    /// is the last one.
+    /// Send the command N times (at most 1000000) over one connection and
+    /// print the round trip's median, p99, lowest and highest to stderr; the
+    /// answer printed is the last one.
     #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(timing::MAX_REPEAT)))]
     pub repeat: u32,
     /// Run the command with SG_IO on the device, in this process, instead of
     /// through a helper (needs CAP_SYS_RAWIO): with --repeat, the baseline
@@ -189,14 +190,14 @@ fn parse_type(s: &str) -> Result<u8, String> {
         .try_into()
         .ok()
         .filter(|&t: &u8| t <= 0x0f)
-        .ok_or_else(|| format!("type '{s}' does not fit in 4 bits"))
+        .ok_or_else(|| format!("type '{}' does not fit in 4 bits", shown(s)))
 }
 
 /// RTPI is hex in sg_persist, 0 to ffff.
 fn parse_port(s: &str) -> Result<u16, String> {
     parse_hex_u64(s)?
         .try_into()
-        .map_err(|_| format!("relative target port '{s}' is more than ffff"))
+        .map_err(|_| format!("relative target port '{}' is more than ffff", shown(s)))
 }
 
 impl Cli {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::exit_status;
+use super::shown::shown_path;
 use super::timing::DirectError;
 use super::{ClientError, Phase};
 
@@ -17,7 +18,7 @@ pub enum Error {
     #[error("{0}")]
     Contradict(String),
     /// The device could not be opened from this account.
-    #[error("cannot open {path} {mode}: {source}{hint}")]
+    #[error("cannot open {} {mode}: {source}{hint}", shown_path(.path))]
     Device {
         /// The device named on the command line.
         path: PathBuf,
@@ -32,9 +33,10 @@ pub enum Error {
     /// The device is a regular file (or a directory, a FIFO ...): a helper
     /// that is not emulating would answer ABORTED COMMAND with no reason.
     #[error(
-        "{path} is {what}, not a block or character device: a helper runs SCSI commands only \
+        "{} is {what}, not a block or character device: a helper runs SCSI commands only \
          on block, sg and bsg devices (if the helper serves its emulated device, --emulate, \
-         pass --emulated)"
+         pass --emulated)",
+        shown_path(.path)
     )]
     NotADevice {
         /// The device named on the command line.

@@ -12,6 +12,7 @@
 //! - [`status`]: the `--status` table (pure).
 //! - [`exit_status`]: sg3_utils' exit status values.
 //! - [`error`]: why the client could not show an answer.
+//! - [`shown`]: names from the command line as errors quote them.
 //! - [`timing`]: `--repeat` and `--direct`, the round-trip summary.
 
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod json;
 pub mod render;
 pub mod request;
 pub mod run;
+pub mod shown;
 pub mod status;
 pub mod timing;
 pub mod transport_id;

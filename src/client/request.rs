@@ -185,6 +185,7 @@ pub fn parse_hex_u64(s: &str) -> Result<u64, String> {
         .strip_suffix('h')
         .or_else(|| digits.strip_suffix('H'))
         .unwrap_or(digits);
+    let s = super::shown::shown(s);
     if digits.is_empty() || digits.len() > 16 {
         return Err(format!("'{s}' is not a hex number of at most 16 digits"));
     }
@@ -207,7 +208,10 @@ pub fn parse_alloc_len(s: &str) -> Result<u16, String> {
 /// (1024) or `KB` (1000).
 pub fn parse_maxlen(s: &str) -> Result<u16, String> {
     let t = s.trim();
-    let bad = || format!("'{s}' is not a length (decimal, 0xHEX, HEXh, or Nk)");
+    let bad = || {
+        let s = super::shown::shown(s);
+        format!("'{s}' is not a length (decimal, 0xHEX, HEXh, or Nk)")
+    };
     let value = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         u64::from_str_radix(h, 16).map_err(|_| bad())?
     } else if let Some(h) = t.strip_suffix('h').or_else(|| t.strip_suffix('H')) {

@@ -77,11 +77,20 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
         .unwrap_or_default()
         .trim_start_matches("error: ");
     let names: Vec<&str> = fault.map(str::trim).collect();
-    let first = if names.is_empty() {
+    let mut first = if names.is_empty() {
         head.to_string()
     } else {
         format!("{head} {}", names.join(", "))
     };
+    // clap quotes the value it refused whole: a long one is cut.
+    if let Some(clap::error::ContextValue::String(value)) =
+        e.get(clap::error::ContextKind::InvalidValue)
+    {
+        let cut = super::shown::shown(value);
+        if cut != value.as_str() {
+            first = first.replace(value.as_str(), &cut);
+        }
+    }
     if code != 0 && json_wanted {
         let f = json::Failure {
             command: None,

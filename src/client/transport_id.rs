@@ -10,27 +10,52 @@
 //! or the bytes in hex, separated by commas or spaces (one or two digits a
 //! byte) or run together, zero-padded to 24 bytes as sg_persist pads them.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
+use super::shown::shown;
+use crate::domain::framing::MAX_TRANSFER_LEN;
 use crate::domain::param_list::{protocol_id, TransportId};
+
+/// The most bytes read from a TransportID file or standard input: as much
+/// as the largest PR OUT parameter list the protocol carries. More is
+/// refused rather than read without end (`-X file=/dev/zero`).
+pub const MAX_TRANSPORT_ID_TEXT: u64 = MAX_TRANSFER_LEN as u64;
 
 /// Parses one `-X` argument: `-` and `file=NAME` read one TransportID a line
 /// from standard input or the file, anything else is one TransportID.
 pub fn parse_argument(arg: &str) -> Result<Vec<TransportId>, String> {
     if arg == "-" {
-        return parse_lines(std::io::stdin().lock(), "standard input");
+        return parse_bounded(std::io::stdin().lock(), "standard input");
     }
-    let name = arg
+    let path = arg
         .strip_prefix("file=")
         .or_else(|| arg.strip_prefix("FILE="));
-    match name {
-        Some(name) => {
-            let f = std::fs::File::open(name)
+    match path {
+        Some(path) => {
+            let name = shown(path);
+            let f = std::fs::File::open(path)
                 .map_err(|e| format!("cannot read TransportIDs from {name}: {e}"))?;
-            parse_lines(std::io::BufReader::new(f), name)
+            parse_bounded(f, &name)
         }
         None => parse(arg).map(|t| vec![t]),
     }
+}
+
+/// [`parse_lines`] on at most [`MAX_TRANSPORT_ID_TEXT`] bytes of `input`;
+/// longer input is refused.
+fn parse_bounded(input: impl Read, source: &str) -> Result<Vec<TransportId>, String> {
+    let mut text = Vec::new();
+    input
+        .take(MAX_TRANSPORT_ID_TEXT + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("cannot read TransportIDs from {source}: {e}"))?;
+    if text.len() as u64 > MAX_TRANSPORT_ID_TEXT {
+        return Err(format!(
+            "TransportIDs from {source}: more than {MAX_TRANSPORT_ID_TEXT} bytes, the largest \
+             PR OUT parameter list; refused"
+        ));
+    }
+    parse_lines(text.as_slice(), source)
 }
 
 /// One TransportID a line; blank lines and everything from `#` are ignored.
@@ -53,6 +78,8 @@ pub fn parse_lines(input: impl BufRead, source: &str) -> Result<Vec<TransportId>
 /// Parses one TransportID in any of the forms in the module documentation.
 pub fn parse(s: &str) -> Result<TransportId, String> {
     let t = s.trim();
+    let s = shown(s);
+    let s = s.as_ref();
     let lower = t.to_ascii_lowercase();
     let mut b = vec![0u8; 24];
     // The forms that are one name in hex at a fixed place: prefix,
@@ -79,9 +106,12 @@ pub fn parse(s: &str) -> Result<TransportId, String> {
             .split_once(',')
             .ok_or_else(|| format!("'{s}': give spi,SCSI_ADDRESS,RELATIVE_PORT"))?;
         let num = |v: &str| {
-            v.trim()
-                .parse::<u16>()
-                .map_err(|_| format!("'{v}' in '{s}' is not a decimal number up to 65535"))
+            v.trim().parse::<u16>().map_err(|_| {
+                format!(
+                    "'{}' in '{s}' is not a decimal number up to 65535",
+                    shown(v)
+                )
+            })
         };
         b[0] = protocol_id::SPI;
         b[2..4].copy_from_slice(&num(addr)?.to_be_bytes());
@@ -108,6 +138,7 @@ pub fn parse(s: &str) -> Result<TransportId, String> {
 fn hex_exact(s: &str, digits: usize, what: &str) -> Result<Vec<u8>, String> {
     let h = s.trim().trim_start_matches("0x");
     if h.len() != digits || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+        let s = shown(s);
         return Err(format!("the {what} is {digits} hex digits, not '{s}'"));
     }
     (0..digits)
@@ -171,16 +202,17 @@ fn iscsi(name: &str) -> Result<TransportId, String> {
     } else {
         0
     };
+    let shown_name = shown(name);
     let mut n = name.as_bytes().to_vec();
     n.push(0);
     while n.len() < 20 || n.len() % 4 != 0 {
         n.push(0);
     }
-    let len = u16::try_from(n.len()).map_err(|_| format!("iSCSI name too long: '{name}'"))?;
+    let len = u16::try_from(n.len()).map_err(|_| format!("iSCSI name too long: '{shown_name}'"))?;
     let mut b = vec![(format << 6) | protocol_id::ISCSI, 0];
     b.extend_from_slice(&len.to_be_bytes());
     b.extend_from_slice(&n);
-    TransportId::from_bytes(&b).ok_or_else(|| format!("bad iSCSI TransportID '{name}'"))
+    TransportId::from_bytes(&b).ok_or_else(|| format!("bad iSCSI TransportID '{shown_name}'"))
 }
 
 /// The TransportID in the spelling [`parse`] reads, or its bytes in hex when

@@ -42,7 +42,12 @@ cleanup() {
 trap cleanup EXIT
 
 c_helper_sum() { sha256sum "$c_helper" | cut -d' ' -f1; }
-snapshot() { find /etc /usr /var/lib/systemd -xdev 2>/dev/null | LC_ALL=C sort; }
+# The backups of the user databases (/etc/passwd- ...) that creating the
+# package's system user may leave are not the package's files.
+snapshot() {
+    find /etc /usr /var/lib/systemd -xdev 2>/dev/null |
+        grep -Ev '^/etc/(passwd|group|shadow|gshadow)-$' | LC_ALL=C sort
+}
 c_sum=$(c_helper_sum)
 snapshot >"$work/before"
 
@@ -69,6 +74,7 @@ for path in \
     /usr/lib/systemd/system/$pkg.socket \
     /etc/default/$pkg \
     /usr/share/doc/$pkg/examples/$pkg-multipath.conf \
+    /usr/lib/sysusers.d/$pkg.conf \
     /usr/share/doc/$pkg/copyright; do
     [ -e "$path" ] || fail "not installed: $path"
 done
@@ -79,6 +85,7 @@ for pair in \
     "config/$pkg.socket /usr/lib/systemd/system/$pkg.socket" \
     "config/$pkg.default /etc/default/$pkg" \
     "config/$pkg-multipath.conf /usr/share/doc/$pkg/examples/$pkg-multipath.conf" \
+    "config/$pkg.sysusers /usr/lib/sysusers.d/$pkg.conf" \
     "config/qemu-pr-helper.toml /usr/share/doc/$pkg/examples/qemu-pr-helper.toml"; do
     # shellcheck disable=SC2086 # two words
     cmp $pair || fail "installed file differs from config/: $pair"
@@ -86,6 +93,16 @@ done
 [ "$(dpkg -S "$c_helper" | cut -d: -f1)" = qemu-system-common ] ||
     fail "$c_helper no longer belongs to qemu-system-common"
 [ "$(c_helper_sum)" = "$c_sum" ] || fail "$c_helper changed"
+# The multipath drop-in's user (-u qemu-pr-helper -g disk), made by the
+# postinst from the sysusers.d file: a system user of its own in group disk,
+# no home, no login.
+user=$(getent passwd qemu-pr-helper) || fail "postinst did not create the user qemu-pr-helper"
+IFS=: read -r _ _ uid gid _ home shell <<<"$user"
+[ "$gid" = "$(getent group disk | cut -d: -f3)" ] || fail "qemu-pr-helper's group is not disk: $user"
+[ "$uid" -lt 1000 ] || fail "qemu-pr-helper is not a system user: $user"
+[ "$home" = /nonexistent ] && [ "$shell" = /usr/sbin/nologin ] || fail "qemu-pr-helper: $user"
+grep -q -- "-u qemu-pr-helper -g disk" /usr/share/doc/$pkg/examples/$pkg-multipath.conf ||
+    fail "the drop-in does not run as qemu-pr-helper:disk"
 zcat /usr/share/man/man8/$pkg.8.gz | grep "^\.TH QEMU-PR-HELPER-RS 8" >/dev/null ||
     fail "the helper's man page is not $pkg(8)"
 # Both man pages are QEMU's and ours, side by side.
@@ -171,6 +188,8 @@ dpkg --purge "$pkg" >"$work/dpkg.log" 2>&1 || {
     fail "dpkg --purge"
 }
 ! dpkg -s "$pkg" >/dev/null 2>&1 || fail "$pkg still known to dpkg"
+# The system user qemu-pr-helper stays, as Debian's system users do (files
+# may still be its own); it adds no file.
 snapshot >"$work/after"
 if ! diff "$work/before" "$work/after" >"$work/left"; then
     cat "$work/left" >&2

@@ -8,7 +8,7 @@ complete -c qemu-pr-client -s m -l maxlen -d 'PR IN allocation length, decimal b
 complete -c qemu-pr-client -s d -l device -d 'The device, as an option instead of the argument' -r -F
 complete -c qemu-pr-client -l socket -d 'The helper\'s socket' -r -F
 complete -c qemu-pr-client -l timeout -d 'Seconds to wait for the helper before giving up (0: forever)' -r
-complete -c qemu-pr-client -l repeat -d 'Send the command N times over one connection and print the round trip\'s median, p99, lowest and highest to stderr; the answer printed is the last one' -r
+complete -c qemu-pr-client -l repeat -d 'Send the command N times (at most 1000000) over one connection and print the round trip\'s median, p99, lowest and highest to stderr; the answer printed is the last one' -r
 complete -c qemu-pr-client -s i -l in -d 'PERSISTENT RESERVE IN (the default; alone it means --read-keys)'
 complete -c qemu-pr-client -s o -l out -d 'PERSISTENT RESERVE OUT (needs one service action)'
 complete -c qemu-pr-client -s k -l read-keys -d 'PR IN: READ KEYS'
