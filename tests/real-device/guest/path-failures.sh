@@ -205,11 +205,12 @@ pf_other_host_same_key() {
     step release-paths-up 0 -o -L -K 0x1111 -T 5 "$MPATH"
     expect_state "RELEASE through the map, both paths up" "$held"
     log_expect "left in place" mpatha
-    for d in 1 2; do
-        pf_path $d offline
-        step "release-path$d-down" 0 -o -L -K 0x1111 -T 5 "$MPATH"
-        expect_state "RELEASE through the map with path $d offline" "$held"
-        pf_path $d running
+    # (step and on_nexus set d: the loop has a name of its own.)
+    for down in 1 2; do
+        pf_path $down offline
+        step "release-path$down-down" 0 -o -L -K 0x1111 -T 5 "$MPATH"
+        expect_state "RELEASE through the map with path $down offline" "$held"
+        pf_path $down running
     done
     write_expect 3 0 "the other node writes after the map's RELEASEs"
     pf_path 2 offline
