@@ -10,7 +10,7 @@ use crate::adapters::emulated::{EmulatedExecutor, FaultInjection};
 use crate::adapters::leftovers::{self, Remover};
 use crate::adapters::multipath::MultipathExecutor;
 use crate::adapters::multipathd::{MultipathdAddress, MultipathdNotifier};
-use crate::adapters::multipathd_relay;
+use crate::adapters::multipathd_relay::{self, RelayWatch};
 use crate::adapters::pidfile::{Pidfile, PidfileError};
 use crate::adapters::privileges::{self, PrivilegeError, PrivilegeOutcome};
 use crate::adapters::sg_io::SgIoExecutor;
@@ -48,6 +48,15 @@ pub enum DaemonError {
     /// The system-call filter could not be installed.
     #[error(transparent)]
     Seccomp(crate::adapters::seccomp::SeccompError),
+    /// The multipathd relay ended: it cannot be started again without root,
+    /// so the daemon stops for the service manager to start it afresh.
+    #[error("the multipathd relay (pid {pid}) ended ({how}): restart the daemon")]
+    RelayLost {
+        /// The relay's process id.
+        pid: u32,
+        /// How it ended.
+        how: String,
+    },
     /// An `[[executor.fault]]` file cannot be looked at.
     #[error("[[executor.fault]] file {path}: {source}")]
     FaultFile {
@@ -59,23 +68,39 @@ pub enum DaemonError {
     },
 }
 
+/// The executor, and the multipathd relay it depends on, if any.
+pub struct Executor {
+    /// Runs the commands.
+    pub executor: Arc<dyn ScsiExecutor>,
+    /// Watches the multipathd relay, whose end ends the daemon.
+    pub relay: Option<RelayWatch>,
+}
+
 /// Builds the executor the settings ask for. Runs while still privileged, so
 /// the multipathd connection (root peers only) is made here.
-pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, DaemonError> {
+pub fn build_executor(settings: &Settings) -> Result<Executor, DaemonError> {
+    let alone = |executor: Arc<dyn ScsiExecutor>| Executor {
+        executor,
+        relay: None,
+    };
     match &settings.executor {
         ExecutorSettings::SgIo {
             timeout,
             multipath: true,
         } => {
-            let notifier = Arc::new(multipathd_notifier(settings.seccomp));
-            Ok(Arc::new(
-                MultipathExecutor::new(*timeout, notifier).with_audit_keys(settings.audit_keys),
-            ))
+            let (notifier, relay) = multipathd_notifier(settings.seccomp);
+            Ok(Executor {
+                executor: Arc::new(
+                    MultipathExecutor::new(*timeout, Arc::new(notifier))
+                        .with_audit_keys(settings.audit_keys),
+                ),
+                relay,
+            })
         }
         ExecutorSettings::SgIo {
             timeout,
             multipath: false,
-        } => Ok(Arc::new(SgIoExecutor::new(*timeout))),
+        } => Ok(alone(Arc::new(SgIoExecutor::new(*timeout)))),
         ExecutorSettings::Emulated {
             initiator,
             faults,
@@ -110,18 +135,18 @@ pub fn build_executor(settings: &Settings) -> Result<Arc<dyn ScsiExecutor>, Daem
                     })
                 })
                 .collect::<Result<Vec<_>, DaemonError>>()?;
-            Ok(Arc::new(
+            Ok(alone(Arc::new(
                 EmulatedExecutor::with_identity(*initiator)
                     .with_faults(faults, timeout.as_duration()),
-            ))
+            )))
         }
     }
 }
 
-/// Starts the multipathd relay (see [`multipathd_relay`]); if it cannot be
-/// started, multipathd is talked to directly, which works only while this
-/// process stays root.
-fn multipathd_notifier(mode: SeccompMode) -> MultipathdNotifier {
+/// Starts the multipathd relay (see [`multipathd_relay`]) and a watch on
+/// it; if it cannot be started, multipathd is talked to directly, which
+/// works only while this process stays root.
+fn multipathd_notifier(mode: SeccompMode) -> (MultipathdNotifier, Option<RelayWatch>) {
     let address = MultipathdAddress::from_env();
     match multipathd_relay::spawn(address.clone(), mode) {
         Ok(relay) => {
@@ -131,7 +156,16 @@ fn multipathd_notifier(mode: SeccompMode) -> MultipathdNotifier {
                 multipathd = %address,
                 "multipathd relay started (root's uid, no capabilities)"
             );
-            MultipathdNotifier::with_relay(relay)
+            let watch = match relay.watch() {
+                Ok(watch) => Some(watch),
+                Err(e) => {
+                    tracing::warn!(pid = relay.pid(), cause = %e,
+                        "cannot watch the multipathd relay: if it ends, the daemon goes on \
+                         without it");
+                    None
+                }
+            };
+            (MultipathdNotifier::with_relay(relay), watch)
         }
         Err(e) => {
             tracing::warn!(
@@ -139,7 +173,36 @@ fn multipathd_notifier(mode: SeccompMode) -> MultipathdNotifier {
                 "cannot start the multipathd relay: talking to multipathd directly, which \
                  fails once privileges are dropped with -u"
             );
-            MultipathdNotifier::new(address)
+            (MultipathdNotifier::new(address), None)
+        }
+    }
+}
+
+/// Completes when the relay has ended (never without one), with its pid
+/// and how it ended, logged at ERROR: the relay cannot be forked again
+/// (the daemon is no longer root), so the daemon stops, letting the
+/// commands in flight finish, and exits non-zero for the service manager
+/// (`Restart=on-failure`) to start it, and a relay, again.
+async fn relay_lost(relay: Option<RelayWatch>) -> (u32, String) {
+    let Some(relay) = relay else {
+        return std::future::pending().await;
+    };
+    let pid = relay.pid();
+    match relay.ended().await {
+        Ok(how) => {
+            tracing::error!(
+                pid,
+                how = %how,
+                "the multipathd relay ended: reservation changes and dm's path states no \
+                 longer reach multipathd, and it cannot be started again without root; \
+                 stopping (the service manager starts the daemon again)"
+            );
+            (pid, how)
+        }
+        Err(e) => {
+            tracing::warn!(pid, cause = %e,
+                "cannot watch the multipathd relay: if it ends, the daemon goes on without it");
+            std::future::pending().await
         }
     }
 }
@@ -222,7 +285,7 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
         None => BoundSocket::bind(&settings.socket, settings.socket_permissions)?,
     };
 
-    let executor = build_executor(&settings)?;
+    let Executor { executor, relay } = build_executor(&settings)?;
 
     // The service manager's socket, made before the system-call filter.
     let notifier = match systemd::Notifier::from_env() {
@@ -287,10 +350,16 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
         let reporter = notifier
             .clone()
             .map(|n| tokio::spawn(report_status(n, Arc::clone(&stats))));
+        let lost = Arc::new(std::sync::OnceLock::new());
         let shutdown = {
-            let (notifier, stats) = (notifier.clone(), Arc::clone(&stats));
+            let (notifier, stats, lost) = (notifier.clone(), Arc::clone(&stats), Arc::clone(&lost));
             async move {
-                signal.await;
+                tokio::select! {
+                    () = signal => {}
+                    ended = relay_lost(relay) => {
+                        let _ = lost.set(ended);
+                    }
+                }
                 if let Some(reporter) = reporter {
                     reporter.abort();
                 }
@@ -321,7 +390,13 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
         }
         crate::server::run_with(listener, executor, shutdown, options).await;
         tracing::info!("exiting");
-        Ok(())
+        match lost.get() {
+            Some((pid, how)) => Err(DaemonError::RelayLost {
+                pid: *pid,
+                how: how.clone(),
+            }),
+            None => Ok(()),
+        }
     });
     // A command thread stuck on a client's fd (a FUSE file whose server
     // never answers) was abandoned by the server: do not wait for it.

@@ -5,6 +5,7 @@
 
 pub mod background;
 pub mod device;
+pub mod dm_path_views;
 pub mod emulated;
 pub mod idle_connections;
 pub mod leftovers;

@@ -5,7 +5,9 @@
 //! `dev` and `device/state`): no device-mapper ioctl, so the daemon needs no
 //! CAP_SYS_ADMIN. A path whose SCSI device state is not `running`, or that
 //! cannot be opened, counts as failed. dm's own view of each path (active or
-//! failed) comes from multipathd when it answers, and orders the paths tried.
+//! failed) comes from multipathd when it answers, kept a few seconds per map
+//! and refreshed in the background ([`DmPathViews`]), and orders the paths
+//! tried.
 //! Any fd that is not a multipath map goes to the plain [`SgIoExecutor`].
 
 use std::collections::HashMap;
@@ -16,6 +18,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::adapters::dm_path_views::DmPathViews;
 use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::sg_io::{send_pr_command_with_origin, SgIoExecutor};
 use crate::domain::audit::{KeyDisplay, PrOutAudit};
@@ -23,12 +26,12 @@ use crate::domain::command::PrCommand;
 use crate::domain::device::DeviceKind;
 use crate::domain::framing::PrReply;
 use crate::domain::initiator::Initiator;
-use crate::domain::multipath::dm_path_state::parse_path_states;
+use crate::domain::multipath::dm_view_cache::{DmView, DM_VIEW_TTL};
 use crate::domain::multipath::holder::{HolderChange, OwnHolder};
 use crate::domain::multipath::missed::LeftWith;
 use crate::domain::multipath::path::{DmState, PathState, PathView};
 use crate::domain::multipath::runner::{route, OwnCommand, PathRunner};
-use crate::domain::multipath::verdict::PathReply;
+use crate::domain::multipath::verdict::{verdict, PathReply, Verdict};
 use crate::domain::multipath::PATH_FAILURE;
 use crate::domain::param_list::PrOutKeys;
 use crate::domain::sg_io_timeout::SgIoTimeout;
@@ -160,6 +163,8 @@ struct SgIoPaths<'a> {
     map: &'a MultipathMap,
     fds: Vec<Option<OwnedFd>>,
     timeout: SgIoTimeout,
+    /// Whether a path failed as a path (dm's view of it is about to change).
+    path_failed: bool,
 }
 
 impl PathRunner for SgIoPaths<'_> {
@@ -177,7 +182,9 @@ impl PathRunner for SgIoPaths<'_> {
             %origin,
             "path answered"
         );
-        PathReply { reply, origin }
+        let answer = PathReply { reply, origin };
+        self.path_failed |= verdict(&answer) == Verdict::Transport;
+        answer
     }
 }
 
@@ -189,6 +196,7 @@ pub struct MultipathExecutor {
     sysfs: Sysfs,
     dev_root: PathBuf,
     notifier: Arc<MultipathdNotifier>,
+    views: Arc<DmPathViews>,
     busy: Arc<MapLocks>,
     /// Per map name: the nexus through which this helper took the map's
     /// reservation, the only holder it moves or follows.
@@ -228,6 +236,7 @@ impl MultipathExecutor {
             plain: SgIoExecutor::new(timeout),
             sysfs,
             dev_root: dev_root.into(),
+            views: Arc::new(DmPathViews::new(Arc::clone(&notifier), DM_VIEW_TTL)),
             notifier,
             busy: Arc::default(),
             holders: Arc::default(),
@@ -241,14 +250,17 @@ impl MultipathExecutor {
         self
     }
 
-    /// dm's view of the paths by device name, from multipathd; empty when
-    /// multipathd cannot be asked (then the SCSI device state alone counts).
-    fn dm_path_states(&self, map: &str) -> Vec<(String, DmState)> {
-        match self.notifier.path_states() {
-            Ok(reply) => parse_path_states(&reply),
+    /// dm's view of the map's paths by device name, kept or brought by a
+    /// refresh in time; empty otherwise (then the SCSI device state alone
+    /// counts). Never asks multipathd on the command's behalf.
+    fn dm_view(&self, map: &MultipathMap) -> DmView {
+        let paths: Vec<String> = map.paths.iter().map(|p| p.name.clone()).collect();
+        match self.views.view(&map.name, &paths) {
+            Ok(view) => view,
             Err(e) => {
-                tracing::debug!(map = %map, cause = %e,
-                    "no dm path states from multipathd: routing by SCSI device state");
+                tracing::warn!(map = %map.name, cause = %e,
+                    "cannot start asking multipathd for dm's path states: routing by SCSI \
+                     device state");
                 Vec::new()
             }
         }
@@ -257,13 +269,16 @@ impl MultipathExecutor {
     /// Opens the paths, routes the command over them and notifies
     /// multipathd. Blocking. Every path fd is closed when this returns.
     fn run_on_map(&self, map: &MultipathMap, command: PrCommand) -> PrReply {
+        // Before the map's lock: waiting for dm's view must not make the
+        // other commands on the map wait too.
+        let dm = self.dm_view(map);
         let lock = self.busy.for_map(&map.name);
         // Nothing that panics runs under this lock but SG_IO bookkeeping;
         // a poisoned lock still serializes.
         let _serialized = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let dm = self.dm_path_states(&map.name);
         let mut views = Vec::with_capacity(map.paths.len());
         let mut fds = Vec::with_capacity(map.paths.len());
+        let mut path_failed = false;
         for path in &map.paths {
             let fd = if path.view.state == PathState::Active {
                 match open_path(&self.dev_root, &path.name, path.dev) {
@@ -271,6 +286,7 @@ impl MultipathExecutor {
                     Err(e) => {
                         tracing::warn!(map = %map.name, path = %path.name, cause = %e,
                             "cannot open path, treating it as failed");
+                        path_failed = true;
                         None
                     }
                 }
@@ -301,9 +317,13 @@ impl MultipathExecutor {
             map,
             fds,
             timeout: self.plain.timeout(),
+            path_failed,
         };
         let own = self.own_holder(&map.name);
         let outcome = route(&mut runner, &views, &command, own.as_ref());
+        if runner.path_failed {
+            self.views.forget(&map.name);
+        }
         drop(runner);
         for sent in &outcome.own_commands {
             let path = map.paths.get(sent.path).map_or("?", |p| p.name.as_str());
@@ -574,6 +594,7 @@ mod tests {
             map: &map,
             fds: vec![None],
             timeout: SgIoTimeout::from(std::time::Duration::from_secs(1)),
+            path_failed: false,
         };
         let r = runner.run(0, &PrCommand::read_reservation());
         assert_eq!(r.origin, crate::domain::sg_io_result::Origin::Transport);
@@ -632,6 +653,65 @@ mod tests {
         );
         assert_eq!(reply.status, ScsiStatus::CHECK_CONDITION);
         assert_eq!(reply.sense.code(), Some(SenseCode::LUN_NOT_READY));
+    }
+
+    /// A stand-in multipathd that accepts connections and never answers
+    /// (wedged); it holds them until the test process ends.
+    fn wedged_multipathd(path: &Path) {
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming() {
+                held.push(s);
+            }
+        });
+    }
+
+    /// multipathd is wedged: eight commands on a map at once must not each
+    /// wait for it in turn while holding the map's lock (they took 5 to
+    /// 41 s; a guest's SCSI timeout is 30 s). dm's view is asked for off
+    /// the command's path, so all are answered within 1 s of the first
+    /// (a latency goal stated as a correctness property; generous bound).
+    #[test]
+    fn commands_on_a_map_do_not_queue_behind_a_wedged_multipathd() {
+        let sys = tempfile::tempdir().unwrap();
+        let dev = tempfile::tempdir().unwrap();
+        fake_map(
+            sys.path(),
+            "253:0",
+            "mpath-1",
+            &[("sdb", "8:16", "running", "2:0:0:1")],
+        );
+        fs::write(dev.path().join("sdb"), b"").unwrap();
+        let socket = dev.path().join("multipathd.sock");
+        wedged_multipathd(&socket);
+        let notifier = Arc::new(MultipathdNotifier::new(MultipathdAddress::Path(socket)));
+        let executor = MultipathExecutor::with_roots(
+            SgIoTimeout::from(std::time::Duration::from_secs(1)),
+            notifier,
+            Sysfs::new(sys.path()),
+            dev.path(),
+        );
+        let started = std::time::Instant::now();
+        let done: Vec<std::time::Duration> = std::thread::scope(|scope| {
+            let commands: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let reply =
+                            executor.execute(block_fd(253, 0), read_keys(), &Initiator::default());
+                        assert_eq!(reply.sense.code(), Some(SenseCode::LUN_NOT_READY));
+                        started.elapsed()
+                    })
+                })
+                .collect();
+            commands.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let first = *done.iter().min().unwrap();
+        let last = *done.iter().max().unwrap();
+        assert!(
+            last - first < std::time::Duration::from_secs(1),
+            "answered between {first:?} and {last:?}"
+        );
     }
 
     #[test]

@@ -21,12 +21,13 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::multipathd_relay::RelayClient;
-use crate::domain::multipath::dm_path_state::PATH_STATES_QUERY;
+use crate::domain::multipath::dm_path_state::{parse_path_states, PATH_STATES_QUERY};
 use crate::domain::multipath::events::{MapCommand, MapEvent};
 use crate::domain::multipath::multipathd_reply::MultipathdReply;
+use crate::domain::multipath::path::DmState;
 
 /// Environment variable naming multipathd's socket, as multipath-tools reads it.
 pub const SOCKET_ENV: &str = "MULTIPATH_SOCKET_NAME";
@@ -34,10 +35,17 @@ pub const SOCKET_ENV: &str = "MULTIPATH_SOCKET_NAME";
 pub const DEFAULT_SOCKET_PATH: &str = "/run/multipathd.socket";
 /// multipathd's abstract socket name, used when no socket file exists.
 pub const ABSTRACT_SOCKET_NAME: &str = "/org/kernel/linux/storage/multipathd";
-/// How long one exchange with multipathd may take.
+/// How long one step of an exchange with multipathd (connect, send,
+/// receive) may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// Replies longer than this are refused rather than allocated.
-const MAX_REPLY: usize = 64 * 1024;
+/// Replies longer than this are refused rather than read: the path-state
+/// query lists every path of the host, about 13 bytes each, so this is
+/// room for a million paths.
+pub const MAX_REPLY: usize = 16 * 1024 * 1024;
+/// After multipathd did not answer in time (wedged), it is not asked again
+/// for this long: a PR command's reply waits for its notification, so a
+/// hung multipathd must cost one timeout now and then, not one per command.
+pub const BACKOFF: Duration = Duration::from_secs(30);
 
 /// Where multipathd listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +133,52 @@ pub enum NotifyError {
     /// The relay process is gone.
     #[error("the multipathd relay process is gone ({0})")]
     RelayGone(String),
+    /// multipathd (or the relay) did not answer in time: it is wedged.
+    #[error("multipathd did not answer in time: {0}")]
+    TimedOut(String),
+    /// multipathd's reply is longer than [`MAX_REPLY`]; it was not read.
+    #[error("multipathd's reply of {0} bytes is longer than the {MAX_REPLY} accepted")]
+    TooLong(usize),
+    /// Not asked: multipathd did not answer in time a moment ago.
+    #[error("multipathd did not answer in time; not asked again for {0} s")]
+    Quiet(u64),
 }
+
+impl NotifyError {
+    /// Whether multipathd did not answer in time (which starts the back-off).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            NotifyError::TimedOut(_) => true,
+            NotifyError::Connect { source, .. } | NotifyError::Io(source) => is_timeout_io(source),
+            _ => false,
+        }
+    }
+
+    /// The error for a failed exchange: a timeout and a reply too long are
+    /// told apart from a connection that broke.
+    fn from_exchange(e: io::Error) -> NotifyError {
+        if let Some(ReplyTooLong(len)) = e.get_ref().and_then(|i| i.downcast_ref()) {
+            NotifyError::TooLong(*len)
+        } else if is_timeout_io(&e) {
+            NotifyError::TimedOut(e.to_string())
+        } else {
+            NotifyError::Io(e)
+        }
+    }
+}
+
+/// Whether `e` is a socket timeout (`SO_RCVTIMEO`/`SO_SNDTIMEO` expired).
+fn is_timeout_io(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// A reply longer than [`MAX_REPLY`] (its length as announced).
+#[derive(Debug, thiserror::Error)]
+#[error("a reply of {0} bytes is longer than the {MAX_REPLY} accepted")]
+struct ReplyTooLong(usize);
 
 impl std::fmt::Display for MultipathdAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,20 +207,22 @@ impl MultipathdConnection {
     }
 
     /// Sends one command and returns multipathd's reply text. A kept
-    /// connection that turns out dead (multipathd restarted) is replaced once.
+    /// connection that turns out dead (multipathd restarted) is replaced
+    /// once; one that timed out is not tried again (multipathd is wedged:
+    /// a second try would only double the wait).
     pub fn send(&mut self, command: &str) -> Result<String, NotifyError> {
         let reused = self.stream.is_some();
         let mut stream = match self.stream.take() {
             Some(s) => s,
             None => self.open()?,
         };
-        let reply = match exchange(&mut stream, command) {
+        let reply = match exchange(&mut stream, command).map_err(NotifyError::from_exchange) {
             Ok(r) => r,
-            Err(_) if reused => {
+            Err(NotifyError::Io(_)) if reused => {
                 stream = self.open()?;
-                exchange(&mut stream, command)?
+                exchange(&mut stream, command).map_err(NotifyError::from_exchange)?
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         self.stream = Some(stream);
         Ok(reply)
@@ -197,6 +252,14 @@ enum Link {
 #[derive(Debug)]
 pub struct MultipathdNotifier {
     link: Link,
+    /// Held for each exchange, so that commands waiting for one in flight
+    /// see its outcome: until when multipathd is not asked (it did not
+    /// answer in time), whichever side timed out.
+    quiet_until: Mutex<Option<Instant>>,
+    /// Whether the back-off was logged since the last answer.
+    warned_timeout: AtomicBool,
+    /// Whether a reply too long was logged.
+    warned_too_long: AtomicBool,
     /// Whether the "cannot reach multipathd" warning was logged since the
     /// last success.
     warned: AtomicBool,
@@ -223,6 +286,9 @@ impl MultipathdNotifier {
     fn with_link(link: Link) -> MultipathdNotifier {
         MultipathdNotifier {
             link,
+            quiet_until: Mutex::new(None),
+            warned_timeout: AtomicBool::new(false),
+            warned_too_long: AtomicBool::new(false),
             warned: AtomicBool::new(false),
             warned_refusal: AtomicBool::new(false),
             warned_permission: AtomicBool::new(false),
@@ -232,27 +298,83 @@ impl MultipathdNotifier {
 
     /// Sends one command and returns multipathd's reply text.
     pub fn send(&self, command: &MapCommand) -> Result<String, NotifyError> {
-        match &self.link {
-            Link::Relay(relay) => relay.send(&command.to_string()),
-            Link::Direct(connection) => connection
-                .lock()
-                // A panic while holding the lock leaves at worst a dead
-                // stream, which the next send replaces.
-                .unwrap_or_else(|e| e.into_inner())
-                .send(&command.to_string()),
-        }
+        self.exchange(&command.to_string())
     }
 
     /// Asks multipathd for dm's state of every path
     /// ([`PATH_STATES_QUERY`]) and returns its reply text.
     pub fn path_states(&self) -> Result<String, NotifyError> {
-        match &self.link {
-            Link::Relay(relay) => relay.send(PATH_STATES_QUERY),
+        self.exchange(PATH_STATES_QUERY)
+    }
+
+    /// dm's state of every path from multipathd, for the views of `maps`
+    /// (named in the log); `None`, logged, when multipathd cannot say.
+    pub fn dm_path_states(&self, maps: &str) -> Option<Vec<(String, DmState)>> {
+        match self.path_states() {
+            Ok(reply) => Some(parse_path_states(&reply)),
+            Err(NotifyError::TooLong(bytes))
+                if !self.warned_too_long.swap(true, Ordering::Relaxed) =>
+            {
+                tracing::warn!(
+                    maps = %maps,
+                    bytes,
+                    limit = MAX_REPLY,
+                    "multipathd's list of path states is too long and is ignored: paths are \
+                     routed by their SCSI device state alone; logged once"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::debug!(maps = %maps, cause = %e,
+                    "no dm path states from multipathd: routing by SCSI device state");
+                None
+            }
+        }
+    }
+
+    /// One exchange with multipathd, unless it is being left alone after a
+    /// timeout; a timeout (of multipathd, reported by the relay, or of the
+    /// relay itself) starts [`BACKOFF`].
+    fn exchange(&self, text: &str) -> Result<String, NotifyError> {
+        // Held during the exchange: commands queued behind a wedged one
+        // then see its back-off instead of waiting a timeout each.
+        let mut quiet_until = self.quiet_until.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = *quiet_until {
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                return Err(NotifyError::Quiet(left.as_secs().max(1)));
+            }
+            *quiet_until = None;
+        }
+        let result = match &self.link {
+            Link::Relay(relay) => relay.send(text),
             Link::Direct(connection) => connection
                 .lock()
+                // A panic while holding the lock leaves at worst a dead
+                // stream, which the next send replaces.
                 .unwrap_or_else(|e| e.into_inner())
-                .send(PATH_STATES_QUERY),
+                .send(text),
+        };
+        match &result {
+            Err(e) if e.is_timeout() => {
+                *quiet_until = Some(Instant::now() + BACKOFF);
+                if !self.warned_timeout.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        command = %text,
+                        cause = %e,
+                        backoff_s = BACKOFF.as_secs(),
+                        "multipathd is wedged: it is not asked again for 30 s (reservation \
+                         changes are not passed on and paths are routed by their SCSI device \
+                         state meanwhile); logged again after the next answer"
+                    );
+                } else {
+                    tracing::debug!(command = %text, cause = %e, "multipathd still wedged");
+                }
+            }
+            Ok(_) => self.warned_timeout.store(false, Ordering::Relaxed),
+            Err(_) => {}
         }
+        result
     }
 
     /// Sends the events for map `name`. Never fails the caller: reservations
@@ -354,8 +476,9 @@ pub fn write_message(w: &mut impl Write, text: &str) -> io::Result<()> {
     w.write_all(&message)
 }
 
-/// Reads one message in multipathd's framing; the text up to the first NUL.
-/// Longer than 64 KiB is refused rather than allocated.
+/// Reads one message in multipathd's framing, all of it (its length comes
+/// first); the text up to the first NUL. Longer than [`MAX_REPLY`] is
+/// refused without being read.
 pub fn read_message(r: &mut impl Read) -> io::Result<String> {
     let mut len = [0u8; size_of::<usize>()];
     r.read_exact(&mut len)?;
@@ -363,11 +486,15 @@ pub fn read_message(r: &mut impl Read) -> io::Result<String> {
     if len > MAX_REPLY {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("message of {len} bytes"),
+            ReplyTooLong(len),
         ));
     }
-    let mut message = vec![0u8; len];
-    r.read_exact(&mut message)?;
+    // Grown as the bytes come rather than allocated as announced.
+    let mut message = Vec::new();
+    r.take(len as u64).read_to_end(&mut message)?;
+    if message.len() < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     let text = message.split(|&b| b == 0).next().unwrap_or(&[]);
     Ok(String::from_utf8_lossy(text).into_owned())
 }
@@ -399,6 +526,21 @@ mod tests {
         let mut huge = (MAX_REPLY + 1).to_ne_bytes().to_vec();
         huge.push(0);
         assert!(super::read_message(&mut &huge[..]).is_err());
+    }
+
+    /// multipathd's answer to the path-state query on a host with many
+    /// paths is long: it is read whole, up to a generous bound, and what is
+    /// longer is refused without being read or allocated.
+    #[test]
+    fn long_replies_are_read_whole_and_the_bound_is_generous() {
+        let text = "sdb:active\n".repeat(100_000);
+        let mut wire = Vec::new();
+        super::write_message(&mut wire, &text).unwrap();
+        assert_eq!(super::read_message(&mut &wire[..]).unwrap(), text);
+        let mut huge = (16 * 1024 * 1024 + 1usize).to_ne_bytes().to_vec();
+        huge.push(0);
+        let refused = super::read_message(&mut &huge[..]).unwrap_err();
+        assert!(refused.to_string().contains("16777217"), "{refused}");
     }
 
     /// A stand-in multipathd: serves `per_connection` messages on each of

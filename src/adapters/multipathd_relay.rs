@@ -12,34 +12,41 @@
 //! query for dm's path states ([`PATH_STATES_QUERY`]), so a daemon taken
 //! over by a client could make multipathd do nothing it would not do anyway.
 //!
-//! Protocol over a `SOCK_SEQPACKET` pair, one message each way per command:
-//! request = sequence number (u32, native endian) + command text; reply =
-//! the same sequence number + [`RelayStatus`] byte + text (multipathd's reply,
-//! or why it could not be reached). The sequence number lets the daemon
-//! discard a late reply to a command it stopped waiting for. The relay exits
-//! when the daemon's end closes, which happens however the daemon ends.
+//! Protocol over a `SOCK_SEQPACKET` pair: request = sequence number (u32,
+//! native endian) + command text, one message; reply = one or more messages
+//! of the same sequence number + [`RelayStatus`] byte + a byte that is 1
+//! when more follow + text (multipathd's reply, up to [`MAX_REPLY`] in
+//! pieces of [`CHUNK`], or why it could not be reached). The sequence
+//! number lets the daemon discard a late reply to a command it stopped
+//! waiting for. The relay exits when the daemon's end closes, which happens
+//! however the daemon ends; the daemon learns of the relay's end by its
+//! socket ([`RelayWatch`]).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::Pid;
 
-use super::multipathd::{socket_timeout, MultipathdAddress, MultipathdConnection, NotifyError};
+use super::multipathd::{
+    socket_timeout, MultipathdAddress, MultipathdConnection, NotifyError, MAX_REPLY,
+};
 use super::seccomp::SeccompMode;
 use crate::domain::multipath::dm_path_state::PATH_STATES_QUERY;
 use crate::domain::multipath::events::MapCommand;
 
 /// Longest command accepted (a map name of 127 bytes and a key fit easily).
 const MAX_REQUEST: usize = 512;
-/// Longest reply text carried back; multipathd's answers to PR commands are
-/// a word or two, its usage text is cut.
-const MAX_REPLY_TEXT: usize = 2048;
+/// The longest piece of a reply in one message: well under the socket's
+/// send buffer, which bounds a `SOCK_SEQPACKET` message.
+const CHUNK: usize = 32 * 1024;
+/// Bytes before a piece of reply text: sequence number, status, "more".
+const REPLY_HEADER: usize = 6;
 /// How long the daemon waits for the relay's answer: the relay itself gives
-/// multipathd 5 s per exchange and may reconnect once.
+/// multipathd 5 s per step and does not try again after a timeout.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(12);
 /// How long the daemon waits to hand a command over.
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -59,6 +66,10 @@ pub enum RelayStatus {
     Unreachable = 1,
     /// Not a command the relay forwards.
     Rejected = 2,
+    /// multipathd did not answer in time; the reason follows.
+    TimedOut = 3,
+    /// multipathd's reply was too long to carry; its length follows.
+    TooLong = 4,
 }
 
 impl RelayStatus {
@@ -67,7 +78,19 @@ impl RelayStatus {
             0 => Some(RelayStatus::Answered),
             1 => Some(RelayStatus::Unreachable),
             2 => Some(RelayStatus::Rejected),
+            3 => Some(RelayStatus::TimedOut),
+            4 => Some(RelayStatus::TooLong),
             _ => None,
+        }
+    }
+
+    /// The status and text the daemon gets for multipathd's `outcome`.
+    fn of(outcome: Result<String, NotifyError>) -> (RelayStatus, String) {
+        match outcome {
+            Ok(reply) => (RelayStatus::Answered, reply),
+            Err(NotifyError::TooLong(len)) => (RelayStatus::TooLong, len.to_string()),
+            Err(e) if e.is_timeout() => (RelayStatus::TimedOut, e.to_string()),
+            Err(e) => (RelayStatus::Unreachable, e.to_string()),
         }
     }
 }
@@ -92,27 +115,56 @@ pub enum RelayError {
     },
 }
 
-/// After the relay did not answer in time (multipathd wedged), commands are
-/// not sent for this long: a PR command's reply waits for its notification,
-/// so a hung multipathd must cost one timeout now and then, not one each.
-const BACKOFF: Duration = Duration::from_secs(30);
-
 /// The daemon's end of the relay.
 #[derive(Debug)]
 pub struct RelayClient {
     socket: OwnedFd,
-    pid: Pid,
-    /// Held while a command is out, so that commands and replies pair up.
-    state: Mutex<RelayState>,
+    life: Arc<RelayLife>,
+    /// Held while a command is out, so that commands and replies pair up;
+    /// the sequence number of the last command.
+    sequence: Mutex<u32>,
 }
 
-/// What the daemon remembers between commands.
-#[derive(Debug, Default)]
-struct RelayState {
-    /// The sequence number of the last command.
-    sequence: u32,
-    /// No command is sent before this instant.
-    quiet_until: Option<std::time::Instant>,
+/// The relay process, and how it ended once that is known.
+#[derive(Debug)]
+struct RelayLife {
+    pid: Pid,
+    /// How it ended, once collected (its exit status can be collected once).
+    ended: Mutex<Option<String>>,
+}
+
+impl RelayLife {
+    /// The relay is not there any more (its socket said `cause`): collect
+    /// its exit status if it has one (so that it does not stay a zombie)
+    /// and say how it ended.
+    fn ended(&self, cause: Errno) -> String {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(how) = ended.as_ref() {
+            return how.clone();
+        }
+        // Its socket closes while it exits: give the exit a moment to finish.
+        let mut how = None;
+        for _ in 0..20 {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => {
+                    how = Some(format!("exited with status {code}"));
+                    break;
+                }
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    how = Some(format!("killed by {signal}"));
+                    break;
+                }
+                Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
+                // Not our child (the daemon went to the background after
+                // forking it): only its socket tells.
+                _ => break,
+            }
+        }
+        let how = how.unwrap_or_else(|| cause.desc().to_string());
+        *ended = Some(how.clone());
+        how
+    }
 }
 
 /// Starts the relay for multipathd at `address`, its filter in `mode`. Call
@@ -164,8 +216,11 @@ pub fn spawn(address: MultipathdAddress, mode: SeccompMode) -> Result<RelayClien
             drop(theirs);
             let relay = RelayClient {
                 socket: ours,
-                pid: child,
-                state: Mutex::default(),
+                life: Arc::new(RelayLife {
+                    pid: child,
+                    ended: Mutex::new(None),
+                }),
+                sequence: Mutex::new(0),
             };
             // The relay says when it is confined; until then it holds root's
             // capabilities, and if confining fails it says why and exits.
@@ -185,73 +240,109 @@ pub fn spawn(address: MultipathdAddress, mode: SeccompMode) -> Result<RelayClien
 impl RelayClient {
     /// The relay's process id, for the log.
     pub fn pid(&self) -> u32 {
-        self.pid.as_raw().unsigned_abs()
+        self.life.pid.as_raw().unsigned_abs()
     }
 
     /// Sends one command through the relay and returns multipathd's reply.
+    /// A timeout, the relay's or multipathd's, is [`NotifyError::TimedOut`].
     pub fn send(&self, command: &str) -> Result<String, NotifyError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        if state.quiet_until.is_some_and(|until| now < until) {
-            return Err(NotifyError::Unreachable(format!(
-                "multipathd did not answer in time; not asked again for up to {} s",
-                BACKOFF.as_secs()
-            )));
-        }
-        state.sequence = state.sequence.wrapping_add(1);
-        let sequence = state.sequence;
+        let mut sequence = self.sequence.lock().unwrap_or_else(|e| e.into_inner());
+        *sequence = sequence.wrapping_add(1);
+        let sequence = *sequence;
         let mut request = Vec::with_capacity(4 + command.len());
         request.extend_from_slice(&sequence.to_ne_bytes());
         request.extend_from_slice(command.as_bytes());
         if let Err(e) = socket::send(self.socket.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL) {
             return Err(self.gone(e));
         }
-        let mut buf = vec![0u8; 5 + MAX_REPLY_TEXT];
+        let mut buf = vec![0u8; REPLY_HEADER + CHUNK];
+        let mut text = Vec::new();
         loop {
             let n = match socket::recv(self.socket.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Ok(0) => return Err(self.gone(Errno::EPIPE)),
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
-                Err(e @ (Errno::EAGAIN | Errno::ETIMEDOUT)) => {
-                    state.quiet_until = Some(now + REPLY_TIMEOUT + BACKOFF);
-                    return Err(NotifyError::Io(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no answer from the multipathd relay: {e}"),
+                Err(Errno::EAGAIN | Errno::ETIMEDOUT) => {
+                    return Err(NotifyError::TimedOut(format!(
+                        "no answer from the multipathd relay within {} s",
+                        REPLY_TIMEOUT.as_secs()
                     )));
                 }
                 Err(e) => return Err(self.gone(e)),
             };
-            if n < 5 || buf[..4] != sequence.to_ne_bytes() {
+            if n < REPLY_HEADER || buf[..4] != sequence.to_ne_bytes() {
                 // A late answer to a command given up on: not ours.
                 continue;
             }
-            let text = String::from_utf8_lossy(&buf[5..n]).into_owned();
+            if text.len() + (n - REPLY_HEADER) > MAX_REPLY {
+                return Err(NotifyError::TooLong(text.len() + n - REPLY_HEADER));
+            }
+            text.extend_from_slice(&buf[REPLY_HEADER..n]);
+            if buf[5] != 0 {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&text).into_owned();
             return match RelayStatus::from_byte(buf[4]) {
                 Some(RelayStatus::Answered) => Ok(text),
                 Some(RelayStatus::Unreachable) => Err(NotifyError::Unreachable(text)),
+                Some(RelayStatus::TimedOut) => Err(NotifyError::TimedOut(text)),
+                Some(RelayStatus::TooLong) => {
+                    Err(NotifyError::TooLong(text.trim().parse().unwrap_or(0)))
+                }
                 Some(RelayStatus::Rejected) | None => Err(NotifyError::Rejected),
             };
         }
     }
 
-    /// The relay is not there any more: collect its exit status if it has
-    /// one (so that it does not stay a zombie) and say what it was.
+    /// The relay is not there any more: say how it ended.
     fn gone(&self, cause: Errno) -> NotifyError {
-        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-        // Its socket closes while it exits: give the exit a moment to finish.
-        for _ in 0..20 {
-            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    return NotifyError::RelayGone(format!("exited with status {code}"))
-                }
-                Ok(WaitStatus::Signaled(_, signal, _)) => {
-                    return NotifyError::RelayGone(format!("killed by {signal}"))
-                }
-                Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
-                _ => break,
+        NotifyError::RelayGone(self.life.ended(cause))
+    }
+
+    /// A watch on the relay's life, for the daemon's loop.
+    pub fn watch(&self) -> io::Result<RelayWatch> {
+        Ok(RelayWatch {
+            socket: self.socket.try_clone()?,
+            life: Arc::clone(&self.life),
+        })
+    }
+}
+
+/// Tells when the relay has ended, by its socket: the daemon cannot fork
+/// another one (it is no longer root), so without it reservation changes
+/// and dm's path states stop reaching multipathd for good.
+#[derive(Debug)]
+pub struct RelayWatch {
+    /// A duplicate of the daemon's end: it reports the relay's end hanging
+    /// up, however the relay ended.
+    socket: OwnedFd,
+    life: Arc<RelayLife>,
+}
+
+impl RelayWatch {
+    /// The relay's process id, for the log.
+    pub fn pid(&self) -> u32 {
+        self.life.pid.as_raw().unsigned_abs()
+    }
+
+    /// Completes when the relay has ended, with how it ended. The socket is
+    /// only watched, never read (commands read their replies themselves):
+    /// a reply arriving wakes this up, finds the socket open and waits on.
+    pub async fn ended(self) -> io::Result<String> {
+        use tokio::io::unix::AsyncFd;
+        use tokio::io::Interest;
+        // SAFETY: the OwnedFd owns the duplicate and always returns it from
+        // `as_raw_fd`; it is closed only when the `AsyncFd` drops it.
+        let socket = unsafe { AsyncFd::register_with_interest(self.socket, Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        loop {
+            let mut ready = socket.readable().await?;
+            if ready.ready().is_read_closed() {
+                break;
             }
+            ready.clear_ready();
         }
-        NotifyError::RelayGone(cause.desc().to_string())
+        Ok(self.life.ended(Errno::EPIPE))
     }
 }
 
@@ -288,19 +379,34 @@ fn relay_main(socket: OwnedFd, address: MultipathdAddress, mode: SeccompMode) ->
         });
         let (status, text) = match command {
             None => (RelayStatus::Rejected, String::new()),
-            Some(command) => match multipathd.send(&command) {
-                Ok(reply) => (RelayStatus::Answered, reply),
-                Err(e) => (RelayStatus::Unreachable, e.to_string()),
-            },
+            Some(command) => RelayStatus::of(multipathd.send(&command)),
         };
-        let text = text.as_bytes();
-        let text = &text[..text.len().min(MAX_REPLY_TEXT)];
-        let mut reply = Vec::with_capacity(5 + text.len());
-        reply.extend_from_slice(&request[..4]);
-        reply.push(status as u8);
-        reply.extend_from_slice(text);
-        if socket::send(socket.as_raw_fd(), &reply, MsgFlags::MSG_NOSIGNAL).is_err() {
+        if send_reply(&socket, &request[..4], status, text.as_bytes()).is_err() {
             return 0;
+        }
+    }
+}
+
+/// Sends `text` back in pieces of [`CHUNK`], each with the sequence number
+/// and `status`; all but the last say more follow.
+fn send_reply(
+    socket: &OwnedFd,
+    sequence: &[u8],
+    status: RelayStatus,
+    text: &[u8],
+) -> Result<(), Errno> {
+    let mut pieces = text.chunks(CHUNK).peekable();
+    let mut message = Vec::with_capacity(REPLY_HEADER + CHUNK.min(text.len()));
+    loop {
+        let piece = pieces.next().unwrap_or_default();
+        message.clear();
+        message.extend_from_slice(sequence);
+        message.push(status as u8);
+        message.push(u8::from(pieces.peek().is_some()));
+        message.extend_from_slice(piece);
+        socket::send(socket.as_raw_fd(), &message, MsgFlags::MSG_NOSIGNAL)?;
+        if pieces.peek().is_none() {
+            return Ok(());
         }
     }
 }

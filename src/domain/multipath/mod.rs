@@ -10,6 +10,7 @@
 //! discovers, opens and drives the paths.
 
 pub mod dm_path_state;
+pub mod dm_view_cache;
 pub mod events;
 pub mod holder;
 pub mod missed;
