@@ -46,5 +46,9 @@ fn run(cli: Cli) -> Result<(), String> {
         // The last word on stderr before it becomes /dev/null.
         eprintln!("qemu-pr-helper: running in the background; log: {destination}");
     }
-    daemon::run(settings).map_err(|e| e.to_string())
+    let result = daemon::run(settings);
+    // What is still queued is written before the last word, within a
+    // bound: a destination that stopped reading must not keep us here.
+    logging::flush(logging::EXIT_FLUSH);
+    result.map_err(|e| e.to_string())
 }
