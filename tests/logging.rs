@@ -722,3 +722,68 @@ fn a_journal_that_stops_reading_stalls_no_client_and_sigterm_still_stops_the_dae
     });
     serves_and_stops_while_the_log_is_stuck(h);
 }
+
+#[test]
+fn lines_lost_to_a_stuck_syslog_are_counted_in_the_status_and_reported_audit_lines_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let syslog = dir.path().join("log");
+    let rx = UnixDatagram::bind(&syslog).unwrap();
+    let _filler = stop_reading(&syslog);
+    let notify = dir.path().join("notify");
+    let status = UnixDatagram::bind(&notify).unwrap();
+    let notify_env = notify.to_str().unwrap().to_string();
+    let config = syslog_config(&dir, &syslog);
+    let h = spawn_in(
+        dir,
+        &["-vv", "-c", &config],
+        &[("NOTIFY_SOCKET", &notify_env)],
+    );
+    // Far more lines than the queue holds (several per command at -vv),
+    // while syslog reads none.
+    let disk = h.disk();
+    let mut c = h.connect().negotiate();
+    for _ in 0..600 {
+        let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]).unwrap();
+        assert_eq!(r.status, 0);
+    }
+    // An audit line after the flood still finds a place.
+    c.register(disk.as_raw_fd(), 0xabc);
+    // systemd hears of the loss while syslog still reads nothing.
+    let got = receive_until(&status, |d| {
+        String::from_utf8_lossy(d).contains("log lines dropped")
+    });
+    let line = String::from_utf8_lossy(got.last().unwrap()).into_owned();
+    let counted: u64 = line
+        .rsplit(", ")
+        .next()
+        .and_then(|l| l.strip_suffix(" log lines dropped"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(counted > 0, "{line}");
+    // Syslog reads again: the audit line arrives, then the report.
+    let got = receive_until(&rx, |d| {
+        String::from_utf8_lossy(d).contains("log sink is not keeping up")
+    });
+    let lines: Vec<String> = got
+        .iter()
+        .map(|d| String::from_utf8_lossy(d).into_owned())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("action=REGISTER")),
+        "the audit line was dropped"
+    );
+    let report = lines.last().unwrap();
+    let reported: u64 = report
+        .split("log sink is not keeping up: ")
+        .nth(1)
+        .and_then(|r| r.strip_suffix(" lines dropped"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(reported >= counted, "{report} after {line}");
+    // Warning (4) of the daemon facility (3).
+    assert!(report.starts_with("<28>"), "{report}");
+    drop(c);
+    h.signal(Signal::SIGTERM);
+    let (code, _) = h.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
