@@ -57,6 +57,9 @@ pub enum DaemonError {
         /// How it ended.
         how: String,
     },
+    /// The thread that writes the log could not be started.
+    #[error("cannot start the log writer thread: {0}")]
+    LogWriter(#[source] std::io::Error),
     /// An `[[executor.fault]]` file cannot be looked at.
     #[error("[[executor.fault]] file {path}: {source}")]
     FaultFile {
@@ -335,6 +338,9 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
     let mode = settings.seccomp;
     crate::adapters::seccomp::install(mode).map_err(DaemonError::Seccomp)?;
     tracing::debug!(mode = %mode.name(), "seccomp filter installed");
+    // The log's writer thread, now that it inherits the filter and the
+    // dropped privileges: whoever logs only queues the line.
+    crate::logging::start_writer().map_err(DaemonError::LogWriter)?;
 
     // 6. Serve. One thread runs every connection's task: a task only
     // accepts, reads a request and hands it to a blocking thread, which runs

@@ -7,11 +7,14 @@
 //! result); `-vv` TRACE (each request as it arrives, the sense bytes of each
 //! SG_IO). `-T PATTERN` raises the modules whose target matches to TRACE
 //! whatever the level.
+//!
+//! Lines are formatted by whoever logs and queued; one thread writes them
+//! to the destination (see [`writer`]), so a destination that stops
+//! reading loses lines, counted and reported, and never stalls serving.
 
-use std::io::{self, Write};
-use std::os::unix::net::UnixDatagram;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
@@ -22,6 +25,19 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::config::{glob_match, LogFormat, LogTo, Settings, TraceOptions};
+
+mod journal;
+mod lines;
+pub mod queue;
+mod stream;
+mod syslog;
+pub mod writer;
+
+pub use journal::{Journal, JournalLayer};
+pub use lines::{QueuedLine, QueuedLines};
+pub use stream::Stream;
+pub use syslog::Syslog;
+pub use writer::{Line, LogWriter, Sink};
 
 /// Every tracing target the daemon logs on, as `-T help` lists them: the
 /// module path of each module that logs (tracing's default target) and
@@ -37,8 +53,12 @@ pub const TARGETS: &[&str] = &[
     "qemu_pr_helper::adapters::sg_io",
     "qemu_pr_helper::adapters::unix_socket",
     "qemu_pr_helper::daemon",
+    "qemu_pr_helper::logging::writer",
     "qemu_pr_helper::server",
 ];
+
+/// The target of the audit trail: its lines are the last the queue drops.
+pub const AUDIT_TARGET: &str = "audit";
 
 /// Where the journal listens for its native protocol.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
@@ -46,9 +66,14 @@ pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 /// The syslog identifier and journal `SYSLOG_IDENTIFIER`.
 const IDENTIFIER: &str = "qemu-pr-helper";
 
-/// How long a syslog line may wait for a slow syslog daemon before it is
-/// dropped: a wedged logger must not stall the PR commands.
-const SYSLOG_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the lines still queued at exit may take to be written: a
+/// destination that never reads again must not keep the daemon from
+/// stopping.
+pub const EXIT_FLUSH: Duration = Duration::from_secs(1);
+
+/// The writer of the log [`init`] set up, for [`start_writer`], [`flush`]
+/// and [`dropped_lines`].
+static WRITER: OnceLock<LogWriter> = OnceLock::new();
 
 /// Logging cannot be set up as asked.
 #[derive(Debug, thiserror::Error)]
@@ -278,7 +303,8 @@ pub fn wants_target_list(trace: Option<&str>) -> bool {
 }
 
 /// Sets up logging for the daemon as `settings` say and returns where the
-/// log goes (to tell an operator who runs it with `-d`).
+/// log goes (to tell an operator who runs it with `-d`). Lines are queued
+/// until [`start_writer`].
 pub fn init(settings: &Settings) -> Result<Destination, LogError> {
     let (patterns, log_file) = trace_patterns(settings.trace.as_deref())?;
     let filter = LogFilter::new(level_for(settings.verbosity), patterns);
@@ -286,8 +312,8 @@ pub fn init(settings: &Settings) -> Result<Destination, LogError> {
     let stderr_journal = stderr_is_journal();
     let may_pick = settings.log_to == LogTo::Auto && log_file.is_none();
     let journal = match settings.log_to {
-        LogTo::Journald => journal_layer(),
-        LogTo::Auto if may_pick && (stderr_journal || settings.daemon) => journal_layer(),
+        LogTo::Journald => Journal::connect(),
+        LogTo::Auto if may_pick && (stderr_journal || settings.daemon) => Journal::connect(),
         _ => Err(io::ErrorKind::Unsupported.into()),
     };
     let syslog =
@@ -315,11 +341,16 @@ pub fn init(settings: &Settings) -> Result<Destination, LogError> {
         &settings.syslog_socket,
         around,
     )?;
-    let layer: Box<dyn Layer<Registry> + Send + Sync> = match &destination {
-        Destination::Journald => Box::new(journal.map_err(LogError::Journal)?),
+    let (layer, writer): (Box<dyn Layer<Registry> + Send + Sync>, LogWriter) = match &destination {
+        Destination::Journald => {
+            let writer = LogWriter::new(journal.map_err(LogError::Journal)?);
+            (Box::new(JournalLayer::new(writer.clone())), writer)
+        }
         Destination::Stderr => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            fmt_layer(settings.log_format, std::io::stderr, ansi, true)
+            let writer = LogWriter::new(Stream(std::io::stderr()));
+            let lines = QueuedLines(writer.clone());
+            (fmt_layer(settings.log_format, lines, ansi, true), writer)
         }
         Destination::File(path) => {
             let file = std::fs::OpenOptions::new()
@@ -330,10 +361,16 @@ pub fn init(settings: &Settings) -> Result<Destination, LogError> {
                     path: path.clone(),
                     source,
                 })?;
-            fmt_layer(settings.log_format, Arc::new(file), false, true)
+            let writer = LogWriter::new(Stream(file));
+            let lines = QueuedLines(writer.clone());
+            (fmt_layer(settings.log_format, lines, false, true), writer)
         }
         Destination::Syslog(path) => match syslog {
-            Some(syslog) => fmt_layer(settings.log_format, syslog, false, false),
+            Some(syslog) => {
+                let writer = LogWriter::new(syslog);
+                let lines = QueuedLines(writer.clone());
+                (fmt_layer(settings.log_format, lines, false, false), writer)
+            }
             None => {
                 return Err(LogError::Syslog {
                     path: path.clone(),
@@ -347,20 +384,39 @@ pub fn init(settings: &Settings) -> Result<Destination, LogError> {
     };
     // Another subscriber already set (only in tests that call this twice):
     // the first one stays.
-    let _ = tracing_subscriber::registry()
+    if tracing_subscriber::registry()
         .with(layer.with_filter(filter))
-        .try_init();
+        .try_init()
+        .is_ok()
+    {
+        let _ = WRITER.set(writer);
+    }
     Ok(destination)
 }
 
-/// The journal's native-protocol layer, or why the journal cannot be
-/// reached. Its socket is made now, before the system-call filter.
-pub fn journal_layer() -> io::Result<tracing_journald::Layer> {
-    Ok(tracing_journald::Layer::new()?
-        // Field names as in the text log, upper-cased (PEER_PID, DEVICE):
-        // none of ours is one of the journal's own.
-        .with_field_prefix(None)
-        .with_syslog_identifier(IDENTIFIER.to_string()))
+/// Starts the thread that writes the log [`init`] set up. Call it once the
+/// process will not fork again, has dropped its privileges and installed
+/// its system-call filter: the thread must share all three.
+pub fn start_writer() -> io::Result<()> {
+    WRITER.get().map_or(Ok(()), LogWriter::start)
+}
+
+/// Writes out what is still queued, `within` at most; whether all was.
+pub fn flush(within: Duration) -> bool {
+    WRITER.get().is_none_or(|w| w.flush(within))
+}
+
+/// Log lines lost since start (the destination did not keep up).
+pub fn dropped_lines() -> u64 {
+    WRITER.get().map_or(0, LogWriter::dropped)
+}
+
+/// The journal's native-protocol layer and its writer, or why the journal
+/// cannot be reached. Its socket is made now, before the system-call
+/// filter; the writer is started later, with [`LogWriter::start`].
+pub fn journal() -> io::Result<(JournalLayer, LogWriter)> {
+    let writer = LogWriter::new(Journal::connect()?);
+    Ok((JournalLayer::new(writer.clone()), writer))
 }
 
 /// A text or JSON formatting layer writing to `writer`; `time` is left out
@@ -386,61 +442,8 @@ where
     }
 }
 
-/// A syslog socket (`/dev/log`): one datagram per line, RFC 3164 style with
-/// the daemon facility and the level as severity.
-#[derive(Debug)]
-pub struct Syslog {
-    path: PathBuf,
-    socket: Mutex<UnixDatagram>,
-}
-
-impl Syslog {
-    /// Connects to the syslog socket at `path` (made now, before the
-    /// system-call filter; reconnecting later needs only socket/connect).
-    pub fn connect(path: &Path) -> io::Result<Syslog> {
-        Ok(Syslog {
-            path: path.to_path_buf(),
-            socket: Mutex::new(Syslog::open(path)?),
-        })
-    }
-
-    fn open(path: &Path) -> io::Result<UnixDatagram> {
-        let socket = UnixDatagram::unbound()?;
-        socket.connect(path)?;
-        socket.set_write_timeout(Some(SYSLOG_SEND_TIMEOUT))?;
-        Ok(socket)
-    }
-
-    /// Sends one line; a syslog daemon that restarted is reconnected to
-    /// once. Failures are dropped: there is nowhere left to report them.
-    fn send(&self, severity: u8, line: &[u8]) {
-        // The level is padded for columns that syslog does not have.
-        let line = line.strip_suffix(b"\n").unwrap_or(line).trim_ascii_start();
-        let mut datagram = format!(
-            "<{}>{IDENTIFIER}[{}]: ",
-            DAEMON_FACILITY + severity,
-            std::process::id()
-        )
-        .into_bytes();
-        datagram.extend_from_slice(line);
-        let mut socket = self
-            .socket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if socket.send(&datagram).is_err() {
-            if let Ok(fresh) = Syslog::open(&self.path) {
-                *socket = fresh;
-                let _ = socket.send(&datagram);
-            }
-        }
-    }
-}
-
-/// `LOG_DAEMON << 3`.
-const DAEMON_FACILITY: u8 = 3 << 3;
-
-/// The syslog severity of a tracing level, as the journal layer maps it:
-/// INFO (the audit trail) is notice.
+/// The syslog severity of a tracing level, as the journal maps it: INFO
+/// (the audit trail) is notice.
 pub fn severity(level: &Level) -> u8 {
     match *level {
         Level::ERROR => 3,
@@ -448,53 +451,6 @@ pub fn severity(level: &Level) -> u8 {
         Level::INFO => 5,
         Level::DEBUG => 6,
         Level::TRACE => 7,
-    }
-}
-
-/// One formatted line on its way to syslog, sent when dropped.
-#[derive(Debug)]
-pub struct SyslogLine<'a> {
-    syslog: &'a Syslog,
-    severity: u8,
-    buf: Vec<u8>,
-}
-
-impl Write for SyslogLine<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for SyslogLine<'_> {
-    fn drop(&mut self) {
-        if !self.buf.is_empty() {
-            self.syslog.send(self.severity, &self.buf);
-        }
-    }
-}
-
-impl<'a> MakeWriter<'a> for Syslog {
-    type Writer = SyslogLine<'a>;
-
-    fn make_writer(&'a self) -> SyslogLine<'a> {
-        SyslogLine {
-            syslog: self,
-            severity: severity(&Level::INFO),
-            buf: Vec::new(),
-        }
-    }
-
-    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> SyslogLine<'a> {
-        SyslogLine {
-            syslog: self,
-            severity: severity(meta.level()),
-            buf: Vec::new(),
-        }
     }
 }
 

@@ -52,16 +52,27 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The counts as `systemctl status` shows them under the unit.
+/// The counts as `systemctl status` shows them under the unit, with the
+/// log lines lost if any: a log destination that stopped reading cannot
+/// say so in the log itself.
 pub fn status_line(stats: &ServerStats) -> String {
-    format!(
+    counts_line(stats, crate::logging::dropped_lines())
+}
+
+fn counts_line(stats: &ServerStats, log_dropped: u64) -> String {
+    let mut line = format!(
         "{} connection{}, {} command{} in flight, {} done",
         stats.connections(),
         if stats.connections() == 1 { "" } else { "s" },
         stats.in_flight(),
         if stats.in_flight() == 1 { "" } else { "s" },
         stats.commands()
-    )
+    );
+    if log_dropped > 0 {
+        let s = if log_dropped == 1 { "" } else { "s" };
+        line.push_str(&format!(", {log_dropped} log line{s} dropped"));
+    }
+    line
 }
 
 #[cfg(test)]
@@ -84,6 +95,10 @@ mod tests {
         assert_eq!(
             status_line(&stats),
             "3 connections, 0 commands in flight, 2 done"
+        );
+        assert_eq!(
+            counts_line(&stats, 7),
+            "3 connections, 0 commands in flight, 2 done, 7 log lines dropped"
         );
     }
 }

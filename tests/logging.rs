@@ -448,17 +448,21 @@ fn a_journal_entry_too_large_for_a_datagram_passes_the_filter() {
     use tracing_subscriber::layer::SubscriberExt;
     if std::env::var_os(LARGE_ENTRY_CHILD).is_some() {
         // The child, in the namespace: the daemon's journal layer, then the
-        // daemon's filter on this thread, then an entry larger than a
-        // datagram can be (the layer sends it in a sealed memfd).
-        let layer = qemu_pr_helper::logging::journal_layer().unwrap();
+        // daemon's filter on this thread, then its writer thread (which
+        // inherits the filter), then an entry larger than a datagram can be
+        // (the writer sends it in a sealed memfd).
+        let (layer, writer) = qemu_pr_helper::logging::journal().unwrap();
         qemu_pr_helper::adapters::seccomp::install(
             qemu_pr_helper::adapters::seccomp::SeccompMode::Kill,
         )
         .unwrap();
+        writer.start().unwrap();
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(big = %"x".repeat(400_000), "large entry");
         });
+        assert!(writer.flush(Duration::from_secs(10)));
+        assert_eq!(writer.dropped(), 0);
         return;
     }
     if !may_mount() {
@@ -638,4 +642,148 @@ fn t_star_finds_trace_events_at_the_default_level() {
             .any(|l| l.contains("TRACE") && l.contains("request received")),
         "{log}"
     );
+}
+
+/// Fills the receive queue of the datagram socket at `path` (a syslog or
+/// journal that stopped reading): until its reader reads, every further
+/// send to it waits. The filling socket is returned to be kept.
+fn stop_reading(path: &std::path::Path) -> UnixDatagram {
+    let filler = UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    let mut sent = 0;
+    while filler.send_to(b"filler", path).is_ok() {
+        sent += 1;
+    }
+    assert!(sent > 0, "nothing could be sent to {}", path.display());
+    filler
+}
+
+/// A config file in `dir` that sends the log to the syslog socket `path`.
+fn syslog_config(dir: &tempfile::TempDir, path: &std::path::Path) -> String {
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log_to = \"syslog\"\nsyslog_socket = \"{}\"\n",
+            path.display()
+        ),
+    )
+    .unwrap();
+    config.to_str().unwrap().to_string()
+}
+
+/// Clients of a daemon whose log destination does not read are answered
+/// in under 1 s each (the bound is generous: the goal is that logging never
+/// waits for the destination; waiting cost 2 s per line on the thread that
+/// serves every connection), and SIGTERM stops it within a few seconds.
+fn serves_and_stops_while_the_log_is_stuck(h: Helper) {
+    let disk = h.disk();
+    for round in 0..3 {
+        let started = Instant::now();
+        let mut c = h.connect().negotiate();
+        let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]).unwrap();
+        assert_eq!(r.status, 0);
+        c.register(disk.as_raw_fd(), 0x100 + round);
+        let took = started.elapsed();
+        eprintln!("round {round} answered in {took:?}");
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: answered after {took:?}"
+        );
+    }
+    let asked = Instant::now();
+    h.signal(Signal::SIGTERM);
+    let (code, _) = h.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+    eprintln!("stopped {:?} after SIGTERM", asked.elapsed());
+}
+
+#[test]
+fn a_syslog_that_stops_reading_stalls_no_client_and_sigterm_still_stops_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let syslog = dir.path().join("log");
+    let _rx = UnixDatagram::bind(&syslog).unwrap();
+    let _filler = stop_reading(&syslog);
+    let config = syslog_config(&dir, &syslog);
+    let h = spawn_in(dir, &["-v", "-c", &config], &[]);
+    serves_and_stops_while_the_log_is_stuck(h);
+}
+
+#[test]
+fn a_journal_that_stops_reading_stalls_no_client_and_sigterm_still_stops_the_daemon() {
+    if !may_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (run, _rx) = fake_run(&dir);
+    let _filler = stop_reading(&run.join("systemd/journal/socket"));
+    let h = spawn_with(dir, &["-v", "--log-to", "journald"], &[], |c| {
+        with_run_from(c, &run)
+    });
+    serves_and_stops_while_the_log_is_stuck(h);
+}
+
+#[test]
+fn lines_lost_to_a_stuck_syslog_are_counted_in_the_status_and_reported_audit_lines_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let syslog = dir.path().join("log");
+    let rx = UnixDatagram::bind(&syslog).unwrap();
+    let _filler = stop_reading(&syslog);
+    let notify = dir.path().join("notify");
+    let status = UnixDatagram::bind(&notify).unwrap();
+    let notify_env = notify.to_str().unwrap().to_string();
+    let config = syslog_config(&dir, &syslog);
+    let h = spawn_in(
+        dir,
+        &["-vv", "-c", &config],
+        &[("NOTIFY_SOCKET", &notify_env)],
+    );
+    // Far more lines than the queue holds (several per command at -vv),
+    // while syslog reads none.
+    let disk = h.disk();
+    let mut c = h.connect().negotiate();
+    for _ in 0..600 {
+        let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]).unwrap();
+        assert_eq!(r.status, 0);
+    }
+    // An audit line after the flood still finds a place.
+    c.register(disk.as_raw_fd(), 0xabc);
+    // systemd hears of the loss while syslog still reads nothing.
+    let got = receive_until(&status, |d| {
+        String::from_utf8_lossy(d).contains("log lines dropped")
+    });
+    let line = String::from_utf8_lossy(got.last().unwrap()).into_owned();
+    let counted: u64 = line
+        .rsplit(", ")
+        .next()
+        .and_then(|l| l.strip_suffix(" log lines dropped"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(counted > 0, "{line}");
+    // Syslog reads again: the audit line arrives, then the report.
+    let got = receive_until(&rx, |d| {
+        String::from_utf8_lossy(d).contains("log sink is not keeping up")
+    });
+    let lines: Vec<String> = got
+        .iter()
+        .map(|d| String::from_utf8_lossy(d).into_owned())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("action=REGISTER")),
+        "the audit line was dropped"
+    );
+    let report = lines.last().unwrap();
+    let reported: u64 = report
+        .split("log sink is not keeping up: ")
+        .nth(1)
+        .and_then(|r| r.strip_suffix(" lines dropped"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(reported >= counted, "{report} after {line}");
+    // Warning (4) of the daemon facility (3).
+    assert!(report.starts_with("<28>"), "{report}");
+    drop(c);
+    h.signal(Signal::SIGTERM);
+    let (code, _) = h.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
 }

@@ -29,6 +29,8 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_brk,
     libc::SYS_clock_gettime,
     libc::SYS_clock_nanosleep,
+    // Threads: tokio's blocking pool, and the log's writer (started once
+    // the filter is in place, so that it inherits it).
     libc::SYS_clone,
     libc::SYS_clone3,
     libc::SYS_close,

@@ -45,5 +45,9 @@ fn run(cli: Cli) -> Result<(), String> {
     // With -d, printed once the daemon serves: a start that fails says
     // only why.
     let announcement = format!("qemu-pr-helper: running in the background; log: {destination}");
-    daemon::run(settings, &announcement).map_err(|e| e.to_string())
+    let result = daemon::run(settings, &announcement);
+    // What is still queued is written before the last word, within a
+    // bound: a destination that stopped reading must not keep us here.
+    logging::flush(logging::EXIT_FLUSH);
+    result.map_err(|e| e.to_string())
 }

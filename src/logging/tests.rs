@@ -199,16 +199,23 @@ fn journal_stream_counts_only_when_it_names_our_stderr() {
 
 #[test]
 fn syslog_lines_carry_facility_severity_and_pid_and_survive_a_restart() {
+    use std::os::unix::net::UnixDatagram;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log");
     let rx = UnixDatagram::bind(&path).unwrap();
-    let syslog = Syslog::connect(&path).unwrap();
+    let mut syslog = Syslog::connect(&path).unwrap();
     let receive = |rx: &UnixDatagram| {
         let mut buf = [0u8; 512];
         let n = rx.recv(&mut buf).unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
-    writeln!(syslog.make_writer(), "INFO audit: PR OUT").unwrap();
+    let line = |level: &Level, text: &str| Line {
+        bytes: text.as_bytes().to_vec(),
+        severity: severity(level),
+    };
+    syslog
+        .write(&line(&Level::INFO, " INFO audit: PR OUT\n"))
+        .unwrap();
     let pid = std::process::id();
     assert_eq!(
         receive(&rx),
@@ -218,9 +225,6 @@ fn syslog_lines_carry_facility_severity_and_pid_and_survive_a_restart() {
     drop(rx);
     std::fs::remove_file(&path).unwrap();
     let rx = UnixDatagram::bind(&path).unwrap();
-    let mut line = syslog.make_writer();
-    line.severity = severity(&Level::WARN);
-    write!(line, "WARN x").unwrap();
-    drop(line);
+    syslog.write(&line(&Level::WARN, "WARN x")).unwrap();
     assert_eq!(receive(&rx), format!("<28>qemu-pr-helper[{pid}]: WARN x"));
 }

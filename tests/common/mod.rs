@@ -183,9 +183,51 @@ impl Helper {
         open_rw(self.disk_path())
     }
 
-    /// What the helper logged so far.
+    /// What the helper logged so far: every line logged before the last
+    /// reply a test received is in.
     pub fn log(&self) -> String {
+        self.wait_for_log_writer();
         std::fs::read_to_string(self.dir.path().join("helper.log")).unwrap_or_default()
+    }
+
+    /// Our daemon's lines are written by a thread of their own ("log-writer"),
+    /// woken as each line is queued. Waits (2 s at most) until it is idle:
+    /// asleep, and still asleep in the same sleep 5 ms later (its count of
+    /// voluntary switches unchanged). It has then written every line queued
+    /// before, such as the ones logged before a reply that was received.
+    fn wait_for_log_writer(&self) {
+        let tasks = format!("/proc/{}/task", self.pid());
+        let Some(writer) = std::fs::read_dir(&tasks).ok().and_then(|tasks| {
+            tasks.flatten().map(|t| t.path()).find(|t| {
+                std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == "log-writer")
+            })
+        }) else {
+            return;
+        };
+        // The state letter and the voluntary switches, from its status.
+        let sample = || -> Option<(String, String)> {
+            let status = std::fs::read_to_string(writer.join("status")).ok()?;
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+            };
+            Some((field("State:")?, field("voluntary_ctxt_switches:")?))
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = sample();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            let now = sample();
+            match (&last, &now) {
+                (Some(before), Some(after)) if before == after && after.0.starts_with('S') => {
+                    return
+                }
+                (_, None) => return,
+                _ => last = now,
+            }
+        }
     }
 
     /// Waits until the socket accepts; panics, with the log, if the helper
