@@ -17,6 +17,7 @@ use crate::adapters::sg_io::SgIoExecutor;
 use crate::adapters::systemd::{self, ActivationError};
 use crate::adapters::unix_socket::{BoundSocket, ListenError};
 use crate::config::{ExecutorSettings, SeccompMode, Settings, SocketSource};
+use crate::domain::fd_budget;
 use crate::ports::executor::ScsiExecutor;
 use crate::server::{ServerOptions, ServerStats};
 use crate::status::status_line;
@@ -218,6 +219,12 @@ pub fn server_options(settings: &Settings) -> ServerOptions {
         devices: settings.devices.clone(),
         inspector: Arc::new(crate::adapters::device::Inspector),
         max_connections: settings.max_connections.unwrap_or(defaults.max_connections),
+        max_connections_per_peer: settings
+            .max_connections_per_peer
+            .unwrap_or(defaults.max_connections_per_peer),
+        max_commands_per_peer: settings
+            .max_commands_per_peer
+            .unwrap_or(defaults.max_commands_per_peer),
         request_timeout: settings.request_timeout.unwrap_or(defaults.request_timeout),
         audit_keys: settings.audit_keys,
         stats: Arc::default(),
@@ -226,17 +233,44 @@ pub fn server_options(settings: &Settings) -> ServerOptions {
 }
 
 /// Raises the soft open-file limit to the hard limit: every idle VM holds a
-/// connection, and running out of fds would refuse the next one.
-fn raise_fd_limit() {
+/// connection, and running out of fds would refuse the next one. Returns
+/// the soft limit the daemon then has, if it can be read.
+fn raise_fd_limit() -> Option<u64> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => Some(hard),
+            Err(e) => {
                 tracing::warn!(cause = %e, "cannot raise the open-file limit");
+                Some(soft)
             }
+        },
+        Ok((soft, _)) => Some(soft),
+        Err(e) => {
+            tracing::warn!(cause = %e, "cannot read the open-file limit");
+            None
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(cause = %e, "cannot read the open-file limit"),
+    }
+}
+
+/// Lowers the connection cap to what the open-file limit can serve (see
+/// [`fd_budget`]): past it, a client's next command would lose its fd (the
+/// kernel truncates SCM_RIGHTS) and its connection would be dropped.
+fn fit_to_fd_limit(options: &mut ServerOptions, open_file_limit: Option<u64>) {
+    let Some(limit) = open_file_limit else {
+        return;
+    };
+    if let Err(served) = fd_budget::clamp_connections(options.max_connections, limit) {
+        tracing::warn!(
+            max_connections = options.max_connections,
+            open_file_limit = limit,
+            lowered_to = served,
+            fds_per_connection = fd_budget::FDS_PER_CONNECTION,
+            reserved_fds = fd_budget::FD_RESERVE,
+            "max_connections lowered to what the open-file limit can serve \
+             (raise LimitNOFILE to serve more)"
+        );
+        options.max_connections = served;
     }
 }
 
@@ -257,9 +291,9 @@ fn shutdown_sigset() -> nix::sys::signal::SigSet {
 /// before an error that ends the start).
 pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
     // 0. The settings were checked when they were made: from here on, act.
-    let options = server_options(&settings);
+    let mut options = server_options(&settings);
     let _ = shutdown_sigset().thread_block();
-    raise_fd_limit();
+    fit_to_fd_limit(&mut options, raise_fd_limit());
 
     // 1. The pidfile, locked before the socket path is touched: a second
     //    instance on it stops here and leaves the first one's socket alone.
@@ -347,6 +381,7 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
     // the command and writes the reply, so there is nothing for a second
     // worker to share, and each worker would cost a thread and its memory.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(crate::server::BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;

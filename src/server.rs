@@ -9,9 +9,16 @@
 //! every connection's task: `fstat` and `close` on a file of a stuck file
 //! system (FUSE) never return. Each command makes one trip to the blocking
 //! pool that inspects the fd, screens the command (device allowlist,
-//! read-only fd), runs the executor, closes the fd and writes the reply, so
-//! that the reply leaves without a second thread hop; fds dropped over a
-//! protocol violation are closed there too.
+//! read-only fd), runs the executor, closes the fd and tries once to write
+//! the reply, so that the reply leaves without a second thread hop; fds
+//! dropped over a protocol violation are closed there too.
+//!
+//! No thread ever waits for a client: a reply the socket has no room for is
+//! written by the connection's task, with the request timeout. What has to
+//! run on a thread is bounded per peer process (`max_commands_per_peer`);
+//! a command past the bound waits for a slot, as a task, costing no thread.
+
+mod peers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,11 +47,11 @@ use crate::ports::executor::ScsiExecutor;
 use crate::ports::fd_inspector::FdInspector;
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
-    BlockingReply, Connection, Incoming, Listener, Parking, ReadOutcome, ReplyWriteError,
-    TransportError,
+    Connection, Incoming, Listener, Parking, ReadOutcome, ReplyFromThread, TransportError,
 };
 use crate::status::InFlight;
 pub use crate::status::ServerStats;
+use peers::{PeerConnection, Peers};
 
 /// Once the daemon is stopping, how long a blocked reply write or a pending
 /// close of a client's fds may still take before the connection is given up.
@@ -62,6 +69,25 @@ pub const PARK_AFTER: Duration = Duration::from_secs(1);
 /// The interval of the refused-connection summary line.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Threads of the blocking pool, which runs the commands (tokio's default,
+/// stated: the per-peer bound is chosen against it).
+pub const BLOCKING_THREADS: usize = 512;
+
+/// Connections one peer process may have open: one QEMU with a
+/// pr-manager-helper object per disk, and room to reconnect, stays far
+/// below; a peer that opens connections in a loop leaves the other
+/// 16,128 of the default cap to the others.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
+
+/// Commands one peer process may have on the blocking pool at once. QEMU
+/// sends one command at a time per pr-manager-helper object, so one QEMU
+/// with many disks (a failover that preempts on each of them at once) has
+/// at most one per object in flight, and 64 objects make a large VM. It
+/// takes 8 peers with every slot stuck on a stalled file system to fill the
+/// pool's 512 threads. A command past the bound waits for a slot; it is
+/// not refused.
+pub const MAX_COMMANDS_PER_PEER: usize = 64;
+
 /// The policy and limits the server enforces.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -74,6 +100,12 @@ pub struct ServerOptions {
     pub inspector: Arc<dyn FdInspector>,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// Connections one peer process (SO_PEERCRED pid) may have open; more
+    /// are closed at accept.
+    pub max_connections_per_peer: usize,
+    /// Commands of one peer process on the blocking pool at once; more
+    /// wait for a slot.
+    pub max_commands_per_peer: usize,
     /// Once a request has started, it must be complete within this time;
     /// a reply must be taken by the client within it too. Idle connections
     /// between commands are not limited.
@@ -96,6 +128,8 @@ impl Default for ServerOptions {
             devices: DeviceAllowlist::default(),
             inspector: Arc::new(crate::adapters::device::Inspector),
             max_connections: 16384,
+            max_connections_per_peer: MAX_CONNECTIONS_PER_PEER,
+            max_commands_per_peer: MAX_COMMANDS_PER_PEER,
             request_timeout: Duration::from_secs(30),
             audit_keys: KeyDisplay::Full,
             stats: Arc::default(),
@@ -176,14 +210,20 @@ pub async fn run_with<L, E, S>(
     let open = Arc::new(OpenConnections::new(Arc::clone(&options.stats)));
     // Idle connections on their way from their task to the listener.
     let (park_tx, mut park_rx) = tokio::sync::mpsc::unbounded_channel::<L::Conn>();
+    let peers = Arc::new(Peers::new(
+        options.max_connections_per_peer,
+        options.max_commands_per_peer,
+    ));
+    let mut refusals = RefusalLog::new();
     let spawner = Spawner {
         executor,
         options: Arc::clone(&options),
         open: Arc::clone(&open),
+        peers,
         stop: stop_rx,
         park: park_tx,
+        closings: Arc::clone(&refusals.closings),
     };
-    let mut refusals = RefusalLog::new();
     let mut summary = tokio::time::interval(REFUSAL_LOG_INTERVAL);
     summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -192,15 +232,27 @@ pub async fn run_with<L, E, S>(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(Incoming::New(conn)) => {
-                    if admitted(&options, &conn.initiator(), open.count(), &mut refusals) {
-                        spawner.spawn(conn, false);
+                    let initiator = conn.initiator();
+                    let admission = admitted(&options, &initiator, open.count(), &mut refusals)
+                        .then(|| admitted_for_peer(&spawner.peers, &options, &initiator, &mut refusals))
+                        .flatten();
+                    if let Some(peer) = admission {
+                        spawner.spawn(conn, false, peer);
                     }
                 }
                 Ok(Incoming::Resumed(conn)) => spawner.resume(conn),
-                Ok(Incoming::Lost(_)) => open.unpark(),
+                Ok(Incoming::Lost(initiator, _)) => spawner.lost_parked(&initiator),
+                // The transport closed what waited: nothing to spin on.
+                Err(e @ TransportError::FdsExhausted { .. }) => {
+                    if refusals.accept.record(Instant::now()) {
+                        tracing::error!(cause = %e, "accept failed");
+                    }
+                }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::error!(cause = %e, "accept failed");
+                    if refusals.accept.record(Instant::now()) {
+                        tracing::error!(cause = %e, "accept failed");
+                    }
+                    // Back off instead of spinning.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -220,6 +272,8 @@ pub async fn run_with<L, E, S>(
         tracing::info!(connections = in_flight, "waiting for commands in flight");
     }
     open.all_closed().await;
+    // What the connections closed over since the last summary.
+    refusals.summarize();
 }
 
 /// Gives an idle connection to the listener to watch; one it does not take
@@ -229,12 +283,13 @@ where
     L: Listener,
     E: ScsiExecutor + ?Sized + 'static,
 {
-    let conn_id = conn.initiator().connection_id;
+    let initiator = conn.initiator();
+    let conn_id = initiator.connection_id;
     match listener.park(conn) {
         Parking::Parked => tracing::trace!(conn_id, "idle: parked"),
         Parking::Kept(conn) => spawner.resume(conn),
         Parking::Closed(e) => {
-            spawner.open.unpark();
+            spawner.lost_parked(&initiator);
             tracing::debug!(conn_id, cause = %e, "idle connection lost while parking it");
         }
     }
@@ -246,8 +301,12 @@ struct Spawner<E: ?Sized, C> {
     executor: Arc<E>,
     options: Arc<ServerOptions>,
     open: Arc<OpenConnections>,
+    /// Connections and command slots per peer process.
+    peers: Arc<Peers>,
     stop: watch::Receiver<bool>,
     park: tokio::sync::mpsc::UnboundedSender<C>,
+    /// The lines of connections closed over a violation, rate-limited.
+    closings: Arc<std::sync::Mutex<LogThrottle>>,
 }
 
 impl<E, C> Spawner<E, C>
@@ -258,11 +317,18 @@ where
     /// A connection counted as parked, served by a task again.
     fn resume(&self, conn: C) {
         self.open.unpark();
-        self.spawn(conn, true);
+        let peer = Peers::resumed(&self.peers, conn.initiator().pid);
+        self.spawn(conn, true, peer);
+    }
+
+    /// A parked connection of `initiator` that closed without a task.
+    fn lost_parked(&self, initiator: &Initiator) {
+        self.open.unpark();
+        self.peers.close(initiator.pid);
     }
 
     /// `resumed`: the connection was negotiated before it was parked.
-    fn spawn(&self, conn: C, resumed: bool) {
+    fn spawn(&self, conn: C, resumed: bool, peer: PeerConnection) {
         let initiator = conn.initiator();
         let span = tracing::info_span!(
             "connection",
@@ -275,6 +341,7 @@ where
         // holds one copy of each.
         let (executor, options) = (Arc::clone(&self.executor), Arc::clone(&self.options));
         let (mut conn, mut stop, park) = (conn, self.stop.clone(), self.park.clone());
+        let closings = Arc::clone(&self.closings);
         let guard = OpenConnections::enter(&self.open);
         let task = async move {
             let open = guard;
@@ -285,7 +352,13 @@ where
             }
             let park_after = options.park_after;
             let handler = Handler::new(
-                &mut conn, &executor, &mut stop, &options, resumed, park_after,
+                &mut conn,
+                &executor,
+                &mut stop,
+                &options,
+                peer.slots(),
+                resumed,
+                park_after,
             );
             match handler.run().await {
                 Ok(ConnectionEnd::Idle) => {
@@ -295,6 +368,8 @@ where
                         // The server is stopping: the connection just closes.
                         drop(unsent);
                         open.0.unpark();
+                    } else {
+                        peer.parked();
                     }
                 }
                 Ok(end) => tracing::debug!(%end, "connection closed"),
@@ -303,7 +378,15 @@ where
                     | ConnectionError::Stalled(_)
                     | ConnectionError::ReplyStalled(_)),
                 ) => {
-                    tracing::warn!(cause = %e, "closing connection")
+                    // A peer breaking the protocol in a loop would flood the
+                    // journal (and have audit lines dropped): rate-limited.
+                    let in_full = closings
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .record(Instant::now());
+                    if in_full {
+                        tracing::warn!(cause = %e, "closing connection");
+                    }
                 }
                 Err(e) => tracing::debug!(cause = %e, "connection dropped"),
             }
@@ -322,6 +405,8 @@ enum Waited {
     Stop,
     /// Nothing arrived within [`ServerOptions::park_after`].
     Idle,
+    /// The last command's thread left part of the reply to the task.
+    Unwritten,
 }
 
 /// How many connection tasks are open, and a way to wait until none is.
@@ -425,13 +510,24 @@ impl Drop for OpenGuard {
 struct RefusalLog {
     peers: LogThrottle,
     limit: LogThrottle,
+    per_peer: LogThrottle,
+    /// Failed accepts (out of fds): one line per failure would be a line
+    /// every 100 ms for as long as it lasts.
+    accept: LogThrottle,
+    /// Connections closed over a protocol violation or a stalled request or
+    /// reply: written from the connections' tasks.
+    closings: Arc<std::sync::Mutex<LogThrottle>>,
 }
 
 impl RefusalLog {
     fn new() -> RefusalLog {
+        let throttle = || LogThrottle::new(REFUSALS_LOGGED_PER_INTERVAL, REFUSAL_LOG_INTERVAL);
         RefusalLog {
-            peers: LogThrottle::new(REFUSALS_LOGGED_PER_INTERVAL, REFUSAL_LOG_INTERVAL),
-            limit: LogThrottle::new(REFUSALS_LOGGED_PER_INTERVAL, REFUSAL_LOG_INTERVAL),
+            peers: throttle(),
+            limit: throttle(),
+            per_peer: throttle(),
+            accept: throttle(),
+            closings: Arc::new(std::sync::Mutex::new(throttle())),
         }
     }
 
@@ -451,6 +547,33 @@ impl RefusalLog {
                 count,
                 interval_s = self.limit.interval().as_secs(),
                 "more connections refused: connection limit reached (not logged one by one)"
+            );
+        }
+        if let Some(count) = self.per_peer.take_suppressed() {
+            tracing::warn!(
+                count,
+                interval_s = self.per_peer.interval().as_secs(),
+                "more connections refused: per-peer connection limit reached (not logged one by one)"
+            );
+        }
+        if let Some(count) = self.accept.take_suppressed() {
+            tracing::error!(
+                count,
+                interval_s = self.accept.interval().as_secs(),
+                "more accepts failed (not logged one by one)"
+            );
+        }
+        let closings = self
+            .closings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take_suppressed();
+        if let Some(count) = closings {
+            tracing::warn!(
+                count,
+                interval_s = REFUSAL_LOG_INTERVAL.as_secs(),
+                "more connections closed over a protocol violation or a stalled request or \
+                 reply: lines suppressed"
             );
         }
     }
@@ -493,6 +616,27 @@ fn admitted(
     true
 }
 
+/// The per-peer connection cap, checked once the other checks admitted the
+/// connection: its place among its peer's connections, or `None` (refused,
+/// logged).
+fn admitted_for_peer(
+    peers: &Arc<Peers>,
+    options: &ServerOptions,
+    initiator: &Initiator,
+    refusals: &mut RefusalLog,
+) -> Option<PeerConnection> {
+    let peer = Peers::open(peers, initiator.pid);
+    if peer.is_none() && refusals.per_peer.record(Instant::now()) {
+        tracing::warn!(
+            peer_pid = initiator.pid,
+            peer_uid = initiator.uid,
+            limit = options.max_connections_per_peer,
+            "connection refused: per-peer connection limit reached"
+        );
+    }
+    peer
+}
+
 /// Speaks the protocol on one connection: negotiation, then commands until
 /// the client closes, breaks a rule, or `stop` turns true between commands.
 pub async fn serve_connection<C, E>(
@@ -519,7 +663,8 @@ where
     E: ScsiExecutor + ?Sized + 'static,
 {
     // No listener to hand an idle connection to: it is never parked.
-    Handler::new(conn, &executor, &mut stop, &options, false, None)
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_commands_per_peer));
+    Handler::new(conn, &executor, &mut stop, &options, &slots, false, None)
         .run()
         .await
 }
@@ -532,10 +677,13 @@ struct Handler<'a, C: ?Sized, E: ?Sized> {
     executor: &'a Arc<E>,
     stop: &'a mut watch::Receiver<bool>,
     options: &'a Arc<ServerOptions>,
+    /// The slots on the blocking pool of this connection's peer process.
+    slots: &'a Arc<tokio::sync::Semaphore>,
     /// Every fd the client sent and no command took: closed on the blocking
     /// pool, on whatever path the connection ends.
     held: Vec<ReceivedFd>,
-    /// The last command, while its thread may still be writing the reply.
+    /// The last command, while its thread may still run, or its reply is
+    /// still to be written.
     pending: Option<Arc<JobEnd>>,
     /// Negotiated before it was parked: commands come next.
     resumed: bool,
@@ -553,6 +701,7 @@ where
         executor: &'a Arc<E>,
         stop: &'a mut watch::Receiver<bool>,
         options: &'a Arc<ServerOptions>,
+        slots: &'a Arc<tokio::sync::Semaphore>,
         resumed: bool,
         park_after: Option<Duration>,
     ) -> Self {
@@ -561,6 +710,7 @@ where
             executor,
             stop,
             options,
+            slots,
             held: Vec::new(),
             pending: None,
             resumed,
@@ -581,7 +731,8 @@ where
             }
         }
         if !self.held.is_empty() {
-            Box::pin(close_off_workers(std::mem::take(&mut self.held), self.stop)).await;
+            let fds = std::mem::take(&mut self.held);
+            Box::pin(close_off_workers(fds, self.slots, self.stop)).await;
         }
         result
     }
@@ -617,6 +768,15 @@ where
             // second copy of both futures in every idle connection's state.
             let first = {
                 let (conn, held) = (&mut *self.conn, &mut self.held);
+                // A reply its thread could not write wakes the task to
+                // write it, whatever the client does meanwhile.
+                let job = self.pending.as_deref();
+                let mut unwritten = std::pin::pin!(async move {
+                    match job {
+                        Some(job) => job.unwritten.notified().await,
+                        None => std::future::pending().await,
+                    }
+                });
                 let mut stopping = std::pin::pin!(self.stop.changed());
                 let park_after = self.park_after;
                 let mut idle_for_long = std::pin::pin!(async move {
@@ -634,6 +794,9 @@ where
                     if stopping.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Waited::Stop);
                     }
+                    if unwritten.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Waited::Unwritten);
+                    }
                     idle_for_long.as_mut().poll(cx).map(|()| Waited::Idle)
                 })
                 .await
@@ -648,6 +811,8 @@ where
             }
             let first = match first {
                 Waited::Stop => return Ok(ConnectionEnd::Shutdown),
+                // Written (above): wait for the next request.
+                Waited::Unwritten => continue,
                 // Nothing in flight (just waited for) and no fd held: the
                 // transport may watch it alone.
                 Waited::Idle if self.held.is_empty() => return Ok(ConnectionEnd::Idle),
@@ -680,7 +845,7 @@ where
             Ok(Ok(None)) => {}
         }
         // Fds sent during negotiation are closed here, as the C helper does.
-        close_off_workers(std::mem::take(&mut self.held), self.stop).await;
+        close_off_workers(std::mem::take(&mut self.held), self.slots, self.stop).await;
         check_client_features(features)?;
         Ok(None)
     }
@@ -705,7 +870,7 @@ where
             cdb,
             data_out,
             device,
-            sink: self.conn.blocking_reply(),
+            sink: self.conn.reply_from_thread(),
         };
         match self.answer(request).await {
             Answered::Abandoned => return Ok(Some(ConnectionEnd::Shutdown)),
@@ -754,10 +919,11 @@ where
         Ok(Request::Command(cdb, data_out, device))
     }
 
-    /// Runs (or refuses) one command on the blocking pool and writes its
-    /// audit line; with a blocking writer, that thread writes the reply too,
-    /// so the reply leaves from the thread that made it and the connection's
-    /// task is not woken for it.
+    /// Runs (or refuses) one command on the blocking pool, in a slot of its
+    /// peer's, and writes its audit line; with a writer for threads, that
+    /// thread tries once to write the reply too, so that a reply the socket
+    /// takes leaves from the thread that made it and the connection's task
+    /// is not woken for it.
     async fn answer(&mut self, request: Dispatch) -> Answered {
         let Dispatch {
             cdb,
@@ -771,6 +937,21 @@ where
             PrOutKeys::from(&data_out[..])
         } else {
             PrOutKeys::default()
+        };
+        // Waiting for a slot costs no thread. Once the daemon stops, the
+        // command gets the request timeout to find one, as commands in
+        // flight get to finish.
+        let timeout = self.options.request_timeout;
+        let acquired = Arc::clone(self.slots).acquire_owned();
+        let slot = match unless_stopped_for(self.stop, timeout, acquired).await {
+            Some(Ok(slot)) => slot,
+            // Stopped (the slots are never closed): the command never ran.
+            _ => {
+                log_not_started(self.options, &cdb, keys);
+                // A close can block: on the pool, not waited for.
+                drop(tokio::task::spawn_blocking(move || drop(device)));
+                return Answered::Abandoned;
+            }
         };
         let work = {
             let executor = Arc::clone(self.executor);
@@ -786,16 +967,16 @@ where
         if let Some(sink) = sink {
             let end = Arc::new(JobEnd {
                 done: tokio::sync::Notify::new(),
+                unwritten: tokio::sync::Notify::new(),
                 written: std::sync::Mutex::new(None),
                 cdb,
                 keys,
             });
             let job = {
                 let (end, options) = (Arc::clone(&end), Arc::clone(self.options));
-                let stopping = self.stop.clone();
                 move || {
                     let _entered = span.enter();
-                    write_from_thread(work, &*sink, &end, &options, &stopping);
+                    write_from_thread(work, &*sink, &end, &options, slot);
                 }
             };
             // Detached: the thread reports through `end`.
@@ -804,9 +985,10 @@ where
         }
         let job = move || {
             let _entered = span.enter();
-            work()
+            let reply = work();
+            drop(slot);
+            reply
         };
-        let timeout = self.options.request_timeout;
         match unless_stopped_for(self.stop, timeout, tokio::task::spawn_blocking(job)).await {
             None => {
                 log_abandoned(self.options, &cdb, keys);
@@ -821,13 +1003,19 @@ where
         }
     }
 
-    /// Waits for a dispatched command: `Err` if its reply could not be
-    /// written, `Some` when the daemon stopped and it did not end within the
-    /// request timeout (it is abandoned).
+    /// Waits for a dispatched command and writes what its thread could not
+    /// of the reply: `Err` if the reply could not be written, `Some` when the
+    /// daemon stopped and the command did not end within the request
+    /// timeout (it is abandoned).
     async fn finish(&mut self, job: Arc<JobEnd>) -> Result<Option<ConnectionEnd>, ConnectionError> {
         let timeout = self.options.request_timeout;
         match unless_stopped_for(self.stop, timeout, job.wait()).await {
-            Some(written) => written.map(|()| None),
+            Some(Ok(None)) => Ok(None),
+            Some(Ok(Some(rest))) => {
+                self.write_reply(timeout, &rest).await?;
+                Ok(None)
+            }
+            Some(Err(e)) => Err(e),
             None => {
                 log_abandoned(self.options, &job.cdb, job.keys);
                 Ok(Some(ConnectionEnd::Shutdown))
@@ -886,8 +1074,9 @@ struct Outcome {
 
 /// How a command's reply left, or will.
 enum Answered {
-    /// The blocking thread writes it; how that went is learnt from the
-    /// [`JobEnd`] when the connection next needs to know.
+    /// The blocking thread writes it, or what of it the socket takes; how
+    /// that went is learnt from the [`JobEnd`] when the connection next
+    /// needs to know.
     Dispatched(Arc<JobEnd>),
     /// The connection's task writes it (the transport has no blocking
     /// writer).
@@ -902,30 +1091,40 @@ struct Dispatch {
     cdb: PrCdb,
     data_out: Vec<u8>,
     device: ReceivedFd,
-    sink: Option<Arc<dyn BlockingReply>>,
+    sink: Option<Arc<dyn ReplyFromThread>>,
 }
 
 /// How a command whose thread writes the reply ended. The thread records it
 /// and stores a permit in `done`: no task is woken unless one waits, so a
-/// command costs one trip to the blocking pool and no trip back.
+/// command whose reply the socket takes costs one trip to the blocking pool
+/// and no trip back. A reply left unwritten wakes the task (`unwritten`).
 struct JobEnd {
     done: tokio::sync::Notify,
-    written: std::sync::Mutex<Option<Result<(), ConnectionError>>>,
+    unwritten: tokio::sync::Notify,
+    /// `Ok(Some)`: the bytes of the reply the thread could not write.
+    written: std::sync::Mutex<Option<ThreadWrite>>,
     /// For the audit line of a PR OUT abandoned at shutdown.
     cdb: PrCdb,
     keys: PrOutKeys,
 }
 
+/// What the thread wrote of a reply: all (`None`), or not the rest.
+type ThreadWrite = Result<Option<Vec<u8>>, ConnectionError>;
+
 impl JobEnd {
-    fn record(&self, written: Result<(), ConnectionError>) {
+    fn record(&self, written: ThreadWrite) {
+        let left = matches!(written, Ok(Some(_)));
         *self
             .written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(written);
         self.done.notify_one();
+        if left {
+            self.unwritten.notify_one();
+        }
     }
 
-    async fn wait(&self) -> Result<(), ConnectionError> {
+    async fn wait(&self) -> ThreadWrite {
         loop {
             let done = self.done.notified();
             let written = self
@@ -943,13 +1142,14 @@ impl JobEnd {
 
 /// The blocking job of a command whose thread writes the reply: runs `work`
 /// (a panic in it is answered as an internal target failure, with its audit
-/// line), writes the reply to `sink` and records in `end` how that went.
+/// line), gives the peer's `slot` back, writes what the socket takes of the
+/// reply without waiting, and records in `end` what is left.
 fn write_from_thread(
     work: impl FnOnce() -> PrReply,
-    sink: &dyn BlockingReply,
+    sink: &dyn ReplyFromThread,
     end: &JobEnd,
     options: &ServerOptions,
-    stopping: &watch::Receiver<bool>,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let reply = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
         Ok(reply) => reply,
@@ -959,19 +1159,25 @@ fn write_from_thread(
             log_outcome(options, &end.cdb, end.keys, outcome)
         }
     };
+    drop(slot);
     let header = reply.encode_header();
-    let written = sink
-        .write_parts(
-            &[&header, &reply.payload],
-            options.request_timeout,
-            STOP_GRACE,
-            &|| *stopping.borrow(),
-        )
-        .map_err(|e| match e {
-            ReplyWriteError::Stalled(d) => ConnectionError::ReplyStalled(d),
-            ReplyWriteError::Io(e) => TransportError::Send(e).into(),
-        });
+    let parts: [&[u8]; 2] = [&header, &reply.payload];
+    let written = match sink.try_write_parts(&parts) {
+        Ok(n) => Ok(unwritten(&parts, n)),
+        Err(e) => Err(TransportError::Send(e).into()),
+    };
     end.record(written);
+}
+
+/// The bytes of `parts` after the first `written`; `None` when none are left.
+fn unwritten(parts: &[&[u8]], mut written: usize) -> Option<Vec<u8>> {
+    let mut rest = Vec::new();
+    for part in parts {
+        let skip = written.min(part.len());
+        written -= skip;
+        rest.extend_from_slice(&part[skip..]);
+    }
+    (!rest.is_empty()).then_some(rest)
 }
 
 /// The answer when the command's thread failed.
@@ -1020,6 +1226,23 @@ fn log_abandoned(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys) {
             wwid = None::<&str>,
             sense = None::<DisplayValue<&str>>,
             "PR OUT abandoned at shutdown: whether the device ran it is unknown"
+        );
+    }
+}
+
+/// The lines for a command that waited for a slot of its peer's when the
+/// daemon stopped: it never ran.
+fn log_not_started(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys) {
+    tracing::warn!("command still waiting for a slot at shutdown: not run");
+    if cdb.direction() == PrDirection::Out {
+        let record = PrOutAudit::abandoned(cdb, keys, options.audit_keys);
+        audit_line!(
+            tracing::Level::WARN,
+            record,
+            device = None::<DisplayValue<DeviceInfo>>,
+            wwid = None::<&str>,
+            sense = None::<DisplayValue<&str>>,
+            "PR OUT not run: the daemon stopped before its peer had a slot free"
         );
     }
 }
@@ -1090,14 +1313,26 @@ fn run_command<E: ScsiExecutor + ?Sized>(
 }
 
 /// Closes fds no command took (extra fds, fds sent during negotiation or
-/// with a broken request) on the blocking pool, and waits for the closes:
+/// with a broken request) on the blocking pool, in a slot of the peer's (a
+/// close blocks as long as the file system does), and waits for the closes:
 /// the connection, and its place under `max_connections`, lasts until they
-/// return. At stop they are abandoned after [`STOP_GRACE`].
-async fn close_off_workers(fds: Vec<ReceivedFd>, stop: &mut watch::Receiver<bool>) {
+/// return. At stop they are abandoned after [`STOP_GRACE`] (and no longer
+/// wait for a slot).
+async fn close_off_workers(
+    fds: Vec<ReceivedFd>,
+    slots: &Arc<tokio::sync::Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+) {
     if fds.is_empty() {
         return;
     }
-    let closing = tokio::task::spawn_blocking(move || drop(fds));
+    let slot = until_stopped(stop, Arc::clone(slots).acquire_owned())
+        .await
+        .and_then(Result::ok);
+    let closing = tokio::task::spawn_blocking(move || {
+        drop(fds);
+        drop(slot);
+    });
     if unless_stopped_for(stop, STOP_GRACE, closing)
         .await
         .is_none()
@@ -1173,7 +1408,7 @@ mod tests {
             Ok(())
         });
         conn.expect_initiator().returning(Initiator::default);
-        conn.expect_blocking_reply().returning(|| None);
+        conn.expect_reply_from_thread().returning(|| None);
         let chunks = Arc::new(Mutex::new(std::collections::VecDeque::from(chunks)));
         let some = Arc::clone(&chunks);
         conn.expect_poll_read_some().returning(move |_, buf, fds| {
@@ -1398,7 +1633,7 @@ mod tests {
         ) -> std::task::Poll<Result<usize, TransportError>> {
             std::task::Poll::Pending
         }
-        fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>> {
+        fn reply_from_thread(&self) -> Option<Arc<dyn ReplyFromThread>> {
             None
         }
     }
@@ -1433,8 +1668,8 @@ mod tests {
         ) -> std::task::Poll<Result<usize, TransportError>> {
             (**self).poll_read_some(cx, buf, fds)
         }
-        fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>> {
-            (**self).blocking_reply()
+        fn reply_from_thread(&self) -> Option<Arc<dyn ReplyFromThread>> {
+            (**self).reply_from_thread()
         }
     }
 

@@ -21,10 +21,27 @@ fn read_keys() -> Vec<u8> {
     pr_in(0, 64)
 }
 
+/// Held while this process has an fd of the stuck file system open, and
+/// while it starts a process: a child starting then would inherit the fd,
+/// and its `exec` would close it, a close the file system never answers.
+static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn no_forks() -> std::sync::MutexGuard<'static, ()> {
+    FORKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// [`Helper::emulated_with`], started when no stuck fd can be inherited.
+fn helper_with(toml: &str) -> Helper {
+    let _no_fuse_fds = no_forks();
+    Helper::emulated_with(toml)
+}
+
 #[test]
 fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
     // In-flight commands get the request timeout once the daemon stops.
-    let h = Helper::emulated_with("[security]\nrequest_timeout_ms = 1000\n");
+    let h = helper_with("[security]\nrequest_timeout_ms = 1000\n");
     // Declared after the helper, so dropped before it: the helper can only
     // be reaped once the file system is gone.
     let fuse = match StuckFuse::mount() {
@@ -36,6 +53,7 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
     };
     let f = h.disk();
     let mut stuck = Vec::new();
+    let opening = no_forks();
     // Six connections (more than any runtime would have worker threads on
     // this machine): each sends a fd whose fstat never returns; the last one
     // with a PR OUT REGISTER.
@@ -59,6 +77,7 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
         c.send_request(&read_keys(), &vec![file.as_raw_fd(); fds], &[]);
         stuck.push(c);
     }
+    drop(opening);
     // Another client is served all the same.
     let mut other = h.connect().negotiate();
     let r = other
@@ -141,7 +160,7 @@ fn send_without_reading(
 
 #[test]
 fn a_client_that_never_reads_its_replies_does_not_hold_back_shutdown() {
-    let h = Helper::emulated_with("");
+    let h = helper_with("");
     let f = h.disk();
     let c = h.connect().negotiate();
     let sent = Arc::new(AtomicUsize::new(0));
@@ -170,7 +189,7 @@ fn a_client_that_never_reads_its_replies_does_not_hold_back_shutdown() {
 
 #[test]
 fn a_client_that_never_reads_its_replies_is_disconnected_after_the_request_timeout() {
-    let h = Helper::emulated_with("[security]\nrequest_timeout_ms = 300\n");
+    let h = helper_with("[security]\nrequest_timeout_ms = 300\n");
     let f = h.disk();
     let mut c = h.connect().negotiate();
     let sender = send_without_reading(&c, f.as_raw_fd(), Arc::default());
@@ -222,7 +241,7 @@ fn lines_with(h: &Helper, what: &str) -> usize {
 #[test]
 fn refusals_in_a_loop_are_rate_limited_and_audit_lines_still_appear() {
     // Over the connection limit: one allowed client holds the only place.
-    let h = Helper::emulated_with("[security]\nmax_connections = 1\n");
+    let h = helper_with("[security]\nmax_connections = 1\n");
     let f = h.disk();
     // The start-up probe's connection may still hold the place a moment.
     let mut holder = loop {
@@ -254,7 +273,7 @@ fn refusals_in_a_loop_are_rate_limited_and_audit_lines_still_appear() {
     assert!((2001..=2010).contains(&accounted), "{accounted}");
 
     // Not on the peer allowlist (this test runs as any uid but 12345).
-    let h = Helper::emulated_with("[security]\nallowed_uids = [12345]\n");
+    let h = helper_with("[security]\nallowed_uids = [12345]\n");
     refused_in_a_loop(&h, 2000);
     let refusals = lines_with(&h, "peer refused");
     assert!((1..=12).contains(&refusals), "{refusals} refusal lines");
@@ -285,4 +304,133 @@ fn summarized_at_exit(h: Helper, what: &str) -> usize {
         .collect();
     assert!(!counts.is_empty(), "no summary line with {what:?}: {log}");
     counts.iter().sum()
+}
+
+/// One test process is one peer (SO_PEERCRED pid): the floods below come
+/// from it alone, so it may open more connections than the default allows.
+const ONE_PEER_FLOOD: &str = "[security]\nmax_connections_per_peer = 1024\n";
+
+/// READ KEYS from another process, `qemu-pr-client --repeat 3` (another
+/// peer pid): its longest round trip, the first command included.
+#[track_caller]
+fn other_peer_round_trip(h: &Helper) -> Duration {
+    let mut client = pr_client(&h.socket);
+    client
+        .args(["--emulated", "--timeout", "20", "--repeat", "3", "-i", "-k"])
+        .arg(h.dir.path().join("lu.img"));
+    let out = {
+        let _no_fuse_fds = no_forks();
+        client.output().unwrap()
+    };
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{}", h.log());
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("repeat "))
+        .unwrap_or_else(|| panic!("no summary: {stderr}"));
+    let at = line.find("max_us=").unwrap() + "max_us=".len();
+    let us: f64 = line[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    Duration::from_secs_f64(us / 1e6)
+}
+
+/// The daemon's thread count once it has stopped changing for 500 ms.
+fn stable_thread_count(h: &Helper) -> usize {
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", h.pid()))
+            .unwrap()
+            .count()
+    };
+    let mut last = threads();
+    let mut since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while since.elapsed() < Duration::from_millis(500) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = threads();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    last
+}
+
+#[test]
+fn clients_that_never_read_their_replies_take_no_thread_from_other_peers() {
+    let h = helper_with(ONE_PEER_FLOOD);
+    let f = h.disk();
+    // 560 clients (more than tokio's 512 blocking threads), each with a key
+    // registered so that every READ KEYS reply is 4.5 KB and their socket
+    // buffers fill after a few dozen replies.
+    let mut clients = Vec::new();
+    for key in 1..=560u64 {
+        let mut c = h.connect().negotiate();
+        c.register(f.as_raw_fd(), key);
+        clients.push(c);
+    }
+    // Then each pipelines READ KEYS and never reads a reply.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = clients
+        .iter()
+        .map(|c| send_without_reading(c, f.as_raw_fd(), Arc::clone(&sent)))
+        .collect();
+    // Until the daemon no longer reads from any of them.
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = sent.load(Ordering::Relaxed);
+        if now == last && now > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the senders never stopped");
+        last = now;
+    }
+    // Another peer's commands, on its own connection, are answered at once.
+    // The bound is the goal itself, generous for a loaded test machine: a
+    // thread waiting on one of these clients would make it seconds (up to
+    // the request timeout, 30 s).
+    let took = other_peer_round_trip(&h);
+    println!("the other peer's longest round trip: {took:?}");
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    drop(h);
+    for s in senders {
+        s.join().unwrap();
+    }
+}
+
+#[test]
+fn six_hundred_stalled_commands_from_one_peer_take_no_thread_from_other_peers() {
+    let h = helper_with(ONE_PEER_FLOOD);
+    drop(h.disk());
+    // Dropped before the helper: see the first test.
+    let fuse = match StuckFuse::mount() {
+        Ok(fuse) => fuse,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let opening = no_forks();
+    let file = fuse.open();
+    let mut stuck = Vec::new();
+    for _ in 0..600 {
+        let mut c = h.connect().negotiate();
+        c.send_request(&read_keys(), &[file.as_raw_fd()], &[]);
+        stuck.push(c);
+    }
+    drop(file);
+    drop(opening);
+    // Until every command the daemon will start is stuck in `fstat`.
+    stable_thread_count(&h);
+    // The bound is the goal (see above): a stalled file system would make
+    // it for ever.
+    let took = other_peer_round_trip(&h);
+    println!("the other peer's longest round trip: {took:?}");
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+    drop(stuck);
+    drop(fuse);
 }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use nix::errno::Errno;
@@ -21,7 +20,7 @@ use crate::config::SocketPermissions;
 use crate::domain::initiator::Initiator;
 use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
-    BlockingReply, Connection, Incoming, Listener, Parking, ReplyWriteError, TransportError,
+    Connection, Incoming, Listener, Parking, ReplyFromThread, TransportError,
 };
 
 /// Room for as many fds as the kernel passes in one message (SCM_MAX_FD): a
@@ -74,6 +73,10 @@ pub struct UnixSocketListener {
     idle: IdleConnections,
     /// Parked connections that became readable, not handed out yet.
     resumed: Vec<Incoming<UnixConnection>>,
+    /// An fd kept open to be closed when the process runs out of fds, so
+    /// that the connections waiting in the backlog can still be accepted
+    /// and closed (rather than waiting there, and accept failing in a loop).
+    spare: Option<std::fs::File>,
 }
 
 /// Binding or adopting the listening socket failed.
@@ -188,6 +191,7 @@ impl BoundSocket {
             file: self.file,
             idle,
             resumed: Vec::new(),
+            spare: open_spare(),
         })
     }
 }
@@ -196,6 +200,34 @@ impl UnixSocketListener {
     /// The path this daemon created, if any.
     pub fn owned_path(&self) -> Option<&Path> {
         self.file.as_ref().map(|f| f.path.as_path())
+    }
+}
+
+/// The fd set aside for running out of fds: `/dev/null`, which any process
+/// can open.
+fn open_spare() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+impl UnixSocketListener {
+    /// Out of fds (EMFILE, ENFILE): gives the spare fd up, accepts and
+    /// closes every connection waiting, and takes the spare back (as libuv
+    /// and nginx do). Returns how many were closed.
+    fn shed_backlog(&mut self) -> usize {
+        drop(self.spare.take());
+        let mut closed = 0;
+        // The listener is non-blocking: EAGAIN once the backlog is empty.
+        while let Ok(raw) = nix::sys::socket::accept4(
+            self.listener.as_raw_fd(),
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        ) {
+            // SAFETY: accept4 just returned `raw`, a new fd nothing else
+            // refers to: owned here, and closed at once.
+            drop(unsafe { OwnedFd::from_raw_fd(raw) });
+            closed += 1;
+        }
+        self.spare = open_spare();
+        closed
     }
 }
 
@@ -402,24 +434,29 @@ impl Listener for UnixSocketListener {
             }
             let ready = tokio::select! {
                 accepted = self.listener.accept() => {
-                    let (stream, _) = accepted.map_err(TransportError::Accept)?;
-                    return Ok(Incoming::New(UnixConnection::new(stream)));
+                    return match accepted {
+                        Ok((stream, _)) => Ok(Incoming::New(UnixConnection::new(stream))),
+                        Err(cause) if is_out_of_fds(&cause) => Err(TransportError::FdsExhausted {
+                            cause,
+                            closed: self.shed_backlog(),
+                        }),
+                        Err(e) => Err(TransportError::Accept(e)),
+                    };
                 }
                 ready = self.idle.ready() => ready.map_err(TransportError::Accept)?,
             };
             for (stream, initiator) in ready {
-                let conn_id = initiator.connection_id;
                 // Either way the server hears of it: it counts parked
                 // connections.
                 self.resumed.push(match UnixStream::from_std(stream) {
                     Ok(stream) => Incoming::Resumed(UnixConnection::serving(stream, initiator)),
                     Err(e) => {
                         tracing::warn!(
-                            conn_id,
+                            conn_id = initiator.connection_id,
                             cause = %e,
                             "cannot serve an idle connection again: closed"
                         );
-                        Incoming::Lost(TransportError::Receive(e))
+                        Incoming::Lost(initiator, TransportError::Receive(e))
                     }
                 });
             }
@@ -449,6 +486,11 @@ impl Listener for UnixSocketListener {
     }
 }
 
+/// Whether accepting failed for want of an fd (per process or system-wide).
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// One accepted client.
 #[derive(Debug)]
 pub struct UnixConnection {
@@ -461,10 +503,6 @@ pub struct UnixConnection {
 /// The client's stream, as the blocking side writes to it.
 #[derive(Debug)]
 struct ClientSocket(UnixStream);
-
-/// How long one wait for a full socket buffer lasts before the stop flag is
-/// looked at again.
-const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 impl UnixConnection {
     /// Wraps an accepted stream, reading the peer's credentials once.
@@ -489,106 +527,34 @@ impl UnixConnection {
     }
 }
 
-impl BlockingReply for ClientSocket {
-    /// Non-blocking `sendmsg` of all parts at once (one system call when the
-    /// socket has room, as it has for a client that waits for its reply);
-    /// `poll` for room otherwise. The async side's readiness for writing is
-    /// not used, so no wake-up of the runtime is needed. A reply that stalls
-    /// shuts the socket down.
-    fn write_parts(
-        &self,
-        parts: &[&[u8]],
-        limit: Duration,
-        grace: Duration,
-        stopping: &dyn Fn() -> bool,
-    ) -> Result<(), ReplyWriteError> {
-        let fd = self.0.as_raw_fd();
-        let mut deadline = Instant::now() + limit;
-        let mut allowed = limit;
-        let mut stopped = false;
-        let (mut part, mut offset) = (0, 0);
+impl ReplyFromThread for ClientSocket {
+    /// One non-blocking `sendmsg` of all parts at once: one system call for
+    /// a client that waits for its reply, and no wait for one that does not
+    /// read. The async side's readiness for writing is not used, so no
+    /// wake-up of the runtime is needed.
+    fn try_write_parts(&self, parts: &[&[u8]]) -> io::Result<usize> {
+        let iov: Vec<IoSlice<'_>> = parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| IoSlice::new(p))
+            .collect();
+        if iov.is_empty() {
+            return Ok(0);
+        }
         loop {
-            while part < parts.len() && offset == parts[part].len() {
-                part += 1;
-                offset = 0;
-            }
-            if part == parts.len() {
-                return Ok(());
-            }
-            let mut iov = Vec::with_capacity(parts.len() - part);
-            iov.push(IoSlice::new(&parts[part][offset..]));
-            iov.extend(parts[part + 1..].iter().map(|p| IoSlice::new(p)));
             match sendmsg::<()>(
-                fd,
+                self.0.as_raw_fd(),
                 &iov,
                 &[],
                 MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
                 None,
             ) {
-                Ok(mut n) => {
-                    while n > 0 {
-                        let left = parts[part].len() - offset;
-                        if n < left {
-                            offset += n;
-                            n = 0;
-                        } else {
-                            n -= left;
-                            part += 1;
-                            offset = 0;
-                        }
-                    }
-                }
+                Ok(n) => return Ok(n),
                 Err(Errno::EINTR) => {}
-                Err(Errno::EAGAIN) => loop {
-                    if !stopped && stopping() {
-                        stopped = true;
-                        let by_grace = Instant::now() + grace;
-                        if by_grace < deadline {
-                            deadline = by_grace;
-                            allowed = grace;
-                        }
-                    }
-                    let now = Instant::now();
-                    if now >= deadline {
-                        // The connection is over: shut it down so that its
-                        // task, which may be waiting for the next request,
-                        // sees the end and closes it.
-                        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
-                        return Err(ReplyWriteError::Stalled(allowed));
-                    }
-                    if wait_writable(fd, (deadline - now).min(STOP_CHECK_INTERVAL))
-                        .map_err(ReplyWriteError::Io)?
-                    {
-                        break;
-                    }
-                },
-                Err(e) => return Err(ReplyWriteError::Io(e.into())),
+                Err(Errno::EAGAIN) => return Ok(0),
+                Err(e) => return Err(e.into()),
             }
         }
-    }
-}
-
-/// Waits up to `wait` for room to write on `fd`: `true` when there is room
-/// (or an error condition that the next write reports).
-fn wait_writable(fd: RawFd, wait: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    let ms = libc::c_int::try_from(wait.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `pfd` is one valid, writable pollfd and the count says one.
-    match unsafe { libc::poll(&mut pfd, 1, ms) } {
-        -1 => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            }
-        }
-        0 => Ok(false),
-        _ => Ok(true),
     }
 }
 
@@ -688,8 +654,8 @@ impl Connection for UnixConnection {
         self.initiator.clone()
     }
 
-    fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>> {
-        Some(Arc::clone(&self.socket) as Arc<dyn BlockingReply>)
+    fn reply_from_thread(&self) -> Option<Arc<dyn ReplyFromThread>> {
+        Some(Arc::clone(&self.socket) as Arc<dyn ReplyFromThread>)
     }
 }
 
@@ -697,6 +663,7 @@ impl Connection for UnixConnection {
 mod tests {
     use super::*;
     use std::io::Read;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn a_bound_socket_file_lives_as_long_as_its_owner() {
@@ -831,13 +798,8 @@ mod tests {
         let (sock, mut peer, _rt) = pair();
         let header = [7u8; 104];
         let payload: Vec<u8> = (0..=255).collect();
-        sock.write_parts(
-            &[&header, &[], &payload],
-            Duration::from_secs(5),
-            Duration::from_secs(1),
-            &|| false,
-        )
-        .unwrap();
+        let n = sock.try_write_parts(&[&header, &[], &payload]).unwrap();
+        assert_eq!(n, 104 + 256);
         let mut got = vec![0u8; 104 + 256];
         peer.read_exact(&mut got).unwrap();
         assert_eq!(&got[..104], &header[..]);
@@ -851,49 +813,19 @@ mod tests {
         while nix::sys::socket::send(fd, &chunk, MsgFlags::MSG_DONTWAIT).is_ok() {}
     }
 
-    /// A reply written to a peer that never reads: the error, and how long
-    /// the write went on.
-    fn stalled_write(
-        limit: Duration,
-        grace: Duration,
-        stopping: bool,
-    ) -> (ReplyWriteError, Duration) {
+    #[test]
+    fn a_reply_the_client_does_not_take_is_not_waited_for() {
         let (sock, _peer, _rt) = pair();
         fill(&sock);
         let started = Instant::now();
-        let e = sock
-            .write_parts(&[&[1u8; 104]], limit, grace, &|| stopping)
-            .unwrap_err();
-        (e, started.elapsed())
-    }
-
-    #[test]
-    fn a_reply_the_client_never_takes_gives_up_after_the_limit() {
-        let (e, took) = stalled_write(Duration::from_millis(300), Duration::from_secs(10), false);
-        assert!(matches!(e, ReplyWriteError::Stalled(d) if d == Duration::from_millis(300)));
-        assert!(took >= Duration::from_millis(300));
-        assert!(took < Duration::from_secs(5));
-    }
-
-    #[test]
-    fn once_stopping_only_the_grace_is_left() {
-        let (e, took) = stalled_write(Duration::from_secs(60), Duration::from_millis(200), true);
-        assert!(matches!(e, ReplyWriteError::Stalled(d) if d == Duration::from_millis(200)));
-        assert!(took < Duration::from_secs(5));
+        assert_eq!(sock.try_write_parts(&[&[1u8; 104]]).unwrap(), 0);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
     fn a_client_that_went_away_is_an_error_not_a_wait() {
         let (sock, peer, _rt) = pair();
         drop(peer);
-        let e = sock
-            .write_parts(
-                &[&[1u8; 104]],
-                Duration::from_secs(60),
-                Duration::from_secs(1),
-                &|| false,
-            )
-            .unwrap_err();
-        assert!(matches!(e, ReplyWriteError::Io(_)), "{e:?}");
+        assert!(sock.try_write_parts(&[&[1u8; 104]]).is_err());
     }
 }

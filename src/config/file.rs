@@ -82,6 +82,12 @@ pub struct SecurityTable {
     /// Connections served at once.
     #[serde(default, deserialize_with = "at_least_one")]
     pub max_connections: Option<usize>,
+    /// Connections one peer process may have open.
+    #[serde(default, deserialize_with = "at_least_one")]
+    pub max_connections_per_peer: Option<usize>,
+    /// Commands of one peer process running at once (the rest wait).
+    #[serde(default, deserialize_with = "commands_per_peer")]
+    pub max_commands_per_peer: Option<usize>,
     /// Milliseconds a started request may take to arrive whole.
     #[serde(default, deserialize_with = "at_least_one")]
     pub request_timeout_ms: Option<u64>,
@@ -194,6 +200,19 @@ where
         ));
     }
     Ok(value)
+}
+
+/// Commands one peer may run at once: at least 1, and no more than the
+/// blocking pool's threads, past which the bound would bound nothing.
+fn commands_per_peer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let value = Option::<usize>::deserialize(d)?;
+    match value {
+        Some(n) if n == 0 || n > crate::server::BLOCKING_THREADS => Err(D::Error::invalid_value(
+            Unexpected::Unsigned(n as u64),
+            &format!("from 1 to {}", crate::server::BLOCKING_THREADS).as_str(),
+        )),
+        _ => Ok(value),
+    }
 }
 
 /// A socket file mode: an octal string, permission bits only.

@@ -52,6 +52,12 @@ pub struct Settings {
     pub devices: DeviceAllowlist,
     /// Connections served at once; `None`: the server's default.
     pub max_connections: Option<usize>,
+    /// Connections one peer process may have open; `None`: the server's
+    /// default.
+    pub max_connections_per_peer: Option<usize>,
+    /// Commands of one peer process on the blocking pool at once; `None`:
+    /// the server's default.
+    pub max_commands_per_peer: Option<usize>,
     /// How long a started request may take; `None`: the server's default.
     pub request_timeout: Option<Duration>,
     /// How keys appear in audit lines.
@@ -168,6 +174,8 @@ impl Settings {
             },
             devices: DeviceAllowlist(security.devices),
             max_connections: security.max_connections,
+            max_connections_per_peer: security.max_connections_per_peer,
+            max_commands_per_peer: security.max_commands_per_peer,
             request_timeout: security.request_timeout_ms.map(Duration::from_millis),
             audit_keys: security.audit_keys.unwrap_or_default(),
             seccomp: cli

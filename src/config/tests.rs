@@ -60,6 +60,10 @@ fn defaults_are_the_c_helpers() {
     assert_eq!(sg_io(&s), (SgIoTimeout::DEFAULT, true));
     assert_eq!(SgIoTimeout::DEFAULT.as_duration(), Duration::from_secs(30));
     assert_eq!((s.max_connections, s.request_timeout), (None, None));
+    assert_eq!(
+        (s.max_connections_per_peer, s.max_commands_per_peer),
+        (None, None)
+    );
     assert_eq!(s.audit_keys, KeyDisplay::Full);
     assert_eq!(s.seccomp, SeccompMode::default_for_build());
 }
@@ -219,7 +223,7 @@ fn security_table_parses() {
         "log_format = \"json\"\n[security]\nallowed_uids = [107]\nallowed_gids = [36]\n\
          socket_mode = \"0660\"\nsocket_group = \"0\"\n\
          devices = [\"8:16\", \"wwid:naa.1\"]\naudit_keys = \"hashed\"\nmax_connections = 10\n\
-         request_timeout_ms = 250\n",
+         request_timeout_ms = 250\nmax_connections_per_peer = 8\nmax_commands_per_peer = 4\n",
         &[],
     )
     .unwrap();
@@ -238,6 +242,10 @@ fn security_table_parses() {
     assert_eq!(s.devices.0.len(), 2);
     assert_eq!(s.audit_keys, KeyDisplay::Hashed);
     assert_eq!(s.max_connections, Some(10));
+    assert_eq!(
+        (s.max_connections_per_peer, s.max_commands_per_peer),
+        (Some(8), Some(4))
+    );
     assert_eq!(s.request_timeout, Some(Duration::from_millis(250)));
     assert!(ConfigFile::parse("[security]\nbogus = 1").is_err());
 }
@@ -327,6 +335,21 @@ fn values_that_cannot_work_are_refused_at_their_line() {
             "[security]\nrequest_timeout_ms = 0",
             "security.request_timeout_ms",
             "at least 1",
+        ),
+        (
+            "[security]\nmax_connections_per_peer = 0",
+            "security.max_connections_per_peer",
+            "at least 1",
+        ),
+        (
+            "[security]\nmax_commands_per_peer = 0",
+            "security.max_commands_per_peer",
+            "from 1 to 512",
+        ),
+        (
+            "[security]\nmax_commands_per_peer = 513",
+            "security.max_commands_per_peer",
+            "from 1 to 512",
         ),
         (
             "[executor]\ntimeout_ms = 0",

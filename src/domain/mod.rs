@@ -10,6 +10,7 @@ pub mod cdb;
 pub mod command;
 pub mod device;
 pub mod fault;
+pub mod fd_budget;
 pub mod framing;
 pub mod initiator;
 pub mod log_throttle;

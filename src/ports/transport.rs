@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -38,32 +37,28 @@ pub enum TransportError {
     /// the kernel closed the ones that did not fit.
     #[error("control data truncated: too many file descriptors in one message")]
     FdsTruncated,
+    /// The process ran out of fds: the connections waiting to be accepted
+    /// were accepted and closed at once, so that they do not wait in the
+    /// backlog and accepting does not spin.
+    #[error("out of file descriptors ({cause}): {closed} connection(s) closed at accept")]
+    FdsExhausted {
+        /// Why accepting failed (EMFILE or ENFILE).
+        #[source]
+        cause: std::io::Error,
+        /// How many connections were closed.
+        closed: usize,
+    },
 }
 
-/// Why a reply written with [`BlockingReply::write_parts`] did not go out.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplyWriteError {
-    /// The client did not take the reply within the given time.
-    #[error("reply not taken within {0:?}")]
-    Stalled(Duration),
-    /// The socket failed (the client went away, typically).
-    #[error("send failed: {0}")]
-    Io(#[source] std::io::Error),
-}
-
-/// Writes a reply from the blocking thread that ran the command, so that the
-/// reply leaves without waking the connection's async task first.
-pub trait BlockingReply: Send + Sync {
-    /// Writes every byte of `parts`, in order, as one message where the
-    /// socket takes it. Gives up after `limit`, or, once `stopping()` turns
-    /// true, after `grace` from then if that is sooner.
-    fn write_parts(
-        &self,
-        parts: &[&[u8]],
-        limit: Duration,
-        grace: Duration,
-        stopping: &dyn Fn() -> bool,
-    ) -> Result<(), ReplyWriteError>;
+/// Writes a reply from the blocking thread that ran the command, so that a
+/// reply the socket has room for leaves without waking the connection's
+/// async task. The thread never waits for the client: what does not fit is
+/// left to the connection's task.
+pub trait ReplyFromThread: Send + Sync {
+    /// Writes as much of `parts`, in order, as the socket takes at once,
+    /// without waiting: the number of bytes written (0 when the socket is
+    /// full).
+    fn try_write_parts(&self, parts: &[&[u8]]) -> std::io::Result<usize>;
 }
 
 /// One client connection.
@@ -116,7 +111,7 @@ pub trait Connection: Send {
 
     /// A writer for replies from a blocking thread, if the transport has one;
     /// without it replies are written with [`Connection::write_all`].
-    fn blocking_reply(&self) -> Option<Arc<dyn BlockingReply>>;
+    fn reply_from_thread(&self) -> Option<Arc<dyn ReplyFromThread>>;
 }
 
 /// What [`Listener::accept`] yields.
@@ -128,7 +123,8 @@ pub enum Incoming<C> {
     /// (its next request, or the client closing): served again from there.
     Resumed(C),
     /// A parked connection that could not be served again: it is closed.
-    Lost(TransportError),
+    /// Its initiator, so that the server stops counting it for its peer.
+    Lost(Initiator, TransportError),
 }
 
 /// What became of a connection given to [`Listener::park`].

@@ -54,3 +54,18 @@ pub fn start_with_nofile_soft(cmd: &mut Command, soft: u64) {
         });
     }
 }
+
+/// Makes `cmd`'s process start with RLIMIT_NOFILE at `limit`, soft and hard:
+/// a host whose limit the daemon cannot raise.
+pub fn start_with_nofile(cmd: &mut Command, limit: u64) {
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls getrlimit and setrlimit, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let (_, hard) = nofile_limits()?;
+            let limit = limit.min(hard);
+            set_nofile_limits(limit, limit)?;
+            Ok(())
+        });
+    }
+}
