@@ -255,21 +255,33 @@ fn raise_fd_limit() -> Option<u64> {
 
 /// Lowers the connection cap to what the open-file limit can serve (see
 /// [`fd_budget`]): past it, a client's next command would lose its fd (the
-/// kernel truncates SCM_RIGHTS) and its connection would be dropped.
-fn fit_to_fd_limit(options: &mut ServerOptions, open_file_limit: Option<u64>) {
+/// kernel truncates SCM_RIGHTS) and its connection would be dropped. A cap
+/// the operator set is lowered with a warning; the default one quietly (at
+/// INFO), since nothing was asked for that could not be had.
+fn fit_to_fd_limit(options: &mut ServerOptions, open_file_limit: Option<u64>, chosen: bool) {
     let Some(limit) = open_file_limit else {
         return;
     };
     if let Err(served) = fd_budget::clamp_connections(options.max_connections, limit) {
-        tracing::warn!(
-            max_connections = options.max_connections,
-            open_file_limit = limit,
-            lowered_to = served,
-            fds_per_connection = fd_budget::FDS_PER_CONNECTION,
-            reserved_fds = fd_budget::FD_RESERVE,
-            "max_connections lowered to what the open-file limit can serve \
-             (raise LimitNOFILE to serve more)"
-        );
+        macro_rules! lowered {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    max_connections = options.max_connections,
+                    open_file_limit = limit,
+                    lowered_to = served,
+                    fds_per_connection = fd_budget::FDS_PER_CONNECTION,
+                    reserved_fds = fd_budget::FD_RESERVE,
+                    "max_connections lowered to what the open-file limit can serve \
+                     (raise LimitNOFILE to serve more)"
+                )
+            };
+        }
+        if chosen {
+            lowered!(tracing::Level::WARN);
+        } else {
+            lowered!(tracing::Level::INFO);
+        }
         options.max_connections = served;
     }
 }
@@ -293,7 +305,11 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
     // 0. The settings were checked when they were made: from here on, act.
     let mut options = server_options(&settings);
     let _ = shutdown_sigset().thread_block();
-    fit_to_fd_limit(&mut options, raise_fd_limit());
+    fit_to_fd_limit(
+        &mut options,
+        raise_fd_limit(),
+        settings.max_connections.is_some(),
+    );
 
     // 1. The pidfile, locked before the socket path is touched: a second
     //    instance on it stops here and leaves the first one's socket alone.

@@ -80,8 +80,9 @@ fn counted_at_exit(h: Helper, what: &str) -> (usize, String) {
 
 #[test]
 fn parked_clients_up_to_the_cap_leave_fds_for_the_commands_of_others() {
-    // 600 fds: the cap of 16,384 connections is lowered to what they serve.
-    let h = helper("", Some(600));
+    // 600 fds: the cap of 16,384 connections the operator set is lowered
+    // to what they serve, with a warning.
+    let h = helper("[security]\nmax_connections = 16384\n", Some(600));
     let f = h.disk();
     let mut existing = h.connect().negotiate();
     // Parked clients, as many as the helper takes and more.
@@ -116,6 +117,25 @@ fn parked_clients_up_to_the_cap_leave_fds_for_the_commands_of_others() {
     assert_eq!(parked.len() + 1, 172, "the existing client and the parked");
     assert_eq!(log.matches("max_connections lowered").count(), 1, "{log}");
     assert!(!log.contains("accept failed"), "{log}");
+}
+
+#[test]
+fn the_default_cap_is_lowered_without_a_warning() {
+    // Nobody asked for 16,384 connections: the lowering is news, not a fault.
+    let h = helper("", Some(600));
+    let f = h.disk();
+    let mut c = h.connect().negotiate();
+    let reply = c.command(&pr_in(0, 64), f.as_raw_fd(), &[]);
+    assert_eq!(reply.map(|r| r.status), Some(0));
+    let log = settled_log(&h);
+    let line = log
+        .lines()
+        .find(|l| l.contains("max_connections lowered"))
+        .unwrap_or_else(|| panic!("no line: {log}"));
+    assert!(
+        line.contains("INFO") && line.contains("lowered_to=172"),
+        "{line}"
+    );
 }
 
 #[test]
