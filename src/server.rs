@@ -947,7 +947,7 @@ where
             Some(Ok(slot)) => slot,
             // Stopped (the slots are never closed): the command never ran.
             _ => {
-                log_not_started(self.options, &cdb, keys);
+                log_unfinished(self.options, &cdb, keys, Unfinished::NotStarted);
                 // A close can block: on the pool, not waited for.
                 drop(tokio::task::spawn_blocking(move || drop(device)));
                 return Answered::Abandoned;
@@ -991,7 +991,7 @@ where
         };
         match unless_stopped_for(self.stop, timeout, tokio::task::spawn_blocking(job)).await {
             None => {
-                log_abandoned(self.options, &cdb, keys);
+                log_unfinished(self.options, &cdb, keys, Unfinished::Abandoned);
                 Answered::Abandoned
             }
             Some(Ok(reply)) => Answered::ToWrite(reply),
@@ -1017,7 +1017,7 @@ where
             }
             Some(Err(e)) => Err(e),
             None => {
-                log_abandoned(self.options, &job.cdb, job.keys);
+                log_unfinished(self.options, &job.cdb, job.keys, Unfinished::Abandoned);
                 Ok(Some(ConnectionEnd::Shutdown))
             }
         }
@@ -1212,28 +1212,29 @@ macro_rules! audit_line {
     };
 }
 
-/// The lines for a command still running at shutdown, which is abandoned.
-fn log_abandoned(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys) {
-    tracing::warn!("command still running at shutdown: abandoned");
-    if cdb.direction() == PrDirection::Out {
-        // Every PR OUT has its audit line; this one may still
-        // change the device after the daemon has gone.
-        let record = PrOutAudit::abandoned(cdb, keys, options.audit_keys);
-        audit_line!(
-            tracing::Level::WARN,
-            record,
-            device = None::<DisplayValue<DeviceInfo>>,
-            wwid = None::<&str>,
-            sense = None::<DisplayValue<&str>>,
-            "PR OUT abandoned at shutdown: whether the device ran it is unknown"
-        );
-    }
+/// A command the daemon's stop left unfinished: still running (abandoned:
+/// it may yet change the device after the daemon has gone), or still
+/// waiting for a slot of its peer's (never run).
+#[derive(Clone, Copy)]
+enum Unfinished {
+    Abandoned,
+    NotStarted,
 }
 
-/// The lines for a command that waited for a slot of its peer's when the
-/// daemon stopped: it never ran.
-fn log_not_started(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys) {
-    tracing::warn!("command still waiting for a slot at shutdown: not run");
+/// The lines for a command the stop left unfinished: a warning, and for a
+/// PR OUT its audit line, since every PR OUT has one.
+fn log_unfinished(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys, how: Unfinished) {
+    let (line, audit) = match how {
+        Unfinished::Abandoned => (
+            "command still running at shutdown: abandoned",
+            "PR OUT abandoned at shutdown: whether the device ran it is unknown",
+        ),
+        Unfinished::NotStarted => (
+            "command still waiting for a slot at shutdown: not run",
+            "PR OUT not run: the daemon stopped before its peer had a slot free",
+        ),
+    };
+    tracing::warn!("{line}");
     if cdb.direction() == PrDirection::Out {
         let record = PrOutAudit::abandoned(cdb, keys, options.audit_keys);
         audit_line!(
@@ -1242,7 +1243,7 @@ fn log_not_started(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys) {
             device = None::<DisplayValue<DeviceInfo>>,
             wwid = None::<&str>,
             sense = None::<DisplayValue<&str>>,
-            "PR OUT not run: the daemon stopped before its peer had a slot free"
+            "{audit}"
         );
     }
 }

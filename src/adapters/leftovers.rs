@@ -15,9 +15,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{self, MsgFlags};
 use nix::unistd::Pid;
 
+use super::forked_child::{self, ChildError};
 use super::seccomp::SeccompMode;
 
 /// A file's device and inode: what tells a file this daemon made from one
@@ -91,20 +92,11 @@ pub fn spawn(
     files: Vec<(PathBuf, FileIdentity)>,
     mode: SeccompMode,
 ) -> Result<Remover, RemoverError> {
-    let threads = std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
-    if threads != 1 {
-        return Err(RemoverError::Threaded(threads));
-    }
+    let (ours, theirs) = forked_child::socket_pair().map_err(|e| match e {
+        ChildError::Threaded(n) => RemoverError::Threaded(n),
+        ChildError::Os { step, source } => RemoverError::Os { step, source },
+    })?;
     let os = |step| move |source| RemoverError::Os { step, source };
-    let (ours, theirs) = socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(os("socketpair"))?;
-    let ours = super::multipathd_relay::above_stdio(ours).map_err(os("move the socket"))?;
-    let theirs = super::multipathd_relay::above_stdio(theirs).map_err(os("move the socket"))?;
     // SAFETY: the process has exactly one thread (checked above), so the
     // child is a complete copy with no lock held by a vanished thread; it
     // runs `remover_main` and leaves with `_exit`, never returning here.
@@ -205,7 +197,7 @@ fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), String> {
             .map_err(|e| format!("point stdio at /dev/null: {e}"))?;
     }
     drop(null);
-    super::multipathd_relay::close_inherited_fds(socket.as_raw_fd())
+    forked_child::close_inherited_fds(socket.as_raw_fd())
         .map_err(|e| format!("close inherited fds: {e}"))?;
     if nix::unistd::geteuid().is_root() {
         nix::unistd::setgroups(&[]).map_err(|e| format!("drop supplementary groups: {e}"))?;

@@ -7,6 +7,7 @@ pub mod background;
 pub mod device;
 pub mod dm_path_views;
 pub mod emulated;
+pub mod forked_child;
 pub mod idle_connections;
 pub mod leftovers;
 pub mod multipath;

@@ -28,9 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::socket::{self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{self, sockopt, MsgFlags};
 use nix::unistd::Pid;
 
+use super::forked_child::{self, ChildError};
 use super::multipathd::{
     socket_timeout, MultipathdAddress, MultipathdConnection, NotifyError, MAX_REPLY,
 };
@@ -170,22 +171,11 @@ impl RelayLife {
 /// Starts the relay for multipathd at `address`, its filter in `mode`. Call
 /// it while root and before any thread exists (it refuses otherwise).
 pub fn spawn(address: MultipathdAddress, mode: SeccompMode) -> Result<RelayClient, RelayError> {
-    let threads = thread_count();
-    if threads != 1 {
-        return Err(RelayError::Threaded(threads));
-    }
+    let (ours, theirs) = forked_child::socket_pair().map_err(|e| match e {
+        ChildError::Threaded(n) => RelayError::Threaded(n),
+        ChildError::Os { step, source } => RelayError::Os { step, source },
+    })?;
     let os = |step| move |source| RelayError::Os { step, source };
-    let (ours, theirs) = socket::socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(os("socketpair"))?;
-    // Both ends above the standard fds, which -d and the relay point at
-    // /dev/null.
-    let ours = above_stdio(ours).map_err(os("move the relay socket"))?;
-    let theirs = above_stdio(theirs).map_err(os("move the relay socket"))?;
     socket::setsockopt(
         &ours,
         sockopt::ReceiveTimeout,
@@ -428,7 +418,7 @@ fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), String> {
             .map_err(|e| format!("point stdio at /dev/null: {e}"))?;
     }
     drop(null);
-    close_inherited_fds(keep).map_err(|e| format!("close inherited fds: {e}"))?;
+    forked_child::close_inherited_fds(keep).map_err(|e| format!("close inherited fds: {e}"))?;
     // No supplementary groups (needs CAP_SETGID: before the capabilities go).
     if nix::unistd::geteuid().is_root() {
         nix::unistd::setgroups(&[]).map_err(|e| format!("drop supplementary groups: {e}"))?;
@@ -437,52 +427,4 @@ fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), String> {
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("set no_new_privs: {e}"))?;
     super::seccomp::install_relay(mode).map_err(|e| format!("install the filter: {e}"))?;
     Ok(())
-}
-
-/// Closes every fd above stdio but `keep`: `close_range`, or where the
-/// kernel lacks it (before 5.9), each fd `/proc/self/fd` lists.
-pub(super) fn close_inherited_fds(keep: i32) -> Result<(), Errno> {
-    let keep = keep.unsigned_abs();
-    // SAFETY: close_range closes fds of this single-threaded child; the
-    // ones kept (stdio and the relay socket) are outside both ranges, and
-    // nothing here refers to the closed ones again (the daemon's OwnedFds
-    // in the copied memory are never dropped: the child leaves with _exit).
-    let closed = unsafe {
-        (keep <= 3 || libc::close_range(3, keep - 1, 0) == 0)
-            && libc::close_range(keep + 1, u32::MAX, 0) == 0
-    };
-    if closed {
-        return Ok(());
-    }
-    let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    for fd in open {
-        if fd > 2 && fd.unsigned_abs() != keep {
-            // The directory's own fd is among them and already closed:
-            // EBADF is expected for it.
-            // SAFETY: as above; each fd is closed once, none is used again.
-            unsafe { libc::close(fd) };
-        }
-    }
-    Ok(())
-}
-
-/// `fd`, or a duplicate of it numbered 3 or more.
-pub(super) fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
-    use nix::fcntl::{fcntl, FcntlArg};
-    use std::os::fd::FromRawFd;
-    if fd.as_raw_fd() > 2 {
-        return Ok(fd);
-    }
-    let raw = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(3))?;
-    // SAFETY: fcntl just returned this new fd, which nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-/// The number of threads of this process (1 when that cannot be read:
-/// then /proc is missing and nothing else has run either).
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
 }
