@@ -16,7 +16,7 @@
 //! native endian) + command text, one message; reply = one or more messages
 //! of the same sequence number + [`RelayStatus`] byte + a byte that is 1
 //! when more follow + text (multipathd's reply, up to [`MAX_REPLY`] in
-//! pieces of [`CHUNK`], or why it could not be reached). The sequence
+//! pieces of `CHUNK` bytes, or why it could not be reached). The sequence
 //! number lets the daemon discard a late reply to a command it stopped
 //! waiting for. The relay exits when the daemon's end closes, which happens
 //! however the daemon ends; the daemon learns of the relay's end by its
