@@ -127,7 +127,9 @@ fuzz_target!(|input: &[u8]| {
         script,
         calls: 0,
     };
-    let outcome = route(&mut runner, &paths, &command);
+    // A fresh logical unit holds no reservation the helper could have
+    // taken before this command: no record of one.
+    let outcome = route(&mut runner, &paths, &command, None);
     let good = outcome.reply.status == ScsiStatus::GOOD;
     assert!(good || outcome.events.is_empty());
     assert!(good || outcome.reply.payload.is_empty());
