@@ -32,7 +32,14 @@ fn a_killed_relay_ends_the_daemon_with_an_error_and_a_failure_status() {
     let mut h = Helper::spawn(dir, socket, &our_helper(), &[], |cmd| {
         cmd.env("MULTIPATH_SOCKET_NAME", &multipathd);
     });
-    let relays = children(h.pid());
+    // The socket accepts (its backlog) before the relay is forked: wait
+    // for the relay.
+    let forked_by = Instant::now() + Duration::from_secs(10);
+    let mut relays = children(h.pid());
+    while relays.is_empty() && Instant::now() < forked_by {
+        std::thread::sleep(Duration::from_millis(20));
+        relays = children(h.pid());
+    }
     assert_eq!(relays.len(), 1, "one relay: {relays:?}\n{}", h.log());
     kill(Pid::from_raw(relays[0]), Signal::SIGKILL).unwrap();
 
