@@ -160,7 +160,6 @@ helper_log_cmds() {
 sid_e2e() {
     local n ok=1
     begin e2e.boot || return 0
-    cat /opt/tier/l2-base.cpio /opt/tier/l2-init.cpio >/tmp/l2.initrd
     for h in rs-root rs-user c-root c-user; do sid_need "$h" || fail "helper $h did not start"; done
     l2_qemu src "$PATH1@rs-root" "$PATH2@rs-user" "$PATH5@c-root" "$PATH6@c-user"
     l2_use src
@@ -181,15 +180,35 @@ sid_e2e() {
     e2e_cycle c-root 2 0x7003 1 5
     e2e_cycle c-user 3 0x7004 1 6
     sid_migrate_plain
+    [ "$L2NAME" = dst ] && sid_migrate_fail
     l2 60 off 0 || true
     n=0
-    while [ $n -lt 60 ] && kill -0 "$L2PID_src" 2>/dev/null; do sleep 1; n=$((n + 1)); done
-    kill "$L2PID_src" 2>/dev/null
-    [ -n "${L2PID_dst:-}" ] && kill "$L2PID_dst" 2>/dev/null
+    eval "pid=\$L2PID_$L2NAME"
+    while [ $n -lt 60 ] && kill -0 "$pid" 2>/dev/null; do sleep 1; n=$((n + 1)); done
+    for pid in "$L2PID_src" "${L2PID_dst:-}" "${L2PID_dst2:-}"; do
+        [ -n "$pid" ] && kill "$pid" 2>/dev/null
+    done
     for h in rs-root rs-user rs-user-dst; do
         [ -f "/tmp/helper-$h.log" ] || continue
         echo "@@INFO sid helper $h log: $(wc -l <"/tmp/helper-$h.log") lines"
     done
+}
+
+# sid_write_expect N WANT_RC WHEN: WRITE(10) of one block at LBA 0 straight
+# to nexus N; sg_raw exits 0 on GOOD, 24 on RESERVATION CONFLICT. Unit
+# attentions (LIO queues one per PR event; on Linux 7.2 TEST UNIT READY does
+# not consume them) are consumed by repeating the WRITE.
+sid_write_expect() {
+    local d i=0 rc
+    [ -f /tmp/block ] || dd if=/dev/zero of=/tmp/block bs=512 count=1 2>/dev/null
+    eval "d=\$SG$1"
+    while :; do
+        sg_raw -s 512 -i /tmp/block "$d" 2a 00 00 00 00 00 00 00 01 00 >/tmp/write.out 2>&1
+        rc=$?
+        [ "$rc" = 6 ] && [ $i -lt 8 ] || break
+        i=$((i + 1))
+    done
+    [ "$rc" = "$2" ] || fail "write through nexus $1 after $3: sg_raw exit $rc, want $2: $(tr '\n' ' ' </tmp/write.out | cut -c1-200)"
 }
 
 # The migration with migrate-pr, plain paths (no multipath).
@@ -237,11 +256,9 @@ sid_migrate_plain() {
         l2 120 ping 0 || fail "the nested guest does not answer on the destination: $L2OUT"
         sid_expect 0 "migration (LU A: ours)" "4:$k:R5"
         sid_expect 1 "migration (LU B: C helper)" "8:$k:R5"
-        # The source nexuses hold a unit attention (registrations preempted).
-        DIRTY2=1 DIRTY4=1 DIRTY6=1
-        write_expect 2 24 "migration (source nexus, ours)"
-        write_expect 6 24 "migration (source nexus, C helper)"
-        write_expect 4 0 "migration (destination nexus, ours)"
+        sid_write_expect 2 24 "migration (source nexus, ours)"
+        sid_write_expect 6 24 "migration (source nexus, C helper)"
+        sid_write_expect 4 0 "migration (destination nexus, ours)"
         l2_step dst-write-rs 0 write 1
         l2_step dst-write-c 0 write 3
         l2_step dst-read-reservation-rs 0 sgp 1 -i -r
@@ -258,5 +275,62 @@ sid_migrate_plain() {
     echo "@@INFO $SCEN source helper (rs-user) log lines during migration: $(($(wc -l <"/tmp/helper-rs-user.log") - srcmark))"
     sed -n "$((srcmark + 1)),\$p" /tmp/helper-rs-user.log | head -20 | sed "s/^/@@INFO $SCEN src-log: /" | cut -c1-300
     head -40 /tmp/helper-rs-user-dst.log | sed "s/^/@@INFO $SCEN dst-log: /" | cut -c1-300
+    end
+}
+
+# sid.migrate.fail: a migration that fails: the nested guest (now on the
+# destination of sid.migrate.plain) holds a type 5 reservation through
+# nexus 4 and 8; a third QEMU is started with -incoming on nexus 2 and 6 and
+# killed while the migration runs (bandwidth limited so that it cannot
+# finish first). The source must keep the reservation, the guest must go on
+# writing, and the killed destination must have sent nothing.
+sid_migrate_fail() {
+    local k=0x6b6b st t0 n m1 s
+    begin migrate.fail || return 0
+    sid_need rs-user-dst2 || fail "rs-user-dst2 did not start"
+    sid_need c-user-dst2 || fail "c-user-dst2 did not start"
+    l2_step hold-register-rs 0 sgp 1 -o -G -S $k
+    l2_step hold-reserve-rs 0 sgp 1 -o -R -K $k -T 5
+    l2_step hold-register-c 0 sgp 3 -o -G -S $k
+    l2_step hold-reserve-c 0 sgp 3 -o -R -K $k -T 5
+    sid_expect 0 "hold (source)" "4:$k:R5"
+    sid_expect 1 "hold (source)" "8:$k:R5"
+    rm -f /tmp/mig2.sock
+    l2_qemu dst2 "$PATH1@rs-root" "$PATH2@rs-user-dst2" "$PATH5@c-root" "$PATH6@c-user-dst2" \
+        -- -incoming unix:/tmp/mig2.sock
+    n=0
+    while [ $n -lt 60 ] && [ ! -S /tmp/mig2.sock ]; do sleep 1; n=$((n + 1)); done
+    [ -S /tmp/mig2.sock ] || fail "the third QEMU did not listen: $(head -c 400 /tmp/qemu-dst2.out)"
+    qmp /tmp/qmp-dst.sock '{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":4096}}' >/dev/null
+    qmp /tmp/qmp-dst.sock '{"execute":"migrate","arguments":{"uri":"unix:/tmp/mig2.sock"}}' >/dev/null
+    sleep 5
+    st=$(qmp /tmp/qmp-dst.sock '{"execute":"query-migrate"}' | sed -n 's/.*"status": *"\([a-z-]*\)".*/\1/p' | tail -1)
+    echo "@@INFO $SCEN before the kill: migration [$st]"
+    [ "$st" = active ] || fail "migration not active before the kill: [$st]"
+    kill -9 "$L2PID_dst2" 2>/dev/null
+    t0=$(e2e_now)
+    while [ $(($(e2e_now) - t0)) -lt 120 ]; do
+        st=$(qmp /tmp/qmp-dst.sock '{"execute":"query-migrate"}' | sed -n 's/.*"status": *"\([a-z-]*\)".*/\1/p' | tail -1)
+        case "$st" in failed | cancelled | completed) break ;; esac
+        sleep 2
+    done
+    echo "@@INFO $SCEN after the kill: migration [$st]"
+    [ "$st" = failed ] || fail "migration after the destination was killed: [$st], want failed"
+    s=$(qmp /tmp/qmp-dst.sock '{"execute":"query-status"}' | sed -n 's/.*"status": *"\([a-z-]*\)".*/\1/p' | tail -1)
+    [ "$s" = running ] || fail "the source QEMU is [$s] after the failed migration, want running"
+    sid_expect 0 "failed migration" "4:$k:R5"
+    sid_expect 1 "failed migration" "8:$k:R5"
+    l2_step write-rs 0 write 1
+    l2_step write-c 0 write 3
+    l2_step read-reservation-rs 0 sgp 1 -i -r
+    echo "$L2OUT" | grep -q 6b6b || fail "READ RESERVATION after the failed migration did not show $k"
+    m1=$(grep -c 'command done' /tmp/helper-rs-user-dst2.log)
+    [ "$m1" = 0 ] || fail "the killed destination's helper ran $m1 command(s)"
+    l2_step release-rs 0 sgp 1 -o -L -K $k -T 5
+    l2_step unregister-rs 0 sgp 1 -o -G -K $k -S 0
+    l2_step release-c 0 sgp 3 -o -L -K $k -T 5
+    l2_step unregister-c 0 sgp 3 -o -G -K $k -S 0
+    sid_expect 0 "cleanup" "-"
+    sid_expect 1 "cleanup" "-"
     end
 }

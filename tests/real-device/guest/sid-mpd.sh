@@ -94,6 +94,40 @@ mpd_pr() {
     step "$@" "$SID_MAP"
 }
 
+# mpd_log_pr WHO: the PR commands multipathd logged (-v3) since the last
+# call, as @@INFO (what WHO told it).
+MPD_MARK=0
+mpd_log_pr() {
+    sed -n "$((MPD_MARK + 1)),\$p" /tmp/multipathd.log | grep -iE 'pr(key|status|hold)|pathlist' |
+        head -12 | cut -c1-200 | sed "s/^/@@INFO sid multipathd log after $1: /"
+    MPD_MARK=$(wc -l </tmp/multipathd.log)
+}
+
+# sid.mpd.mpathpersist: the same cycle with multipath-tools' own client
+# (mpathpersist, libmpathpersist 0.15.1); multipathd must end in the same
+# states as after our helper's commands.
+sid_mpathpersist() {
+    begin mpd.mpathpersist || return 0
+    mpd_log_pr "our helper (before mpathpersist)" >/dev/null
+    mp() {
+        mpathpersist "$@" "$SID_MAP" >/tmp/mpp.out 2>&1 || fail "mpathpersist $*: exit $?: $(tr '\n' ' ' </tmp/mpp.out | cut -c1-200)"
+    }
+    mp --out --register --param-sark=0x2222
+    sid_expect 0 "mpathpersist register" "1:0x2222 2:0x2222"
+    mpd_expect "mpathpersist register" getprkey 0x2222
+    mpd_expect "mpathpersist register" getprstatus set registered 1
+    mp --out --reserve --param-rk=0x2222 --prout-type=5
+    mpd_expect "mpathpersist reserve" getprhold set 1
+    mp --out --release --param-rk=0x2222 --prout-type=5
+    mpd_expect "mpathpersist release" getprhold unset 0
+    mp --out --register --param-rk=0x2222 --param-sark=0
+    sid_expect 0 "mpathpersist unregister" "-"
+    mpd_expect "mpathpersist unregister" getprkey none
+    mpd_expect "mpathpersist unregister" getprstatus unset unregistered 0
+    mpd_log_pr mpathpersist
+    end
+}
+
 sid_mpd() {
     local P
     begin mpd.setup || return 0
@@ -128,10 +162,12 @@ sid_mpd() {
             mpd_expect unregister getprstatus unset unregistered 0
             end
         }
+        mpd_log_pr "our helper ($P)"
         pid=$(sid_pid "mpd-$P")
         kill "$pid" 2>/dev/null
         grep -iE 'multipathd|WARN|ERROR' "/tmp/helper-mpd-$P.log" | head -8 | cut -c1-250 | sed "s/^/@@INFO sid helper mpd-$P log: /"
     done
+    sid_mpathpersist
     mpd setprhold map "$SID_MAPNAME"
     mpd unsetprhold map "$SID_MAPNAME"
     kill "$SID_MPD_PID" 2>/dev/null

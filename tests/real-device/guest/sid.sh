@@ -153,7 +153,10 @@ sid_main() {
     end
     [ $SCEN_FAIL = 0 ] || return
     sid_helpers
+    # The nested guest's initramfs: the cached base and this run's /init.
+    cat /opt/tier/l2-base.cpio /opt/tier/l2-init.cpio >/tmp/l2.initrd
     if [ -f /etc/tier-sid-e2e.sh ]; then . /etc/tier-sid-e2e.sh; sid_e2e; fi
+    if [ -f /etc/tier-sid-libvirt.sh ]; then . /etc/tier-sid-libvirt.sh; sid_libvirt; fi
     if [ -f /etc/tier-sid-mpd.sh ]; then . /etc/tier-sid-mpd.sh; sid_mpd; fi
     sid_seccomp_check
 }
