@@ -49,6 +49,11 @@
 #                    "main multipathd seccomp-log"; seccomp-log is the main
 #                    and multipathd boots again, our helper only, its seccomp
 #                    filter logging)
+#                    "sid" (not in the default) is the Debian sid stack:
+#                    sid.sh makes a sid root image (cached under
+#                    .cache/sid, keyed by the package versions) and boots
+#                    its kernel 7.2, QEMU 11.1, multipath-tools 0.15
+#   --sid-timeout SECS  limit for the sid boot (default 2400)
 #   --with-preempt-abort  extra boot that tries PREEMPT AND ABORT across
 #                    nexuses (known to hang Debian's 6.1 kernel; reported as
 #                    information only, never fails the run)
@@ -85,6 +90,7 @@ WITH_PA=0
 WITH_QEMU=0
 WITH_QEMU_BOOT=0
 BOOTS="main multipathd seccomp-log"
+SID_TIMEOUT=2400
 SMP=${SMP:-1}   # 2 vCPUs under TCG measured 50% slower here
 
 say() { printf '[real-device] %s\n' "$*"; }
@@ -110,6 +116,7 @@ while [ $# -gt 0 ]; do
     --with-qemu) WITH_QEMU=1; shift ;;
     --with-qemu-boot) WITH_QEMU=1; WITH_QEMU_BOOT=1; shift ;;
     --boots) BOOTS=$2; shift 2 ;;
+    --sid-timeout) SID_TIMEOUT=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -421,12 +428,19 @@ boot() {
 FAILED=0
 npass=0 nfail=0 nskip=0 nxfail=0
 run_boot() {
-    local name=$1 mode=$2 limit=$3 sc=${4:-} append=${5:-} log n
+    local name=$1 mode=$2 limit=$3 sc=${4:-} append=${5:-}
     write_conf "$mode" "$sc"
     mkinitrd "initrd-$name"
     say "initramfs $(du -h "$WORK/initrd-$name" | cut -f1) ready after $(elapsed)"
     boot "$name" "initrd-$name" "$limit" "$append" || say "qemu exited with status $? (124 = timed out)"
     say "$name boot done after $(elapsed)"
+    count_boot "$name"
+}
+
+# count_boot NAME: adds the results of work/NAME.log to the totals; a boot
+# without @@DONE or without any result fails the run.
+count_boot() {
+    local name=$1 log n
     log=$WORK/$name.log
     cat "$log" >>"$WORK/console.log"
     if ! grep -q '^@@DONE' "$log"; then
@@ -456,6 +470,16 @@ case " $BOOTS " in *" seccomp-log "*)
         run_boot main-seclog main 420 log " audit=1"
         run_boot multipathd-seclog multipathd 600 log " audit=1"
     fi ;;
+esac
+# The Debian sid stack (sid.sh): its own root image, kernel and QEMU.
+case " $BOOTS " in *" sid "*)
+    sid_args=(--timeout "$SID_TIMEOUT")
+    [ -n "$HELPER" ] && sid_args+=(--helper "$HELPER")
+    [ -n "$CLIENT" ] && sid_args+=(--client "$CLIENT")
+    [ -n "$ONLY" ] && sid_args+=(--only "$ONLY")
+    WORK=$WORK SMP=$SMP "$HERE/sid.sh" "${sid_args[@]}" || say "the sid stage could not run"
+    say "sid boot done after $(elapsed)"
+    count_boot sid ;;
 esac
 LOG=$WORK/console.log
 

@@ -1,0 +1,125 @@
+# shellcheck shell=dash disable=SC3043
+# shellcheck disable=SC2034,SC2154
+# The sid stage with libvirt 12.8 (sourced by guest/sid.sh after the
+# nested-guest scenarios; uses sid-e2e.sh's l2 functions).
+# sid.libvirt.managed: qemu.conf's pr_helper is our binary and the domain's
+# disk has <reservations managed='yes'/>: virtqemud starts the helper
+# itself, QEMU's pr-manager reports it connected, the nested guest's
+# sg_persist cycle passes through it, and the helper is gone once the
+# domain has stopped (the guest powers off; <acpi/> lets that end QEMU).
+# libvirt runs relaxed here (no cgroups, namespaces or security driver in
+# this guest without systemd); QEMU runs as root.
+
+sid_libvirt() {
+    local t0 n pid hp st ok=1
+    begin libvirt.managed || return 0
+    # Debian's libvirt-daemon ships the monolithic libvirtd.
+    local daemon=libvirtd sock=/run/libvirt/libvirt-sock
+    if command -v virtqemud >/dev/null; then daemon=virtqemud sock=/run/libvirt/virtqemud-sock; fi
+    if ! command -v $daemon >/dev/null; then
+        echo "@@RESULT $SCEN SKIP no libvirtd"
+        SCEN=""
+        return 0
+    fi
+    mkdir -p /run/libvirt /var/lib/libvirt/qemu /var/log/libvirt/qemu /var/cache/libvirt/qemu
+    # Our binary, with the stage's seccomp log mode and command log.
+    cat >/usr/local/bin/rs-pr-helper-libvirt <<'SH'
+#!/bin/sh
+exec /usr/local/bin/rs-pr-helper --seccomp log -v "$@" 2>>/tmp/helper-libvirt.log
+SH
+    chmod 0755 /usr/local/bin/rs-pr-helper-libvirt
+    cat >/etc/libvirt/qemu.conf <<'CONF'
+pr_helper = "/usr/local/bin/rs-pr-helper-libvirt"
+stdio_handler = "file"
+security_driver = "none"
+user = "root"
+group = "root"
+namespaces = [ ]
+cgroup_controllers = [ ]
+CONF
+    $daemon --daemon >/tmp/libvirtd.log 2>&1 || fail "$daemon did not start: $(head -c 300 /tmp/libvirtd.log)"
+    n=0
+    while [ $n -lt 90 ] && [ ! -S $sock ]; do sleep 1; n=$((n + 1)); done
+    VIRSH="virsh -c qemu:///system?socket=$sock"
+    echo "@@INFO sid libvirt: $($VIRSH version 2>&1 | tr '\n' ' ' | tr -s ' ')"
+    rm -f /tmp/nested-lv.log /tmp/ctl-lv.in /tmp/ctl-lv.out
+    mkfifo /tmp/ctl-lv.in /tmp/ctl-lv.out
+    cat /tmp/ctl-lv.out >/dev/null &
+    cat >/tmp/domain.xml <<XML
+<domain type='qemu'>
+  <name>tier</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <kernel>/usr/lib/modules/$(uname -r)/vmlinuz</kernel>
+    <initrd>/tmp/l2.initrd</initrd>
+    <cmdline>console=ttyS0 panic=-1 loglevel=4 mitigations=off tier.disks=1</cmdline>
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <controller type='scsi' index='0' model='virtio-scsi'/>
+    <disk type='block' device='lun'>
+      <driver name='qemu' type='raw'/>
+      <source dev='$PATH1'>
+        <reservations managed='yes'/>
+      </source>
+      <target dev='sda' bus='scsi'/>
+      <address type='drive' controller='0' bus='0' target='0' unit='0'/>
+    </disk>
+    <serial type='file'><source path='/tmp/nested-lv.log'/><target port='0'/></serial>
+    <serial type='pipe'><source path='/tmp/ctl-lv'/><target port='1'/></serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+XML
+    : >/tmp/helper-libvirt.log
+    t0=$(e2e_now)
+    $VIRSH create /tmp/domain.xml >/tmp/virsh.out 2>&1 || {
+        fail "virsh create failed: $(tr '\n' ' ' </tmp/virsh.out | head -c 400)"
+        ok=0
+    }
+    hp=""
+    for pid in $(ls /proc | grep '^[0-9]*$'); do
+        case "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" in
+        */usr/local/bin/rs-pr-helper*) hp=$pid ;;
+        esac
+    done
+    if [ -n "$hp" ]; then
+        echo "@@INFO sid libvirt started our helper: $(tr '\0' ' ' <"/proc/$hp/cmdline")"
+    elif [ $ok = 1 ]; then
+        fail "libvirt started no helper of ours"
+    fi
+    if [ $ok = 1 ]; then
+        st=$($VIRSH qemu-monitor-command tier '{"execute":"query-pr-managers"}' 2>&1)
+        echo "@@INFO sid libvirt query-pr-managers: $st"
+        echo "$st" | grep -q '"connected": *true' || fail "QEMU's pr-manager is not connected: $st"
+        L2PID_lv=$(cat /run/libvirt/qemu/tier.pid 2>/dev/null)
+        l2_use lv
+        if l2_wait_ready "$SID_LIMIT_L2"; then
+            l2_step register 0 sgp 0 -o -G -S 0x7101
+            l2_step reserve 0 sgp 0 -o -R -K 0x7101 -T 5
+            sid_expect 0 reserve "1:0x7101:R5"
+            l2_step read-reservation 0 sgp 0 -i -r
+            l2_step write 0 write 0
+            l2_step release 0 sgp 0 -o -L -K 0x7101 -T 5
+            l2_step unregister 0 sgp 0 -o -G -K 0x7101 -S 0
+            sid_expect 0 unregister "-"
+            l2 60 off 0 || true
+        else
+            fail "nested guest (libvirt) not ready: $(tr -d '\r' </tmp/nested-lv.log 2>/dev/null | tail -3 | tr '\n' '|')"
+        fi
+        n=0
+        while [ $n -lt 60 ] && $VIRSH domstate tier >/dev/null 2>&1; do sleep 1; n=$((n + 1)); done
+        $VIRSH domstate tier >/dev/null 2>&1 && { fail "the domain did not stop after the guest powered off"; $VIRSH destroy tier >/dev/null 2>&1; }
+    fi
+    n=0
+    while [ -n "$hp" ] && [ $n -lt 30 ] && [ -d "/proc/$hp" ]; do sleep 1; n=$((n + 1)); done
+    [ -n "$hp" ] && [ -d "/proc/$hp" ] && fail "our helper (pid $hp) still runs after the domain stopped"
+    grep -c 'command done' /tmp/helper-libvirt.log | sed 's/^/@@INFO sid libvirt helper commands: /'
+    [ $SCEN_FAIL = 0 ] || tail -5 /tmp/libvirtd.log | sed 's/^/@@INFO sid libvirtd: /' | cut -c1-300
+    kill "$(cat /run/libvirt/$daemon.pid /run/$daemon.pid 2>/dev/null | head -1)" 2>/dev/null
+    end
+}
