@@ -477,7 +477,7 @@ case " $BOOTS " in *" sid "*)
     [ -n "$HELPER" ] && sid_args+=(--helper "$HELPER")
     [ -n "$CLIENT" ] && sid_args+=(--client "$CLIENT")
     [ -n "$ONLY" ] && sid_args+=(--only "$ONLY")
-    WORK=$WORK SMP=$SMP "$HERE/sid.sh" "${sid_args[@]}" || say "the sid stage could not run"
+    WORK=$WORK "$HERE/sid.sh" "${sid_args[@]}" || say "the sid stage could not run"
     say "sid boot done after $(elapsed)"
     count_boot sid ;;
 esac

@@ -284,9 +284,11 @@ fi
 # ------------------------------------------------------------------- boot
 # -cpu max: sid's userland may assume more than the qemu64 baseline. audit=1:
 # our helper runs with --seccomp log, whose events the kernel then records.
+# Two vCPUs (SID_SMP): the two nested guests (QEMU's and libvirt's) boot at
+# the same time, each on its own host core.
 say "booting sid (limit ${LIMIT}s)"
 set +e
-timeout --kill-after=5 "$LIMIT" qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp "${SMP:-1}" \
+timeout --kill-after=5 "$LIMIT" qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp "${SID_SMP:-2}" \
     -nographic -no-reboot -net none -kernel "$IMG/vmlinuz" -initrd "$WORK/initrd-sid" \
     -drive "file=$IMG/root.ext4,format=raw,if=virtio,snapshot=on" \
     -append "console=ttyS0 panic=-1 quiet audit=1" </dev/null 2>&1 |

@@ -3,23 +3,32 @@
 # The sid stage with libvirt 12.8 (sourced by guest/sid.sh after the
 # nested-guest scenarios; uses sid-e2e.sh's l2 functions).
 # sid.libvirt.managed: qemu.conf's pr_helper is our binary and the domain's
-# disk has <reservations managed='yes'/>: virtqemud starts the helper
+# disk (nexus 9 of LU A) has <reservations managed='yes'/>: libvirt starts the helper
 # itself, QEMU's pr-manager reports it connected, the nested guest's
 # sg_persist cycle passes through it, and the helper is gone once the
 # domain has stopped (the guest powers off; <acpi/> lets that end QEMU).
 # libvirt runs relaxed here (no cgroups, namespaces or security driver in
 # this guest without systemd); QEMU runs as root.
 
-sid_libvirt() {
-    local t0 n pid hp st ok=1
-    begin libvirt.managed || return 0
+# sid_libvirt_start: libvirtd and the domain. Called early (while the other
+# nested guest boots: with two vCPUs both boots run at once); what went
+# wrong is kept in LV_ERR for the scenario to report.
+LV_STARTED=0
+LV_ERR=""
+LV_HP=""
+LV_DAEMON=libvirtd
+VIRSH=""
+L2PID_lv=""
+sid_libvirt_start() {
+    local n pid st
+    LV_STARTED=1
     # Debian's libvirt-daemon ships the monolithic libvirtd.
     local daemon=libvirtd sock=/run/libvirt/libvirt-sock
     if command -v virtqemud >/dev/null; then daemon=virtqemud sock=/run/libvirt/virtqemud-sock; fi
+    LV_DAEMON=$daemon
     if ! command -v $daemon >/dev/null; then
-        echo "@@RESULT $SCEN SKIP no libvirtd"
-        SCEN=""
-        return 0
+        LV_ERR="no libvirtd"
+        return 1
     fi
     mkdir -p /run/libvirt /var/lib/libvirt/qemu /var/log/libvirt/qemu /var/cache/libvirt/qemu
     # Our binary, with the stage's seccomp log mode and command log.
@@ -37,7 +46,7 @@ group = "root"
 namespaces = [ ]
 cgroup_controllers = [ ]
 CONF
-    $daemon --daemon >/tmp/libvirtd.log 2>&1 || fail "$daemon did not start: $(head -c 300 /tmp/libvirtd.log)"
+    $daemon --daemon >/tmp/libvirtd.log 2>&1 || LV_ERR="$daemon did not start: $(head -c 300 /tmp/libvirtd.log)"
     n=0
     while [ $n -lt 90 ] && [ ! -S $sock ]; do sleep 1; n=$((n + 1)); done
     VIRSH="virsh -c qemu:///system?socket=$sock"
@@ -63,7 +72,7 @@ CONF
     <controller type='scsi' index='0' model='virtio-scsi'/>
     <disk type='block' device='lun'>
       <driver name='qemu' type='raw'/>
-      <source dev='$PATH1'>
+      <source dev='$PATH9'>
         <reservations managed='yes'/>
       </source>
       <target dev='sda' bus='scsi'/>
@@ -76,32 +85,40 @@ CONF
 </domain>
 XML
     : >/tmp/helper-libvirt.log
-    t0=$(e2e_now)
-    $VIRSH create /tmp/domain.xml >/tmp/virsh.out 2>&1 || {
-        fail "virsh create failed: $(tr '\n' ' ' </tmp/virsh.out | head -c 400)"
-        ok=0
-    }
-    hp=""
+    if ! $VIRSH create /tmp/domain.xml >/tmp/virsh.out 2>&1; then
+        LV_ERR="virsh create failed: $(tr '\n' ' ' </tmp/virsh.out | head -c 400)"
+        return 1
+    fi
     for pid in $(ls /proc | grep '^[0-9]*$'); do
         case "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" in
-        */usr/local/bin/rs-pr-helper*) hp=$pid ;;
+        */usr/local/bin/rs-pr-helper*-k\ /var/lib/libvirt/*) LV_HP=$pid ;;
         esac
     done
-    if [ -n "$hp" ]; then
-        echo "@@INFO sid libvirt started our helper: $(tr '\0' ' ' <"/proc/$hp/cmdline")"
-    elif [ $ok = 1 ]; then
-        fail "libvirt started no helper of ours"
+    if [ -n "$LV_HP" ]; then
+        echo "@@INFO sid libvirt started our helper: $(tr '\0' ' ' <"/proc/$LV_HP/cmdline")"
+    else
+        LV_ERR="libvirt started no helper of ours"
     fi
-    if [ $ok = 1 ]; then
-        st=$($VIRSH qemu-monitor-command tier '{"execute":"query-pr-managers"}' 2>&1)
-        echo "@@INFO sid libvirt query-pr-managers: $st"
-        echo "$st" | grep -q '"connected": *true' || fail "QEMU's pr-manager is not connected: $st"
-        L2PID_lv=$(cat /run/libvirt/qemu/tier.pid 2>/dev/null)
+    st=$($VIRSH qemu-monitor-command tier '{"execute":"query-pr-managers"}' 2>&1)
+    echo "@@INFO sid libvirt query-pr-managers: $st"
+    echo "$st" | grep -q '"connected": *true' || LV_ERR="$LV_ERR; QEMU's pr-manager is not connected: $st"
+    L2PID_lv=$(cat /run/libvirt/qemu/tier.pid 2>/dev/null)
+    LV_T0=$(e2e_now)
+}
+
+sid_libvirt() {
+    local n hp prev
+    begin libvirt.managed || return 0
+    [ "$LV_STARTED" = 1 ] || sid_libvirt_start
+    hp=$LV_HP
+    [ -z "$LV_ERR" ] || fail "$LV_ERR"
+    if [ -n "$VIRSH" ] && [ -n "$L2PID_lv" ]; then
+        prev=${L2NAME:-}
         l2_use lv
         if l2_wait_ready "$SID_LIMIT_L2"; then
             l2_step register 0 sgp 0 -o -G -S 0x7101
             l2_step reserve 0 sgp 0 -o -R -K 0x7101 -T 5
-            sid_expect 0 reserve "1:0x7101:R5"
+            sid_expect 0 reserve "9:0x7101:R5"
             l2_step read-reservation 0 sgp 0 -i -r
             l2_step write 0 write 0
             l2_step release 0 sgp 0 -o -L -K 0x7101 -T 5
@@ -114,12 +131,13 @@ XML
         n=0
         while [ $n -lt 60 ] && $VIRSH domstate tier >/dev/null 2>&1; do sleep 1; n=$((n + 1)); done
         $VIRSH domstate tier >/dev/null 2>&1 && { fail "the domain did not stop after the guest powered off"; $VIRSH destroy tier >/dev/null 2>&1; }
+        L2NAME=$prev
     fi
     n=0
     while [ -n "$hp" ] && [ $n -lt 30 ] && [ -d "/proc/$hp" ]; do sleep 1; n=$((n + 1)); done
     [ -n "$hp" ] && [ -d "/proc/$hp" ] && fail "our helper (pid $hp) still runs after the domain stopped"
     grep -c 'command done' /tmp/helper-libvirt.log | sed 's/^/@@INFO sid libvirt helper commands: /'
     [ $SCEN_FAIL = 0 ] || tail -5 /tmp/libvirtd.log | sed 's/^/@@INFO sid libvirtd: /' | cut -c1-300
-    kill "$(cat /run/libvirt/$daemon.pid /run/$daemon.pid 2>/dev/null | head -1)" 2>/dev/null
+    kill "$(cat "/run/libvirt/$LV_DAEMON.pid" "/run/$LV_DAEMON.pid" 2>/dev/null | head -1)" 2>/dev/null
     end
 }

@@ -10,6 +10,8 @@
 #   LU B (lu1): nexus 5, 6  this host's paths (nested disks d2, d3)
 #               nexus 7     observer
 #               nexus 8     the migration destination of d3
+#   LU A        nexus 9     libvirt's domain (its guest boots beside the
+#                           other: QEMU locks the disks it opens)
 # Our helper (rs-pr-helper) always runs with --seccomp log and -v (every
 # command logged); sid.seccomp-log at the end requires that the kernel
 # recorded no seccomp event of it over the whole stage.
@@ -57,6 +59,7 @@ sid_setup() {
     done
     for m in 1 2 3 4; do sid_nexus $m 0 || return 1; done
     for m in 5 6 7 8; do sid_nexus $m 1 || return 1; done
+    sid_nexus 9 0 || return 1
 }
 
 # sid_versions: the stack this boot ran, as @@INFO lines.
@@ -155,9 +158,12 @@ sid_main() {
     sid_helpers
     # The nested guest's initramfs: the cached base and this run's /init.
     cat /opt/tier/l2-base.cpio /opt/tier/l2-init.cpio >/tmp/l2.initrd
-    if [ -f /etc/tier-sid-e2e.sh ]; then . /etc/tier-sid-e2e.sh; sid_e2e; fi
-    if [ -f /etc/tier-sid-libvirt.sh ]; then . /etc/tier-sid-libvirt.sh; sid_libvirt; fi
-    if [ -f /etc/tier-sid-mpd.sh ]; then . /etc/tier-sid-mpd.sh; sid_mpd; fi
+    . /etc/tier-sid-e2e.sh
+    . /etc/tier-sid-libvirt.sh
+    sid_e2e
+    sid_libvirt
+    . /etc/tier-sid-mpd.sh
+    sid_mpd
     sid_seccomp_check
 }
 
