@@ -57,6 +57,21 @@ PKGS=(qemu-system-x86 qemu-system-common multipath-tools sg3-utils udev kmod
     libvirt-daemon libvirt-clients libvirt-daemon-driver-qemu libvirt-daemon-system
     busybox-static socat procps xz-utils)
 
+# ------------------------------------------------------- host packages
+# What this script runs on the host (Debian 12), from the host's own apt
+# configuration: the stage can run alone, before or without run.sh.
+HOST_PKGS=(mmdebstrap cpio e2fsprogs xz-utils qemu-system-x86)
+host_missing=()
+for p in "${HOST_PKGS[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || host_missing+=("$p")
+done
+if [ ${#host_missing[@]} -gt 0 ]; then
+    say "installing on the host: ${host_missing[*]}"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${host_missing[@]}"; } >/dev/null 2>&1 ||
+        fail_stage "apt-get install ${host_missing[*]} failed"
+fi
+
 # ------------------------------------------------------------ private apt
 # The mirror is the host's own (its first URIs line, or its sources.list);
 # everything apt keeps for sid lives under $CACHE/apt.
@@ -138,12 +153,6 @@ fi
 # versions.
 build_image() {
     local tmp=$CACHE/build root inc deb f kver m
-    command -v mmdebstrap >/dev/null || {
-        say "installing mmdebstrap"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null ||
-            fail_stage "apt-get install mmdebstrap failed"
-    }
-    command -v mkfs.ext4 >/dev/null || fail_stage "mkfs.ext4 missing (e2fsprogs)"
     rm -rf "$tmp"
     mkdir -p "$tmp"
     root=$tmp/root
