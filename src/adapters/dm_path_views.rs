@@ -1,17 +1,18 @@
 //! dm's view of a map's paths for a command, without making the command
-//! ask multipathd: the view is kept a few seconds per map
-//! ([`DmViewCache`]) and refreshed by a thread of its own, started when a
-//! map asks and ended when no map waits. A command waits for a refresh at
-//! most [`WAIT`], never with its map's lock held, and takes no view if the
-//! answer is late: with multipathd wedged, every command on every map is
-//! then answered at once instead of one multipathd timeout after the other.
+//! ask multipathd: each command asks for a view taken after it arrived
+//! ([`DmViewCache`]), which a thread of its own fetches (started when a map
+//! asks, ended when no map waits). A command waits for it at most [`WAIT`],
+//! never with its map's lock held, and only while multipathd answers; a
+//! late answer leaves it the last view if that is recent, or none: with
+//! multipathd wedged, every command on every map is then answered at once
+//! instead of one multipathd timeout after the other.
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::multipathd::MultipathdNotifier;
-use crate::domain::multipath::dm_view_cache::{DmView, DmViewCache, Lookup};
+use crate::domain::multipath::dm_view_cache::{DmView, DmViewCache};
 
 /// How long a command waits for a refresh it asked for: multipathd answers
 /// in milliseconds when it is well, so a fresh view is usually there in
@@ -41,7 +42,8 @@ impl Shared {
 }
 
 impl DmPathViews {
-    /// Views from `notifier`'s multipathd, each used for `ttl`.
+    /// Views from `notifier`'s multipathd; one may stand in for a late
+    /// answer for `ttl`.
     pub fn new(notifier: Arc<MultipathdNotifier>, ttl: Duration) -> DmPathViews {
         DmPathViews {
             shared: Arc::new(Shared {
@@ -52,46 +54,42 @@ impl DmPathViews {
         }
     }
 
-    /// dm's view of `map`'s `paths`: the fresh one kept, or the one a
-    /// refresh brings within [`WAIT`], or none (empty). Err: none, and the
-    /// refresh could not be started (no thread).
+    /// dm's view of `map`'s `paths`: the one a refresh started after this
+    /// call brings within [`WAIT`], or else the last one if recent, or none
+    /// (empty). Err: none, and the refresh could not be started (no thread).
     pub fn view(&self, map: &str, paths: &[String]) -> io::Result<DmView> {
         let mut cache = self.shared.cache();
-        let now = Instant::now();
-        match cache.view(map, paths, now) {
-            Lookup::Fresh(view) => return Ok(view),
-            Lookup::Missing {
-                start_refresh: true,
-            } => {
-                let shared = Arc::clone(&self.shared);
-                let started = std::thread::Builder::new()
-                    .name("dm-path-views".into())
-                    .spawn(move || refresh(&shared));
-                if let Err(e) = started {
-                    cache.abandon();
-                    return Err(e);
+        let asked = Instant::now();
+        let ask = cache.ask(map, paths);
+        if ask.start_refresh {
+            let shared = Arc::clone(&self.shared);
+            let started = std::thread::Builder::new()
+                .name("dm-path-views".into())
+                .spawn(move || refresh(&shared));
+            if let Err(e) = started {
+                cache.abandon();
+                return Err(e);
+            }
+        }
+        if ask.wait {
+            let deadline = asked + WAIT;
+            loop {
+                if let Some(view) = cache.since(map, asked) {
+                    return Ok(view);
                 }
-            }
-            Lookup::Missing {
-                start_refresh: false,
-            } => {}
-        }
-        let deadline = now + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || !cache.refreshing() {
-                return Ok(Vec::new());
-            }
-            cache = self
-                .shared
-                .answered
-                .wait_timeout(cache, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            if let Some(view) = cache.fresh(map, Instant::now()) {
-                return Ok(view);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || !cache.refreshing() {
+                    break;
+                }
+                cache = self
+                    .shared
+                    .answered
+                    .wait_timeout(cache, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
         }
+        Ok(cache.recent(map, Instant::now()).unwrap_or_default())
     }
 
     /// Drops `map`'s view: one of its paths failed, so dm's view of it is
@@ -105,7 +103,7 @@ impl DmPathViews {
 /// map waits.
 fn refresh(shared: &Shared) {
     loop {
-        let maps = shared.cache().start_refresh();
+        let maps = shared.cache().start_refresh(Instant::now());
         if maps.is_empty() {
             shared.answered.notify_all();
             return;
@@ -149,9 +147,10 @@ mod tests {
     }
 
     /// A host with 5,000 paths: the map's two are found in multipathd's
-    /// long answer; the view is then kept, and forgotten on a path error.
+    /// long answer, asked again for each command (dm's view can change
+    /// without any error the helper sees: multipathd `fail path`).
     #[test]
-    fn a_maps_view_comes_from_multipathd_once_and_is_kept() {
+    fn each_command_gets_a_view_from_multipathd_taken_after_it_arrived() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("multipathd.sock");
         let mut reply: String = (0..4998).map(|i| format!("sdx{i}:active\n")).collect();
@@ -165,11 +164,12 @@ mod tests {
             ("sdc".to_string(), DmState::Active),
         ];
         assert_eq!(views.view("mpatha", &paths).unwrap(), expected);
-        assert_eq!(views.view("mpatha", &paths).unwrap(), expected);
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
-        views.forget("mpatha");
         assert_eq!(views.view("mpatha", &paths).unwrap(), expected);
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+        views.forget("mpatha");
+        assert_eq!(views.view("mpatha", &paths).unwrap(), expected);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     /// The refresh thread runs under the daemon's system-call filter: a

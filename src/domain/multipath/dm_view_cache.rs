@@ -1,16 +1,19 @@
-//! dm's view of each map's paths, kept for a few seconds so that a command
-//! on a map never asks multipathd itself: a wedged multipathd would make
+//! dm's view of each map's paths, asked of multipathd for every command on
+//! a map but never by the command itself: a wedged multipathd would make
 //! every command wait for it, one after the other, while holding the map.
-//! A command takes the view that is fresh or none; the cache says when a
-//! refresh should start (one at a time, answering every map that asked).
+//! A command asks for a view taken after it arrived and waits a moment for
+//! it while multipathd answers; otherwise it takes the last view if it is
+//! recent, or none. One refresh runs at a time and answers every map that
+//! asked before it started.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::path::DmState;
 
-/// How long a view is used: dm fails a path within seconds of its I/O
-/// errors, and a view older than that could order a dead path first.
+/// How long a view may stand in when no newer one comes in time: dm fails a
+/// path within seconds of its I/O errors, and a view older than that could
+/// order a dead path first.
 pub const DM_VIEW_TTL: Duration = Duration::from_secs(3);
 
 /// A map's paths by kernel name with dm's state of each.
@@ -23,14 +26,20 @@ pub type ViewRequest = (String, Vec<String>);
 #[derive(Debug)]
 pub struct DmViewCache {
     ttl: Duration,
+    /// Each view with the time its refresh started: dm's state then or later.
     views: HashMap<String, (DmView, Instant)>,
     /// Maps waiting for the next refresh.
     pending: Vec<ViewRequest>,
-    /// Maps the refresh in flight answers; a map forgotten meanwhile is
-    /// taken out, so an answer older than a path error is not kept.
+    /// Maps the refresh in flight answers, and when it started; a map
+    /// forgotten meanwhile is taken out, so an answer older than a path
+    /// error is not kept.
     in_flight: Vec<ViewRequest>,
+    in_flight_since: Option<Instant>,
     /// Whether a refresh runs (pending maps are answered by it, in turn).
     refreshing: bool,
+    /// Whether multipathd answered the last refresh: while it does not,
+    /// commands do not wait for the next one.
+    answering: bool,
 }
 
 impl Default for DmViewCache {
@@ -39,48 +48,53 @@ impl Default for DmViewCache {
     }
 }
 
-/// What [`DmViewCache::view`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    /// A fresh view.
-    Fresh(DmView),
-    /// None: the map waits for a refresh, which the caller starts if
-    /// `start_refresh` (no refresh runs yet).
-    Missing {
-        /// Whether the caller must start the refresh.
-        start_refresh: bool,
-    },
+/// What a command does after [`DmViewCache::ask`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asked {
+    /// No refresh runs: the caller starts one.
+    pub start_refresh: bool,
+    /// multipathd answers: waiting a moment for the new view is worth it.
+    pub wait: bool,
 }
 
 impl DmViewCache {
-    /// Views are used for `ttl`.
+    /// Views stand in for newer ones for `ttl`.
     pub fn new(ttl: Duration) -> DmViewCache {
         DmViewCache {
             ttl,
             views: HashMap::new(),
             pending: Vec::new(),
             in_flight: Vec::new(),
+            in_flight_since: None,
             refreshing: false,
+            answering: true,
         }
     }
 
-    /// The view of `map` (whose paths are `paths`) at `now`, or a request
-    /// for one.
-    pub fn view(&mut self, map: &str, paths: &[String], now: Instant) -> Lookup {
-        if let Some(view) = self.fresh(map, now) {
-            return Lookup::Fresh(view);
-        }
-        self.views.remove(map);
+    /// A command on `map` (whose paths are `paths`) arrived: the map waits
+    /// for the next refresh.
+    pub fn ask(&mut self, map: &str, paths: &[String]) -> Asked {
         if !self.pending.iter().any(|(m, _)| m == map) {
             self.pending.push((map.to_string(), paths.to_vec()));
         }
         let start_refresh = !self.refreshing;
         self.refreshing = true;
-        Lookup::Missing { start_refresh }
+        Asked {
+            start_refresh,
+            wait: self.answering,
+        }
     }
 
-    /// The view of `map` if it is fresh at `now`.
-    pub fn fresh(&self, map: &str, now: Instant) -> Option<DmView> {
+    /// The view of `map` from a refresh that started at or after `asked`.
+    pub fn since(&self, map: &str, asked: Instant) -> Option<DmView> {
+        self.views
+            .get(map)
+            .filter(|(_, at)| *at >= asked)
+            .map(|(view, _)| view.clone())
+    }
+
+    /// The view of `map` if it is recent at `now` (no newer came in time).
+    pub fn recent(&self, map: &str, now: Instant) -> Option<DmView> {
         self.views
             .get(map)
             .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
@@ -92,9 +106,11 @@ impl DmViewCache {
         self.refreshing
     }
 
-    /// The refresh takes the maps waiting; none left ends it.
-    pub fn start_refresh(&mut self) -> Vec<String> {
+    /// The refresh, starting at `now`, takes the maps waiting; none left
+    /// ends it.
+    pub fn start_refresh(&mut self, now: Instant) -> Vec<String> {
         self.in_flight = std::mem::take(&mut self.pending);
+        self.in_flight_since = Some(now);
         if self.in_flight.is_empty() {
             self.refreshing = false;
         }
@@ -108,17 +124,20 @@ impl DmViewCache {
         let ttl = self.ttl;
         self.views
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+        let since = self.in_flight_since.take().unwrap_or(now);
         let Some(states) = states else {
+            self.answering = false;
             self.in_flight.clear();
             return;
         };
+        self.answering = true;
         for (map, paths) in std::mem::take(&mut self.in_flight) {
             let view = states
                 .iter()
                 .filter(|(dev, _)| paths.contains(dev))
                 .cloned()
                 .collect();
-            self.views.insert(map, (view, now));
+            self.views.insert(map, (view, since));
         }
     }
 
@@ -133,6 +152,7 @@ impl DmViewCache {
     pub fn abandon(&mut self) {
         self.pending.clear();
         self.in_flight.clear();
+        self.in_flight_since = None;
         self.refreshing = false;
     }
 }
@@ -153,65 +173,93 @@ mod tests {
         ]
     }
 
+    const START: Asked = Asked {
+        start_refresh: true,
+        wait: true,
+    };
+    const JOIN: Asked = Asked {
+        start_refresh: false,
+        wait: true,
+    };
+
     #[test]
     fn one_refresh_answers_every_map_that_asked_with_its_own_paths() {
         let mut cache = DmViewCache::new(Duration::from_secs(3));
         let t = Instant::now();
         let a = paths(&["sdb", "sdc"]);
         let b = paths(&["sdd", "sdz"]);
-        assert_eq!(
-            cache.view("a", &a, t),
-            Lookup::Missing {
-                start_refresh: true
-            }
-        );
+        assert_eq!(cache.ask("a", &a), START);
         // A refresh runs: the next map waits for it, none is started.
+        assert_eq!(cache.ask("b", &b), JOIN);
+        assert_eq!(cache.ask("a", &a), JOIN);
+        assert_eq!(cache.start_refresh(t), vec!["a", "b"]);
+        cache.answered(Some(&states()), t + Duration::from_millis(5));
         assert_eq!(
-            cache.view("b", &b, t),
-            Lookup::Missing {
-                start_refresh: false
-            }
-        );
-        assert_eq!(
-            cache.view("a", &a, t),
-            Lookup::Missing {
-                start_refresh: false
-            }
-        );
-        assert_eq!(cache.start_refresh(), vec!["a", "b"]);
-        cache.answered(Some(&states()), t);
-        assert_eq!(
-            cache.view("a", &a, t + Duration::from_secs(1)),
-            Lookup::Fresh(vec![
+            cache.since("a", t),
+            Some(vec![
                 ("sdb".into(), DmState::Active),
                 ("sdc".into(), DmState::Failed)
             ])
         );
         assert_eq!(
-            cache.view("b", &b, t),
-            Lookup::Fresh(vec![("sdd".into(), DmState::Active)])
+            cache.since("b", t),
+            Some(vec![("sdd".into(), DmState::Active)])
         );
         // Nobody waits: the refresh ends.
-        assert!(cache.start_refresh().is_empty());
+        assert!(cache.start_refresh(t).is_empty());
         assert!(!cache.refreshing());
     }
 
+    /// multipathd `fail path` changes dm's view without any I/O error the
+    /// helper could see: a command must not take a view from before it.
     #[test]
-    fn a_view_is_short_lived() {
+    fn a_command_takes_no_view_older_than_itself_while_multipathd_answers() {
         let mut cache = DmViewCache::new(Duration::from_secs(3));
         let t = Instant::now();
         let a = paths(&["sdb"]);
-        cache.view("a", &a, t);
-        cache.start_refresh();
+        cache.ask("a", &a);
+        cache.start_refresh(t);
         cache.answered(Some(&states()), t);
-        assert!(cache.start_refresh().is_empty());
-        assert!(cache.fresh("a", t + Duration::from_millis(2999)).is_some());
-        assert_eq!(
-            cache.view("a", &a, t + Duration::from_secs(3)),
-            Lookup::Missing {
-                start_refresh: true
-            }
-        );
+        assert!(cache.start_refresh(t).is_empty());
+        // A second command, one second later: a new refresh, and the view
+        // from before is no answer for it (it may still stand in).
+        let later = t + Duration::from_secs(1);
+        assert_eq!(cache.ask("a", &a), START);
+        assert_eq!(cache.since("a", later), None);
+        assert!(cache.recent("a", later).is_some());
+        cache.start_refresh(later);
+        cache.answered(Some(&states()), later);
+        assert!(cache.since("a", later).is_some());
+    }
+
+    #[test]
+    fn a_refresh_that_started_before_the_command_does_not_answer_it() {
+        let mut cache = DmViewCache::new(Duration::from_secs(3));
+        let t = Instant::now();
+        let a = paths(&["sdb"]);
+        cache.ask("a", &a);
+        cache.start_refresh(t);
+        // The command arrives while that refresh runs.
+        let later = t + Duration::from_millis(10);
+        assert_eq!(cache.ask("a", &a), JOIN);
+        cache.answered(Some(&states()), later);
+        assert_eq!(cache.since("a", later), None);
+        // The next round answers it.
+        assert_eq!(cache.start_refresh(later), vec!["a"]);
+        cache.answered(Some(&states()), later);
+        assert!(cache.since("a", later).is_some());
+    }
+
+    #[test]
+    fn a_view_stands_in_only_briefly() {
+        let mut cache = DmViewCache::new(Duration::from_secs(3));
+        let t = Instant::now();
+        let a = paths(&["sdb"]);
+        cache.ask("a", &a);
+        cache.start_refresh(t);
+        cache.answered(Some(&states()), t);
+        assert!(cache.recent("a", t + Duration::from_millis(2999)).is_some());
+        assert!(cache.recent("a", t + Duration::from_secs(3)).is_none());
     }
 
     #[test]
@@ -219,38 +267,52 @@ mod tests {
         let mut cache = DmViewCache::new(Duration::from_secs(3));
         let t = Instant::now();
         let a = paths(&["sdb"]);
-        cache.view("a", &a, t);
-        cache.start_refresh();
+        cache.ask("a", &a);
+        cache.start_refresh(t);
         cache.answered(Some(&states()), t);
-        cache.start_refresh();
+        cache.start_refresh(t);
         cache.forget("a");
-        assert!(cache.fresh("a", t).is_none());
+        assert!(cache.recent("a", t).is_none());
         // Asked again; the answer in flight predates a path error.
-        cache.view("a", &a, t);
-        cache.start_refresh();
+        cache.ask("a", &a);
+        cache.start_refresh(t);
         cache.forget("a");
         cache.answered(Some(&states()), t);
-        assert!(cache.fresh("a", t).is_none());
+        assert!(cache.recent("a", t).is_none());
     }
 
+    /// A multipathd that did not answer costs a command no wait until it
+    /// answers again; no answer leaves no view.
     #[test]
-    fn no_answer_or_no_refresh_leaves_no_view() {
+    fn after_multipathd_failed_to_answer_commands_do_not_wait() {
         let mut cache = DmViewCache::new(Duration::from_secs(3));
         let t = Instant::now();
         let a = paths(&["sdb"]);
-        cache.view("a", &a, t);
-        cache.start_refresh();
+        cache.ask("a", &a);
+        cache.start_refresh(t);
         cache.answered(None, t);
-        assert!(cache.fresh("a", t).is_none());
-        assert!(cache.start_refresh().is_empty());
-        cache.view("a", &a, t);
-        cache.abandon();
-        assert!(!cache.refreshing());
+        assert!(cache.recent("a", t).is_none());
+        assert!(cache.start_refresh(t).is_empty());
         assert_eq!(
-            cache.view("a", &a, t),
-            Lookup::Missing {
-                start_refresh: true
+            cache.ask("a", &a),
+            Asked {
+                start_refresh: true,
+                wait: false
             }
         );
+        cache.start_refresh(t);
+        cache.answered(Some(&states()), t);
+        cache.start_refresh(t);
+        assert!(cache.ask("a", &a).wait);
+    }
+
+    #[test]
+    fn a_refresh_that_cannot_start_leaves_nothing_waiting() {
+        let mut cache = DmViewCache::new(Duration::from_secs(3));
+        let a = paths(&["sdb"]);
+        cache.ask("a", &a);
+        cache.abandon();
+        assert!(!cache.refreshing());
+        assert_eq!(cache.ask("a", &a), START);
     }
 }
