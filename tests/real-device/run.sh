@@ -46,13 +46,13 @@
 #                    QEMU's pr-manager-helper to the helper under test; the
 #                    device is read directly meanwhile
 #   --boots LIST     which boots to run, space separated (default
-#                    "main multipathd seccomp-log"; seccomp-log is the main
-#                    and multipathd boots again, our helper only, its seccomp
-#                    filter logging)
-#                    "sid" (not in the default) is the Debian sid stack:
+#                    "main multipathd seccomp-log sid"; seccomp-log is the
+#                    main and multipathd boots again, our helper only, its
+#                    seccomp filter logging; sid is the Debian sid stack:
 #                    sid.sh makes a sid root image (cached under
 #                    .cache/sid, keyed by the package versions) and boots
-#                    its kernel 7.2, QEMU 11.1, multipath-tools 0.15
+#                    its kernel 7.2, QEMU 11.1, multipath-tools 0.15,
+#                    libvirt 12.8)
 #   --sid-timeout SECS  limit for the sid boot (default 2400)
 #   --with-preempt-abort  extra boot that tries PREEMPT AND ABORT across
 #                    nexuses (known to hang Debian's 6.1 kernel; reported as
@@ -89,7 +89,7 @@ BOOT_TIMEOUT=480
 WITH_PA=0
 WITH_QEMU=0
 WITH_QEMU_BOOT=0
-BOOTS="main multipathd seccomp-log"
+BOOTS="main multipathd seccomp-log sid"
 SID_TIMEOUT=2400
 SMP=${SMP:-1}   # 2 vCPUs under TCG measured 50% slower here
 

@@ -9,6 +9,7 @@
 #   target 1: nexus 2 (LU A)  our helper, -u nobody -g disk (rs-user)
 #   target 2: nexus 5 (LU B)  sid's C helper as root      (c-root)
 #   target 3: nexus 6 (LU B)  sid's C helper, -u nobody -g disk (c-user)
+#   target 4: map mpsrc (LU C, nexus a and b)  our helper as root (rs-root)
 # sid.e2e.NAME: the nested guest's sg_persist cycle on that disk; the device
 # is read directly (observer nexus) after each PR OUT.
 # sid.migrate.plain.{rs,c}: the nested guest holds a type 5 reservation on
@@ -17,6 +18,11 @@
 # their own (the destination host's). migrate-pr moves the reservation:
 # the destination nexus must hold it with the key, the source nexus must be
 # fenced, and the guest must go on writing and reading on the destination.
+# sid.migrate.mpath: in the same migration, target 4 moves from the map
+# mpsrc (nexus a, b) to the map mpdst (nexus c, d), served by our helper as
+# root on both sides (rs-root, rs-root-dst): both destination paths must be
+# registered and one of them hold the reservation, both source paths must
+# be unregistered and fenced.
 
 e2e_now() { cut -d. -f1 /proc/uptime; }
 
@@ -114,16 +120,42 @@ l2_step() {
     [ "$L2RC" = "$want" ] || fail "nested $label [$*]: expected rc=$want, got rc=$L2RC: $L2OUT"
 }
 
-# e2e_cycle NAME TARGET KEY LU NEXUS: the sg_persist cycle on one disk.
+# e2e_registered NEXUS... KEY: the device state with KEY registered on each
+# NEXUS (sorted, as dev_state prints it).
+e2e_registered() {
+    local k out="" n
+    eval "k=\${$#}"
+    while [ $# -gt 1 ]; do out="$out${out:+ }$1:$k"; shift; done
+    echo "$out"
+}
+
+# e2e_held NEXUS... KEY: as e2e_registered with a type 5 reservation held
+# through any one of the nexuses: the alternatives, |-separated.
+e2e_held() {
+    local k all alt="" n
+    eval "k=\${$#}"
+    all=$(e2e_registered "$@")
+    for n in $all; do
+        alt="$alt${alt:+|}$(echo " $all " | sed "s/ $n / $n:R5 /; s/^ //; s/ \$//")"
+    done
+    echo "$alt"
+}
+
+# e2e_cycle NAME TARGET KEY LU NEXUS...: the sg_persist cycle on one disk
+# (a map: every path's nexus).
 e2e_cycle() {
-    local name=$1 t=$2 k=$3 lu=$4 nx=$5
+    local name=$1 t=$2 k=$3 lu=$4 nx
+    shift 4
+    nx=$*
     begin "e2e.$name" || return 0
     l2_step register 0 sgp "$t" -o -G -S "$k"
-    sid_expect "$lu" register "$nx:$k"
+    # shellcheck disable=SC2086
+    sid_expect "$lu" register "$(e2e_registered $nx "$k")"
     l2_step read-keys 0 sgp "$t" -i -k
     echo "$L2OUT" | grep -q "${k#0x}" || fail "nested READ KEYS did not list $k"
     l2_step reserve 0 sgp "$t" -o -R -K "$k" -T 5
-    sid_expect "$lu" reserve "$nx:$k:R5"
+    # shellcheck disable=SC2086
+    sid_expect "$lu" reserve "$(e2e_held $nx "$k")"
     l2_step read-reservation 0 sgp "$t" -i -r
     echo "$L2OUT" | grep -q "${k#0x}" || fail "nested READ RESERVATION did not show $k"
     l2_step read-full-status 0 sgp "$t" -i -s
@@ -136,11 +168,49 @@ e2e_cycle() {
     esac
     l2_step write 0 write "$t"
     l2_step release 0 sgp "$t" -o -L -K "$k" -T 5
-    sid_expect "$lu" release "$nx:$k"
+    # shellcheck disable=SC2086
+    sid_expect "$lu" release "$(e2e_registered $nx "$k")"
     l2_step unregister 0 sgp "$t" -o -G -K "$k" -S 0
     l2_step read-keys-after 0 sgp "$t" -i -k
     sid_expect "$lu" unregister "-"
     end
+}
+
+# sid_map_dev NAME: /dev/dm-N of the device-mapper map NAME.
+sid_map_dev() {
+    local d
+    for d in /sys/block/dm-*; do
+        [ "$(cat "$d/dm/name" 2>/dev/null)" = "$1" ] && { echo "/dev/${d##*/}"; return 0; }
+    done
+    return 1
+}
+
+# sid_maps: the two dm-multipath maps of LU C (mpsrc over nexus a and b,
+# mpdst over c and d), made with dmsetup as multipathd would make them
+# (uuid mpath-...): multipathd is not running yet, and sid_maps_remove takes
+# them away before it starts (it would adopt them).
+sid_maps() {
+    local size a b c d
+    size=$(cat "/sys/block/${PATHa#/dev/}/size")
+    for x in a b c d; do eval "$x=\$(cat /sys/block/\${PATH$x#/dev/}/dev)"; done
+    DM_DISABLE_UDEV=1 dmsetup create --noudevsync -u mpath-36001405tiersidsrc mpsrc \
+        --table "0 $size multipath 0 0 1 1 service-time 0 2 1 $a 1 $b 1" || return 1
+    DM_DISABLE_UDEV=1 dmsetup create --noudevsync -u mpath-36001405tiersiddst mpdst \
+        --table "0 $size multipath 0 0 1 1 service-time 0 2 1 $c 1 $d 1" || return 1
+    MPSRC=$(sid_map_dev mpsrc) && MPDST=$(sid_map_dev mpdst) || return 1
+    echo "@@INFO sid maps: mpsrc $MPSRC over $a $b, mpdst $MPDST over $c $d"
+}
+
+sid_maps_remove() {
+    local m n
+    for m in mpsrc mpdst; do
+        n=0
+        while [ $n -lt 30 ] && ! DM_DISABLE_UDEV=1 dmsetup remove --noudevsync "$m" 2>/dev/null; do
+            dmsetup info "$m" >/dev/null 2>&1 || break
+            sleep 1
+            n=$((n + 1))
+        done
+    done
 }
 
 # sid_need NAME: the helper NAME (rs-root ...) runs, started if not yet.
@@ -161,7 +231,8 @@ sid_e2e() {
     local n ok=1
     begin e2e.boot || return 0
     for h in rs-root rs-user c-root c-user; do sid_need "$h" || fail "helper $h did not start"; done
-    l2_qemu src "$PATH1@rs-root" "$PATH2@rs-user" "$PATH5@c-root" "$PATH6@c-user"
+    sid_maps || fail "dmsetup could not make the maps of LU C"
+    l2_qemu src "$PATH1@rs-root" "$PATH2@rs-user" "$PATH5@c-root" "$PATH6@c-user" "$MPSRC@rs-root"
     # libvirt's domain boots its nested guest meanwhile (sid-libvirt.sh).
     case "sid.libvirt.managed" in *"$ONLY"*) sid_libvirt_start ;; esac
     l2_use src
@@ -176,11 +247,12 @@ sid_e2e() {
         l2 60 ping 0 || { fail "nested guest does not answer: $L2OUT"; ok=0; }
     fi
     end
-    [ $ok = 1 ] || { kill "$L2PID_src" 2>/dev/null; return 0; }
+    [ $ok = 1 ] || { kill "$L2PID_src" 2>/dev/null; sleep 2; sid_maps_remove; return 0; }
     e2e_cycle rs-root 0 0x7001 0 1
     e2e_cycle rs-user 1 0x7002 0 2
     e2e_cycle c-root 2 0x7003 1 5
     e2e_cycle c-user 3 0x7004 1 6
+    e2e_cycle rs-mpath 4 0x7005 2 a b
     sid_migrate_plain
     [ "$L2NAME" = dst ] && sid_migrate_fail
     l2 60 off 0 || true
@@ -190,10 +262,19 @@ sid_e2e() {
     for pid in "$L2PID_src" "${L2PID_dst:-}" "${L2PID_dst2:-}"; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null
     done
-    for h in rs-root rs-user rs-user-dst; do
+    for h in rs-root rs-user rs-user-dst rs-root-dst; do
         [ -f "/tmp/helper-$h.log" ] || continue
         echo "@@INFO sid helper $h log: $(wc -l <"/tmp/helper-$h.log") lines"
     done
+    # The maps go once no QEMU holds them open.
+    for pid in "$L2PID_src" "${L2PID_dst:-}" "${L2PID_dst2:-}"; do
+        n=0
+        while [ -n "$pid" ] && [ $n -lt 30 ] && kill -0 "$pid" 2>/dev/null; do
+            sleep 1
+            n=$((n + 1))
+        done
+    done
+    sid_maps_remove
 }
 
 # sid_write_expect N WANT_RC WHEN: WRITE(10) of one block at LBA 0 straight
@@ -220,6 +301,10 @@ sid_migrate_plain() {
     begin migrate.plain || return 0
     sid_need rs-user-dst || fail "rs-user-dst did not start"
     sid_need c-user-dst || fail "c-user-dst did not start"
+    sid_need rs-root-dst || fail "rs-root-dst did not start"
+    l2_step hold-register-map 0 sgp 4 -o -G -S $k
+    l2_step hold-reserve-map 0 sgp 4 -o -R -K $k -T 5
+    sid_expect 2 "hold (source map)" "$(e2e_held a b $k)"
     l2_step hold-register-rs 0 sgp 1 -o -G -S $k
     l2_step hold-reserve-rs 0 sgp 1 -o -R -K $k -T 5
     l2_step hold-register-c 0 sgp 3 -o -G -S $k
@@ -228,7 +313,7 @@ sid_migrate_plain() {
     sid_expect 1 "hold (source)" "6:$k:R5"
     srcmark=$(wc -l <"/tmp/helper-rs-user.log")
     l2_qemu dst "$PATH1@rs-root" "$PATH4@rs-user-dst" "$PATH5@c-root" "$PATH8@c-user-dst" \
-        -- -incoming unix:/tmp/mig.sock
+        "$MPDST@rs-root-dst" -- -incoming unix:/tmp/mig.sock
     n=0
     while [ $n -lt 60 ] && [ ! -S /tmp/qmp-dst.sock ]; do sleep 1; n=$((n + 1)); done
     n=0
@@ -275,9 +360,32 @@ sid_migrate_plain() {
         sid_expect 0 "cleanup" "-"
         sid_expect 1 "cleanup" "-"
     fi
+    MIGRATED=$ok
     echo "@@INFO $SCEN source helper (rs-user) log lines during migration: $(($(wc -l <"/tmp/helper-rs-user.log") - srcmark))"
     sed -n "$((srcmark + 1)),\$p" /tmp/helper-rs-user.log | head -20 | sed "s/^/@@INFO $SCEN src-log: /" | cut -c1-300
     head -40 /tmp/helper-rs-user-dst.log | sed "s/^/@@INFO $SCEN dst-log: /" | cut -c1-300
+    end
+    sid_migrate_mpath
+}
+
+# sid.migrate.mpath: what the migration above did on LU C's maps.
+sid_migrate_mpath() {
+    local k=0x5a5a
+    begin migrate.mpath || return 0
+    [ "${MIGRATED:-0}" = 1 ] || { fail "the migration did not complete (see sid.migrate.plain)"; end; return; }
+    sid_expect 2 "migration (LU C: maps)" "$(e2e_held c d $k)"
+    sid_write_expect a 24 "migration (source map path a fenced)"
+    sid_write_expect b 24 "migration (source map path b fenced)"
+    sid_write_expect c 0 "migration (destination map path c)"
+    sid_write_expect d 0 "migration (destination map path d)"
+    l2_step dst-write-map 0 write 4
+    l2_step dst-read-reservation-map 0 sgp 4 -i -r
+    echo "$L2OUT" | grep -q 5a5a || fail "READ RESERVATION through the destination map did not show $k"
+    l2_step dst-release-map 0 sgp 4 -o -L -K $k -T 5
+    l2_step dst-unregister-map 0 sgp 4 -o -G -K $k -S 0
+    sid_expect 2 "cleanup" "-"
+    grep -E 'PREEMPT|REGISTER|RESERVE|READ RES' /tmp/helper-rs-root-dst.log | head -12 |
+        sed "s/^/@@INFO $SCEN dst-log: /" | cut -c1-300
     end
 }
 
@@ -300,7 +408,7 @@ sid_migrate_fail() {
     sid_expect 1 "hold (source)" "8:$k:R5"
     rm -f /tmp/mig2.sock
     l2_qemu dst2 "$PATH1@rs-root" "$PATH2@rs-user-dst2" "$PATH5@c-root" "$PATH6@c-user-dst2" \
-        -- -incoming unix:/tmp/mig2.sock
+        "$MPSRC@rs-root" -- -incoming unix:/tmp/mig2.sock
     n=0
     while [ $n -lt 60 ] && [ ! -S /tmp/mig2.sock ]; do sleep 1; n=$((n + 1)); done
     [ -S /tmp/mig2.sock ] || fail "the third QEMU did not listen: $(head -c 400 /tmp/qemu-dst2.out)"

@@ -12,6 +12,12 @@
 #               nexus 8     the migration destination of d3
 #   LU A        nexus 9     libvirt's domain (its guest boots beside the
 #                           other: QEMU locks the disks it opens)
+#   LU C (lu2): nexus a, b  the source map of a migration on dm-multipath
+#                           (nested disk d4, map mpsrc)
+#               nexus c, d  its destination map (mpdst)
+#               nexus e     observer
+#               nexus f     libvirt's second domain (as shipped), after the
+#                           maps are gone
 # Our helper (rs-pr-helper) always runs with --seccomp log and -v (every
 # command logged); sid.seccomp-log at the end requires that the kernel
 # recorded no seccomp event of it over the whole stage.
@@ -51,7 +57,7 @@ sid_setup() {
     done
     mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config || return 1
     # 64 MiB each; a unit serial number gives udev a WWID (multipathd).
-    for l in 0 1; do
+    for l in 0 1 2; do
         mkdir -p "$c/core/rd_mcp_0/lu$l" || return 1
         echo rd_pages=16384 >"$c/core/rd_mcp_0/lu$l/control"
         echo "tiersid$l" >"$c/core/rd_mcp_0/lu$l/wwn/vpd_unit_serial" || return 1
@@ -60,6 +66,7 @@ sid_setup() {
     for m in 1 2 3 4; do sid_nexus $m 0 || return 1; done
     for m in 5 6 7 8; do sid_nexus $m 1 || return 1; done
     sid_nexus 9 0 || return 1
+    for m in a b c d e f; do sid_nexus $m 2 || return 1; done
 }
 
 # sid_versions: the stack this boot ran, as @@INFO lines.
@@ -91,20 +98,24 @@ sid_start() {
 }
 sid_pid() { eval "echo \$HELPER_PID_$(echo "$1" | tr -- - _)"; }
 
-# sid_state LU: the device state of LU A (0) or B (1), read directly through
-# its observer nexus (3 or 7), as lib.sh's dev_state prints it.
+# sid_state LU: the device state of LU A (0), B (1) or C (2), read directly
+# through its observer nexus (3, 7 or e), as lib.sh's dev_state prints it.
 sid_state() {
     local n=3
     [ "$1" = 1 ] && n=7
+    [ "$1" = 2 ] && n=e
     eval "DIRTY$n=1"
     STATE_NEXUS=$n dev_state
 }
 
-# sid_expect LU WHEN WANT
+# sid_expect LU WHEN WANT[|ALTERNATIVE...]
 sid_expect() {
-    local got
+    local got w
     got=$(sid_state "$1")
-    [ "$got" = "$3" ] || fail "device state after $2: expected [$3] got [$got]"
+    for w in $(echo "$3" | tr ' |' '_ '); do
+        [ "$got" = "$(echo "$w" | tr _ ' ')" ] && return 0
+    done
+    fail "device state after $2: expected [$3] got [$got]"
 }
 
 # sid.helpers.NAME: the helper started as root or as nobody:disk serves a
@@ -163,7 +174,11 @@ sid_main() {
     sid_e2e
     sid_libvirt
     . /etc/tier-sid-mpd.sh
+    # libvirt as Debian ships it boots its nested guest while multipathd's
+    # scenarios (LU A only) run.
+    sid_libvirt_shipped_start
     sid_mpd
+    sid_libvirt_shipped
     sid_seccomp_check
 }
 
