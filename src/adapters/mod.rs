@@ -9,6 +9,7 @@ pub mod dm_path_views;
 pub mod emulated;
 pub mod forked_child;
 pub mod idle_connections;
+pub mod interface;
 pub mod leftovers;
 pub mod multipath;
 pub mod multipathd;
