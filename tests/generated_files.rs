@@ -38,8 +38,10 @@ holding CAP_SYS_RAWIO only.
 options for the service (QEMU_PR_HELPER_OPTS), e.g. \fB\-c /etc/qemu\-pr\-helper.toml\fR.
 .TP
 \fI/usr/share/doc/qemu\-pr\-helper\-rs/examples/\fR
-an example configuration file, the emulated device's, and the drop-in for hosts with
-dm\-multipath maps (\fIqemu\-pr\-helper\-rs\-multipath.conf\fR).
+an example configuration file, the emulated device's, the drop-in for hosts with
+dm\-multipath maps (\fIqemu\-pr\-helper\-rs\-multipath.conf\fR), and the drop-in that runs
+the daemon with no capability through the block layer's PR ioctls
+(\fIqemu\-pr\-helper\-rs\-pr\-ioctl.conf\fR).
 .SH SEE ALSO
 \fBqemu\-pr\-client\fR(1), \fBqemu\-pr\-helper\fR(8), \fBsg_persist\fR(8), \fBmultipathd\fR(8)
 "#;
