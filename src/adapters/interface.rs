@@ -139,6 +139,18 @@ impl InterfaceSelector {
             return via;
         }
         let (via, reason) = match self.policy {
+            Policy::Fixed(Via::PrIoctl, reason) if kind == DeviceKind::Block => {
+                let support = pr_ioctl::probe(fd);
+                if !matches!(support, Support::Supported | Support::Undecided(_)) {
+                    tracing::warn!(
+                        device = %format_args!("{}:{}", dev.0, dev.1),
+                        cause = support.reason(),
+                        "the PR ioctls do not work on this device: its commands get ILLEGAL \
+                         REQUEST (kind = \"auto\" or \"sg_io\" would use SG_IO)"
+                    );
+                }
+                (Via::PrIoctl, reason)
+            }
             Policy::Fixed(via, reason) => (via, reason),
             Policy::Probe if kind != DeviceKind::Block => (
                 Via::SgIo,
