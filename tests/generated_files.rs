@@ -16,7 +16,7 @@ use clap_complete::Shell;
 /// The date in the pages' title line (the last change to the options or
 /// the text around them). Without one, clap_mangen leaves the `.TH` slot
 /// empty and unquoted, and man shifts the source and manual names into it.
-const MAN_DATE: &str = "2026-11-29";
+const MAN_DATE: &str = "2026-12-07";
 
 /// The helper's man page: section 8, named so that it does not replace
 /// QEMU's qemu-pr-helper(8) when both are installed.
