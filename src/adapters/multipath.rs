@@ -640,6 +640,44 @@ mod tests {
         assert_eq!(runner.run(5, &PrCommand::read_reservation()), r);
     }
 
+    #[test]
+    fn through_the_pr_ioctls_read_full_status_is_refused_and_said_once() {
+        let map = MultipathMap {
+            name: "m".into(),
+            paths: vec![MapPath {
+                name: "sdb".into(),
+                dev: (8, 16),
+                view: PathView {
+                    state: PathState::Active,
+                    dm: DmState::Unknown,
+                    host: Some(1),
+                },
+            }],
+        };
+        let selector = InterfaceSelector::new(
+            crate::config::DeviceInterface::PrIoctl,
+            false,
+            SgIoTimeout::DEFAULT,
+            crate::domain::pr_ioctl::request::AptplZero::Persist,
+        );
+        let told = AtomicBool::new(false);
+        // /dev/null stands in for the path node: the refusal comes before
+        // any ioctl.
+        let null: OwnedFd = File::open("/dev/null").unwrap().into();
+        let mut runner = OpenPaths {
+            map: &map,
+            fds: vec![Some(null)],
+            selector: &selector,
+            path_failed: false,
+            no_full_status: &told,
+        };
+        let r = runner.run(0, &PrCommand::read_full_status());
+        assert_eq!(r.origin, crate::domain::sg_io_result::Origin::Device);
+        assert_eq!(r.reply.sense.code(), Some(SenseCode::INVALID_FIELD_IN_CDB));
+        assert!(told.load(Ordering::Relaxed));
+        assert!(!runner.path_failed, "a refusal is not a path failure");
+    }
+
     fn executor(sysfs: &Path, dev: &Path) -> MultipathExecutor {
         let notifier = Arc::new(MultipathdNotifier::new(MultipathdAddress::Path(
             dev.join("no-multipathd"),
