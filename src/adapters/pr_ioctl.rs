@@ -492,6 +492,53 @@ mod tests {
     }
 
     #[test]
+    fn every_pr_out_ioctl_runs_and_its_errno_is_answered() {
+        use crate::domain::service_action::PrOutServiceAction as Sa;
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        let mut list = vec![0u8; 24];
+        list[7] = 0x11;
+        list[15] = 0x22;
+        list[20] = 0x01;
+        for action in [
+            Sa::Register,
+            Sa::RegisterAndIgnoreExistingKey,
+            Sa::Reserve,
+            Sa::Release,
+            Sa::Clear,
+            Sa::Preempt,
+            Sa::PreemptAndAbort,
+        ] {
+            let command = PrCommand {
+                cdb: PrCdb::pr_out(action, 0x05, 24),
+                data_out: list.clone(),
+            };
+            let (reply, origin) =
+                send_pr_command_with_origin(null.as_fd(), &command, AptplZero::Refuse);
+            // /dev/null: ENOTTY, no PR support.
+            assert_eq!(
+                reply.sense.code(),
+                Some(SenseCode::INVALID_OPCODE),
+                "{action}"
+            );
+            assert_eq!(origin, Origin::Device);
+        }
+        let caps = PrCommand {
+            cdb: PrCdb::pr_in(PrInServiceAction::ReportCapabilities, 8),
+            data_out: Vec::new(),
+        };
+        let (reply, _) = send_pr_command_with_origin(null.as_fd(), &caps, AptplZero::Persist);
+        assert_eq!(
+            reply.sense.code(),
+            Some(SenseCode::INVALID_OPCODE),
+            "REPORT CAPABILITIES is answered only once the device took READ RESERVATION"
+        );
+    }
+
+    #[test]
     fn a_refused_command_never_reaches_the_ioctl() {
         let null = std::fs::File::open("/dev/null").unwrap();
         let full_status = PrCommand::read_full_status();

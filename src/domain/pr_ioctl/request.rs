@@ -302,10 +302,15 @@ fn basic_list(
         ));
     }
     Ok(BasicList {
-        reservation_key: u64::from_be_bytes(b[0..8].try_into().unwrap_or_default()),
-        service_action_key: u64::from_be_bytes(b[8..16].try_into().unwrap_or_default()),
+        reservation_key: be64(&b[0..8]),
+        service_action_key: be64(&b[8..16]),
         aptpl,
     })
+}
+
+/// A big-endian key from 8 bytes of a list whose length was checked.
+fn be64(b: &[u8]) -> u64 {
+    b.iter().fold(0, |key, &byte| key << 8 | u64::from(byte))
 }
 
 fn length_error() -> Refusal {
