@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use clap::{ArgAction, Parser};
 
-use crate::config::{LogTo, SeccompMode, DEFAULT_PIDFILE, DEFAULT_SOCKET};
+use crate::config::{ExecutorKind, LogTo, SeccompMode, DEFAULT_PIDFILE, DEFAULT_SOCKET};
 use crate::domain::sg_io_timeout::SgIoTimeout;
 
 /// Help lines that show a default: written from the constant the settings
@@ -81,6 +81,16 @@ pub struct Cli {
     /// Serve an in-memory emulated device instead of real ones (testing).
     #[arg(long)]
     pub emulate: bool,
+    /// How commands reach devices: auto, sg_io, pr_ioctl or emulated.
+    ///
+    /// auto (the default) uses SG_IO while the helper holds CAP_SYS_RAWIO,
+    /// and otherwise the block layer's PR ioctls on every device whose
+    /// kernel (6.19 or later) and driver take them. pr_ioctl uses the PR
+    /// ioctls only and drops CAP_SYS_RAWIO too, even when started as root:
+    /// the daemon then holds no capability at all. sg_io is the C helper's
+    /// way. The README lists which service actions each one carries.
+    #[arg(long, value_name = "KIND")]
+    pub executor: Option<ExecutorKind>,
     /// SG_IO timeout in milliseconds (the help shows the default).
     #[arg(
         long,

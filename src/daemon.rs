@@ -7,16 +7,16 @@ use std::sync::Arc;
 
 use crate::adapters::background::{self, BackgroundError};
 use crate::adapters::emulated::{EmulatedExecutor, FaultInjection};
+use crate::adapters::interface::InterfaceSelector;
 use crate::adapters::leftovers::{self, Remover};
 use crate::adapters::multipath::MultipathExecutor;
 use crate::adapters::multipathd::{MultipathdAddress, MultipathdNotifier};
 use crate::adapters::multipathd_relay::{self, RelayWatch};
 use crate::adapters::pidfile::{Pidfile, PidfileError};
-use crate::adapters::privileges::{self, PrivilegeError, PrivilegeOutcome};
-use crate::adapters::sg_io::SgIoExecutor;
+use crate::adapters::privileges::{self, Keep, PrivilegeError, PrivilegeOutcome};
 use crate::adapters::systemd::{self, ActivationError};
 use crate::adapters::unix_socket::{BoundSocket, ListenError};
-use crate::config::{ExecutorSettings, SeccompMode, Settings, SocketSource};
+use crate::config::{DeviceInterface, ExecutorSettings, SeccompMode, Settings, SocketSource};
 use crate::domain::fd_budget;
 use crate::ports::executor::ScsiExecutor;
 use crate::server::{ServerOptions, ServerStats};
@@ -88,23 +88,49 @@ pub fn build_executor(settings: &Settings) -> Result<Executor, DaemonError> {
         relay: None,
     };
     match &settings.executor {
-        ExecutorSettings::SgIo {
+        ExecutorSettings::Device {
+            interface,
             timeout,
-            multipath: true,
+            multipath,
+            aptpl_zero,
         } => {
+            let holds_rawio = keep(settings) == Keep::RawIo && privileges::holds_rawio();
+            let selector = Arc::new(InterfaceSelector::new(
+                *interface,
+                holds_rawio,
+                *timeout,
+                *aptpl_zero,
+            ));
+            tracing::info!(
+                executor = interface.name(),
+                cap_sys_rawio = holds_rawio,
+                aptpl_zero = aptpl_zero.name(),
+                "{}",
+                match (interface, holds_rawio) {
+                    (DeviceInterface::SgIo, _) => "commands run through SG_IO",
+                    (DeviceInterface::PrIoctl, _) =>
+                        "commands run through the block layer's PR ioctls; no capability is kept",
+                    (DeviceInterface::Auto, true) =>
+                        "commands run through SG_IO: the helper keeps CAP_SYS_RAWIO",
+                    (DeviceInterface::Auto, false) =>
+                        "without CAP_SYS_RAWIO, commands run through the block layer's PR \
+                         ioctls on every device whose kernel and driver take them, SG_IO on \
+                         the others",
+                }
+            );
+            if !*multipath {
+                return Ok(alone(selector));
+            }
             let (notifier, relay) = multipathd_notifier(settings.seccomp);
             Ok(Executor {
                 executor: Arc::new(
                     MultipathExecutor::new(*timeout, Arc::new(notifier))
+                        .with_selector(selector)
                         .with_audit_keys(settings.audit_keys),
                 ),
                 relay,
             })
         }
-        ExecutorSettings::SgIo {
-            timeout,
-            multipath: false,
-        } => Ok(alone(Arc::new(SgIoExecutor::new(*timeout)))),
         ExecutorSettings::Emulated {
             initiator,
             faults,
@@ -144,6 +170,18 @@ pub fn build_executor(settings: &Settings) -> Result<Executor, DaemonError> {
                     .with_faults(faults, timeout.as_duration()),
             )))
         }
+    }
+}
+
+/// What the daemon keeps when it drops privileges: nothing when every
+/// command goes through the PR ioctls, CAP_SYS_RAWIO otherwise.
+fn keep(settings: &Settings) -> Keep {
+    match settings.executor {
+        ExecutorSettings::Device {
+            interface: DeviceInterface::PrIoctl,
+            ..
+        } => Keep::Nothing,
+        _ => Keep::RawIo,
     }
 }
 
@@ -370,15 +408,26 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
     };
 
     // 4. Privileges, before any other thread exists.
-    match privileges::drop_privileges(&settings.identity)? {
+    let keep = keep(&settings);
+    match (privileges::drop_privileges(&settings.identity, keep)?, keep) {
         // The ids the daemon now runs as, numbers whether or not -u/-g
         // changed them.
-        PrivilegeOutcome::Dropped => tracing::info!(
+        (PrivilegeOutcome::Dropped, Keep::RawIo) => tracing::info!(
             uid = nix::unistd::getuid().as_raw(),
             gid = nix::unistd::getgid().as_raw(),
             "privileges dropped: keeping CAP_SYS_RAWIO only"
         ),
-        PrivilegeOutcome::Unprivileged => tracing::warn!(
+        (PrivilegeOutcome::Dropped, Keep::Nothing) => tracing::info!(
+            uid = nix::unistd::getuid().as_raw(),
+            gid = nix::unistd::getgid().as_raw(),
+            "privileges dropped: keeping no capability (the PR ioctls need none)"
+        ),
+        (PrivilegeOutcome::Unprivileged, _) if uses_ioctls(&settings) => tracing::info!(
+            uid = nix::unistd::getuid().as_raw(),
+            gid = nix::unistd::getgid().as_raw(),
+            "running without privileges: commands go through the block layer's PR ioctls"
+        ),
+        (PrivilegeOutcome::Unprivileged, _) => tracing::warn!(
             "running without privileges: the kernel will refuse PERSISTENT RESERVE \
              commands through SG_IO (they need CAP_SYS_RAWIO)"
         ),
@@ -463,6 +512,17 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
         remover.finish();
     }
     result
+}
+
+/// Whether commands may go through the PR ioctls (which need no privilege).
+fn uses_ioctls(settings: &Settings) -> bool {
+    matches!(
+        settings.executor,
+        ExecutorSettings::Device {
+            interface: DeviceInterface::PrIoctl | DeviceInterface::Auto,
+            ..
+        }
+    )
 }
 
 /// Whether the daemon, root now, will run as another user.

@@ -4,14 +4,16 @@
 //!
 //! # Layout
 //! - [`domain`]: pure logic (CDB and parameter-list rules, sense data, wire
-//!   framing, SG_IO result mapping, the persistent reservation model of the
+//!   framing, SG_IO result mapping, the translation of commands to the block
+//!   layer's PR ioctls and of their results back, the persistent reservation model of the
 //!   emulated device, routing over dm-multipath paths) and the values every
 //!   layer shares (a PR command, the facts about a client's fd, the
 //!   initiator). No I/O.
 //! - [`ports`]: the traits the service is written against: the transport, the
 //!   fd inspector, the SCSI executor.
 //! - [`adapters`]: their implementations: Unix socket with SCM_RIGHTS, Linux
-//!   SG_IO, dm-multipath path discovery and multipathd, capabilities and
+//!   SG_IO, the PR ioctls and the choice between the two per device,
+//!   dm-multipath path discovery and multipathd, capabilities and
 //!   uid/gid, systemd activation, the pidfile, the in-memory emulated device.
 //! - [`server`]: the request-serving logic, written once against the ports.
 //! - [`status`]: live counts for the service manager.

@@ -47,9 +47,11 @@ pub use writer::{Line, LogWriter, Sink};
 pub const TARGETS: &[&str] = &[
     "audit",
     "qemu_pr_helper::adapters::emulated",
+    "qemu_pr_helper::adapters::interface",
     "qemu_pr_helper::adapters::multipath",
     "qemu_pr_helper::adapters::multipathd",
     "qemu_pr_helper::adapters::pidfile",
+    "qemu_pr_helper::adapters::pr_ioctl",
     "qemu_pr_helper::adapters::sg_io",
     "qemu_pr_helper::adapters::unix_socket",
     "qemu_pr_helper::daemon",

@@ -16,7 +16,7 @@ use clap_complete::Shell;
 /// The date in the pages' title line (the last change to the options or
 /// the text around them). Without one, clap_mangen leaves the `.TH` slot
 /// empty and unquoted, and man shifts the source and manual names into it.
-const MAN_DATE: &str = "2026-11-29";
+const MAN_DATE: &str = "2026-12-07";
 
 /// The helper's man page: section 8, named so that it does not replace
 /// QEMU's qemu-pr-helper(8) when both are installed.
@@ -38,8 +38,10 @@ holding CAP_SYS_RAWIO only.
 options for the service (QEMU_PR_HELPER_OPTS), e.g. \fB\-c /etc/qemu\-pr\-helper.toml\fR.
 .TP
 \fI/usr/share/doc/qemu\-pr\-helper\-rs/examples/\fR
-an example configuration file, the emulated device's, and the drop-in for hosts with
-dm\-multipath maps (\fIqemu\-pr\-helper\-rs\-multipath.conf\fR).
+an example configuration file, the emulated device's, the drop-in for hosts with
+dm\-multipath maps (\fIqemu\-pr\-helper\-rs\-multipath.conf\fR), and the drop-in that runs
+the daemon with no capability through the block layer's PR ioctls
+(\fIqemu\-pr\-helper\-rs\-pr\-ioctl.conf\fR).
 .SH SEE ALSO
 \fBqemu\-pr\-client\fR(1), \fBqemu\-pr\-helper\fR(8), \fBsg_persist\fR(8), \fBmultipathd\fR(8)
 "#;

@@ -1,6 +1,7 @@
 //! The shipped systemd units must pass `systemd-analyze verify`, keep the
 //! hardening the README promises, and start a daemon that serves when used
-//! exactly as installed (the plain units, and with the multipath drop-in).
+//! exactly as installed (the plain units, with the multipath drop-in, and
+//! with the drop-in that runs it through the PR ioctls with no capability).
 
 mod common;
 
@@ -55,28 +56,23 @@ fn units_pass_systemd_analyze_verify() {
     }
     let dir = tempfile::tempdir().unwrap();
     let dropin = dir.path().join("qemu-pr-helper-rs.service.d");
-    std::fs::create_dir(&dropin).unwrap();
-    for (name, to) in [
-        ("qemu-pr-helper-rs.socket", dir.path().to_path_buf()),
-        ("qemu-pr-helper-rs.service", dir.path().to_path_buf()),
-        ("qemu-pr-helper-rs-multipath.conf", dropin.clone()),
-    ] {
+    for name in ["qemu-pr-helper-rs.socket", "qemu-pr-helper-rs.service"] {
         // ExecStart must name an existing binary: point it at ours.
         let text = unit(name).replace(INSTALLED_HELPER, env!("CARGO_BIN_EXE_qemu-pr-helper"));
-        let to = to.join(if name.ends_with(".conf") {
-            "multipath.conf"
-        } else {
-            name
-        });
-        std::fs::write(to, text).unwrap();
+        std::fs::write(dir.path().join(name), text).unwrap();
     }
-    // Once without the drop-in, once with it (systemd reads drop-ins from
-    // the unit's directory).
-    for with_dropin in [false, true] {
-        if !with_dropin {
-            std::fs::rename(&dropin, dir.path().join("aside")).unwrap();
-        } else {
-            std::fs::rename(dir.path().join("aside"), &dropin).unwrap();
+    // Without a drop-in, then with each (systemd reads drop-ins from the
+    // unit's directory).
+    for with_dropin in [
+        None,
+        Some("qemu-pr-helper-rs-multipath.conf"),
+        Some("qemu-pr-helper-rs-pr-ioctl.conf"),
+    ] {
+        let _ = std::fs::remove_dir_all(&dropin);
+        if let Some(name) = with_dropin {
+            std::fs::create_dir(&dropin).unwrap();
+            let text = unit(name).replace(INSTALLED_HELPER, env!("CARGO_BIN_EXE_qemu-pr-helper"));
+            std::fs::write(dropin.join("dropin.conf"), text).unwrap();
         }
         let out = Command::new("systemd-analyze")
             .arg("verify")
@@ -86,7 +82,7 @@ fn units_pass_systemd_analyze_verify() {
             .unwrap();
         assert!(
             out.status.success(),
-            "drop-in {with_dropin}: {}{}",
+            "drop-in {with_dropin:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -388,4 +384,111 @@ fn the_multipath_dropin_serves_as_installed() {
     );
     assert_eq!(proc_status(relay, "CapPrm"), "0000000000000000");
     daemon.stop("multipath drop-in");
+}
+
+/// The PR ioctl drop-in, as installed: its `ExecStart` with the shipped
+/// options, started as systemd starts it with the unit's `DynamicUser=`
+/// (an unprivileged user: `setpriv` stands in) and the bounding and ambient
+/// sets the unit and the drop-in leave together (empty). It must serve, and
+/// the daemon must hold nothing: CapEff, CapPrm, CapBnd and CapAmb all 0.
+#[test]
+fn the_pr_ioctl_dropin_serves_with_no_capability() {
+    let dropin = "qemu-pr-helper-rs-pr-ioctl.conf";
+    let execs = unit_values(dropin, "ExecStart");
+    assert_eq!(execs.len(), 2, "ExecStart= resets the unit's, then one");
+    assert_eq!(execs[0], "", "the unit's ExecStart is reset first");
+    assert!(execs[1].contains("--executor pr_ioctl"), "{}", execs[1]);
+    // An empty assignment resets what the unit gives: nothing is left.
+    assert_eq!(unit_values(dropin, "AmbientCapabilities"), [""]);
+    assert_eq!(unit_values(dropin, "CapabilityBoundingSet"), [""]);
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("*** SKIPPED: needs root (to start the daemon as another user) ***");
+        return;
+    }
+    if missing("systemd-socket-activate") || missing("setpriv") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The unprivileged user creates the socket there.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let config = dir.path().join("qemu-pr-helper.toml");
+    std::fs::write(&config, unit("qemu-pr-helper.toml")).unwrap();
+    let opts = format!("{} --seccomp kill", shipped_opts(&config));
+    let (program, args) = command_line(&execs[1], &opts);
+    assert_eq!(program, INSTALLED_HELPER);
+    let daemon = Activated::start(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--",
+        ],
+        &dir.path().join("pr.sock"),
+        env!("CARGO_BIN_EXE_qemu-pr-helper"),
+        &args,
+    );
+    daemon.serves("PR ioctl drop-in");
+    let pid = daemon.pid();
+    assert_eq!(
+        proc_status(pid, "Uid").split_whitespace().next(),
+        Some("65534")
+    );
+    for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
+        assert_eq!(proc_status(pid, set), "0000000000000000", "{set}");
+    }
+    let log = daemon.stop("PR ioctl drop-in");
+    assert!(
+        log.contains("commands run through the block layer's PR ioctls"),
+        "{log}"
+    );
+}
+
+/// The same executor started as root (the multipath drop-in's way, with
+/// kind = "pr_ioctl"): the daemon drops CAP_SYS_RAWIO too and ends with
+/// nothing, its multipathd relay root's uid with nothing either.
+#[test]
+fn pr_ioctl_as_root_drops_every_capability() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("*** SKIPPED: needs root ***");
+        return;
+    }
+    if missing("systemd-socket-activate") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = ["--executor", "pr_ioctl", "--seccomp", "kill"]
+        .map(String::from)
+        .to_vec();
+    let daemon = Activated::start(
+        &[],
+        &dir.path().join("pr.sock"),
+        env!("CARGO_BIN_EXE_qemu-pr-helper"),
+        &args,
+    );
+    daemon.serves("pr_ioctl as root");
+    let pid = daemon.pid();
+    for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
+        assert_eq!(proc_status(pid, set), "0000000000000000", "{set}");
+    }
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let relay: i32 = children
+        .split_whitespace()
+        .next()
+        .expect("the multipathd relay runs")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        proc_status(relay, "Uid").split_whitespace().next(),
+        Some("0")
+    );
+    assert_eq!(proc_status(relay, "CapPrm"), "0000000000000000");
+    daemon.stop("pr_ioctl as root");
 }

@@ -1,6 +1,6 @@
-//! Implementations of the ports for Linux: the Unix socket, SG_IO,
-//! capabilities and identity, systemd, the pidfile; and an emulated device
-//! that keeps persistent reservations in memory. `unsafe` lives only here,
+//! Implementations of the ports for Linux: the Unix socket, SG_IO, the PR
+//! ioctls, capabilities and identity, systemd, the pidfile; and an emulated
+//! device that keeps persistent reservations in memory. `unsafe` lives only here,
 //! each block with its reason.
 
 pub mod background;
@@ -9,11 +9,13 @@ pub mod dm_path_views;
 pub mod emulated;
 pub mod forked_child;
 pub mod idle_connections;
+pub mod interface;
 pub mod leftovers;
 pub mod multipath;
 pub mod multipathd;
 pub mod multipathd_relay;
 pub mod pidfile;
+pub mod pr_ioctl;
 pub mod privileges;
 pub mod seccomp;
 pub mod sg_io;

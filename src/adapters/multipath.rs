@@ -1,5 +1,7 @@
 //! The dm-multipath executor: finds the paths of a map in sysfs, opens them,
-//! lets the domain's routing drive SG_IO on them, and tells multipathd.
+//! lets the domain's routing drive commands on them (through SG_IO or the PR
+//! ioctls, as the [`InterfaceSelector`] chooses for each path), and tells
+//! multipathd.
 //!
 //! Discovery reads sysfs only (`dm/uuid`, `dm/name`, `slaves/`, each path's
 //! `dev` and `device/state`): no device-mapper ioctl, so the daemon needs no
@@ -8,7 +10,11 @@
 //! failed) comes from multipathd when it answers, kept a few seconds per map
 //! and refreshed in the background ([`DmPathViews`]), and orders the paths
 //! tried.
-//! Any fd that is not a multipath map goes to the plain [`SgIoExecutor`].
+//! Any fd that is not a multipath map goes to the selector as it is.
+//!
+//! Through the PR ioctls, READ FULL STATUS does not exist: routing cannot
+//! name the nexus that holds a map's reservation, so it never moves or
+//! releases one through another path (the log says so once per executor).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -16,11 +22,12 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::adapters::dm_path_views::DmPathViews;
+use crate::adapters::interface::{InterfaceSelector, Via};
 use crate::adapters::multipathd::MultipathdNotifier;
-use crate::adapters::sg_io::{send_pr_command_with_origin, SgIoExecutor};
 use crate::domain::audit::{KeyDisplay, PrOutAudit};
 use crate::domain::command::PrCommand;
 use crate::domain::device::DeviceKind;
@@ -34,6 +41,7 @@ use crate::domain::multipath::runner::{route, OwnCommand, PathRunner};
 use crate::domain::multipath::verdict::{verdict, PathReply, Verdict};
 use crate::domain::multipath::PATH_FAILURE;
 use crate::domain::param_list::PrOutKeys;
+use crate::domain::service_action::PrInServiceAction;
 use crate::domain::sg_io_timeout::SgIoTimeout;
 use crate::ports::executor::{DeviceFd, ScsiExecutor};
 
@@ -157,22 +165,38 @@ pub fn open_path(dev_root: &Path, name: &str, dev: (u32, u32)) -> io::Result<Own
     Ok(file.into())
 }
 
-/// Runs path commands with SG_IO on the opened paths; `None` is a path that
-/// could not be opened (routing never picks it: it is marked failed).
-struct SgIoPaths<'a> {
+/// Runs path commands on the opened paths; `None` is a path that could not
+/// be opened (routing never picks it: it is marked failed).
+struct OpenPaths<'a> {
     map: &'a MultipathMap,
     fds: Vec<Option<OwnedFd>>,
-    timeout: SgIoTimeout,
+    selector: &'a InterfaceSelector,
     /// Whether a path failed as a path (dm's view of it is about to change).
     path_failed: bool,
+    /// Set once READ FULL STATUS was refused for want of SG_IO.
+    no_full_status: &'a AtomicBool,
 }
 
-impl PathRunner for SgIoPaths<'_> {
+impl PathRunner for OpenPaths<'_> {
     fn run(&mut self, path: usize, command: &PrCommand) -> PathReply {
         let Some(fd) = self.fds.get(path).and_then(Option::as_ref) else {
             return PathReply::transport(PrReply::check_condition(PATH_FAILURE));
         };
-        let (reply, origin) = send_pr_command_with_origin(fd.as_fd(), command, self.timeout);
+        let dev = self.map.paths.get(path).map_or((0, 0), |p| p.dev);
+        let (reply, origin, via) = self
+            .selector
+            .send(fd.as_fd(), DeviceKind::Block, dev, command);
+        if via == Via::PrIoctl
+            && command.cdb.pr_in_action() == Some(PrInServiceAction::ReadFullStatus)
+            && !self.no_full_status.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                map = %self.map.name,
+                "READ FULL STATUS has no PR ioctl: routing cannot name the nexus that holds \
+                 the map's reservation, so it never moves or releases a reservation through \
+                 another path (SG_IO, with CAP_SYS_RAWIO, can)"
+            );
+        }
         tracing::debug!(
             map = %self.map.name,
             path = %self.map.paths.get(path).map_or("?", |p| p.name.as_str()),
@@ -189,10 +213,12 @@ impl PathRunner for SgIoPaths<'_> {
 }
 
 /// Executes PR commands on multipath maps path by path, and on anything else
-/// with plain SG_IO.
+/// as the selector chooses.
 #[derive(Debug, Clone)]
 pub struct MultipathExecutor {
-    plain: SgIoExecutor,
+    selector: Arc<InterfaceSelector>,
+    /// Whether the READ FULL STATUS warning was given.
+    no_full_status: Arc<AtomicBool>,
     sysfs: Sysfs,
     dev_root: PathBuf,
     notifier: Arc<MultipathdNotifier>,
@@ -233,7 +259,8 @@ impl MultipathExecutor {
         dev_root: impl Into<PathBuf>,
     ) -> MultipathExecutor {
         MultipathExecutor {
-            plain: SgIoExecutor::new(timeout),
+            selector: Arc::new(InterfaceSelector::sg_io(timeout)),
+            no_full_status: Arc::default(),
             sysfs,
             dev_root: dev_root.into(),
             views: Arc::new(DmPathViews::new(Arc::clone(&notifier), DM_VIEW_TTL)),
@@ -242,6 +269,13 @@ impl MultipathExecutor {
             holders: Arc::default(),
             audit_keys: KeyDisplay::default(),
         }
+    }
+
+    /// The same executor, sending commands (to paths and to anything that
+    /// is not a map) the way `selector` chooses.
+    pub fn with_selector(mut self, selector: Arc<InterfaceSelector>) -> MultipathExecutor {
+        self.selector = selector;
+        self
     }
 
     /// The same executor, showing keys in its audit lines as `shown`.
@@ -313,11 +347,12 @@ impl MultipathExecutor {
             failed = views.iter().filter(|v| v.state == PathState::Failed).count(),
             "routing through multipath map"
         );
-        let mut runner = SgIoPaths {
+        let mut runner = OpenPaths {
             map,
             fds,
-            timeout: self.plain.timeout(),
+            selector: &self.selector,
             path_failed,
+            no_full_status: &self.no_full_status,
         };
         let own = self.own_holder(&map.name);
         let outcome = route(&mut runner, &views, &command, own.as_ref());
@@ -428,13 +463,13 @@ fn report_missed(map: &str, path: &str, left_with: LeftWith) {
 impl ScsiExecutor for MultipathExecutor {
     fn execute(&self, device: DeviceFd, command: PrCommand, initiator: &Initiator) -> PrReply {
         if device.info.kind != DeviceKind::Block {
-            return self.plain.execute(device, command, initiator);
+            return self.selector.execute(device, command, initiator);
         }
         let map = self
             .sysfs
             .multipath_map(device.info.major(), device.info.minor());
         let Some(map) = map else {
-            return self.plain.execute(device, command, initiator);
+            return self.selector.execute(device, command, initiator);
         };
         // The paths are opened by the helper itself: the client's fd of the
         // map is not needed any more.
@@ -590,15 +625,57 @@ mod tests {
             name: "m".into(),
             paths: Vec::new(),
         };
-        let mut runner = SgIoPaths {
+        let selector =
+            InterfaceSelector::sg_io(SgIoTimeout::from(std::time::Duration::from_secs(1)));
+        let told = AtomicBool::new(false);
+        let mut runner = OpenPaths {
             map: &map,
             fds: vec![None],
-            timeout: SgIoTimeout::from(std::time::Duration::from_secs(1)),
+            selector: &selector,
             path_failed: false,
+            no_full_status: &told,
         };
         let r = runner.run(0, &PrCommand::read_reservation());
         assert_eq!(r.origin, crate::domain::sg_io_result::Origin::Transport);
         assert_eq!(runner.run(5, &PrCommand::read_reservation()), r);
+    }
+
+    #[test]
+    fn through_the_pr_ioctls_read_full_status_is_refused_and_said_once() {
+        let map = MultipathMap {
+            name: "m".into(),
+            paths: vec![MapPath {
+                name: "sdb".into(),
+                dev: (8, 16),
+                view: PathView {
+                    state: PathState::Active,
+                    dm: DmState::Unknown,
+                    host: Some(1),
+                },
+            }],
+        };
+        let selector = InterfaceSelector::new(
+            crate::config::DeviceInterface::PrIoctl,
+            false,
+            SgIoTimeout::DEFAULT,
+            crate::domain::pr_ioctl::request::AptplZero::Persist,
+        );
+        let told = AtomicBool::new(false);
+        // /dev/null stands in for the path node: the refusal comes before
+        // any ioctl.
+        let null: OwnedFd = File::open("/dev/null").unwrap().into();
+        let mut runner = OpenPaths {
+            map: &map,
+            fds: vec![Some(null)],
+            selector: &selector,
+            path_failed: false,
+            no_full_status: &told,
+        };
+        let r = runner.run(0, &PrCommand::read_full_status());
+        assert_eq!(r.origin, crate::domain::sg_io_result::Origin::Device);
+        assert_eq!(r.reply.sense.code(), Some(SenseCode::INVALID_FIELD_IN_CDB));
+        assert!(told.load(Ordering::Relaxed));
+        assert!(!runner.path_failed, "a refusal is not a path failure");
     }
 
     fn executor(sysfs: &Path, dev: &Path) -> MultipathExecutor {

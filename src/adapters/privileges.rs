@@ -15,7 +15,7 @@ use crate::config::Identity;
 /// What dropping privileges achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrivilegeOutcome {
-    /// Capabilities reduced to [`KEPT_CAPABILITY`] (and uid/gid switched if asked).
+    /// Capabilities reduced to what was kept (and uid/gid switched if asked).
     Dropped,
     /// The process had no privileges to begin with: it runs, but the kernel
     /// will refuse PR commands through SG_IO.
@@ -74,9 +74,28 @@ fn cap_err_errno(step: &'static str) -> impl FnOnce(nix::errno::Errno) -> Privil
     }
 }
 
-/// Keeps [`KEPT_CAPABILITY`] only and becomes `identity`. Any
-/// failure leaves the caller to exit.
-pub fn drop_privileges(identity: &Identity) -> Result<PrivilegeOutcome, PrivilegeError> {
+/// What the daemon keeps when it drops privileges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// [`KEPT_CAPABILITY`]: SG_IO may run PR commands.
+    RawIo,
+    /// No capability at all: the PR ioctls need none.
+    Nothing,
+}
+
+/// Whether this process may keep CAP_SYS_RAWIO when it drops privileges
+/// (it is in its permitted set now): what `auto` decides on, read before
+/// the drop, which keeps exactly that.
+pub fn holds_rawio() -> bool {
+    caps::has_cap(None, CapSet::Permitted, KEPT_CAPABILITY).unwrap_or(false)
+}
+
+/// Keeps what `keep` says only and becomes `identity`. Any failure leaves
+/// the caller to exit.
+pub fn drop_privileges(
+    identity: &Identity,
+    keep: Keep,
+) -> Result<PrivilegeOutcome, PrivilegeError> {
     let permitted =
         caps::read(None, CapSet::Permitted).map_err(cap_err("read the permitted set"))?;
     let switching = identity.uid.is_some_and(|u| u != getuid().as_raw())
@@ -95,10 +114,17 @@ pub fn drop_privileges(identity: &Identity) -> Result<PrivilegeOutcome, Privileg
         return Ok(PrivilegeOutcome::Unprivileged);
     }
 
-    let keep: CapsHashSet = [KEPT_CAPABILITY].into_iter().collect();
+    let keep: CapsHashSet = match keep {
+        Keep::RawIo => [KEPT_CAPABILITY].into_iter().collect(),
+        Keep::Nothing => CapsHashSet::new(),
+    };
 
-    // 1. Bounding set: needs CAP_SETPCAP, so it goes first.
-    clear_bounding_set(&keep)?;
+    // 1. Bounding set: needs CAP_SETPCAP, so it goes first. Without it
+    //    (a user started with an ambient capability) the set cannot change,
+    //    and no_new_privs below makes it grant nothing.
+    if permitted.contains(&Capability::CAP_SETPCAP) {
+        clear_bounding_set(&keep)?;
+    }
     caps::clear(None, CapSet::Ambient).map_err(cap_err("clear the ambient set"))?;
     caps::clear(None, CapSet::Inheritable).map_err(cap_err("clear the inheritable set"))?;
 

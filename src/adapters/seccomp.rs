@@ -4,8 +4,9 @@
 //!
 //! Built from what the daemon was seen to call while serving every command
 //! (SG_IO, emulated and multipath executors, logging, shutdown), plus what
-//! tokio's runtime calls while it grows. `ioctl` is allowed for SG_IO and the
-//! few fd requests the standard library makes, nothing else.
+//! tokio's runtime calls while it grows. `ioctl` is allowed for SG_IO, the
+//! block layer's PR ioctls and the few fd requests the standard library
+//! makes, nothing else.
 
 use std::collections::BTreeMap;
 
@@ -158,9 +159,19 @@ const REMOVER_ALLOWED: &[libc::c_long] = &[
     libc::SYS_write,
 ];
 
-/// `ioctl` requests allowed: SG_IO, and FIONBIO/FIOCLEX/FIONCLEX/TCGETS that
-/// the standard library issues on its own fds.
+/// `ioctl` requests allowed besides the PR ioctls: SG_IO, and
+/// FIONBIO/FIOCLEX/FIONCLEX/TCGETS that the standard library issues on its
+/// own fds.
 const ALLOWED_IOCTLS: &[u64] = &[0x2285, 0x5421, 0x5451, 0x5450, 0x5401];
+
+/// Every `ioctl` request allowed: the ones above and the eight `IOC_PR_*`
+/// of the PR ioctl executor.
+fn allowed_ioctls() -> impl Iterator<Item = u64> {
+    ALLOWED_IOCTLS
+        .iter()
+        .copied()
+        .chain(crate::adapters::pr_ioctl::REQUESTS)
+}
 
 /// Builds the filter for `mode`; `None` for [`SeccompMode::Off`].
 pub fn build(mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
@@ -170,9 +181,8 @@ pub fn build(mode: SeccompMode) -> Result<Option<BpfProgram>, SeccompError> {
     let err = |e: &dyn std::fmt::Display| SeccompError(e.to_string());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
-    let ioctl_rules = ALLOWED_IOCTLS
-        .iter()
-        .map(|&request| {
+    let ioctl_rules = allowed_ioctls()
+        .map(|request| {
             let cond = SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
                 .map_err(|e| err(&e))?;
             SeccompRule::new(vec![cond]).map_err(|e| err(&e))
@@ -264,6 +274,59 @@ fn apply(program: Option<BpfProgram>) -> Result<(), SeccompError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    use std::os::fd::AsRawFd;
+
+    /// Runs `ioctl(/dev/null, request)` in a child under the daemon's filter
+    /// in kill mode; how the child ended.
+    fn ioctl_under_the_filter(request: u64) -> WaitStatus {
+        let program = build(SeccompMode::Kill).unwrap().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: the child only installs the ready-made filter, makes one
+        // ioctl and leaves with _exit: no allocation, no lock, nothing a
+        // fork of a multi-threaded test process could find half-held.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                let code = match seccompiler::apply_filter(&program) {
+                    Ok(()) => {
+                        let mut arg = [0u8; 64];
+                        // SAFETY: /dev/null's driver has no ioctls: the
+                        // call fails (ENOTTY) without touching `arg`, which
+                        // is large enough for any of the structures anyway.
+                        unsafe {
+                            libc::ioctl(
+                                null.as_raw_fd(),
+                                request as libc::c_ulong,
+                                arg.as_mut_ptr(),
+                            )
+                        };
+                        0
+                    }
+                    Err(_) => 3,
+                };
+                // SAFETY: ends the forked child without running the test
+                // harness's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => waitpid(child, None).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_pr_ioctls_pass_the_filter_and_other_requests_do_not() {
+        for request in crate::adapters::pr_ioctl::REQUESTS {
+            assert!(
+                matches!(ioctl_under_the_filter(request), WaitStatus::Exited(_, 0)),
+                "{request:#x} killed (SIGSYS: not in the allowlist)"
+            );
+        }
+        // FIONREAD is not needed: killed, which shows the test can fail.
+        assert!(matches!(
+            ioctl_under_the_filter(0x541b),
+            WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGSYS, _)
+        ));
+    }
 
     #[test]
     fn filters_build_for_each_mode() {

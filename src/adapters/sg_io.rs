@@ -158,8 +158,9 @@ pub fn send_pr_command_with_origin(
     }
 }
 
-/// The errno classes protocol.md lists.
-fn classify_errno(errno: Errno) -> IoctlFailure {
+/// The errno classes protocol.md lists; the PR ioctls' errnos outside
+/// their own classes are read the same way.
+pub(crate) fn classify_errno(errno: Errno) -> IoctlFailure {
     match errno {
         Errno::EDOM => IoctlFailure::TaskSetFull,
         Errno::EBADE => IoctlFailure::ReservationConflict,

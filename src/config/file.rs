@@ -10,24 +10,62 @@ use super::{ConfigError, LogFormat, LogTo, ParseError, SeccompMode, TraceOptions
 use crate::domain::allowlist::DeviceSelector;
 use crate::domain::audit::KeyDisplay;
 use crate::domain::fault::{DeviceFault, UnknownFault};
+use crate::domain::pr_ioctl::request::AptplZero;
 use crate::domain::reservation::InitiatorIdentity;
 
-/// Which executor runs the commands.
+/// Which executor runs the commands (`kind`, `--executor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutorKind {
-    /// SG_IO on the client's device (production).
-    #[default]
+    /// SG_IO on the client's device.
     SgIo,
+    /// The block layer's PR ioctls on the client's device: no capability.
+    PrIoctl,
+    /// SG_IO with CAP_SYS_RAWIO, the PR ioctls without it.
+    #[default]
+    Auto,
     /// The in-memory SPC-4 device: no real device is touched.
     Emulated,
+}
+
+impl ExecutorKind {
+    const ALL: [ExecutorKind; 4] = [
+        ExecutorKind::SgIo,
+        ExecutorKind::PrIoctl,
+        ExecutorKind::Auto,
+        ExecutorKind::Emulated,
+    ];
+
+    /// The name as the file and the command line spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::SgIo => "sg_io",
+            ExecutorKind::PrIoctl => "pr_ioctl",
+            ExecutorKind::Auto => "auto",
+            ExecutorKind::Emulated => "emulated",
+        }
+    }
+}
+
+impl std::str::FromStr for ExecutorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ExecutorKind, String> {
+        ExecutorKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ExecutorKind::ALL.iter().map(|k| k.name()).collect();
+                format!("expected one of {}", names.join(", "))
+            })
+    }
 }
 
 /// The `[executor]` table: which executor, and what it needs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorTable {
-    /// `kind = "sg_io" | "emulated"`.
+    /// `kind = "auto" | "sg_io" | "pr_ioctl" | "emulated"`.
     pub kind: Option<ExecutorKind>,
     /// SG_IO timeout in milliseconds (0 would be the kernel's default, never
     /// what someone writing it means).
@@ -35,6 +73,9 @@ pub struct ExecutorTable {
     pub timeout_ms: Option<u64>,
     /// Route commands on dm-multipath maps through every path (default true).
     pub multipath: Option<bool>,
+    /// PR ioctls only: `aptpl_zero = "persist" | "refuse"`, what a REGISTER
+    /// with APTPL=0 gets (the kernel registers with APTPL=1).
+    pub aptpl_zero: Option<AptplZero>,
     /// Emulated device only: `initiator = "connection" | "uid" | "session"`.
     pub initiator: Option<InitiatorIdentity>,
     /// Emulated device only: `[[executor.fault]]` entries, units that misbehave.

@@ -14,7 +14,7 @@ mod socket;
 mod trace;
 
 pub use error::{ConfigError, ParseError};
-pub use executor::ExecutorSettings;
+pub use executor::{DeviceInterface, ExecutorSettings};
 pub use file::{ConfigFile, ExecutorKind, ExecutorTable, FaultEntry, SecurityTable};
 pub use identity::Identity;
 pub use log::{LogFormat, LogTo, DEFAULT_SYSLOG_SOCKET};

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{
-    ConfigError, ConfigFile, ExecutorKind, ExecutorSettings, Identity, LogFormat, LogTo,
-    SeccompMode, SocketPermissions, SocketSource, DEFAULT_SOCKET, DEFAULT_SYSLOG_SOCKET,
+    ConfigError, ConfigFile, DeviceInterface, ExecutorKind, ExecutorSettings, Identity, LogFormat,
+    LogTo, SeccompMode, SocketPermissions, SocketSource, DEFAULT_SOCKET, DEFAULT_SYSLOG_SOCKET,
 };
 use crate::cli::Cli;
 use crate::domain::allowlist::{DeviceAllowlist, PeerPolicy};
@@ -121,20 +121,26 @@ impl Settings {
         let kind = if cli.emulate {
             ExecutorKind::Emulated
         } else {
-            table.kind.unwrap_or_default()
+            cli.executor.or(table.kind).unwrap_or_default()
         };
-        let executor = match kind {
-            ExecutorKind::Emulated => ExecutorSettings::Emulated {
+        let interface = match kind {
+            ExecutorKind::SgIo => Some(DeviceInterface::SgIo),
+            ExecutorKind::PrIoctl => Some(DeviceInterface::PrIoctl),
+            ExecutorKind::Auto => Some(DeviceInterface::Auto),
+            ExecutorKind::Emulated => None,
+        };
+        let executor = match interface {
+            None => ExecutorSettings::Emulated {
                 initiator: table.initiator.unwrap_or_default(),
                 faults: table.fault,
                 timeout,
             },
-            ExecutorKind::SgIo if !table.fault.is_empty() => {
-                return Err(ConfigError::FaultsNeedEmulation)
-            }
-            ExecutorKind::SgIo => ExecutorSettings::SgIo {
+            Some(_) if !table.fault.is_empty() => return Err(ConfigError::FaultsNeedEmulation),
+            Some(interface) => ExecutorSettings::Device {
+                interface,
                 timeout,
                 multipath: table.multipath.unwrap_or(true),
+                aptpl_zero: table.aptpl_zero.unwrap_or_default(),
             },
         };
         let security = file.security;

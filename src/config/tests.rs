@@ -11,6 +11,7 @@ use crate::cli::Cli;
 use crate::domain::allowlist::DeviceSelector;
 use crate::domain::audit::KeyDisplay;
 use crate::domain::fault::DeviceFault;
+use crate::domain::pr_ioctl::request::AptplZero;
 use crate::domain::reservation::InitiatorIdentity;
 use crate::domain::sg_io_timeout::SgIoTimeout;
 
@@ -24,12 +25,51 @@ fn settings(text: &str, args: &[&str]) -> Result<Settings, ConfigError> {
     Settings::new(ConfigFile::parse(text).unwrap(), cli(args))
 }
 
-/// The SG_IO executor's (timeout, multipath), or a panic.
+/// The real-device executor's (timeout, multipath), or a panic.
 fn sg_io(s: &Settings) -> (SgIoTimeout, bool) {
     match s.executor {
-        ExecutorSettings::SgIo { timeout, multipath } => (timeout, multipath),
-        ref other => panic!("not SG_IO: {other:?}"),
+        ExecutorSettings::Device {
+            timeout, multipath, ..
+        } => (timeout, multipath),
+        ref other => panic!("not a real device: {other:?}"),
     }
+}
+
+/// The real-device executor's interface and APTPL=0 policy, or a panic.
+fn interface(s: &Settings) -> (DeviceInterface, AptplZero) {
+    match s.executor {
+        ExecutorSettings::Device {
+            interface,
+            aptpl_zero,
+            ..
+        } => (interface, aptpl_zero),
+        ref other => panic!("not a real device: {other:?}"),
+    }
+}
+
+#[test]
+fn the_executor_is_auto_unless_the_file_or_the_flag_says_otherwise() {
+    let persist = AptplZero::Persist;
+    let s = settings("", &[]).unwrap();
+    assert_eq!(interface(&s), (DeviceInterface::Auto, persist));
+    let s = settings("[executor]\nkind = \"pr_ioctl\"\n", &[]).unwrap();
+    assert_eq!(interface(&s), (DeviceInterface::PrIoctl, persist));
+    let s = settings(
+        "[executor]\nkind = \"pr_ioctl\"\n",
+        &["--executor", "sg_io"],
+    )
+    .unwrap();
+    assert_eq!(interface(&s), (DeviceInterface::SgIo, persist));
+    let s = settings(
+        "[executor]\naptpl_zero = \"refuse\"\n",
+        &["--executor", "auto"],
+    )
+    .unwrap();
+    assert_eq!(interface(&s), (DeviceInterface::Auto, AptplZero::Refuse));
+    let s = settings("", &["--executor", "emulated"]).unwrap();
+    assert!(matches!(s.executor, ExecutorSettings::Emulated { .. }));
+    assert!(Cli::try_parse_from(["qemu-pr-helper", "--executor", "ioctl"]).is_err());
+    assert!(ConfigFile::parse("[executor]\naptpl_zero = \"maybe\"\n").is_err());
 }
 
 /// The emulated executor's parameters, or a panic.

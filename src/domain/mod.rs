@@ -17,6 +17,7 @@ pub mod log_throttle;
 pub mod multipath;
 pub mod param_list;
 pub mod pr_in_data;
+pub mod pr_ioctl;
 pub mod reservation;
 pub mod screening;
 pub mod sense;

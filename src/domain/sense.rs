@@ -197,6 +197,39 @@ impl fmt::Display for SenseCode {
     }
 }
 
+/// Where the field an ILLEGAL REQUEST refuses lies (SPC-4 4.5.2.4.2): the
+/// sense-key specific bytes that tell the client what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldPointer {
+    /// C/D: the field is in the CDB (true) or in the parameter list.
+    pub in_cdb: bool,
+    /// FIELD POINTER: the byte the field starts at.
+    pub byte: u16,
+    /// BIT POINTER: the field's most significant bit, when it is not the
+    /// whole byte.
+    pub bit: Option<u8>,
+}
+
+impl FieldPointer {
+    /// A field of the CDB.
+    pub const fn cdb(byte: u16, bit: Option<u8>) -> FieldPointer {
+        FieldPointer {
+            in_cdb: true,
+            byte,
+            bit,
+        }
+    }
+
+    /// A field of the parameter list.
+    pub const fn param(byte: u16, bit: Option<u8>) -> FieldPointer {
+        FieldPointer {
+            in_cdb: false,
+            byte,
+            bit,
+        }
+    }
+}
+
 /// The 96-byte sense area of a reply, exactly as it goes on the wire.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SenseBuffer(pub [u8; SENSE_LEN]);
@@ -216,6 +249,21 @@ impl SenseBuffer {
         b[12] = code.asc;
         b[13] = code.ascq;
         SenseBuffer(b)
+    }
+
+    /// Fixed-format sense for an ILLEGAL REQUEST whose SENSE KEY SPECIFIC
+    /// bytes (15..17) point at the field that caused it, as a device does
+    /// when it refuses a field it does not support: the client learns which
+    /// byte (and bit) to change, not just that something was wrong.
+    pub fn fixed_with_pointer(code: SenseCode, pointer: FieldPointer) -> SenseBuffer {
+        let mut sense = SenseBuffer::fixed(code);
+        let b = &mut sense.0;
+        b[15] = 0x80 | if pointer.in_cdb { 0x40 } else { 0 };
+        if let Some(bit) = pointer.bit {
+            b[15] |= 0x08 | (bit & 0x07);
+        }
+        b[16..18].copy_from_slice(&pointer.byte.to_be_bytes());
+        sense
     }
 
     /// Sense written by a device: copied as is, cut or zero-filled to 96 bytes.
@@ -295,6 +343,23 @@ mod tests {
             Some("INVALID RELEASE OF PERSISTENT RESERVATION")
         );
         assert_eq!(SenseCode::new(0x5, 0x26, 0x05).name(), None);
+    }
+
+    #[test]
+    fn field_pointers_fill_the_sense_key_specific_bytes() {
+        let s = SenseBuffer::fixed_with_pointer(
+            SenseCode::INVALID_FIELD_IN_CDB,
+            FieldPointer::cdb(1, Some(4)),
+        );
+        assert_eq!(s.code(), Some(SenseCode::INVALID_FIELD_IN_CDB));
+        // SKSV, C/D, BPV, bit 4; field pointer 0001h.
+        assert_eq!(&s.0[15..18], &[0xcc, 0x00, 0x01]);
+        let s = SenseBuffer::fixed_with_pointer(
+            SenseCode::INVALID_FIELD_IN_PARAMETER_LIST,
+            FieldPointer::param(22, None),
+        );
+        assert_eq!(&s.0[15..18], &[0x80, 0x00, 0x16]);
+        assert_eq!(s.0[7], 10, "the additional length covers byte 17");
     }
 
     #[test]

@@ -74,6 +74,7 @@ for path in \
     /usr/lib/systemd/system/$pkg.socket \
     /etc/default/$pkg \
     /usr/share/doc/$pkg/examples/$pkg-multipath.conf \
+    /usr/share/doc/$pkg/examples/$pkg-pr-ioctl.conf \
     /usr/lib/sysusers.d/$pkg.conf \
     /usr/share/doc/$pkg/copyright; do
     [ -e "$path" ] || fail "not installed: $path"
@@ -85,6 +86,7 @@ for pair in \
     "config/$pkg.socket /usr/lib/systemd/system/$pkg.socket" \
     "config/$pkg.default /etc/default/$pkg" \
     "config/$pkg-multipath.conf /usr/share/doc/$pkg/examples/$pkg-multipath.conf" \
+    "config/$pkg-pr-ioctl.conf /usr/share/doc/$pkg/examples/$pkg-pr-ioctl.conf" \
     "config/$pkg.sysusers /usr/lib/sysusers.d/$pkg.conf" \
     "config/qemu-pr-helper.toml /usr/share/doc/$pkg/examples/qemu-pr-helper.toml"; do
     # shellcheck disable=SC2086 # two words

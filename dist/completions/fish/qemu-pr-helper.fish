@@ -4,6 +4,7 @@ complete -c qemu-pr-helper -s T -l trace -d 'Tracing options (\'-T help\' lists 
 complete -c qemu-pr-helper -s u -l user -d 'User to drop privileges to (name or number)' -r
 complete -c qemu-pr-helper -s g -l group -d 'Group to drop privileges to (name or number)' -r
 complete -c qemu-pr-helper -s c -l config -d 'TOML configuration file; command-line flags override it' -r -F
+complete -c qemu-pr-helper -l executor -d 'How commands reach devices: auto, sg_io, pr_ioctl or emulated' -r
 complete -c qemu-pr-helper -l timeout -d 'SG_IO timeout in milliseconds [default: 30000]' -r
 complete -c qemu-pr-helper -l log-to -d 'Where the log goes: auto, stderr, journald or syslog' -r
 complete -c qemu-pr-helper -l seccomp -d 'System-call filter: kill (release default), log (debug default), off' -r
