@@ -271,6 +271,7 @@ install -m 0644 "$HERE/guest/sid.sh" "$P/etc/tier-sid.sh"
 install -m 0644 "$HERE/guest/sid-e2e.sh" "$P/etc/tier-sid-e2e.sh"
 install -m 0644 "$HERE/guest/sid-mpd.sh" "$P/etc/tier-sid-mpd.sh"
 install -m 0644 "$HERE/guest/sid-libvirt.sh" "$P/etc/tier-sid-libvirt.sh"
+install -m 0644 "$HERE/guest/sid-prioctl.sh" "$P/etc/tier-sid-prioctl.sh"
 L2I=$WORK/sid-l2init
 rm -rf "$L2I"
 mkdir -p "$L2I"

@@ -18,19 +18,35 @@
 #               nexus e     observer
 #               nexus f     libvirt's second domain (as shipped), after the
 #                           maps are gone
+#   LU D (lu3): nexus D1    the nested guest's disk d5 through the PR ioctl
+#                           executor (our helper with no capability)
+#               nexus D2    its migration destination
+#               nexus D3    observer
+#   LU E (lu4): nexus E1-E4 the PR ioctl executor against SG_IO, on the same
+#               nexus E5    LU (sid-prioctl.sh); E5 observer
 # Our helper (rs-pr-helper) always runs with --seccomp log and -v (every
 # command logged); sid.seccomp-log at the end requires that the kernel
 # recorded no seccomp event of it over the whole stage.
 
 SID_LIMIT_L2=${SID_LIMIT_L2:-900}
 
-# sid_nexus I LU: tcm_loop I_T nexus I (initiator naa.50014050000001II) to
-# lu LU; sets PATHi, SGi (as guest/init's make_nexus does).
+# sid_nexus I LU [P]: tcm_loop I_T nexus I (initiator naa.50014050000001II)
+# to lu LU; sets PATHi, SGi (as guest/init's make_nexus does). With P (a hex
+# letter) the nexus is named PI in capitals (PATHD1 for P=d, I=1) and its
+# names carry P, so each LU can number its nexuses from 1 again; the
+# initiator's last hex digit, which dev_state prints, is still I.
 sid_nexus() {
-    local c=/sys/kernel/config/target i=$1 t host n blk sg
-    t=$c/loopback/naa.500140500000000$i/tpgt_1
+    local c=/sys/kernel/config/target i=$1 t host n blk sg tw iw
+    tw=naa.500140500000000$i
+    iw=naa.50014050000001$i$i
+    if [ -n "${3:-}" ]; then
+        tw=naa.50014050000$3${3}00$i
+        iw=naa.5001405000$3${3}00$i$i
+        i=$(echo "$3" | tr a-f A-F)$1
+    fi
+    t=$c/loopback/$tw/tpgt_1
     mkdir -p "$t/lun/lun_0" || return 1
-    echo "naa.50014050000001$i$i" >"$t/nexus" || return 1
+    echo "$iw" >"$t/nexus" || return 1
     ln -s "$c/core/rd_mcp_0/lu$2" "$t/lun/lun_0/lu$2" || return 1
     host=$(cut -d: -f1 "$t/address")
     host=${host#host}
@@ -46,7 +62,7 @@ sid_nexus() {
     [ -n "$blk" ] || { echo "@@ERROR no disk for nexus $i (host $host)"; return 1; }
     # As udev sets them up: root:disk 0660.
     chgrp disk "/dev/$blk" "/dev/$sg" && chmod 0660 "/dev/$blk" "/dev/$sg" || return 1
-    eval "PATH$i=/dev/$blk SG$i=/dev/$sg INIT$i=naa.50014050000001$i$i DIRTY$i=1"
+    eval "PATH$i=/dev/$blk SG$i=/dev/$sg INIT$i=$iw DIRTY$i=1"
     echo "@@INFO sid nexus $i: lu$2 host$host /dev/$blk /dev/$sg"
 }
 
@@ -57,7 +73,7 @@ sid_setup() {
     done
     mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config || return 1
     # 64 MiB each; a unit serial number gives udev a WWID (multipathd).
-    for l in 0 1 2; do
+    for l in 0 1 2 3 4; do
         mkdir -p "$c/core/rd_mcp_0/lu$l" || return 1
         echo rd_pages=16384 >"$c/core/rd_mcp_0/lu$l/control"
         echo "tiersid$l" >"$c/core/rd_mcp_0/lu$l/wwn/vpd_unit_serial" || return 1
@@ -67,6 +83,8 @@ sid_setup() {
     for m in 5 6 7 8; do sid_nexus $m 1 || return 1; done
     sid_nexus 9 0 || return 1
     for m in a b c d e f; do sid_nexus $m 2 || return 1; done
+    for m in 1 2 3; do sid_nexus $m 3 d || return 1; done
+    for m in 1 2 3 4 5; do sid_nexus $m 4 e || return 1; done
 }
 
 # sid_versions: the stack this boot ran, as @@INFO lines.
@@ -98,12 +116,15 @@ sid_start() {
 }
 sid_pid() { eval "echo \$HELPER_PID_$(echo "$1" | tr -- - _)"; }
 
-# sid_state LU: the device state of LU A (0), B (1) or C (2), read directly
-# through its observer nexus (3, 7 or e), as lib.sh's dev_state prints it.
+# sid_state LU: the device state of LU A (0), B (1), C (2), D (3) or E (4),
+# read directly through its observer nexus (3, 7, e, D3 or E5), as lib.sh's
+# dev_state prints it (a nexus D1 shows as 1).
 sid_state() {
     local n=3
     [ "$1" = 1 ] && n=7
     [ "$1" = 2 ] && n=e
+    [ "$1" = 3 ] && n=D3
+    [ "$1" = 4 ] && n=E5
     eval "DIRTY$n=1"
     STATE_NEXUS=$n dev_state
 }
@@ -167,6 +188,8 @@ sid_main() {
     end
     [ $SCEN_FAIL = 0 ] || return
     sid_helpers
+    . /etc/tier-sid-prioctl.sh
+    sid_prioctl
     # The nested guest's initramfs: the cached base and this run's /init.
     cat /opt/tier/l2-base.cpio /opt/tier/l2-init.cpio >/tmp/l2.initrd
     . /etc/tier-sid-e2e.sh
