@@ -10,6 +10,8 @@
 #   target 2: nexus 5 (LU B)  sid's C helper as root      (c-root)
 #   target 3: nexus 6 (LU B)  sid's C helper, -u nobody -g disk (c-user)
 #   target 4: map mpsrc (LU C, nexus a and b)  our helper as root (rs-root)
+#   target 5: nexus D1 (LU D)  our helper with the PR ioctl executor, -u
+#             nobody -g disk, no capability at all (rs-ioctl)
 # sid.e2e.NAME: the nested guest's sg_persist cycle on that disk; the device
 # is read directly (observer nexus) after each PR OUT.
 # sid.migrate.plain.{rs,c}: the nested guest holds a type 5 reservation on
@@ -23,6 +25,10 @@
 # root on both sides (rs-root, rs-root-dst): both destination paths must be
 # registered and one of them hold the reservation, both source paths must
 # be unregistered and fenced.
+# sid.migrate.ioctl: likewise target 5 moves from nexus D1 to D2 through
+# helpers that use the kernel's PR ioctls and hold no capability (rs-ioctl,
+# rs-ioctl-dst): QEMU's READ RESERVATION, REGISTER and PREEMPT become
+# IOC_PR_READ_RESERVATION, IOC_PR_REGISTER and IOC_PR_PREEMPT.
 
 e2e_now() { cut -d. -f1 /proc/uptime; }
 
@@ -141,8 +147,22 @@ e2e_held() {
     echo "$alt"
 }
 
+# e2e_no_caps NAME: the helper NAME holds no capability in any set.
+e2e_no_caps() {
+    local pid set v
+    pid=$(sid_pid "$1")
+    for set in CapInh CapPrm CapEff CapBnd CapAmb; do
+        v=$(awk -v s="$set:" '$1 == s {print $2}' "/proc/$pid/status" 2>/dev/null)
+        [ "$v" = 0000000000000000 ] || fail "helper $1 (pid $pid): $set [$v], want 0000000000000000"
+    done
+    echo "@@INFO $SCEN helper $1: $(grep -E '^(Uid|Gid|Cap[A-Za-z]*|NoNewPrivs|Seccomp):' "/proc/$pid/status" | tr -s '\t ' ' ' | tr '\n' ';')"
+}
+
 # e2e_cycle NAME TARGET KEY LU NEXUS...: the sg_persist cycle on one disk
-# (a map: every path's nexus).
+# (a map: every path's nexus). READ FULL STATUS must succeed, or with
+# E2E_RFS=refused get ILLEGAL REQUEST (sg_persist exit 5), as the PR ioctl
+# executor answers it; with E2E_NOCAPS=HELPER that helper must hold no
+# capability.
 e2e_cycle() {
     local name=$1 t=$2 k=$3 lu=$4 nx
     shift 4
@@ -158,8 +178,13 @@ e2e_cycle() {
     sid_expect "$lu" reserve "$(e2e_held $nx "$k")"
     l2_step read-reservation 0 sgp "$t" -i -r
     echo "$L2OUT" | grep -q "${k#0x}" || fail "nested READ RESERVATION did not show $k"
-    l2_step read-full-status 0 sgp "$t" -i -s
-    echo "$L2OUT" | grep -q "${k#0x}" || fail "nested READ FULL STATUS did not show $k"
+    if [ "${E2E_RFS:-}" = refused ]; then
+        l2_step read-full-status-refused 5 sgp "$t" -i -s
+        echo "$L2OUT" | grep -qi "illegal request" || fail "nested READ FULL STATUS: want Illegal Request, got: $L2OUT"
+    else
+        l2_step read-full-status 0 sgp "$t" -i -s
+        echo "$L2OUT" | grep -q "${k#0x}" || fail "nested READ FULL STATUS did not show $k"
+    fi
     l2_step report-capabilities 0 sgp "$t" -i -c
     # With migrate-pr (on from machine type 11.0) QEMU masks SIP_C and ATP_C.
     case "$L2OUT" in
@@ -173,6 +198,7 @@ e2e_cycle() {
     l2_step unregister 0 sgp "$t" -o -G -K "$k" -S 0
     l2_step read-keys-after 0 sgp "$t" -i -k
     sid_expect "$lu" unregister "-"
+    [ -n "${E2E_NOCAPS:-}" ] && e2e_no_caps "$E2E_NOCAPS"
     end
 }
 
@@ -219,7 +245,10 @@ sid_need() {
     pid=$(sid_pid "$1")
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && return 0
     case $1 in rs-*) bin=/usr/local/bin/rs-pr-helper ;; *) bin=/usr/bin/qemu-pr-helper ;; esac
-    sid_start "$1" "$bin" "$(echo "$1" | cut -d- -f2)"
+    case $1 in
+    rs-ioctl*) sid_start "$1" "$bin" user "--executor pr_ioctl" ;;
+    *) sid_start "$1" "$bin" "$(echo "$1" | cut -d- -f2)" ;;
+    esac
 }
 
 # helper_log_cmds NAME: our helper's log lines about commands (-v).
@@ -230,9 +259,10 @@ helper_log_cmds() {
 sid_e2e() {
     local n ok=1
     begin e2e.boot || return 0
-    for h in rs-root rs-user c-root c-user; do sid_need "$h" || fail "helper $h did not start"; done
+    for h in rs-root rs-user c-root c-user rs-ioctl; do sid_need "$h" || fail "helper $h did not start"; done
     sid_maps || fail "dmsetup could not make the maps of LU C"
-    l2_qemu src "$PATH1@rs-root" "$PATH2@rs-user" "$PATH5@c-root" "$PATH6@c-user" "$MPSRC@rs-root"
+    l2_qemu src "$PATH1@rs-root" "$PATH2@rs-user" "$PATH5@c-root" "$PATH6@c-user" "$MPSRC@rs-root" \
+        "$PATHD1@rs-ioctl"
     # libvirt's domain boots its nested guest meanwhile (sid-libvirt.sh).
     case "sid.libvirt.managed" in *"$ONLY"*) sid_libvirt_start ;; esac
     l2_use src
@@ -253,6 +283,11 @@ sid_e2e() {
     e2e_cycle c-root 2 0x7003 1 5
     e2e_cycle c-user 3 0x7004 1 6
     e2e_cycle rs-mpath 4 0x7005 2 a b
+    E2E_RFS=refused
+    E2E_NOCAPS=rs-ioctl
+    e2e_cycle rs-ioctl 5 0x7006 3 1
+    E2E_RFS=""
+    E2E_NOCAPS=""
     sid_migrate_plain
     [ "$L2NAME" = dst ] && sid_migrate_fail
     l2 60 off 0 || true
@@ -262,7 +297,7 @@ sid_e2e() {
     for pid in "$L2PID_src" "${L2PID_dst:-}" "${L2PID_dst2:-}"; do
         [ -n "$pid" ] && kill "$pid" 2>/dev/null
     done
-    for h in rs-root rs-user rs-user-dst rs-root-dst; do
+    for h in rs-root rs-user rs-user-dst rs-root-dst rs-ioctl rs-ioctl-dst; do
         [ -f "/tmp/helper-$h.log" ] || continue
         echo "@@INFO sid helper $h log: $(wc -l <"/tmp/helper-$h.log") lines"
     done
@@ -302,6 +337,10 @@ sid_migrate_plain() {
     sid_need rs-user-dst || fail "rs-user-dst did not start"
     sid_need c-user-dst || fail "c-user-dst did not start"
     sid_need rs-root-dst || fail "rs-root-dst did not start"
+    sid_need rs-ioctl-dst || fail "rs-ioctl-dst did not start"
+    l2_step hold-register-ioctl 0 sgp 5 -o -G -S $k
+    l2_step hold-reserve-ioctl 0 sgp 5 -o -R -K $k -T 5
+    sid_expect 3 "hold (source, PR ioctls)" "1:$k:R5"
     l2_step hold-register-map 0 sgp 4 -o -G -S $k
     l2_step hold-reserve-map 0 sgp 4 -o -R -K $k -T 5
     sid_expect 2 "hold (source map)" "$(e2e_held a b $k)"
@@ -313,7 +352,7 @@ sid_migrate_plain() {
     sid_expect 1 "hold (source)" "6:$k:R5"
     srcmark=$(wc -l <"/tmp/helper-rs-user.log")
     l2_qemu dst "$PATH1@rs-root" "$PATH4@rs-user-dst" "$PATH5@c-root" "$PATH8@c-user-dst" \
-        "$MPDST@rs-root-dst" -- -incoming unix:/tmp/mig.sock
+        "$MPDST@rs-root-dst" "$PATHD2@rs-ioctl-dst" -- -incoming unix:/tmp/mig.sock
     n=0
     while [ $n -lt 60 ] && [ ! -S /tmp/qmp-dst.sock ]; do sleep 1; n=$((n + 1)); done
     n=0
@@ -366,6 +405,27 @@ sid_migrate_plain() {
     head -40 /tmp/helper-rs-user-dst.log | sed "s/^/@@INFO $SCEN dst-log: /" | cut -c1-300
     end
     sid_migrate_mpath
+    sid_migrate_ioctl
+}
+
+# sid.migrate.ioctl: what the migration did on LU D through the PR ioctls.
+sid_migrate_ioctl() {
+    local k=0x5a5a
+    begin migrate.ioctl || return 0
+    [ "${MIGRATED:-0}" = 1 ] || { fail "the migration did not complete (see sid.migrate.plain)"; end; return; }
+    sid_expect 3 "migration (LU D: PR ioctls)" "2:$k:R5"
+    sid_write_expect D1 24 "migration (source nexus D1 fenced)"
+    sid_write_expect D2 0 "migration (destination nexus D2)"
+    l2_step dst-write-ioctl 0 write 5
+    l2_step dst-read-reservation-ioctl 0 sgp 5 -i -r
+    echo "$L2OUT" | grep -q 5a5a || fail "READ RESERVATION through the PR ioctls did not show $k"
+    l2_step dst-release-ioctl 0 sgp 5 -o -L -K $k -T 5
+    l2_step dst-unregister-ioctl 0 sgp 5 -o -G -K $k -S 0
+    sid_expect 3 "cleanup" "-"
+    e2e_no_caps rs-ioctl-dst
+    grep -E 'executor|PREEMPT|REGISTER|RESERVE|READ RES|APTPL' /tmp/helper-rs-ioctl-dst.log | head -12 |
+        sed "s/^/@@INFO $SCEN dst-log: /" | cut -c1-300
+    end
 }
 
 # sid.migrate.mpath: what the migration above did on LU C's maps.
@@ -408,7 +468,7 @@ sid_migrate_fail() {
     sid_expect 1 "hold (source)" "8:$k:R5"
     rm -f /tmp/mig2.sock
     l2_qemu dst2 "$PATH1@rs-root" "$PATH2@rs-user-dst2" "$PATH5@c-root" "$PATH6@c-user-dst2" \
-        "$MPSRC@rs-root" -- -incoming unix:/tmp/mig2.sock
+        "$MPSRC@rs-root" "$PATHD1@rs-ioctl" -- -incoming unix:/tmp/mig2.sock
     n=0
     while [ $n -lt 60 ] && [ ! -S /tmp/mig2.sock ]; do sleep 1; n=$((n + 1)); done
     [ -S /tmp/mig2.sock ] || fail "the third QEMU did not listen: $(head -c 400 /tmp/qemu-dst2.out)"

@@ -97,13 +97,15 @@ sid_versions() {
     echo "@@INFO sid rs-pr-helper $(rs-pr-helper -V 2>&1 | head -1)"
 }
 
-# sid_start NAME BINARY root|user: a helper on /run/pr-NAME.sock, as root or
-# started as root with -u nobody -g disk. Ours: --seccomp log, -v.
+# sid_start NAME BINARY root|user [ARGS]: a helper on /run/pr-NAME.sock, as
+# root or started as root with -u nobody -g disk, with ARGS (one word list).
+# Ours: --seccomp log, -v.
 sid_start() {
     local extra=""
     rm -f "/run/pr-$1.sock"
     case "$2" in *rs-pr-helper) extra="--seccomp log -v" ;; esac
     [ "$3" = user ] && extra="$extra -u nobody -g disk"
+    extra="$extra ${4:-}"
     # shellcheck disable=SC2086
     "$2" $extra -k "/run/pr-$1.sock" >"/tmp/helper-$1.log" 2>&1 &
     eval "HELPER_PID_$(echo "$1" | tr -- - _)=$!"
