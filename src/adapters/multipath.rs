@@ -29,7 +29,7 @@ use crate::domain::initiator::Initiator;
 use crate::domain::multipath::dm_view_cache::{DmView, DM_VIEW_TTL};
 use crate::domain::multipath::holder::{HolderChange, OwnHolder};
 use crate::domain::multipath::missed::LeftWith;
-use crate::domain::multipath::path::{DmState, PathState, PathView};
+use crate::domain::multipath::path::{DevNumber, DmState, PathState, PathView};
 use crate::domain::multipath::runner::{route, OwnCommand, PathRunner};
 use crate::domain::multipath::verdict::{verdict, PathReply, Verdict};
 use crate::domain::multipath::PATH_FAILURE;
@@ -121,6 +121,10 @@ fn read_path(dir: &Path, name: &str) -> Option<MapPath> {
             },
             dm: DmState::Unknown,
             host,
+            dev: Some(DevNumber {
+                major: dev.0,
+                minor: dev.1,
+            }),
         },
     })
 }
@@ -304,6 +308,7 @@ impl MultipathExecutor {
                     .find(|(name, _)| *name == path.name)
                     .map_or(DmState::Unknown, |(_, state)| *state),
                 host: path.view.host,
+                dev: path.view.dev,
             });
             fds.push(fd);
         }
@@ -494,12 +499,12 @@ mod tests {
                 MapPath {
                     name: "sdb".into(),
                     dev: (8, 16),
-                    view: PathView::active(2),
+                    view: PathView::active(2).with_dev(8, 16),
                 },
                 MapPath {
                     name: "sdc".into(),
                     dev: (8, 32),
-                    view: PathView::failed(3),
+                    view: PathView::failed(3).with_dev(8, 32),
                 },
             ]
         );
