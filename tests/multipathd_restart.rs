@@ -22,7 +22,10 @@ use qemu_pr_helper::adapters::multipathd::{
 use qemu_pr_helper::adapters::multipathd_relay;
 use qemu_pr_helper::adapters::seccomp::{self, SeccompMode};
 use qemu_pr_helper::domain::multipath::dm_path_state::PATH_STATES_QUERY;
-use qemu_pr_helper::domain::multipath::events::{MapCommand, MapEvent};
+use qemu_pr_helper::domain::multipath::events::{
+    MapCommand, MapEvent, PathList, MAX_COMMAND_LEN, MAX_MAP_NAME,
+};
+use qemu_pr_helper::domain::multipath::path::DevNumber;
 
 /// A stand-in multipathd life: accepts one connection and answers "ok\n" to
 /// `messages` commands; returns them.
@@ -82,7 +85,14 @@ fn daemon_survives_a_multipathd_restart(sock: &Path, through_relay: bool) {
             };
             seccomp::install(SeccompMode::Kill).unwrap();
             let mut code = 0;
-            if notifier.send(&command(MapEvent::SetStatus)).ok().as_deref() != Some("ok\n") {
+            if notifier
+                .send(&command(MapEvent::SetStatus {
+                    registered: PathList::NONE,
+                }))
+                .ok()
+                .as_deref()
+                != Some("ok\n")
+            {
                 code |= 1;
             }
             let mut to_test = std::fs::File::from(to_test_w);
@@ -151,6 +161,15 @@ fn relay_forwards_only_map_commands_and_ends_with_the_daemon(sock: &Path) {
     let stdout = std::fs::read_link(format!("/proc/{pid}/fd/1")).unwrap();
     assert_eq!(stdout, Path::new("/dev/null"));
 
+    // The longest command multipathd reads passes whole; the same with one
+    // byte more is refused, not cut back to it.
+    let longest = longest_setprstatus();
+    assert_eq!(longest.len(), MAX_COMMAND_LEN);
+    assert!(MapCommand::parse(&longest).is_some());
+    assert!(matches!(
+        relay.send(&format!("{longest}\"")),
+        Err(NotifyError::Rejected)
+    ));
     let notifier = MultipathdNotifier::with_relay(relay);
     let sock_owned = sock.to_path_buf();
     let stand_in = std::thread::spawn(move || {
@@ -158,14 +177,16 @@ fn relay_forwards_only_map_commands_and_ends_with_the_daemon(sock: &Path) {
         drop(first);
         std::fs::remove_file(&sock_owned).unwrap();
         let second = UnixListener::bind(&sock_owned).unwrap();
-        got.extend(serve(&second, 2));
+        got.extend(serve(&second, 4));
         got
     });
     assert_eq!(notifier.send(&command(MapEvent::SetHold)).unwrap(), "ok\n");
     // Whatever the daemon's memory says, only MapCommands pass.
     let rogue = MapCommand {
         map: "mpatha\nshutdown".into(),
-        event: MapEvent::SetStatus,
+        event: MapEvent::SetStatus {
+            registered: PathList::NONE,
+        },
     };
     assert!(matches!(notifier.send(&rogue), Err(NotifyError::Rejected)));
     // Restarted in between: the relay reconnects by itself.
@@ -180,17 +201,71 @@ fn relay_forwards_only_map_commands_and_ends_with_the_daemon(sock: &Path) {
     assert_eq!(reply.unwrap(), "ok\n");
     // The one read-only query passes too: dm's view of the paths.
     assert_eq!(notifier.path_states().unwrap(), "ok\n");
+    // And setprstatus with the paths registered, as multipath-tools 0.14
+    // takes it.
+    let listed = MapCommand {
+        map: "mpatha".into(),
+        event: MapEvent::SetStatus {
+            registered: PathList::new([
+                DevNumber {
+                    major: 8,
+                    minor: 16,
+                },
+                DevNumber {
+                    major: 8,
+                    minor: 32,
+                },
+            ]),
+        },
+    };
+    assert_eq!(notifier.send(&listed).unwrap(), "ok\n");
+    assert_eq!(
+        notifier
+            .send(&MapCommand::parse(&longest).unwrap())
+            .unwrap(),
+        "ok\n"
+    );
     assert_eq!(
         stand_in.join().unwrap(),
         vec![
             "setprhold map mpatha",
             "unsetprhold map mpatha",
-            PATH_STATES_QUERY
+            PATH_STATES_QUERY,
+            r#"setprstatus map mpatha pathlist "8:16 8:32""#,
+            &longest,
         ]
     );
     drop(notifier);
     let child = Pid::from_raw(pid as i32);
     assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0));
+}
+
+/// A `setprstatus` of exactly [`MAX_COMMAND_LEN`] bytes: the longest map
+/// name and a path list of 9- and 10-character entries that fills the rest.
+fn longest_setprstatus() -> String {
+    let map = "m".repeat(MAX_MAP_NAME);
+    let room = MAX_COMMAND_LEN - format!("setprstatus map {map} pathlist \"\"").len();
+    // n entries of "10:DDDDDD" and the spaces between are 10 n - 1 bytes;
+    // the rest is made up with 7-digit minors, one byte longer each.
+    let n = (room + 1) / 10;
+    let longer = room + 1 - 10 * n;
+    let list: Vec<DevNumber> = (0..n as u32)
+        .map(|i| DevNumber {
+            major: 10,
+            minor: if (i as usize) < longer {
+                1_000_000 + i
+            } else {
+                100_000 + i
+            },
+        })
+        .collect();
+    MapCommand {
+        map,
+        event: MapEvent::SetStatus {
+            registered: PathList::new(list),
+        },
+    }
+    .to_string()
 }
 
 /// A relay that dies is reported to the commands with how it died, not as
@@ -208,7 +283,9 @@ fn a_dead_relay_is_reported_with_how_it_died(sock: &Path) {
     let notifier = MultipathdNotifier::with_relay(relay);
     let mut err = None;
     for _ in 0..50 {
-        match notifier.send(&command(MapEvent::SetStatus)) {
+        match notifier.send(&command(MapEvent::SetStatus {
+            registered: PathList::NONE,
+        })) {
             Err(NotifyError::RelayGone(how)) => {
                 err = Some(how);
                 break;
@@ -285,7 +362,11 @@ fn a_wedged_multipathd_costs_one_timeout_not_one_per_command(sock: &Path) {
     let pid = Pid::from_raw(relay.pid() as i32);
     let hung = HungMultipathd::start(listener);
     let notifier = MultipathdNotifier::with_relay(relay);
-    assert!(notifier.send(&command(MapEvent::SetStatus)).is_err());
+    assert!(notifier
+        .send(&command(MapEvent::SetStatus {
+            registered: PathList::NONE,
+        }))
+        .is_err());
     assert_eq!(hung.commands(), 1);
     let started = std::time::Instant::now();
     let second = notifier.path_states();

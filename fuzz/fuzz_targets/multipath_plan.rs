@@ -20,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use qemu_pr_helper::domain::cdb::{PrCdb, CDB_LEN, PERSISTENT_RESERVE_IN, PERSISTENT_RESERVE_OUT};
 use qemu_pr_helper::domain::command::PrCommand;
 use qemu_pr_helper::domain::framing::{PrReply, MAX_TRANSFER_LEN};
-use qemu_pr_helper::domain::multipath::path::{DmState, PathState, PathView};
+use qemu_pr_helper::domain::multipath::path::{DevNumber, DmState, PathState, PathView};
 use qemu_pr_helper::domain::multipath::plan::{plan, Route};
 use qemu_pr_helper::domain::multipath::runner::{route, PathRunner};
 use qemu_pr_helper::domain::multipath::verdict::{PathReply, MAX_RETRIES};
@@ -82,6 +82,10 @@ fuzz_target!(|input: &[u8]| {
             },
             dm: DmState::Unknown,
             host: Some(u32::from(hosts >> (2 * i) & 3)),
+            dev: Some(DevNumber {
+                major: 8,
+                minor: 16 * i as u32,
+            }),
         })
         .collect();
 

@@ -36,7 +36,7 @@ use crate::domain::initiator::Initiator;
 use crate::domain::multipath::dm_view_cache::{DmView, DM_VIEW_TTL};
 use crate::domain::multipath::holder::{HolderChange, OwnHolder};
 use crate::domain::multipath::missed::LeftWith;
-use crate::domain::multipath::path::{DmState, PathState, PathView};
+use crate::domain::multipath::path::{DevNumber, DmState, PathState, PathView};
 use crate::domain::multipath::runner::{route, OwnCommand, PathRunner};
 use crate::domain::multipath::verdict::{verdict, PathReply, Verdict};
 use crate::domain::multipath::PATH_FAILURE;
@@ -129,6 +129,10 @@ fn read_path(dir: &Path, name: &str) -> Option<MapPath> {
             },
             dm: DmState::Unknown,
             host,
+            dev: Some(DevNumber {
+                major: dev.0,
+                minor: dev.1,
+            }),
         },
     })
 }
@@ -338,6 +342,7 @@ impl MultipathExecutor {
                     .find(|(name, _)| *name == path.name)
                     .map_or(DmState::Unknown, |(_, state)| *state),
                 host: path.view.host,
+                dev: path.view.dev,
             });
             fds.push(fd);
         }
@@ -529,12 +534,12 @@ mod tests {
                 MapPath {
                     name: "sdb".into(),
                     dev: (8, 16),
-                    view: PathView::active(2),
+                    view: PathView::active(2).with_dev(8, 16),
                 },
                 MapPath {
                     name: "sdc".into(),
                     dev: (8, 32),
-                    view: PathView::failed(3),
+                    view: PathView::failed(3).with_dev(8, 32),
                 },
             ]
         );

@@ -189,12 +189,24 @@ impl std::fmt::Display for MultipathdAddress {
     }
 }
 
+/// multipathd's reply text, and which connection to it carried the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The reply.
+    pub text: String,
+    /// The number of the connection (see [`MultipathdConnection::connection`]):
+    /// another number is another connection, maybe another multipathd.
+    pub connection: u32,
+}
+
 /// A connection to multipathd made on demand and made again after
 /// multipathd restarted. Used by the relay; blocking.
 #[derive(Debug)]
 pub struct MultipathdConnection {
     address: MultipathdAddress,
     stream: Option<UnixStream>,
+    /// How many connections were made.
+    opened: u32,
 }
 
 impl MultipathdConnection {
@@ -203,7 +215,26 @@ impl MultipathdConnection {
         MultipathdConnection {
             address,
             stream: None,
+            opened: 0,
         }
+    }
+
+    /// The number of the connection the last reply came on: it changes
+    /// with every new connection, so a restarted multipathd (which the next
+    /// command reaches on a new connection) is told apart from the one
+    /// before, whose version may differ.
+    pub fn connection(&self) -> u32 {
+        self.opened
+    }
+
+    /// Sends one command and returns multipathd's reply with the number
+    /// of the connection it came on.
+    pub fn send_answer(&mut self, command: &str) -> Result<Answer, NotifyError> {
+        let text = self.send(command)?;
+        Ok(Answer {
+            text,
+            connection: self.connection(),
+        })
     }
 
     /// Sends one command and returns multipathd's reply text. A kept
@@ -228,13 +259,16 @@ impl MultipathdConnection {
         Ok(reply)
     }
 
-    fn open(&self) -> Result<UnixStream, NotifyError> {
-        self.address
+    fn open(&mut self) -> Result<UnixStream, NotifyError> {
+        let stream = self
+            .address
             .connect()
             .map_err(|source| NotifyError::Connect {
                 address: self.address.clone(),
                 source,
-            })
+            })?;
+        self.opened = self.opened.wrapping_add(1);
+        Ok(stream)
     }
 }
 
@@ -270,6 +304,13 @@ pub struct MultipathdNotifier {
     warned_permission: AtomicBool,
     /// The command words this multipathd did not know, each logged once.
     not_understood: Mutex<Vec<&'static str>>,
+    /// The connection on which multipathd did not take `setprstatus` with a
+    /// path list (multipath-tools before 0.14): the plain command is sent
+    /// while answers come on it; an answer on another connection (a
+    /// restarted multipathd, maybe a newer one) forgets it.
+    no_pathlist_on: Mutex<Option<u32>>,
+    /// Whether the fallback to the plain `setprstatus` was logged.
+    told_no_pathlist: AtomicBool,
 }
 
 impl MultipathdNotifier {
@@ -293,18 +334,20 @@ impl MultipathdNotifier {
             warned_refusal: AtomicBool::new(false),
             warned_permission: AtomicBool::new(false),
             not_understood: Mutex::new(Vec::new()),
+            no_pathlist_on: Mutex::new(None),
+            told_no_pathlist: AtomicBool::new(false),
         }
     }
 
     /// Sends one command and returns multipathd's reply text.
     pub fn send(&self, command: &MapCommand) -> Result<String, NotifyError> {
-        self.exchange(&command.to_string())
+        self.exchange(&command.to_string()).map(|a| a.text)
     }
 
     /// Asks multipathd for dm's state of every path
     /// ([`PATH_STATES_QUERY`]) and returns its reply text.
     pub fn path_states(&self) -> Result<String, NotifyError> {
-        self.exchange(PATH_STATES_QUERY)
+        self.exchange(PATH_STATES_QUERY).map(|a| a.text)
     }
 
     /// dm's state of every path from multipathd, for the views of `maps`
@@ -335,7 +378,7 @@ impl MultipathdNotifier {
     /// One exchange with multipathd, unless it is being left alone after a
     /// timeout; a timeout (of multipathd, reported by the relay, or of the
     /// relay itself) starts [`BACKOFF`].
-    fn exchange(&self, text: &str) -> Result<String, NotifyError> {
+    fn exchange(&self, text: &str) -> Result<Answer, NotifyError> {
         // Held during the exchange: commands queued behind a wedged one
         // then see its back-off instead of waiting a timeout each.
         let mut quiet_until = self.quiet_until.lock().unwrap_or_else(|e| e.into_inner());
@@ -353,7 +396,7 @@ impl MultipathdNotifier {
                 // A panic while holding the lock leaves at worst a dead
                 // stream, which the next send replaces.
                 .unwrap_or_else(|e| e.into_inner())
-                .send(text),
+                .send_answer(text),
         };
         match &result {
             Err(e) if e.is_timeout() => {
@@ -371,23 +414,97 @@ impl MultipathdNotifier {
                     tracing::debug!(command = %text, cause = %e, "multipathd still wedged");
                 }
             }
-            Ok(_) => self.warned_timeout.store(false, Ordering::Relaxed),
+            Ok(answer) => {
+                self.warned_timeout.store(false, Ordering::Relaxed);
+                let mut no_pathlist = self
+                    .no_pathlist_on
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if no_pathlist.is_some_and(|c| c != answer.connection) {
+                    *no_pathlist = None;
+                }
+            }
             Err(_) => {}
         }
         result
+    }
+
+    /// Whether `setprstatus` goes without its path list: the multipathd
+    /// answering now did not take one.
+    fn no_pathlist(&self) -> bool {
+        self.no_pathlist_on
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// `command` was answered with `answer`. A `setprstatus` with a path list
+    /// that multipathd did not take gets the plain `setprstatus` after it:
+    /// multipath-tools before 0.14 (Debian 12's 0.9.4) does not know
+    /// `pathlist` and answers "fail", the same word as for a map it does not
+    /// know. If the plain command is taken on the same connection, that
+    /// multipathd is remembered as one without path lists until an answer
+    /// comes on another connection. Returns the command whose answer counts.
+    fn without_pathlist(
+        &self,
+        command: MapCommand,
+        answer: Answer,
+    ) -> Result<(MapCommand, Answer), NotifyError> {
+        let Some(plain) = command.event.without_pathlist() else {
+            return Ok((command, answer));
+        };
+        match MultipathdReply::classify(&command.event, &answer.text) {
+            MultipathdReply::Refused | MultipathdReply::NotUnderstood => {}
+            MultipathdReply::Done | MultipathdReply::PermissionDenied => {
+                return Ok((command, answer));
+            }
+        }
+        let plain = MapCommand {
+            map: command.map.clone(),
+            event: plain,
+        };
+        let second = self.exchange(&plain.to_string())?;
+        if MultipathdReply::classify(&plain.event, &second.text) == MultipathdReply::Done
+            && second.connection == answer.connection
+        {
+            *self
+                .no_pathlist_on
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(second.connection);
+            let reply = answer.text.lines().next().unwrap_or("").trim();
+            if !self.told_no_pathlist.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    map = %command.map,
+                    reply = %reply,
+                    "multipathd does not take setprstatus with a pathlist (multipath-tools \
+                     before 0.14): sending the plain setprstatus, after which it checks every \
+                     path itself, until multipathd restarts; logged once"
+                );
+            } else {
+                tracing::debug!(map = %command.map, reply = %reply,
+                    "multipathd does not take setprstatus with a pathlist");
+            }
+        }
+        Ok((plain, second))
     }
 
     /// Sends the events for map `name`. Never fails the caller: reservations
     /// work without multipathd, only new paths go unregistered, which is
     /// logged once.
     pub fn notify(&self, name: &str, events: &[MapEvent]) {
-        for &event in events {
-            let command = MapCommand {
+        for event in events {
+            let mut command = MapCommand {
                 map: name.to_string(),
-                event,
+                event: event.clone(),
             };
-            match self.send(&command) {
-                Ok(reply) => self.report(&command, &reply),
+            if let Some(plain) = event.without_pathlist().filter(|_| self.no_pathlist()) {
+                command.event = plain;
+            }
+            let answered = self
+                .exchange(&command.to_string())
+                .and_then(|answer| self.without_pathlist(command.clone(), answer));
+            match answered {
+                Ok((command, answer)) => self.report(&command, &answer.text),
                 Err(e) => {
                     if !self.warned.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
@@ -410,7 +527,7 @@ impl MultipathdNotifier {
     fn report(&self, command: &MapCommand, reply: &str) {
         self.warned.store(false, Ordering::Relaxed);
         let first_line = reply.lines().next().unwrap_or("").trim();
-        match MultipathdReply::classify(command.event, reply) {
+        match MultipathdReply::classify(&command.event, reply) {
             MultipathdReply::Done => {
                 tracing::debug!(command = %command, "multipathd updated");
             }
@@ -502,6 +619,7 @@ pub fn read_message(r: &mut impl Read) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::multipath::events::PathList;
     use std::os::unix::net::UnixListener;
     use std::sync::mpsc;
     use std::thread;
@@ -579,7 +697,9 @@ mod tests {
                     key: crate::domain::service_action::ReservationKey(0xabc),
                     aptpl: false,
                 },
-                MapEvent::SetStatus,
+                MapEvent::SetStatus {
+                    registered: PathList::NONE,
+                },
             ],
         );
         n.notify("mpatha", &[MapEvent::SetHold]);
@@ -625,7 +745,15 @@ mod tests {
             Err(NotifyError::Connect { .. })
         ));
         let n = MultipathdNotifier::new(absent);
-        n.notify("m", &[MapEvent::SetHold, MapEvent::SetStatus]);
+        n.notify(
+            "m",
+            &[
+                MapEvent::SetHold,
+                MapEvent::SetStatus {
+                    registered: PathList::NONE,
+                },
+            ],
+        );
         assert!(n.warned.load(Ordering::Relaxed));
         n.notify("m", &[MapEvent::UnsetHold]);
         assert!(n.warned.load(Ordering::Relaxed));
@@ -672,7 +800,15 @@ mod tests {
         let n = MultipathdNotifier::new(MultipathdAddress::Path(sock));
         n.notify("m", &[MapEvent::SetHold]);
         n.notify("m", &[MapEvent::SetHold]);
-        n.notify("m", &[MapEvent::UnsetHold, MapEvent::SetStatus]);
+        n.notify(
+            "m",
+            &[
+                MapEvent::UnsetHold,
+                MapEvent::SetStatus {
+                    registered: PathList::NONE,
+                },
+            ],
+        );
         assert_eq!(
             *n.not_understood.lock().unwrap(),
             vec!["setprhold", "unsetprhold"]
@@ -689,6 +825,162 @@ mod tests {
                 "setprstatus map m"
             ]
         );
+    }
+
+    /// A stand-in multipathd that serves `per_connection[n]` messages on its
+    /// n-th connection, answering each with `reply(n, command)`; reports
+    /// (connection number, command) for every message.
+    fn stand_in_answering(
+        path: &Path,
+        per_connection: Vec<usize>,
+        reply: fn(usize, &str) -> &'static str,
+    ) -> (mpsc::Receiver<(usize, String)>, thread::JoinHandle<()>) {
+        let listener = UnixListener::bind(path).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            for (n, messages) in per_connection.into_iter().enumerate() {
+                let (mut s, _) = listener.accept().unwrap();
+                for _ in 0..messages {
+                    let Some(m) = read_message(&mut s) else { break };
+                    write_message(&mut s, reply(n, &m));
+                    tx.send((n, m)).unwrap();
+                }
+            }
+        });
+        (rx, handle)
+    }
+
+    fn registered(devs: &[(u32, u32)]) -> MapEvent {
+        use crate::domain::multipath::path::DevNumber;
+        MapEvent::SetStatus {
+            registered: PathList::new(
+                devs.iter()
+                    .map(|&(major, minor)| DevNumber { major, minor }),
+            ),
+        }
+    }
+
+    /// What multipath-tools 0.9.4 answers to a command with a keyword it
+    /// does not know in the middle (`pathlist`): "fail" (its parser stops
+    /// with ENOENT, which gets no help text); 0.14 and later take it.
+    fn mpd_0_9_4(_: usize, command: &str) -> &'static str {
+        if command.contains(" pathlist ") {
+            "fail\n"
+        } else {
+            "ok\n"
+        }
+    }
+
+    /// Debian 12's multipathd on the first connection, a newer one after a
+    /// restart.
+    fn upgraded(connection: usize, command: &str) -> &'static str {
+        if connection == 0 {
+            mpd_0_9_4(connection, command)
+        } else {
+            "ok\n"
+        }
+    }
+
+    /// A multipathd that does not know `pathlist` gets the plain
+    /// `setprstatus` at once, and then only the plain one while the
+    /// connection lasts; after a restart (a new connection, maybe a newer
+    /// multipathd) the path list is tried again, and kept when taken.
+    #[test]
+    fn without_pathlist_multipathd_gets_the_plain_setprstatus_until_it_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("mpd.sock");
+        let (rx, handle) = stand_in_answering(&sock, vec![4, 3], upgraded);
+        let n = MultipathdNotifier::new(MultipathdAddress::Path(sock));
+        let list = registered(&[(8, 16), (8, 32)]);
+        let key = MapEvent::SetKey {
+            key: crate::domain::service_action::ReservationKey(0x1111),
+            aptpl: false,
+        };
+        n.notify("mpatha", &[key, list.clone()]);
+        assert!(n.told_no_pathlist.load(Ordering::Relaxed));
+        assert!(n.no_pathlist());
+        n.notify("mpatha", std::slice::from_ref(&list));
+        // multipathd restarts (the stand-in's first connection ends): the
+        // command on the new connection is still the plain one, its answer
+        // shows another connection, and the next one carries the list.
+        n.notify("mpatha", std::slice::from_ref(&list));
+        assert!(!n.no_pathlist());
+        n.notify("mpatha", std::slice::from_ref(&list));
+        n.notify("mpatha", std::slice::from_ref(&list));
+        handle.join().unwrap();
+        let got: Vec<(usize, String)> = rx.try_iter().collect();
+        let with_list = r#"setprstatus map mpatha pathlist "8:16 8:32""#.to_string();
+        let plain = "setprstatus map mpatha".to_string();
+        assert_eq!(
+            got,
+            vec![
+                (0, "setprkey map mpatha key 0x1111".to_string()),
+                (0, with_list.clone()),
+                (0, plain.clone()),
+                (0, plain.clone()),
+                (1, plain),
+                (1, with_list.clone()),
+                (1, with_list),
+            ]
+        );
+        // Neither a refusal nor an unknown command was reported.
+        assert!(!n.warned_refusal.load(Ordering::Relaxed));
+        assert!(n.not_understood.lock().unwrap().is_empty());
+        assert!(!n.warned.load(Ordering::Relaxed));
+    }
+
+    /// "fail" to both forms is multipathd refusing the map (unknown, or no
+    /// `reservation_key file`), not a missing `pathlist`: it is reported as
+    /// a refusal, and the list is tried again next time.
+    #[test]
+    fn fail_to_both_forms_is_a_refusal_and_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("mpd.sock");
+        let (rx, handle) = stand_in_answering(&sock, vec![4], |_, _| "fail\n");
+        let n = MultipathdNotifier::new(MultipathdAddress::Path(sock));
+        let list = registered(&[(8, 16)]);
+        n.notify("nosuchmap", std::slice::from_ref(&list));
+        n.notify("nosuchmap", std::slice::from_ref(&list));
+        handle.join().unwrap();
+        let got: Vec<String> = rx.try_iter().map(|(_, m)| m).collect();
+        let with_list = r#"setprstatus map nosuchmap pathlist "8:16""#.to_string();
+        let plain = "setprstatus map nosuchmap".to_string();
+        assert_eq!(
+            got,
+            vec![with_list.clone(), plain.clone(), with_list, plain]
+        );
+        assert!(!n.no_pathlist());
+        assert!(!n.told_no_pathlist.load(Ordering::Relaxed));
+        assert!(n.warned_refusal.load(Ordering::Relaxed));
+    }
+
+    /// A multipathd that takes the list gets it once, nothing else; one that
+    /// answers root only is not asked again with the plain form.
+    #[test]
+    fn a_taken_path_list_or_a_root_only_answer_needs_no_second_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("mpd.sock");
+        let (rx, handle) = stand_in_answering(&sock, vec![2], |_, m| {
+            if m.starts_with("setprstatus map denied") {
+                "permission deny: need to be root\n"
+            } else {
+                "ok\n"
+            }
+        });
+        let n = MultipathdNotifier::new(MultipathdAddress::Path(sock));
+        n.notify("mpatha", &[registered(&[(65, 240)])]);
+        n.notify("denied", &[registered(&[(65, 240)])]);
+        handle.join().unwrap();
+        let got: Vec<String> = rx.try_iter().map(|(_, m)| m).collect();
+        assert_eq!(
+            got,
+            vec![
+                r#"setprstatus map mpatha pathlist "65:240""#,
+                r#"setprstatus map denied pathlist "65:240""#
+            ]
+        );
+        assert!(n.warned_permission.load(Ordering::Relaxed));
+        assert!(!n.no_pathlist());
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //! Protocol over a `SOCK_SEQPACKET` pair: request = sequence number (u32,
 //! native endian) + command text, one message; reply = one or more messages
 //! of the same sequence number + [`RelayStatus`] byte + a byte that is 1
-//! when more follow + text (multipathd's reply, up to [`MAX_REPLY`] in
-//! pieces of `CHUNK` bytes, or why it could not be reached). The sequence
+//! when more follow + the number of the connection to multipathd that
+//! carried the answer (u32, native endian; it changes when multipathd
+//! restarted) + text (multipathd's reply, up to [`MAX_REPLY`] in pieces of
+//! `CHUNK` bytes, or why it could not be reached). The sequence
 //! number lets the daemon discard a late reply to a command it stopped
 //! waiting for. The relay exits when the daemon's end closes, which happens
 //! however the daemon ends; the daemon learns of the relay's end by its
@@ -33,19 +35,21 @@ use nix::unistd::Pid;
 
 use super::forked_child::{self, ChildError};
 use super::multipathd::{
-    socket_timeout, MultipathdAddress, MultipathdConnection, NotifyError, MAX_REPLY,
+    socket_timeout, Answer, MultipathdAddress, MultipathdConnection, NotifyError, MAX_REPLY,
 };
 use super::seccomp::SeccompMode;
 use crate::domain::multipath::dm_path_state::PATH_STATES_QUERY;
-use crate::domain::multipath::events::MapCommand;
+use crate::domain::multipath::events::{MapCommand, MAX_COMMAND_LEN};
 
-/// Longest command accepted (a map name of 127 bytes and a key fit easily).
-const MAX_REQUEST: usize = 512;
+/// Longest request accepted: the sequence number and the longest command
+/// multipathd reads. A longer one is refused, never cut.
+const MAX_REQUEST: usize = 4 + MAX_COMMAND_LEN;
 /// The longest piece of a reply in one message: well under the socket's
 /// send buffer, which bounds a `SOCK_SEQPACKET` message.
 const CHUNK: usize = 32 * 1024;
-/// Bytes before a piece of reply text: sequence number, status, "more".
-const REPLY_HEADER: usize = 6;
+/// Bytes before a piece of reply text: sequence number, status, "more",
+/// connection number.
+const REPLY_HEADER: usize = 10;
 /// How long the daemon waits for the relay's answer: the relay itself gives
 /// multipathd 5 s per step and does not try again after a timeout.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(12);
@@ -233,9 +237,10 @@ impl RelayClient {
         self.life.pid.as_raw().unsigned_abs()
     }
 
-    /// Sends one command through the relay and returns multipathd's reply.
-    /// A timeout, the relay's or multipathd's, is [`NotifyError::TimedOut`].
-    pub fn send(&self, command: &str) -> Result<String, NotifyError> {
+    /// Sends one command through the relay and returns multipathd's reply
+    /// and the number of the connection it came on. A timeout, the relay's
+    /// or multipathd's, is [`NotifyError::TimedOut`].
+    pub fn send(&self, command: &str) -> Result<Answer, NotifyError> {
         let mut sequence = self.sequence.lock().unwrap_or_else(|e| e.into_inner());
         *sequence = sequence.wrapping_add(1);
         let sequence = *sequence;
@@ -272,8 +277,9 @@ impl RelayClient {
                 continue;
             }
             let text = String::from_utf8_lossy(&text).into_owned();
+            let connection = u32::from_ne_bytes([buf[6], buf[7], buf[8], buf[9]]);
             return match RelayStatus::from_byte(buf[4]) {
-                Some(RelayStatus::Answered) => Ok(text),
+                Some(RelayStatus::Answered) => Ok(Answer { text, connection }),
                 Some(RelayStatus::Unreachable) => Err(NotifyError::Unreachable(text)),
                 Some(RelayStatus::TimedOut) => Err(NotifyError::TimedOut(text)),
                 Some(RelayStatus::TooLong) => {
@@ -349,7 +355,9 @@ fn relay_main(socket: OwnedFd, address: MultipathdAddress, mode: SeccompMode) ->
         return 2;
     }
     let mut multipathd = MultipathdConnection::new(address);
-    let mut request = [0u8; MAX_REQUEST];
+    // One byte more than the longest request: a request that fills it was
+    // longer, and is refused rather than read cut.
+    let mut request = [0u8; MAX_REQUEST + 1];
     loop {
         let n = match socket::recv(socket.as_raw_fd(), &mut request, MsgFlags::empty()) {
             Ok(0) => return 0,
@@ -360,39 +368,54 @@ fn relay_main(socket: OwnedFd, address: MultipathdAddress, mode: SeccompMode) ->
         if n < 4 {
             continue;
         }
-        let command = std::str::from_utf8(&request[4..n]).ok().and_then(|text| {
-            if text == PATH_STATES_QUERY {
-                Some(PATH_STATES_QUERY.to_string())
-            } else {
-                MapCommand::parse(text).map(|c| c.to_string())
-            }
-        });
+        let whole = n <= MAX_REQUEST;
+        let command = std::str::from_utf8(&request[4..n])
+            .ok()
+            .filter(|_| whole)
+            .and_then(|text| {
+                if text == PATH_STATES_QUERY {
+                    Some(PATH_STATES_QUERY.to_string())
+                } else {
+                    MapCommand::parse(text).map(|c| c.to_string())
+                }
+            });
         let (status, text) = match command {
             None => (RelayStatus::Rejected, String::new()),
             Some(command) => RelayStatus::of(multipathd.send(&command)),
         };
-        if send_reply(&socket, &request[..4], status, text.as_bytes()).is_err() {
+        let header = Header {
+            sequence: [request[0], request[1], request[2], request[3]],
+            status,
+            connection: multipathd.connection(),
+        };
+        if send_reply(&socket, &header, text.as_bytes()).is_err() {
             return 0;
         }
     }
 }
 
-/// Sends `text` back in pieces of [`CHUNK`], each with the sequence number
-/// and `status`; all but the last say more follow.
-fn send_reply(
-    socket: &OwnedFd,
-    sequence: &[u8],
+/// What every piece of a reply starts with.
+struct Header {
+    /// The request's sequence number, as it came.
+    sequence: [u8; 4],
+    /// What became of the command.
     status: RelayStatus,
-    text: &[u8],
-) -> Result<(), Errno> {
+    /// The number of the connection to multipathd.
+    connection: u32,
+}
+
+/// Sends `text` back in pieces of [`CHUNK`], each with the header; all but
+/// the last say more follow.
+fn send_reply(socket: &OwnedFd, header: &Header, text: &[u8]) -> Result<(), Errno> {
     let mut pieces = text.chunks(CHUNK).peekable();
     let mut message = Vec::with_capacity(REPLY_HEADER + CHUNK.min(text.len()));
     loop {
         let piece = pieces.next().unwrap_or_default();
         message.clear();
-        message.extend_from_slice(sequence);
-        message.push(status as u8);
+        message.extend_from_slice(&header.sequence);
+        message.push(header.status as u8);
         message.push(u8::from(pieces.peek().is_some()));
+        message.extend_from_slice(&header.connection.to_ne_bytes());
         message.extend_from_slice(piece);
         socket::send(socket.as_raw_fd(), &message, MsgFlags::MSG_NOSIGNAL)?;
         if pieces.peek().is_none() {

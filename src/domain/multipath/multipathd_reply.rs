@@ -22,7 +22,7 @@ pub enum MultipathdReply {
 
 impl MultipathdReply {
     /// Classifies the reply text to `event`'s command.
-    pub fn classify(event: MapEvent, reply: &str) -> MultipathdReply {
+    pub fn classify(event: &MapEvent, reply: &str) -> MultipathdReply {
         let first = reply.lines().next().unwrap_or("").trim();
         let hold = matches!(event, MapEvent::SetHold | MapEvent::UnsetHold);
         if first == "ok" {
@@ -45,6 +45,7 @@ impl MultipathdReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::multipath::events::PathList;
     use crate::domain::service_action::ReservationKey;
 
     const KEY: MapEvent = MapEvent::SetKey {
@@ -58,10 +59,13 @@ mod tests {
         use MultipathdReply::*;
         for event in [
             KEY,
-            MapEvent::SetStatus,
+            MapEvent::SetStatus {
+                registered: PathList::NONE,
+            },
             MapEvent::SetHold,
             MapEvent::UnsetHold,
         ] {
+            let event = &event;
             assert_eq!(MultipathdReply::classify(event, "ok\n"), Done);
             assert_eq!(MultipathdReply::classify(event, "ok"), Done);
             assert_eq!(
@@ -80,17 +84,17 @@ mod tests {
         }
         // "fail": a refusal of a key or status (reservation_key not "file"),
         // but 0.9.4's answer to the hold commands it does not know.
-        assert_eq!(MultipathdReply::classify(KEY, "fail\n"), Refused);
+        assert_eq!(MultipathdReply::classify(&KEY, "fail\n"), Refused);
         assert_eq!(
-            MultipathdReply::classify(MapEvent::UnsetStatus, "fail"),
+            MultipathdReply::classify(&MapEvent::UnsetStatus, "fail"),
             Refused
         );
         assert_eq!(
-            MultipathdReply::classify(MapEvent::SetHold, "fail\n"),
+            MultipathdReply::classify(&MapEvent::SetHold, "fail\n"),
             NotUnderstood
         );
         assert_eq!(
-            MultipathdReply::classify(MapEvent::UnsetHold, "fail"),
+            MultipathdReply::classify(&MapEvent::UnsetHold, "fail"),
             NotUnderstood
         );
     }

@@ -1,5 +1,7 @@
-//! The paths of a map as routing sees them: their state, dm's view of them
-//! and the SCSI host (initiator port) they leave from.
+//! The paths of a map as routing sees them: their state, dm's view of them,
+//! the SCSI host (initiator port) they leave from and their device number.
+
+use std::fmt;
 
 /// Whether a path can carry commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,22 @@ pub enum DmState {
     Unknown,
 }
 
+/// A path's block device number, which multipathd names a path by in a
+/// `pathlist` (its `dev_t` field, written `major:minor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevNumber {
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+}
+
+impl fmt::Display for DevNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.major, self.minor)
+    }
+}
+
 /// One path of a map, in the order the map lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathView {
@@ -34,6 +52,9 @@ pub struct PathView {
     /// SCSI host number, when known. Paths on the same host share an
     /// initiator port, which matters for ALL_TG_PT registrations.
     pub host: Option<u32>,
+    /// Its block device number, when known: multipathd is told the paths a
+    /// REGISTER put the key on by these.
+    pub dev: Option<DevNumber>,
 }
 
 impl PathView {
@@ -43,6 +64,7 @@ impl PathView {
             state: PathState::Active,
             dm: DmState::Unknown,
             host: Some(host),
+            dev: None,
         }
     }
 
@@ -52,12 +74,21 @@ impl PathView {
             state: PathState::Failed,
             dm: DmState::Unknown,
             host: Some(host),
+            dev: None,
         }
     }
 
     /// The same path with dm's view of it.
     pub fn with_dm(self, dm: DmState) -> PathView {
         PathView { dm, ..self }
+    }
+
+    /// The same path with its device number.
+    pub fn with_dev(self, major: u32, minor: u32) -> PathView {
+        PathView {
+            dev: Some(DevNumber { major, minor }),
+            ..self
+        }
     }
 }
 
@@ -126,6 +157,7 @@ mod tests {
             state: PathState::Active,
             dm: DmState::Unknown,
             host: None,
+            dev: None,
         };
         let paths = [
             PathView::active(1),

@@ -257,7 +257,9 @@ mod tests {
                     key: ReservationKey(0xb),
                     aptpl: true
                 },
-                MapEvent::SetStatus
+                MapEvent::SetStatus {
+                    registered: crate::domain::multipath::events::PathList::NONE
+                }
             ]
         );
     }

@@ -9,7 +9,7 @@ use crate::domain::pr_in_data::{ReadFullStatus, ReadReservation, Reservation};
 use crate::domain::sense::{ScsiStatus, SenseCode};
 use crate::domain::service_action::{PrOutServiceAction, ReservationKey};
 
-use super::events::MapEvent;
+use super::events::{MapEvent, PathList};
 use super::holder::{HolderChange, OwnHolder};
 use super::missed::{LeftWith, MissedPath};
 use super::path::{active_paths, one_per_host, DmState, PathView};
@@ -30,7 +30,9 @@ pub trait PathRunner {
 pub struct Outcome {
     /// The reply for the client.
     pub reply: PrReply,
-    /// Events for multipathd; empty unless the reply is GOOD.
+    /// Events for multipathd; empty unless the reply is GOOD. A
+    /// `setprstatus` lists the paths that hold the key now (those with a
+    /// known device number), never one that failed or was skipped.
     pub events: Vec<MapEvent>,
     /// Paths the command should have changed but could not reach, with what
     /// each still holds; empty unless the reply is GOOD.
@@ -170,6 +172,7 @@ fn route_recorded<R: PathRunner>(
     let mut unsettled = Vec::new();
     let mut holder = HolderChange::Unchanged;
     let mut left_in_place = None;
+    let mut registered = Vec::new();
     let action = command.cdb.pr_out_action();
     let (reply, left_with) = match &plan.route {
         Route::OnePath => {
@@ -223,7 +226,7 @@ fn route_recorded<R: PathRunner>(
                 dead.retain(|p| all.contains(p) && !same_host_live(paths, &active, *p));
                 one_per_host(paths, &active)
             } else {
-                active
+                active.clone()
             };
             let done = every_live_path(runner, paths, &targets, command, rest);
             let mut left_with = *missed;
@@ -234,6 +237,7 @@ fn route_recorded<R: PathRunner>(
                 None => {
                     dead.extend(done.unreachable);
                     unsettled = done.unsettled;
+                    registered = reached(paths, &active, &done.succeeded, *once);
                     // A key change that missed a path: if that path holds
                     // the reservation, it still holds it with the old key.
                     if let Some(LeftWith::StaleKey { old, new }) = left_with {
@@ -303,9 +307,15 @@ fn route_recorded<R: PathRunner>(
         }
         None => Vec::new(),
     };
+    // The paths that hold the key now, by device number, for multipathd.
+    let registered = PathList::new(registered.iter().filter_map(|&p| paths.get(p)?.dev));
     Outcome {
         reply,
-        events: plan.events,
+        events: plan
+            .events
+            .into_iter()
+            .map(|e| e.with_registered(&registered))
+            .collect(),
         missed,
         holder,
         own_commands: Vec::new(),
@@ -382,6 +392,34 @@ fn held_by_own<R: PathRunner>(runner: &mut R, live: &[usize], own: Option<&OwnHo
         return false;
     };
     read_full_status(runner, live).is_some_and(|status| own.holds_in(&status))
+}
+
+/// The live paths a registration that succeeded on `succeeded` reached:
+/// those paths, and with ALL_TG_PT (`once_per_host`) every live path that
+/// leaves from the same SCSI host (the device registered the initiator port
+/// on every target port).
+fn reached(
+    paths: &[PathView],
+    active: &[usize],
+    succeeded: &[usize],
+    once_per_host: bool,
+) -> Vec<usize> {
+    if !once_per_host {
+        return succeeded.to_vec();
+    }
+    active
+        .iter()
+        .copied()
+        .filter(|&p| {
+            succeeded.contains(&p) || {
+                let host = paths.get(p).and_then(|v| v.host);
+                host.is_some()
+                    && succeeded
+                        .iter()
+                        .any(|&s| paths.get(s).and_then(|v| v.host) == host)
+            }
+        })
+        .collect()
 }
 
 /// Whether a live path leaves from the same SCSI host as `path`.
@@ -945,9 +983,89 @@ mod tests {
                     key: ReservationKey(0x77),
                     aptpl: false
                 },
-                MapEvent::SetStatus
+                MapEvent::SetStatus {
+                    registered: PathList::NONE
+                }
             ]
         );
+    }
+
+    fn set_status(devs: &[(u32, u32)]) -> MapEvent {
+        use crate::domain::multipath::path::DevNumber;
+        MapEvent::SetStatus {
+            registered: PathList::new(
+                devs.iter()
+                    .map(|&(major, minor)| DevNumber { major, minor }),
+            ),
+        }
+    }
+
+    /// multipathd is told which paths got the key (as `major:minor`), so
+    /// that it registers only the others: a path down, one that failed as a
+    /// path and a stale one dm failed are not listed.
+    #[test]
+    fn setprstatus_lists_exactly_the_paths_that_got_the_key() {
+        use PrOutServiceAction::*;
+        let paths = [
+            PathView::active(1).with_dev(8, 16),
+            PathView::failed(2).with_dev(8, 32),
+            PathView::active(3).with_dev(8, 48),
+            PathView::active(4).with_dev(8, 64),
+            PathView::active(5).with_dev(8, 80).with_dm(DmState::Failed),
+        ];
+        let mut s = Script::default().on(3, &[lost()]).on(4, &[conflict()]);
+        let o = route(&mut s, &paths, &out(Register, 0, 0x77));
+        assert_eq!(o.reply, PrReply::good(Vec::new()));
+        assert_eq!(o.events[1], set_status(&[(8, 16), (8, 48)]));
+        assert_eq!(
+            o.events[1].message("mpatha"),
+            r#"setprstatus map mpatha pathlist "8:16 8:48""#
+        );
+
+        // REGISTER AND IGNORE EXISTING KEY, and a key change, the same.
+        for (action, old) in [(RegisterAndIgnoreExistingKey, 0), (Register, 0x77)] {
+            let mut s = Script::default();
+            let o = route(&mut s, &paths[..3], &out(action, old, 0x88));
+            assert_eq!(o.events[1], set_status(&[(8, 16), (8, 48)]));
+        }
+
+        // A path whose device number is not known is left out; the others
+        // are still listed (an unlisted path is only checked again).
+        let mut s = Script::default();
+        let o = route(
+            &mut s,
+            &[PathView::active(1), PathView::active(2).with_dev(8, 32)],
+            &out(Register, 0, 0x77),
+        );
+        assert_eq!(o.events[1], set_status(&[(8, 32)]));
+
+        // Refused: nothing is told.
+        let mut s = Script::default().on(2, &[conflict()]);
+        let o = route(&mut s, &paths, &out(Register, 0, 0x77));
+        assert!(o.events.is_empty());
+    }
+
+    /// With ALL_TG_PT one REGISTER per SCSI host registers the host's other
+    /// paths too: they are listed, a path of another host that failed is not.
+    #[test]
+    fn setprstatus_lists_the_paths_all_tg_pt_reached() {
+        let p = PrOutParameters {
+            service_action_key: ReservationKey(0x77),
+            all_tg_pt: true,
+            ..Default::default()
+        };
+        let c = PrCommand::pr_out(PrOutServiceAction::Register, 0, &p);
+        let paths = [
+            PathView::active(1).with_dev(8, 16),
+            PathView::active(1).with_dev(8, 32),
+            PathView::active(2).with_dev(8, 48),
+            PathView::failed(1).with_dev(8, 64),
+        ];
+        let mut s = Script::default().on(2, &[lost()]);
+        let o = route(&mut s, &paths, &c);
+        assert_eq!(o.reply.status, ScsiStatus::GOOD);
+        assert_eq!(s.paths_sent(), vec![0, 2]);
+        assert_eq!(o.events[1], set_status(&[(8, 16), (8, 32)]));
     }
 
     #[test]
