@@ -656,6 +656,10 @@ mod tests {
                     state: PathState::Active,
                     dm: DmState::Unknown,
                     host: Some(1),
+                    dev: Some(DevNumber {
+                        major: 8,
+                        minor: 16,
+                    }),
                 },
             }],
         };
