@@ -293,7 +293,8 @@ fi
 
 # ------------------------------------------------------------------- boot
 # -cpu max: sid's userland may assume more than the qemu64 baseline. audit=1:
-# our helper runs with --seccomp log, whose events the kernel then records.
+# our helper runs with --seccomp log, whose events the kernel then records
+# (a backlog room for libvirt's own records besides).
 # Two vCPUs (SID_SMP): the two nested guests (QEMU's and libvirt's) boot at
 # the same time, each on its own host core.
 say "booting sid (limit ${LIMIT}s)"
@@ -301,7 +302,7 @@ set +e
 timeout --kill-after=5 "$LIMIT" qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp "${SID_SMP:-2}" \
     -nographic -no-reboot -net none -kernel "$IMG/vmlinuz" -initrd "$WORK/initrd-sid" \
     -drive "file=$IMG/root.ext4,format=raw,if=virtio,snapshot=on" \
-    -append "console=ttyS0 panic=-1 quiet audit=1" </dev/null 2>&1 |
+    -append "console=ttyS0 panic=-1 quiet audit=1 audit_backlog_limit=8192" </dev/null 2>&1 |
     sed -u -e 's/\r//g' -e 's/^.*\(@@[A-Z]\)/\1/' | tee "$WORK/sid.log" |
     grep --line-buffered -E '^@@(RESULT|DETAIL|INFO|ERROR|BENCH)' | sed -u 's/^/  /'
 rc=${PIPESTATUS[0]}
