@@ -538,11 +538,12 @@ preempt_abort() {
 # ioctls (6.5). auto: our helper run as nobody (no capability, so no
 # CAP_SYS_RAWIO) probes, falls back to SG_IO and says why. pr_ioctl: started
 # as root with -u nobody -g disk, it answers what README "Executors" gives
-# for the errno: the read ioctl's EINVAL (ENOTTY) INVALID FIELD IN CDB
-# (INVALID COMMAND OPERATION CODE), PR OUT's EPERM INVALID COMMAND OPERATION
-# CODE, READ FULL STATUS refused before any ioctl; the LU stays untouched.
+# for the errno: the read ioctls' EINVAL (ENOTTY) INVALID FIELD IN CDB
+# (INVALID COMMAND OPERATION CODE) to READ KEYS, READ RESERVATION and REPORT
+# CAPABILITIES, PR OUT's EPERM INVALID COMMAND OPERATION CODE, READ FULL
+# STATUS refused before any ioctl; the LU stays untouched.
 sc_prioctl_61() {
-    local pid i line sense
+    local pid i line sense rk
     [ "$HAVE_CLIENT" = 1 ] && [ "$HAVE_HELPER" = 1 ] || return 0
     if begin prioctl-61.auto; then
         mkdir -p /tmp/pe61
@@ -583,6 +584,13 @@ sc_prioctl_61() {
         9:2000) grep -q 'PR ioctl failed errno=25' /tmp/helper-pe61.log || fail "INVALID COMMAND OPERATION CODE without ENOTTY" ;;
         *) fail "READ KEYS: exit $RC, sense [$sense], want ILLEGAL REQUEST 24h/00h (EINVAL) or 20h/00h (ENOTTY)" ;;
         esac
+        rk="$RC:$sense"
+        pr_cmd -i -r "$PATH1"
+        echo "@@INFO prioctl-61.pr_ioctl READ RESERVATION: $OUT"
+        [ "$RC:$(sense_hex)" = "$rk" ] || fail "READ RESERVATION: exit $RC [$OUT], want the answer READ KEYS got"
+        pr_cmd -i -c "$PATH1"
+        echo "@@INFO prioctl-61.pr_ioctl REPORT CAPABILITIES: $OUT"
+        [ "$RC:$(sense_hex)" = "$rk" ] || fail "REPORT CAPABILITIES: exit $RC [$OUT], want the answer READ KEYS got"
         pr_cmd -o -G -S 0x6161 "$PATH1"
         echo "@@INFO prioctl-61.pr_ioctl REGISTER: $OUT"
         [ "$RC" = 9 ] && [ "$(sense_hex | cut -c25-28)" = 2000 ] ||
