@@ -166,6 +166,7 @@ PE_BAD_CDB_SA=700005000000000a00000000240000cc0001
 PE_BAD_SPEC_I_PT=700005000000000a000000002600008b0014
 PE_BAD_ALL_TG_PT=700005000000000a000000002600008a0014
 PE_BAD_APTPL0=700005000000000a00000000260000880014
+PE_BAD_SCOPE=700005000000000a00000000240000cf0002
 # REPORT CAPABILITIES through the ioctls (README: 00 08 01 81 ea 01 00 00).
 PE_CAPS=00080181ea010000
 
@@ -312,6 +313,15 @@ pe_sc_preempt_abort() {
 pe_sc_refusals() {
     pe_step register 0 0 -o -G -Z -S 0xe1 "$PATHE1"
     pe_step reserve 0 0 -o -R -K 0xe1 -T 5 "$PATHE1"
+    # SCOPE other than LU_SCOPE (the client's --scope, beyond sg_persist).
+    pe_step reserve-scope x 5 -o -R -K 0xe1 -T 5 --scope 1 "$PATHE1"
+    pe_design reserve-scope "rc=5 status=2 sense=$PE_BAD_SCOPE payload="
+    pe_step release-scope x 5 -o -L -K 0xe1 -T 5 --scope 1 "$PATHE1"
+    pe_design release-scope "rc=5 status=2 sense=$PE_BAD_SCOPE payload="
+    pe_step preempt-scope x 5 -o -P -K 0xe1 -S 0xe1 -T 5 --scope 2 "$PATHE1"
+    pe_design preempt-scope "rc=5 status=2 sense=$PE_BAD_SCOPE payload="
+    pe_state scope
+    pe_design state-scope "1:0xe1:R5"
     pe_step report-capabilities 0 0 -i -c "$PATHE1"
     pe_design report-capabilities "rc=0 status=0 sense= payload=$PE_CAPS"
     pe_step read-full-status 0 5 -i -s "$PATHE1"
@@ -544,16 +554,26 @@ pe_bench() {
 }
 
 # ------------------------------------------------------------ main
+PE_NAMES="sid.prioctl.start sid.prioctl.caps sid.prioctl.diff.register sid.prioctl.diff.aptpl0
+sid.prioctl.diff.aptpl0-refuse sid.prioctl.diff.ignore sid.prioctl.diff.reserve
+sid.prioctl.diff.release sid.prioctl.diff.conflict sid.prioctl.diff.clear
+sid.prioctl.diff.preempt sid.prioctl.diff.refusals sid.prioctl.auto sid.prioctl.mpath
+sid.prioctl.bench sid.prioctl.diff.preempt-abort sid.prioctl.seccomp-kill"
+
 sid_prioctl() {
-    local pid
-    begin prioctl.start || return 0
+    local pid err=""
+    # The helpers start when any scenario of this file runs (--only NAME).
+    [ -z "$ONLY" ] || case "$PE_NAMES" in *"$ONLY"*) ;; *) return 0 ;; esac
     printf '[executor]\nkind = "pr_ioctl"\naptpl_zero = "refuse"\n' >/tmp/pe-refuse.toml
-    pe_start pe-sg --seccomp log --executor sg_io || fail "pe-sg did not start: $(head -c 300 /tmp/helper-pe-sg.log)"
-    pe_start pe-io --seccomp kill --executor pr_ioctl || fail "pe-io did not start: $(head -c 300 /tmp/helper-pe-io.log)"
-    pe_start pe-ior --seccomp log -c /tmp/pe-refuse.toml || fail "pe-ior did not start: $(head -c 300 /tmp/helper-pe-ior.log)"
+    pe_start pe-sg --seccomp log --executor sg_io || err="pe-sg did not start: $(head -c 300 /tmp/helper-pe-sg.log)"
+    pe_start pe-io --seccomp kill --executor pr_ioctl || err="$err pe-io did not start: $(head -c 300 /tmp/helper-pe-io.log)"
+    pe_start pe-ior --seccomp log -c /tmp/pe-refuse.toml || err="$err pe-ior did not start: $(head -c 300 /tmp/helper-pe-ior.log)"
     grep -m1 'daemon:.*executor=' /tmp/helper-pe-io.log | sed 's/^.*daemon: /@@INFO prioctl pe-io: /'
-    end
-    [ $SCEN_FAIL = 0 ] || return 0
+    if begin prioctl.start; then
+        [ -z "$err" ] || fail "$err"
+        end
+    fi
+    [ -z "$err" ] || return 0
     pe_check_caps
     pe_diff register pe_sc_register
     pe_diff aptpl0 pe_sc_aptpl0
@@ -580,13 +600,15 @@ sid_prioctl() {
     *) echo "@@RESULT sid.prioctl.diff.preempt-abort SKIP hangs tcm_loop on this kernel; --only prioctl.diff.preempt-abort runs it" ;;
     esac
     # prioctl.seccomp-kill: pe-io ran every command above with --seccomp kill.
-    begin prioctl.seccomp-kill || return 0
-    pid=$(sid_pid pe-io)
-    kill -0 "$pid" 2>/dev/null || fail "pe-io (--seccomp kill) is gone: $(tail -c 300 /tmp/helper-pe-io.log)"
-    qemu-pr-client --socket /run/pr-pe-io.sock -i -k "$PATHE1" >/dev/null 2>&1 || fail "pe-io does not answer READ KEYS"
-    pe_caps pe-io | sed 's/^/@@INFO prioctl.seccomp-kill pe-io /'
-    n=$(dmesg | grep 'type=1326' | grep -c 'rs-pr-helper')
-    [ "$n" = 0 ] || fail "$n seccomp records of our helper: $(dmesg | grep 'type=1326' | grep rs-pr-helper | head -2 | cut -c1-200)"
+    if begin prioctl.seccomp-kill; then
+        pid=$(sid_pid pe-io)
+        kill -0 "$pid" 2>/dev/null || fail "pe-io (--seccomp kill) is gone: $(tail -c 300 /tmp/helper-pe-io.log)"
+        qemu-pr-client --socket /run/pr-pe-io.sock -i -k "$PATHE1" >/dev/null 2>&1 || fail "pe-io does not answer READ KEYS"
+        pe_caps pe-io | sed 's/^/@@INFO prioctl.seccomp-kill pe-io /'
+        n=$(dmesg | grep 'type=1326' | grep -c 'rs-pr-helper')
+        [ "$n" = 0 ] || fail "$n seccomp records of our helper: $(dmesg | grep 'type=1326' | grep rs-pr-helper | head -2 | cut -c1-200)"
+        end
+    fi
     for pid in $(sid_pid pe-sg) $(sid_pid pe-io) $(sid_pid pe-ior); do kill "$pid" 2>/dev/null; done
-    end
+    return 0
 }
