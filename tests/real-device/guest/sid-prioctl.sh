@@ -56,8 +56,9 @@ pe_touched() {
 }
 
 # pe_drain EN...: consume the unit attentions pending on each dirty E nexus
-# with READ KEYS (sg_persist exits 6 on one): on LU E of this kernel a TEST
-# UNIT READY left PR unit attentions to the next PERSISTENT RESERVE command.
+# with READ KEYS (sg_persist exits 6 on one). With lib.sh's TEST UNIT READY
+# the SG_IO side still met PR unit attentions here, which sd retries inside
+# the ioctls.
 pe_drain() {
     local x i dirty d
     for x in "$@"; do
