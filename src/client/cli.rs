@@ -104,6 +104,10 @@ pub struct Cli {
     /// Reservation TYPE (hex): 1 WE, 3 EA, 5 WE-RO, 6 EA-RO, 7 WE-AR, 8 EA-AR.
     #[arg(short = 'T', long, value_name = "TYPE", value_parser = parse_type, default_value = "0")]
     pub prout_type: u8,
+    /// Reservation SCOPE (hex, 0 to f), beyond sg_persist: 0 (LU_SCOPE, the
+    /// only one SPC-4 defines) unless a test wants to see another refused.
+    #[arg(long, value_name = "SCOPE", value_parser = parse_scope, default_value = "0")]
+    pub scope: u8,
     /// Set APTPL (persist through power loss).
     #[arg(short = 'Z', long)]
     pub param_aptpl: bool,
@@ -193,6 +197,15 @@ fn parse_type(s: &str) -> Result<u8, String> {
         .ok_or_else(|| format!("type '{}' does not fit in 4 bits", shown(s)))
 }
 
+/// SCOPE is four bits on the wire, hex as TYPE.
+fn parse_scope(s: &str) -> Result<u8, String> {
+    parse_hex_u64(s)?
+        .try_into()
+        .ok()
+        .filter(|&t: &u8| t <= 0x0f)
+        .ok_or_else(|| format!("scope '{}' does not fit in 4 bits", shown(s)))
+}
+
 /// RTPI is hex in sg_persist, 0 to ffff.
 fn parse_port(s: &str) -> Result<u16, String> {
     parse_hex_u64(s)?
@@ -265,6 +278,7 @@ impl Cli {
             Some(action) => PrOutOptions {
                 action,
                 type_code: self.prout_type,
+                scope: self.scope,
                 reservation_key: self.param_rk,
                 service_action_key: self.param_sark,
                 aptpl: self.param_aptpl,

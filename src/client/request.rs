@@ -47,10 +47,11 @@ impl PrRequest {
         })
     }
 
-    /// A PERSISTENT RESERVE OUT request with an already encoded parameter list.
+    /// A PERSISTENT RESERVE OUT request with an already encoded parameter
+    /// list; `scope_type` is CDB byte 2 (SCOPE in bits 7..4, TYPE in 3..0).
     pub fn pr_out(
         action: PrOutServiceAction,
-        type_code: u8,
+        scope_type: u8,
         params: Vec<u8>,
     ) -> Result<PrRequest, RequestError> {
         let len = u16::try_from(params.len())
@@ -58,7 +59,7 @@ impl PrRequest {
             .filter(|&l| u32::from(l) <= MAX_TRANSFER_LEN)
             .ok_or(RequestError::ParamListTooLong(params.len()))?;
         Ok(PrRequest {
-            cdb: PrCdb::pr_out(action, type_code & 0x0f, len),
+            cdb: PrCdb::pr_out(action, scope_type, len),
             params,
         })
     }
@@ -79,8 +80,11 @@ impl PrRequest {
 pub struct PrOutOptions {
     /// The service action.
     pub action: PrOutServiceAction,
-    /// TYPE (CDB byte 2, bits 3..0); scope is always LU_SCOPE.
+    /// TYPE (CDB byte 2, bits 3..0).
     pub type_code: u8,
+    /// SCOPE (CDB byte 2, bits 7..4): 0, LU_SCOPE, unless asked otherwise
+    /// (the only scope SPC-4 still defines).
+    pub scope: u8,
     /// RESERVATION KEY.
     pub reservation_key: u64,
     /// SERVICE ACTION RESERVATION KEY.
@@ -103,6 +107,7 @@ impl PrOutOptions {
         PrOutOptions {
             action,
             type_code: 0,
+            scope: 0,
             reservation_key: 0,
             service_action_key: 0,
             aptpl: false,
@@ -146,7 +151,11 @@ impl PrOutOptions {
             }
             .encode()
         };
-        PrRequest::pr_out(self.action, self.type_code, params)
+        PrRequest::pr_out(
+            self.action,
+            (self.scope & 0x0f) << 4 | (self.type_code & 0x0f),
+            params,
+        )
     }
 }
 

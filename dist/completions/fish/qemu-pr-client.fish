@@ -1,6 +1,7 @@
 complete -c qemu-pr-client -s K -l param-rk -d 'RESERVATION KEY (hex, with or without 0x)' -r
 complete -c qemu-pr-client -s S -l param-sark -d 'SERVICE ACTION RESERVATION KEY (hex, with or without 0x)' -r
 complete -c qemu-pr-client -s T -l prout-type -d 'Reservation TYPE (hex): 1 WE, 3 EA, 5 WE-RO, 6 EA-RO, 7 WE-AR, 8 EA-AR' -r
+complete -c qemu-pr-client -l scope -d 'Reservation SCOPE (hex, 0 to f), beyond sg_persist: 0 (LU_SCOPE, the only one SPC-4 defines) unless a test wants to see another refused' -r
 complete -c qemu-pr-client -s X -l transport-id -d 'TransportID: sas,ADDR | fcp,WWN | spi,ADDR,RTPI | sbp,EUI64 | srp,ID | sop,ID | iSCSI name | hex bytes | file=NAME or - (one a line, # comments). Repeat for REGISTER with SPEC_I_PT; exactly one for REGISTER AND MOVE' -r
 complete -c qemu-pr-client -s Q -l relative-target-port -d 'RELATIVE TARGET PORT IDENTIFIER for REGISTER AND MOVE (hex, 0 to ffff)' -r
 complete -c qemu-pr-client -s l -l alloc-length -d 'PR IN allocation length in hex (default 2000 = 8192 bytes, the helper\'s maximum)' -r

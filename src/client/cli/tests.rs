@@ -82,6 +82,22 @@ fn each_out_action() {
 }
 
 #[test]
+fn scope_goes_to_the_high_nibble_of_byte_2() {
+    // LU_SCOPE unless asked: what sg_persist always sends.
+    assert_eq!(
+        request(&["-o", "-R", "-T", "5", "d"]).cdb().command()[2],
+        0x05
+    );
+    assert_eq!(
+        request(&["-o", "-R", "-T", "5", "--scope", "1", "d"])
+            .cdb()
+            .command()[2],
+        0x15
+    );
+    assert!(parse(&["-o", "-R", "--scope", "10", "d"]).is_err());
+}
+
+#[test]
 fn type_and_relative_port_are_hex_like_sg_persist() {
     assert!(parse(&["-o", "-R", "-T", "a", "d"]).is_ok());
     assert_eq!(

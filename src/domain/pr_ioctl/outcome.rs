@@ -287,6 +287,15 @@ mod tests {
     }
 
     #[test]
+    fn an_allocation_length_inside_a_key_gets_its_first_bytes() {
+        // Allocation length 12: the ioctl was asked for one key, and the
+        // reply is cut inside it, as a device cuts its parameter data.
+        let data = read_keys_data(3, 2, &[0x0102_0304_0506_0708]);
+        let reply = PrReply::good(data).fit_to(12);
+        assert_eq!(reply.payload, [0, 0, 0, 3, 0, 0, 0, 16, 1, 2, 3, 4]);
+    }
+
+    #[test]
     fn read_reservation_data_has_the_spc_layout() {
         let b = read_reservation_data(3, 0xabcd, BlockPrType(3)).unwrap();
         assert_eq!(b.len(), 24);

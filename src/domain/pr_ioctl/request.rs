@@ -166,8 +166,11 @@ pub fn translate(command: &PrCommand, aptpl_zero: AptplZero) -> Result<IoctlRequ
     if let Some(action) = cdb.pr_in_action() {
         return match action {
             PrInServiceAction::ReadKeys => Ok(IoctlRequest::ReadKeys {
-                // At most (8192 - 8) / 8 = 1023: far below PR_KEYS_MAX.
-                max_keys: (cdb.allocation_len().saturating_sub(8) / 8) as u32,
+                // A key the allocation length cuts is asked for too: the
+                // reply is cut to the allocation length, as a device cuts
+                // its parameter data (SPC-4 4.2.5.6), not short of it. At
+                // most (8192 - 8) / 8 = 1023: far below PR_KEYS_MAX.
+                max_keys: cdb.allocation_len().saturating_sub(8).div_ceil(8) as u32,
             }),
             PrInServiceAction::ReadReservation => Ok(IoctlRequest::ReadReservation),
             PrInServiceAction::ReportCapabilities => Ok(IoctlRequest::ReportCapabilities),
@@ -563,11 +566,17 @@ mod tests {
 
     #[test]
     fn read_keys_asks_for_what_the_allocation_length_holds() {
+        // A key cut by the allocation length is asked for: its first bytes
+        // belong in the reply (LIO through SG_IO answers 12 bytes to an
+        // allocation length of 12, the real-device tier showed).
         for (len, keys) in [
             (0u16, 0u32),
             (8, 0),
-            (15, 0),
+            (9, 1),
+            (12, 1),
+            (15, 1),
             (16, 1),
+            (17, 2),
             (24, 2),
             (8192, 1023),
         ] {

@@ -533,6 +533,84 @@ preempt_abort() {
     echo "@@INFO pa: exit $? state $(dev_state) $(tr '\n' ' ' </tmp/pa.out)"
 }
 
+# prioctl-61.*: the PR ioctl executor on kernel 6.1, which has no
+# IOC_PR_READ_RESERVATION (6.19) and lets only CAP_SYS_ADMIN use the PR OUT
+# ioctls (6.5). auto: our helper run as nobody (no capability, so no
+# CAP_SYS_RAWIO) probes, falls back to SG_IO and says why. pr_ioctl: started
+# as root with -u nobody -g disk, it answers what README "Executors" gives
+# for the errno: the read ioctls' EINVAL (ENOTTY) INVALID FIELD IN CDB
+# (INVALID COMMAND OPERATION CODE) to READ KEYS, READ RESERVATION and REPORT
+# CAPABILITIES, PR OUT's EPERM INVALID COMMAND OPERATION CODE, READ FULL
+# STATUS refused before any ioctl; the LU stays untouched.
+sc_prioctl_61() {
+    local pid i line sense rk
+    [ "$HAVE_CLIENT" = 1 ] && [ "$HAVE_HELPER" = 1 ] || return 0
+    if begin prioctl-61.auto; then
+        mkdir -p /tmp/pe61
+        chown nobody /tmp/pe61
+        rm -f /tmp/pe61/auto.sock
+        # busybox su passes nothing after -c's argument: the command is one string.
+        su -s /bin/sh nobody -c 'exec /usr/bin/rs-pr-helper -v --seccomp log --executor auto -k /tmp/pe61/auto.sock' \
+            >/tmp/helper-pe61-auto.log 2>&1 &
+        pid=$!
+        i=0
+        while [ $i -lt 50 ] && [ ! -S /tmp/pe61/auto.sock ]; do usleep 100000; i=$((i + 1)); done
+        grep -E '^(Uid|CapPrm|CapEff):' "/proc/$pid/status" | tr '\t' ' ' | sed 's/^/@@INFO prioctl-61.auto /'
+        [ "$(awk '/^CapPrm:/ {print $2}' "/proc/$pid/status")" = 0000000000000000 ] ||
+            fail "the helper holds capabilities: $(grep ^CapPrm: "/proc/$pid/status")"
+        OUT=$(qemu-pr-client --socket /tmp/pe61/auto.sock --json -i -k "$PATH1" 2>&1)
+        echo "@@INFO prioctl-61.auto READ KEYS: $OUT"
+        line=$(grep 'first command on this device' /tmp/helper-pe61-auto.log | head -1)
+        echo "@@INFO prioctl-61.auto log: ${line#*interface: }"
+        echo "$line" | grep -q 'executor="\{0,1\}sg_io' || fail "auto did not fall back to SG_IO: [$line]"
+        echo "$line" | grep -q 'IOC_PR_READ_RESERVATION is refused' || fail "the log does not say why: [$line]"
+        kill "$pid" 2>/dev/null
+        end
+    fi
+    if begin prioctl-61.pr_ioctl; then
+        rm -f /run/pr-pe61.sock
+        /usr/bin/rs-pr-helper -v --executor pr_ioctl -k /run/pr-pe61.sock -u nobody -g disk \
+            >/tmp/helper-pe61.log 2>&1 &
+        pid=$!
+        i=0
+        while [ $i -lt 50 ] && [ ! -S /run/pr-pe61.sock ]; do usleep 100000; i=$((i + 1)); done
+        B=pe61
+        reset_lu
+        pr_cmd -i -k "$PATH1"
+        sense=$(sense_hex)
+        echo "@@INFO prioctl-61.pr_ioctl READ KEYS: $OUT"
+        case "$RC:$(echo "$sense" | cut -c25-28)" in
+        5:2400) grep -q 'PR ioctl failed errno=22' /tmp/helper-pe61.log || fail "INVALID FIELD IN CDB without EINVAL" ;;
+        9:2000) grep -q 'PR ioctl failed errno=25' /tmp/helper-pe61.log || fail "INVALID COMMAND OPERATION CODE without ENOTTY" ;;
+        *) fail "READ KEYS: exit $RC, sense [$sense], want ILLEGAL REQUEST 24h/00h (EINVAL) or 20h/00h (ENOTTY)" ;;
+        esac
+        rk="$RC:$sense"
+        pr_cmd -i -r "$PATH1"
+        echo "@@INFO prioctl-61.pr_ioctl READ RESERVATION: $OUT"
+        [ "$RC:$(sense_hex)" = "$rk" ] || fail "READ RESERVATION: exit $RC [$OUT], want the answer READ KEYS got"
+        pr_cmd -i -c "$PATH1"
+        echo "@@INFO prioctl-61.pr_ioctl REPORT CAPABILITIES: $OUT"
+        [ "$RC:$(sense_hex)" = "$rk" ] || fail "REPORT CAPABILITIES: exit $RC [$OUT], want the answer READ KEYS got"
+        pr_cmd -o -G -S 0x6161 "$PATH1"
+        echo "@@INFO prioctl-61.pr_ioctl REGISTER: $OUT"
+        [ "$RC" = 9 ] && [ "$(sense_hex | cut -c25-28)" = 2000 ] ||
+            fail "REGISTER: exit $RC [$OUT], want INVALID COMMAND OPERATION CODE (EPERM: CAP_SYS_ADMIN before 6.5)"
+        pr_cmd -i -s "$PATH1"
+        [ "$RC" = 5 ] && [ "$(sense_hex)" = 700005000000000a00000000240000cc0001 ] ||
+            fail "READ FULL STATUS: exit $RC [$OUT], want INVALID FIELD IN CDB at byte 1, bit 4"
+        expect_state "the pr_ioctl commands" "-"
+        line=$(grep 'PR ioctls do not work on this device' /tmp/helper-pe61.log | head -1)
+        echo "@@INFO prioctl-61.pr_ioctl log: ${line#*interface: }"
+        [ -n "$line" ] || fail "no warning that the PR ioctls do not work on this device"
+        grep -E '^(Uid|CapPrm|CapEff|CapBnd):' "/proc/$pid/status" | tr '\t' ' ' | sed 's/^/@@INFO prioctl-61.pr_ioctl /'
+        [ "$(awk '/^CapPrm:/ {print $2}' "/proc/$pid/status")" = 0000000000000000 ] ||
+            fail "the pr_ioctl helper holds capabilities: $(grep ^CapPrm: "/proc/$pid/status")"
+        kill "$pid" 2>/dev/null
+        end
+    fi
+    return 0
+}
+
 run_all() {
     if [ "$MODE" = preempt-abort ]; then
         preempt_abort
@@ -568,5 +646,6 @@ run_all() {
     case " $HELPERS " in *" emu "*)
         [ "$HAVE_CLIENT" = 1 ] && compare_emu ;;
     esac
+    [ "$SECCOMP" = log ] || sc_prioctl_61
     return 0
 }
