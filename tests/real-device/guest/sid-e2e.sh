@@ -12,6 +12,7 @@
 #   target 4: map mpsrc (LU C, nexus a and b)  our helper as root (rs-root)
 #   target 5: nexus D1 (LU D)  our helper with the PR ioctl executor, -u
 #             nobody -g disk, no capability at all (rs-ioctl)
+#   target 6: map mpisrc (LU F, nexus F1 and F2)  the same helper
 # sid.e2e.NAME: the nested guest's sg_persist cycle on that disk; the device
 # is read directly (observer nexus) after each PR OUT.
 # sid.migrate.plain.{rs,c}: the nested guest holds a type 5 reservation on
@@ -25,10 +26,11 @@
 # root on both sides (rs-root, rs-root-dst): both destination paths must be
 # registered and one of them hold the reservation, both source paths must
 # be unregistered and fenced.
-# sid.migrate.ioctl: likewise target 5 moves from nexus D1 to D2 through
+# sid.migrate.ioctl: likewise target 5 moves from nexus D1 to D2, and
+# target 6 from the map mpisrc (F1, F2) to the map mpidst (F3, F4), through
 # helpers that use the kernel's PR ioctls and hold no capability (rs-ioctl,
 # rs-ioctl-dst): QEMU's READ RESERVATION, REGISTER and PREEMPT become
-# IOC_PR_READ_RESERVATION, IOC_PR_REGISTER and IOC_PR_PREEMPT.
+# IOC_PR_READ_RESERVATION, IOC_PR_REGISTER and IOC_PR_PREEMPT (per path).
 
 e2e_now() { cut -d. -f1 /proc/uptime; }
 
@@ -215,21 +217,35 @@ sid_map_dev() {
 # mpdst over c and d), made with dmsetup as multipathd would make them
 # (uuid mpath-...): multipathd is not running yet, and sid_maps_remove takes
 # them away before it starts (it would adopt them).
+# sid_map NAME UUID NEXUS NEXUS: a two-path map NAME over those nexuses.
+sid_map() {
+    local size p1 p2
+    eval "p1=\$PATH$3 p2=\$PATH$4"
+    size=$(cat "/sys/block/${p1#/dev/}/size")
+    p1=$(cat "/sys/block/${p1#/dev/}/dev")
+    p2=$(cat "/sys/block/${p2#/dev/}/dev")
+    DM_DISABLE_UDEV=1 dmsetup create --noudevsync -u "mpath-$2" "$1" \
+        --table "0 $size multipath 0 0 1 1 service-time 0 2 1 $p1 1 $p2 1" || return 1
+    echo "@@INFO sid map $1 $(sid_map_dev "$1") over $p1 $p2 (nexus $3 $4)"
+}
+
+# sid_maps: the maps of LU C (mpsrc over nexus a and b, mpdst over c and
+# d) and of LU F (mpisrc over F1 and F2, mpidst over F3 and F4: through the
+# PR ioctls), made with dmsetup as multipathd would make them (uuid
+# mpath-...): multipathd is not running yet, and sid_maps_remove takes them
+# away before it starts (it would adopt them).
 sid_maps() {
-    local size a b c d
-    size=$(cat "/sys/block/${PATHa#/dev/}/size")
-    for x in a b c d; do eval "$x=\$(cat /sys/block/\${PATH$x#/dev/}/dev)"; done
-    DM_DISABLE_UDEV=1 dmsetup create --noudevsync -u mpath-36001405tiersidsrc mpsrc \
-        --table "0 $size multipath 0 0 1 1 service-time 0 2 1 $a 1 $b 1" || return 1
-    DM_DISABLE_UDEV=1 dmsetup create --noudevsync -u mpath-36001405tiersiddst mpdst \
-        --table "0 $size multipath 0 0 1 1 service-time 0 2 1 $c 1 $d 1" || return 1
+    sid_map mpsrc 36001405tiersidsrc a b || return 1
+    sid_map mpdst 36001405tiersiddst c d || return 1
+    sid_map mpisrc 36001405tiersidisrc F1 F2 || return 1
+    sid_map mpidst 36001405tiersididst F3 F4 || return 1
     MPSRC=$(sid_map_dev mpsrc) && MPDST=$(sid_map_dev mpdst) || return 1
-    echo "@@INFO sid maps: mpsrc $MPSRC over $a $b, mpdst $MPDST over $c $d"
+    MPISRC=$(sid_map_dev mpisrc) && MPIDST=$(sid_map_dev mpidst) || return 1
 }
 
 sid_maps_remove() {
     local m n
-    for m in mpsrc mpdst; do
+    for m in mpsrc mpdst mpisrc mpidst; do
         n=0
         while [ $n -lt 30 ] && ! DM_DISABLE_UDEV=1 dmsetup remove --noudevsync "$m" 2>/dev/null; do
             dmsetup info "$m" >/dev/null 2>&1 || break
@@ -262,7 +278,7 @@ sid_e2e() {
     for h in rs-root rs-user c-root c-user rs-ioctl; do sid_need "$h" || fail "helper $h did not start"; done
     sid_maps || fail "dmsetup could not make the maps of LU C"
     l2_qemu src "$PATH1@rs-root" "$PATH2@rs-user" "$PATH5@c-root" "$PATH6@c-user" "$MPSRC@rs-root" \
-        "$PATHD1@rs-ioctl"
+        "$PATHD1@rs-ioctl" "$MPISRC@rs-ioctl"
     # libvirt's domain boots its nested guest meanwhile (sid-libvirt.sh).
     case "sid.libvirt.managed" in *"$ONLY"*) sid_libvirt_start ;; esac
     l2_use src
@@ -286,6 +302,7 @@ sid_e2e() {
     E2E_RFS=refused
     E2E_NOCAPS=rs-ioctl
     e2e_cycle rs-ioctl 5 0x7006 3 1
+    e2e_cycle rs-ioctl-mpath 6 0x7007 5 1 2
     E2E_RFS=""
     E2E_NOCAPS=""
     sid_migrate_plain
@@ -341,6 +358,9 @@ sid_migrate_plain() {
     l2_step hold-register-ioctl 0 sgp 5 -o -G -S $k
     l2_step hold-reserve-ioctl 0 sgp 5 -o -R -K $k -T 5
     sid_expect 3 "hold (source, PR ioctls)" "1:$k:R5"
+    l2_step hold-register-ioctl-map 0 sgp 6 -o -G -S $k
+    l2_step hold-reserve-ioctl-map 0 sgp 6 -o -R -K $k -T 5
+    sid_expect 5 "hold (source map, PR ioctls)" "$(e2e_held 1 2 $k)"
     l2_step hold-register-map 0 sgp 4 -o -G -S $k
     l2_step hold-reserve-map 0 sgp 4 -o -R -K $k -T 5
     sid_expect 2 "hold (source map)" "$(e2e_held a b $k)"
@@ -352,7 +372,7 @@ sid_migrate_plain() {
     sid_expect 1 "hold (source)" "6:$k:R5"
     srcmark=$(wc -l <"/tmp/helper-rs-user.log")
     l2_qemu dst "$PATH1@rs-root" "$PATH4@rs-user-dst" "$PATH5@c-root" "$PATH8@c-user-dst" \
-        "$MPDST@rs-root-dst" "$PATHD2@rs-ioctl-dst" -- -incoming unix:/tmp/mig.sock
+        "$MPDST@rs-root-dst" "$PATHD2@rs-ioctl-dst" "$MPIDST@rs-ioctl-dst" -- -incoming unix:/tmp/mig.sock
     n=0
     while [ $n -lt 60 ] && [ ! -S /tmp/qmp-dst.sock ]; do sleep 1; n=$((n + 1)); done
     n=0
@@ -422,6 +442,19 @@ sid_migrate_ioctl() {
     l2_step dst-release-ioctl 0 sgp 5 -o -L -K $k -T 5
     l2_step dst-unregister-ioctl 0 sgp 5 -o -G -K $k -S 0
     sid_expect 3 "cleanup" "-"
+    # The map pair of LU F: QEMU's destination commands through mpidst,
+    # each sent to its paths through the PR ioctls.
+    sid_expect 5 "migration (LU F: maps, PR ioctls)" "$(e2e_held 3 4 $k)"
+    sid_write_expect F1 24 "migration (source map path F1 fenced)"
+    sid_write_expect F2 24 "migration (source map path F2 fenced)"
+    sid_write_expect F3 0 "migration (destination map path F3)"
+    sid_write_expect F4 0 "migration (destination map path F4)"
+    l2_step dst-write-ioctl-map 0 write 6
+    l2_step dst-read-reservation-ioctl-map 0 sgp 6 -i -r
+    echo "$L2OUT" | grep -q 5a5a || fail "READ RESERVATION through the map and the PR ioctls did not show $k"
+    l2_step dst-release-ioctl-map 0 sgp 6 -o -L -K $k -T 5
+    l2_step dst-unregister-ioctl-map 0 sgp 6 -o -G -K $k -S 0
+    sid_expect 5 "cleanup (maps)" "-"
     e2e_no_caps rs-ioctl-dst
     grep -E 'executor|PREEMPT|REGISTER|RESERVE|READ RES|APTPL' /tmp/helper-rs-ioctl-dst.log | head -12 |
         sed "s/^/@@INFO $SCEN dst-log: /" | cut -c1-300
@@ -468,7 +501,7 @@ sid_migrate_fail() {
     sid_expect 1 "hold (source)" "8:$k:R5"
     rm -f /tmp/mig2.sock
     l2_qemu dst2 "$PATH1@rs-root" "$PATH2@rs-user-dst2" "$PATH5@c-root" "$PATH6@c-user-dst2" \
-        "$MPSRC@rs-root" "$PATHD1@rs-ioctl" -- -incoming unix:/tmp/mig2.sock
+        "$MPSRC@rs-root" "$PATHD1@rs-ioctl" "$MPISRC@rs-ioctl" -- -incoming unix:/tmp/mig2.sock
     n=0
     while [ $n -lt 60 ] && [ ! -S /tmp/mig2.sock ]; do sleep 1; n=$((n + 1)); done
     [ -S /tmp/mig2.sock ] || fail "the third QEMU did not listen: $(head -c 400 /tmp/qemu-dst2.out)"

@@ -24,6 +24,9 @@
 #               nexus D3    observer
 #   LU E (lu4): nexus E1-E4 the PR ioctl executor against SG_IO, on the same
 #               nexus E5    LU (sid-prioctl.sh); E5 observer
+#   LU F (lu5): nexus F1, F2 the map mpisrc (nested disk d6, PR ioctls)
+#               nexus F3, F4 its migration destination, the map mpidst
+#               nexus F5    observer
 # Our helper (rs-pr-helper) always runs with --seccomp log and -v (every
 # command logged); sid.seccomp-log at the end requires that the kernel
 # recorded no seccomp event of it over the whole stage.
@@ -73,7 +76,7 @@ sid_setup() {
     done
     mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config || return 1
     # 64 MiB each; a unit serial number gives udev a WWID (multipathd).
-    for l in 0 1 2 3 4; do
+    for l in 0 1 2 3 4 5; do
         mkdir -p "$c/core/rd_mcp_0/lu$l" || return 1
         echo rd_pages=16384 >"$c/core/rd_mcp_0/lu$l/control"
         echo "tiersid$l" >"$c/core/rd_mcp_0/lu$l/wwn/vpd_unit_serial" || return 1
@@ -85,6 +88,7 @@ sid_setup() {
     for m in a b c d e f; do sid_nexus $m 2 || return 1; done
     for m in 1 2 3; do sid_nexus $m 3 d || return 1; done
     for m in 1 2 3 4 5; do sid_nexus $m 4 e || return 1; done
+    for m in 1 2 3 4 5; do sid_nexus $m 5 f || return 1; done
 }
 
 # sid_versions: the stack this boot ran, as @@INFO lines.
@@ -118,8 +122,8 @@ sid_start() {
 }
 sid_pid() { eval "echo \$HELPER_PID_$(echo "$1" | tr -- - _)"; }
 
-# sid_state LU: the device state of LU A (0), B (1), C (2), D (3) or E (4),
-# read directly through its observer nexus (3, 7, e, D3 or E5), as lib.sh's
+# sid_state LU: the device state of LU A (0), B (1), C (2), D (3), E (4) or
+# F (5), read directly through its observer nexus (3, 7, e, D3, E5 or F5), as lib.sh's
 # dev_state prints it (a nexus D1 shows as 1).
 sid_state() {
     local n=3
@@ -127,6 +131,7 @@ sid_state() {
     [ "$1" = 2 ] && n=e
     [ "$1" = 3 ] && n=D3
     [ "$1" = 4 ] && n=E5
+    [ "$1" = 5 ] && n=F5
     eval "DIRTY$n=1"
     STATE_NEXUS=$n dev_state
 }
