@@ -19,7 +19,11 @@ for tool in jq socat losetup unshare chroot; do
     command -v "$tool" >/dev/null || { echo "tests/image/run.sh: $tool is missing" >&2; exit 1; }
 done
 start=$(date +%s)
-fail() { echo "FAIL: $*" >&2; exit 1; }
+fail() {
+    [[ -s ${work:-}/helper.log ]] && sed 's/^/helper: /' "$work/helper.log" >&2
+    echo "FAIL: $*" >&2
+    exit 1
+}
 
 echo "-- build"
 dist/kubevirt/build.sh
@@ -31,11 +35,14 @@ client=$PWD/target/release/qemu-pr-client
 work=$(mktemp -d /tmp/qemu-pr-helper-image-test.XXXXXX)
 pids=()
 loops=()
-helper=
 cleanup() {
     local pid
-    # The helper is its pid namespace's init: its end ends the namespace.
-    [[ -n $helper ]] && kill -TERM "$helper" 2>/dev/null
+    # unshare waits for its child whatever it is sent; the child, the
+    # helper, is its pid namespace's init, and takes the namespace with it.
+    local init
+    if [[ -n ${unshare_pid:-} ]] && init=$(cat "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null); then
+        for pid in $init; do kill -KILL "$pid" 2>/dev/null || true; done
+    fi
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     for pid in "${loops[@]}"; do losetup -d "$pid" 2>/dev/null; done
@@ -106,12 +113,17 @@ unshare --mount --pid --fork --propagation private /bin/sh -c '
 unshare_pid=$!
 pids+=("$unshare_pid")
 
+# The socket file may appear before privileges are dropped; the "listening"
+# line comes after the filter is installed.
 for _ in $(seq 100); do
-    [[ -S $pr/pr-helper.sock ]] && break
+    [[ -S $pr/pr-helper.sock ]] && grep -q '"listening"' "$work/helper.log" && break
     kill -0 "$unshare_pid" 2>/dev/null || { cat "$work/helper.log" >&2; fail "the helper ended"; }
     sleep 0.1
 done
-[[ -S $pr/pr-helper.sock ]] || { cat "$work/helper.log" >&2; fail "no socket at KubeVirt's path"; }
+if ! [[ -S $pr/pr-helper.sock ]] || ! grep -q '"listening"' "$work/helper.log"; then
+    cat "$work/helper.log" >&2
+    fail "no socket at KubeVirt's path"
+fi
 echo "socket: $pr/pr-helper.sock"
 
 # unshare's child is the namespace's pid 1 (the helper, after the
@@ -185,7 +197,6 @@ echo "$(wc -l <"$work/helper.log") lines, all JSON"
 echo "-- stop (SIGTERM, as the kubelet does)"
 kill -TERM "$helper"
 wait "$unshare_pid" || fail "the helper exited with status $?"
-helper=
 [[ ! -e $pr/pr-helper.sock ]] || fail "the socket is left behind"
 echo "exited 0, socket removed"
 echo "ok: image test in $(($(date +%s) - start)) s"
