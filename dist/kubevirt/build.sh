@@ -18,7 +18,8 @@ fi
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 licenses=$(sed -n 's/^license = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
-source_url=${SOURCE_URL:-$(git config --get remote.origin.url 2>/dev/null || true)}
+# Without the user part of a URL: no credentials in a label.
+source_url=${SOURCE_URL:-$(git config --get remote.origin.url 2>/dev/null | sed 's#://[^/@]*@#://#' || true)}
 out_dir=target/kubevirt
 archive=$out_dir/qemu-pr-helper-rs-$version.oci.tar
 name=localhost/qemu-pr-helper-rs:$version

@@ -45,7 +45,8 @@ cleanup() {
     fi
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    for pid in "${loops[@]}"; do losetup -d "$pid" 2>/dev/null; done
+    local dev
+    for dev in "${loops[@]}"; do losetup -d "$dev" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -100,6 +101,8 @@ ln -s ../../../../devices/image-test "$sys/dev/block/$(devno "$map")/slaves/${pa
 echo "-- run /entrypoint.sh as the DaemonSet does"
 # The runtime's part: mount points, /proc, /sys, /dev and the volumes.
 mkdir -p "$root/proc" "$root/sys" "$root/dev" "$root/etc/multipath" "$root/var/run/kubevirt/daemons/pr"
+# The DaemonSet's arguments, and -v (DEBUG) to see the relay's address and
+# each command in the log.
 # shellcheck disable=SC2016 # expanded by the inner shell
 unshare --mount --pid --fork --propagation private /bin/sh -c '
     root=$1 host=$2; shift 2
