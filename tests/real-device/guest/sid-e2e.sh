@@ -78,7 +78,8 @@ l2_qemu() {
 
 # l2_use NAME: later l2 commands go to that QEMU's nested guest.
 l2_use() { L2NAME=$1; }
-l2_log() { tr -d '\r' <"/tmp/nested-$L2NAME.log" 2>/dev/null | grep '^@@NESTED' | sed 's/^@@NESTED //'; }
+# The nested guest's marker lines (anything glued before a marker dropped).
+l2_log() { tr -d '\r' <"/tmp/nested-$L2NAME.log" 2>/dev/null | grep '@@NESTED' | sed 's/^.*@@NESTED //'; }
 
 # l2_wait_ready LIMIT: until the nested guest serves commands.
 l2_wait_ready() {
