@@ -60,7 +60,7 @@ PKGS=(qemu-system-x86 qemu-system-common multipath-tools sg3-utils udev kmod
 # ------------------------------------------------------- host packages
 # What this script runs on the host (Debian 12), from the host's own apt
 # configuration: the stage can run alone, before or without run.sh.
-HOST_PKGS=(mmdebstrap cpio e2fsprogs xz-utils qemu-system-x86)
+HOST_PKGS=(mmdebstrap cpio e2fsprogs xz-utils qemu-system-x86 jq)
 host_missing=()
 for p in "${HOST_PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || host_missing+=("$p")
@@ -272,6 +272,24 @@ install -m 0644 "$HERE/guest/sid-e2e.sh" "$P/etc/tier-sid-e2e.sh"
 install -m 0644 "$HERE/guest/sid-mpd.sh" "$P/etc/tier-sid-mpd.sh"
 install -m 0644 "$HERE/guest/sid-libvirt.sh" "$P/etc/tier-sid-libvirt.sh"
 install -m 0644 "$HERE/guest/sid-prioctl.sh" "$P/etc/tier-sid-prioctl.sh"
+# The KubeVirt image (dist/kubevirt/build.sh, which .ci/run runs before the
+# tier), its layers unpacked into one root for sid.image.kubevirt.
+IMAGE_ARCHIVE=$(find "$REPO/target/kubevirt" -maxdepth 1 -name 'qemu-pr-helper-rs-*.oci.tar' 2>/dev/null | head -1)
+if [ -n "$IMAGE_ARCHIVE" ]; then
+    oci=$WORK/sid-image-oci
+    iroot=$WORK/sid-image-root
+    rm -rf "$oci" "$iroot"
+    mkdir -p "$oci" "$iroot"
+    tar -xf "$IMAGE_ARCHIVE" -C "$oci"
+    blob() { echo "$oci/blobs/${1/://}"; }
+    manifest=$(blob "$(jq -r '.manifests[0].digest' "$oci/index.json")")
+    for layer in $(jq -r '.layers[].digest' "$manifest"); do
+        tar -xf "$(blob "$layer")" -C "$iroot"
+    done
+    (cd "$iroot" && tar -cf "$P/opt/tier/image-root.tar" .)
+    rm -rf "$oci" "$iroot"
+    say "KubeVirt image $(basename "$IMAGE_ARCHIVE") goes in (sid.image.kubevirt)"
+fi
 L2I=$WORK/sid-l2init
 rm -rf "$L2I"
 mkdir -p "$L2I"

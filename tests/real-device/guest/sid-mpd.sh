@@ -392,7 +392,78 @@ sid_mpd() {
             head -4 | cut -c1-250 | sed "s/^/@@INFO sid helper mpd-$P log: /"
     done
     sid_mpathpersist
+    sid_image
     mpd setprhold map "$SID_MAPNAME"
     mpd unsetprhold map "$SID_MAPNAME"
     sid_mpd_kill
+}
+
+# sid.image.kubevirt: the KubeVirt image (dist/kubevirt, unpacked on the
+# host into /opt/tier/image-root.tar) run as virt-handler's DaemonSet runs
+# its pr-helper container, without a runtime: /entrypoint.sh with the
+# DaemonSet's arguments, in new mount and pid namespaces, chrooted, as root
+# with every capability, with the DaemonSet's mounts (the pr directory,
+# /dev, /etc/multipath) and multipathd 0.15's socket bind-mounted in the pr
+# directory as virt-handler does. Required: the socket at KubeVirt's path,
+# REGISTER through it on multipathd's map registers both paths on LIO,
+# multipathd learns the key through the entrypoint's link, and the helper
+# keeps CAP_SYS_RAWIO only with no_new_privs and its filter.
+sid_image() {
+    local root=/tmp/image-root pr=/run/kubevirt/daemons/pr n up helper k=0x6a6a
+    begin image.kubevirt || return 0
+    if [ ! -f /opt/tier/image-root.tar ]; then
+        echo "@@RESULT $SCEN SKIP no image (dist/kubevirt/build.sh did not run before the tier)"
+        SCEN=""
+        return 0
+    fi
+    mkdir -p "$root" "$pr"
+    tar -xf /opt/tier/image-root.tar -C "$root" || { fail "cannot unpack the image"; end; return; }
+    mkdir -p "$root/proc" "$root/sys" "$root/dev" "$root/etc/multipath" "$root/var/run/kubevirt/daemons/pr"
+    : >"$pr/multipathd.socket"
+    mount --bind /run/multipathd.socket "$pr/multipathd.socket" || fail "cannot bind multipathd's socket"
+    rm -f "$pr/pr-helper.sock"
+    # shellcheck disable=SC2016
+    unshare --mount --pid --fork --propagation private /bin/sh -c '
+        root=$1 pr=$2; shift 2
+        mount -t proc proc "$root/proc"
+        mount --rbind /sys "$root/sys"
+        mount --rbind /dev "$root/dev"
+        mount --bind "$pr" "$root/var/run/kubevirt/daemons/pr"
+        mount --bind /etc/multipath "$root/etc/multipath"
+        exec chroot "$root" "$@"' sh "$root" "$pr" \
+        /entrypoint.sh -k /var/run/kubevirt/daemons/pr/pr-helper.sock >/tmp/helper-image.log 2>&1 &
+    up=$!
+    n=0
+    while [ $n -lt 100 ] && ! { [ -S "$pr/pr-helper.sock" ] && grep -q '"listening"' /tmp/helper-image.log; }; do
+        usleep 100000
+        n=$((n + 1))
+    done
+    [ -S "$pr/pr-helper.sock" ] || fail "no socket at KubeVirt's path: $(tail -c 400 /tmp/helper-image.log)"
+    helper=$(cat "/proc/$up/task/$up/children" 2>/dev/null | cut -d' ' -f1)
+    if [ -n "$helper" ]; then
+        echo "@@INFO $SCEN helper: $(grep -E '^(Uid|Cap[A-Za-z]*|NoNewPrivs|Seccomp):' "/proc/$helper/status" | tr -s '\t ' ' ' | tr '\n' ';')"
+        [ "$(awk '$1 == "CapEff:" {print $2}' "/proc/$helper/status")" = 0000000000020000 ] ||
+            fail "the image's helper does not keep CAP_SYS_RAWIO only"
+        [ "$(awk '$1 == "NoNewPrivs:" {print $2}' "/proc/$helper/status")" = 1 ] || fail "no no_new_privs"
+        [ "$(awk '$1 == "Seccomp:" {print $2}' "/proc/$helper/status")" = 2 ] || fail "no seccomp filter"
+    else
+        fail "the image's helper is not running: $(tail -c 400 /tmp/helper-image.log)"
+    fi
+    echo "@@INFO $SCEN link: $(ls -l "$root/run/multipathd.socket" 2>&1 | sed 's/.*multipathd.socket/multipathd.socket/')"
+    qemu-pr-client --socket "$pr/pr-helper.sock" --json -o -G -S $k "$SID_MAP" >/tmp/image.out 2>&1 ||
+        fail "REGISTER through the image's socket: $(head -c 300 /tmp/image.out)"
+    sid_expect 0 "REGISTER through the image" "1:$k 2:$k"
+    mpd_expect "REGISTER through the image" getprkey $k
+    mpd_expect "REGISTER through the image" getprstatus set registered 1
+    qemu-pr-client --socket "$pr/pr-helper.sock" --json -o -G -K $k -S 0 "$SID_MAP" >/tmp/image.out 2>&1 ||
+        fail "unregister through the image's socket: $(head -c 300 /tmp/image.out)"
+    sid_expect 0 "unregister through the image" "-"
+    mpd_expect "unregister through the image" getprkey none
+    [ -n "$helper" ] && kill "$helper" 2>/dev/null
+    n=0
+    while [ $n -lt 50 ] && kill -0 "$up" 2>/dev/null; do usleep 100000; n=$((n + 1)); done
+    kill -9 "$up" 2>/dev/null
+    umount "$pr/multipathd.socket" 2>/dev/null
+    grep -c '"command done"\|command done' /tmp/helper-image.log | sed "s/^/@@INFO $SCEN log lines about commands: /"
+    end
 }
