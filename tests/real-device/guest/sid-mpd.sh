@@ -419,6 +419,9 @@ sid_image() {
     mkdir -p "$root" "$pr"
     tar -xf /opt/tier/image-root.tar -C "$root" || { fail "cannot unpack the image"; end; return; }
     mkdir -p "$root/proc" "$root/sys" "$root/dev" "$root/etc/multipath" "$root/var/run/kubevirt/daemons/pr"
+    # virt-handler's bind mount of the host's socket; the pr directory then
+    # goes into the container with its submounts (KubeVirt mounts it
+    # bidirectional: --rbind here).
     : >"$pr/multipathd.socket"
     mount --bind /run/multipathd.socket "$pr/multipathd.socket" || fail "cannot bind multipathd's socket"
     rm -f "$pr/pr-helper.sock"
@@ -428,7 +431,7 @@ sid_image() {
         mount -t proc proc "$root/proc"
         mount --rbind /sys "$root/sys"
         mount --rbind /dev "$root/dev"
-        mount --bind "$pr" "$root/var/run/kubevirt/daemons/pr"
+        mount --rbind "$pr" "$root/var/run/kubevirt/daemons/pr"
         mount --bind /etc/multipath "$root/etc/multipath"
         exec chroot "$root" "$@"' sh "$root" "$pr" \
         /entrypoint.sh -k /var/run/kubevirt/daemons/pr/pr-helper.sock >/tmp/helper-image.log 2>&1 &
@@ -449,7 +452,7 @@ sid_image() {
     else
         fail "the image's helper is not running: $(tail -c 400 /tmp/helper-image.log)"
     fi
-    echo "@@INFO $SCEN link: $(ls -l "$root/run/multipathd.socket" 2>&1 | sed 's/.*multipathd.socket/multipathd.socket/')"
+    echo "@@INFO $SCEN link: /run/multipathd.socket -> $(readlink "$root/run/multipathd.socket")"
     qemu-pr-client --socket "$pr/pr-helper.sock" --json -o -G -S $k "$SID_MAP" >/tmp/image.out 2>&1 ||
         fail "REGISTER through the image's socket: $(head -c 300 /tmp/image.out)"
     sid_expect 0 "REGISTER through the image" "1:$k 2:$k"
@@ -464,6 +467,7 @@ sid_image() {
     while [ $n -lt 50 ] && kill -0 "$up" 2>/dev/null; do usleep 100000; n=$((n + 1)); done
     kill -9 "$up" 2>/dev/null
     umount "$pr/multipathd.socket" 2>/dev/null
-    grep -c '"command done"\|command done' /tmp/helper-image.log | sed "s/^/@@INFO $SCEN log lines about commands: /"
+    [ $SCEN_FAIL = 0 ] || grep -i 'multipathd\|WARN\|ERROR' /tmp/helper-image.log | head -6 | cut -c1-300 |
+        sed "s/^/@@INFO $SCEN log: /"
     end
 }
