@@ -273,7 +273,7 @@ install -m 0644 "$HERE/guest/sid-mpd.sh" "$P/etc/tier-sid-mpd.sh"
 install -m 0644 "$HERE/guest/sid-libvirt.sh" "$P/etc/tier-sid-libvirt.sh"
 install -m 0644 "$HERE/guest/sid-prioctl.sh" "$P/etc/tier-sid-prioctl.sh"
 # The KubeVirt image (dist/kubevirt/build.sh, which .ci/run runs before the
-# tier), its layers unpacked into one root for sid.image.kubevirt.
+# tier), its layers unpacked into one root for sid.mpd.image-kubevirt.
 IMAGE_ARCHIVE=$(find "$REPO/target/kubevirt" -maxdepth 1 -name 'qemu-pr-helper-rs-*.oci.tar' 2>/dev/null | head -1)
 if [ -n "$IMAGE_ARCHIVE" ]; then
     oci=$WORK/sid-image-oci
@@ -288,7 +288,7 @@ if [ -n "$IMAGE_ARCHIVE" ]; then
     done
     (cd "$iroot" && tar -cf "$P/opt/tier/image-root.tar" .)
     rm -rf "$oci" "$iroot"
-    say "KubeVirt image $(basename "$IMAGE_ARCHIVE") goes in (sid.image.kubevirt)"
+    say "KubeVirt image $(basename "$IMAGE_ARCHIVE") goes in (sid.mpd.image-kubevirt)"
 fi
 L2I=$WORK/sid-l2init
 rm -rf "$L2I"

@@ -398,7 +398,7 @@ sid_mpd() {
     sid_mpd_kill
 }
 
-# sid.image.kubevirt: the KubeVirt image (dist/kubevirt, unpacked on the
+# sid.mpd.image-kubevirt: the KubeVirt image (dist/kubevirt, unpacked on the
 # host into /opt/tier/image-root.tar) run as virt-handler's DaemonSet runs
 # its pr-helper container, without a runtime: /entrypoint.sh with the
 # DaemonSet's arguments, in new mount and pid namespaces, chrooted, as root
@@ -410,7 +410,7 @@ sid_mpd() {
 # keeps CAP_SYS_RAWIO only with no_new_privs and its filter.
 sid_image() {
     local root=/tmp/image-root pr=/run/kubevirt/daemons/pr n up helper k=0x6a6a
-    begin image.kubevirt || return 0
+    begin mpd.image-kubevirt || return 0
     if [ ! -f /opt/tier/image-root.tar ]; then
         echo "@@RESULT $SCEN SKIP no image (dist/kubevirt/build.sh did not run before the tier)"
         SCEN=""
