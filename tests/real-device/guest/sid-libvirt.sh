@@ -112,36 +112,47 @@ XML
     LV_T0=$(e2e_now)
 }
 
+# lv_cycle L2NAME DOMAIN KEY LU NEXUS WHO: the nested guest's cycle on the
+# domain's one disk (NEXUS of LU), then its power-off; the domain must stop.
+lv_cycle() {
+    local prev=${L2NAME:-} n
+    l2_use "$1"
+    if l2_wait_ready "$SID_LIMIT_L2"; then
+        l2_step register 0 sgp 0 -o -G -S "$3"
+        l2_step reserve 0 sgp 0 -o -R -K "$3" -T 5
+        sid_expect "$4" reserve "$5:$3:R5"
+        l2_step read-reservation 0 sgp 0 -i -r
+        echo "$L2OUT" | grep -q "${3#0x}" || fail "READ RESERVATION did not show $3"
+        l2_step write 0 write 0
+        l2_step release 0 sgp 0 -o -L -K "$3" -T 5
+        l2_step unregister 0 sgp 0 -o -G -K "$3" -S 0
+        sid_expect "$4" unregister "-"
+        l2 60 off 0 || true
+    else
+        fail "nested guest $6 not ready: $(tr -d '\r' <"/tmp/nested-$1.log" 2>/dev/null | tail -3 | tr '\n' '|')"
+    fi
+    n=0
+    while [ $n -lt 60 ] && $VIRSH domstate "$2" >/dev/null 2>&1; do sleep 1; n=$((n + 1)); done
+    $VIRSH domstate "$2" >/dev/null 2>&1 && { fail "the domain did not stop after the guest powered off"; $VIRSH destroy "$2" >/dev/null 2>&1; }
+    L2NAME=$prev
+}
+
+# lv_helper_gone PID: libvirt's helper (if it was found) ends once its
+# domain has stopped.
+lv_helper_gone() {
+    local n=0
+    while [ -n "$1" ] && [ $n -lt 30 ] && [ -d "/proc/$1" ]; do sleep 1; n=$((n + 1)); done
+    [ -n "$1" ] && [ -d "/proc/$1" ] && fail "our helper (pid $1) still runs after the domain stopped"
+}
+
 sid_libvirt() {
-    local n hp prev
+    local hp
     begin libvirt.managed || return 0
     [ "$LV_STARTED" = 1 ] || sid_libvirt_start
     hp=$LV_HP
     [ -z "$LV_ERR" ] || fail "$LV_ERR"
-    if [ -n "$VIRSH" ] && [ -n "$L2PID_lv" ]; then
-        prev=${L2NAME:-}
-        l2_use lv
-        if l2_wait_ready "$SID_LIMIT_L2"; then
-            l2_step register 0 sgp 0 -o -G -S 0x7101
-            l2_step reserve 0 sgp 0 -o -R -K 0x7101 -T 5
-            sid_expect 0 reserve "9:0x7101:R5"
-            l2_step read-reservation 0 sgp 0 -i -r
-            l2_step write 0 write 0
-            l2_step release 0 sgp 0 -o -L -K 0x7101 -T 5
-            l2_step unregister 0 sgp 0 -o -G -K 0x7101 -S 0
-            sid_expect 0 unregister "-"
-            l2 60 off 0 || true
-        else
-            fail "nested guest (libvirt) not ready: $(tr -d '\r' </tmp/nested-lv.log 2>/dev/null | tail -3 | tr '\n' '|')"
-        fi
-        n=0
-        while [ $n -lt 60 ] && $VIRSH domstate tier >/dev/null 2>&1; do sleep 1; n=$((n + 1)); done
-        $VIRSH domstate tier >/dev/null 2>&1 && { fail "the domain did not stop after the guest powered off"; $VIRSH destroy tier >/dev/null 2>&1; }
-        L2NAME=$prev
-    fi
-    n=0
-    while [ -n "$hp" ] && [ $n -lt 30 ] && [ -d "/proc/$hp" ]; do sleep 1; n=$((n + 1)); done
-    [ -n "$hp" ] && [ -d "/proc/$hp" ] && fail "our helper (pid $hp) still runs after the domain stopped"
+    [ -n "$VIRSH" ] && [ -n "$L2PID_lv" ] && lv_cycle lv tier 0x7101 0 9 "(libvirt)"
+    lv_helper_gone "$hp"
     grep -c 'command done' /tmp/helper-libvirt.log | sed 's/^/@@INFO sid libvirt helper commands: /'
     [ $SCEN_FAIL = 0 ] || tail -5 /tmp/libvirtd.log | sed 's/^/@@INFO sid libvirtd: /' | cut -c1-300
     kill "$(cat "/run/libvirt/$LV_DAEMON.pid" "/run/$LV_DAEMON.pid" 2>/dev/null | head -1)" 2>/dev/null
@@ -211,7 +222,7 @@ sid_libvirt_shipped_start() {
 }
 
 sid_libvirt_shipped() {
-    local n hp=${LV2_HP:-} prev
+    local hp=${LV2_HP:-}
     begin libvirt.shipped || return 0
     [ "$LV2_STARTED" = 1 ] || sid_libvirt_shipped_start
     [ -z "$LV2_ERR" ] || fail "$LV2_ERR"
@@ -221,31 +232,9 @@ sid_libvirt_shipped() {
         [ "$LV2_NS" = "$LV2_QNS" ] || fail "the helper is not in the domain's mount namespace: [$LV2_NS], QEMU [$LV2_QNS]"
         case "$LV2_CG" in */machine/*tier2*) ;; *) fail "the helper is not in the domain's cgroup: [$LV2_CG]" ;; esac
     fi
-    if [ -n "$VIRSH" ] && [ -n "${L2PID_lv2:-}" ] && [ -z "$LV2_ERR" ]; then
-        prev=${L2NAME:-}
-        l2_use lv2
-        if l2_wait_ready "$SID_LIMIT_L2"; then
-            l2_step register 0 sgp 0 -o -G -S 0x7201
-            l2_step reserve 0 sgp 0 -o -R -K 0x7201 -T 5
-            sid_expect 2 reserve "f:0x7201:R5"
-            l2_step read-reservation 0 sgp 0 -i -r
-            echo "$L2OUT" | grep -q 7201 || fail "READ RESERVATION did not show 0x7201"
-            l2_step write 0 write 0
-            l2_step release 0 sgp 0 -o -L -K 0x7201 -T 5
-            l2_step unregister 0 sgp 0 -o -G -K 0x7201 -S 0
-            sid_expect 2 unregister "-"
-            l2 60 off 0 || true
-        else
-            fail "nested guest (libvirt, shipped) not ready: $(tr -d '\r' </tmp/nested-lv2.log 2>/dev/null | tail -3 | tr '\n' '|')"
-        fi
-        n=0
-        while [ $n -lt 60 ] && $VIRSH domstate tier2 >/dev/null 2>&1; do sleep 1; n=$((n + 1)); done
-        $VIRSH domstate tier2 >/dev/null 2>&1 && { fail "the domain did not stop after the guest powered off"; $VIRSH destroy tier2 >/dev/null 2>&1; }
-        L2NAME=$prev
-    fi
-    n=0
-    while [ -n "$hp" ] && [ $n -lt 30 ] && [ -d "/proc/$hp" ]; do sleep 1; n=$((n + 1)); done
-    [ -n "$hp" ] && [ -d "/proc/$hp" ] && fail "our helper (pid $hp) still runs after the domain stopped"
+    [ -n "$VIRSH" ] && [ -n "${L2PID_lv2:-}" ] && [ -z "$LV2_ERR" ] &&
+        lv_cycle lv2 tier2 0x7201 2 f "(libvirt, shipped)"
+    lv_helper_gone "$hp"
     grep -c 'command done' /tmp/helper-libvirt.log | sed 's/^/@@INFO sid libvirt (shipped) helper commands: /'
     [ $SCEN_FAIL = 0 ] || { tail -8 /tmp/libvirtd-shipped.log; tail -5 /tmp/helper-libvirt.log; tail -5 /var/log/libvirt/qemu/tier2.log; } 2>/dev/null | sed 's/^/@@INFO sid libvirt (shipped): /' | cut -c1-300
     kill "$(cat /run/libvirtd.pid 2>/dev/null)" "$(cat /run/virtlogd.pid 2>/dev/null)" 2>/dev/null
