@@ -52,6 +52,24 @@ end() {
     SCEN=""
 }
 
+# ------------------------------------------------------------ multipathd
+# mpd ARGS...: one multipathd client command; its reply, on one line, in
+# MPD_OUT. Each command word's first reply of each kind is shown once as
+# @@INFO, naming multipathd as $MPD_LABEL says (its version).
+MPD_SEEN=" "
+MPD_LABEL=multipathd
+mpd() {
+    MPD_OUT=$(timeout 30 multipathd "$@" 2>&1 | tr '\n' ' ' | sed 's/ *$//')
+    _seen="$1=$(echo "$MPD_OUT" | tr -c 'a-zA-Z0-9\n' _)"
+    case "$MPD_SEEN" in
+    *" $_seen "*) ;;
+    *)
+        MPD_SEEN="$MPD_SEEN$_seen "
+        echo "@@INFO $MPD_LABEL: [$*] answered [$MPD_OUT]"
+        ;;
+    esac
+}
+
 # ------------------------------------------------------------ device truth
 hexof() { od -An -v -tx1 "$1" | tr -d ' \n'; }
 

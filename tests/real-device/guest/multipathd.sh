@@ -57,20 +57,8 @@ map_dev() {
     return 1
 }
 
-# mpd ARGS...: one multipathd client command; its reply, on one line, in
-# MPD_OUT. Each command word's first reply of each kind is shown as @@INFO.
-MPD_SEEN=" "
-mpd() {
-    MPD_OUT=$(timeout 30 multipathd "$@" 2>&1 | tr '\n' ' ' | sed 's/ *$//')
-    _seen="$1=$(echo "$MPD_OUT" | tr -c 'a-zA-Z0-9\n' _)"
-    case "$MPD_SEEN" in
-    *" $_seen "*) ;;
-    *)
-        MPD_SEEN="$MPD_SEEN$_seen "
-        echo "@@INFO multipathd 0.9.4: [$*] answered [$MPD_OUT]"
-        ;;
-    esac
-}
+# mpd (lib.sh) names multipathd so in its @@INFO lines.
+MPD_LABEL="multipathd 0.9.4"
 
 # expect_prkey WHEN WANT: multipathd's key for the map is WANT (0x... or none).
 expect_prkey() {

@@ -29,20 +29,6 @@
 #   client (mpathpersist, libmpathpersist 0.15.1); multipathd must end in
 #   the same states; the commands it sent and ours are shown side by side.
 
-MPD_SEEN=" "
-# mpd ARGS...: one multipathd client command; the reply in MPD_OUT. Each
-# distinct reply to each command word is shown once as @@INFO.
-mpd() {
-    MPD_OUT=$(timeout 30 multipathd "$@" 2>&1 | tr '\n' ' ' | sed 's/ *$//')
-    _seen="$1=$(echo "$MPD_OUT" | tr -c 'a-zA-Z0-9\n' _)"
-    case "$MPD_SEEN" in
-    *" $_seen "*) ;;
-    *)
-        MPD_SEEN="$MPD_SEEN$_seen "
-        echo "@@INFO sid multipathd $MPD_VER: [$*] answered [$MPD_OUT]"
-        ;;
-    esac
-}
 
 # mpd_expect WHEN COMMAND WANT...: multipathd's reply to "COMMAND map M" is
 # one of WANT (a key reply may carry a ":aptpl"-style suffix).
@@ -346,6 +332,7 @@ sid_mpd() {
     local P
     begin mpd.setup || return 0
     MPD_VER=$(dpkg-query -W -f '${Version}' multipath-tools 2>/dev/null)
+    MPD_LABEL="sid multipathd $MPD_VER"
     # udev must be the one that makes the nodes root:disk 0660.
     chgrp root "$PATH1" "$PATH2" "$SG1" "$SG2" && chmod 0600 "$PATH1" "$PATH2" "$SG1" "$SG2"
     sid_mpd_start || fail "udev and multipathd did not set the map up: $(tail -c 600 /tmp/multipathd.log | tr '\n' ';')"
