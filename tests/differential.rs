@@ -242,7 +242,7 @@ fn ours_answers_like_the_c_helper() {
     println!("{} cases answered alike", theirs.len());
 }
 
-/// The intentional differences, checked so that the README stays true.
+/// The intentional differences, checked so that docs/deployments.md stays true.
 #[test]
 fn documented_differences_from_the_c_helper() {
     let Some(c) = c_helper() else { return };

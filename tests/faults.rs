@@ -1,5 +1,5 @@
 //! Device faults on the emulated device, through the real binary: each
-//! `[[executor.fault]]` gives the status and sense protocol.md prescribes for
+//! `[[executor.fault]]` gives the status and sense `docs/protocol.md` gives for
 //! the SG_IO outcome it stands for, a device that never answers holds up only
 //! its own client, and nothing leaks.
 

@@ -1,5 +1,5 @@
 //! The shipped systemd units must pass `systemd-analyze verify`, keep the
-//! hardening the README promises, and start a daemon that serves when used
+//! hardening docs/security.md promises, and start a daemon that serves when used
 //! exactly as installed (the plain units, with the multipath drop-in, and
 //! with the drop-in that runs it through the PR ioctls with no capability).
 

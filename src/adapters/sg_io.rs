@@ -158,7 +158,7 @@ pub fn send_pr_command_with_origin(
     }
 }
 
-/// The errno classes protocol.md lists; the PR ioctls' errnos outside
+/// The errno classes `docs/protocol.md` lists; the PR ioctls' errnos outside
 /// their own classes are read the same way.
 pub(crate) fn classify_errno(errno: Errno) -> IoctlFailure {
     match errno {

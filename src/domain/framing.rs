@@ -1,5 +1,5 @@
 //! The helper protocol's framing: feature negotiation, request limits and the
-//! 104-byte reply header (see `protocol.md`). Everything here is big-endian.
+//! 104-byte reply header (see `docs/protocol.md`). Everything here is big-endian.
 
 use super::sense::{ScsiStatus, SenseBuffer, SENSE_LEN};
 

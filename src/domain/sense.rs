@@ -92,7 +92,7 @@ impl SenseKey {
 }
 
 /// A sense key with its additional sense code and qualifier: one row of the
-/// tables in protocol.md and scsi-pr.md.
+/// tables in `docs/protocol.md` and `docs/scsi-pr.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SenseCode {
     /// The sense key.

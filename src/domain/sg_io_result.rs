@@ -1,6 +1,6 @@
 //! Turning the outcome of an SG_IO ioctl into a reply, in the order and with
-//! the codes the C helper uses (protocol.md, "How the reference helper turns an
-//! SG_IO result into an answer"), with one deliberate difference: host
+//! the codes the C helper uses (`docs/protocol.md`, "How an SG_IO outcome
+//! becomes an answer"), with one deliberate difference: host
 //! statuses the C helper does not know are not reported as GOOD.
 
 use super::framing::PrReply;

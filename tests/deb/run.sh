@@ -76,6 +76,7 @@ for path in \
     /usr/share/doc/$pkg/examples/$pkg-multipath.conf \
     /usr/share/doc/$pkg/examples/$pkg-pr-ioctl.conf \
     /usr/lib/sysusers.d/$pkg.conf \
+    /usr/share/doc/$pkg/docs/deployments.md \
     /usr/share/doc/$pkg/copyright; do
     [ -e "$path" ] || fail "not installed: $path"
 done

@@ -354,7 +354,7 @@ mask_full_status() {
 }
 
 # start_helper NAME BINARY: start a helper as in production; waits for its
-# socket. Group disk, as the README asks for multipath: the helper opens the
+# socket. Group disk, as docs/multipath.md asks for: the helper opens the
 # map's path nodes (root:disk 0660) itself.
 start_helper() {
     rm -f "/run/pr-$1.sock"

@@ -537,7 +537,7 @@ preempt_abort() {
 # IOC_PR_READ_RESERVATION (6.19) and lets only CAP_SYS_ADMIN use the PR OUT
 # ioctls (6.5). auto: our helper run as nobody (no capability, so no
 # CAP_SYS_RAWIO) probes, falls back to SG_IO and says why. pr_ioctl: started
-# as root with -u nobody -g disk, it answers what README "Executors" gives
+# as root with -u nobody -g disk, it answers what docs/executors.md gives
 # for the errno: the read ioctls' EINVAL (ENOTTY) INVALID FIELD IN CDB
 # (INVALID COMMAND OPERATION CODE) to READ KEYS, READ RESERVATION and REPORT
 # CAPABILITIES, PR OUT's EPERM INVALID COMMAND OPERATION CODE, READ FULL

@@ -17,7 +17,7 @@
 # (the LU reset before each) from the same nexus, and compares exit status,
 # SCSI status, sense and payload of every command (PRGENERATION masked) and
 # the device state after each PR OUT. Where the ioctls answer otherwise by
-# design (README, "Executors"), the ioctl's answer is required to be the
+# design (docs/executors.md), the ioctl's answer is required to be the
 # documented one, and both are shown as @@INFO prioctl.design lines.
 
 PE_HELPER=/usr/local/bin/rs-pr-helper
@@ -168,7 +168,7 @@ PE_BAD_SPEC_I_PT=700005000000000a000000002600008b0014
 PE_BAD_ALL_TG_PT=700005000000000a000000002600008a0014
 PE_BAD_APTPL0=700005000000000a00000000260000880014
 PE_BAD_SCOPE=700005000000000a00000000240000cf0002
-# REPORT CAPABILITIES through the ioctls (README: 00 08 01 81 ea 01 00 00).
+# REPORT CAPABILITIES through the ioctls (docs/executors.md: 00 08 01 81 ea 01 00 00).
 PE_CAPS=00080181ea010000
 
 # ---------------------------------------------------------------- scenarios
@@ -427,7 +427,7 @@ pe_check_auto() {
 
 # ------------------------------------------------------------ multipath
 # prioctl.mpath: the map pe-map over E3 and E4 through pe-io; REGISTER with
-# E3 offline, RESERVE, RELEASE with the holder offline: what the README says
+# E3 offline, RESERVE, RELEASE with the holder offline: what docs/executors.md says
 # the ioctls do (no move without READ FULL STATUS, said once in the log).
 pe_map_make() {
     local size a b
