@@ -19,8 +19,7 @@ use crate::adapters::unix_socket::{BoundSocket, ListenError};
 use crate::config::{DeviceInterface, ExecutorSettings, SeccompMode, Settings, SocketSource};
 use crate::domain::fd_budget;
 use crate::ports::executor::ScsiExecutor;
-use crate::server::{ServerOptions, ServerStats};
-use crate::status::status_line;
+use crate::server::{status_line, ServerOptions, ServerStats};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]

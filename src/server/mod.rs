@@ -19,6 +19,7 @@
 //! a command past the bound waits for a slot, as a task, costing no thread.
 
 mod peers;
+mod status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,9 +50,9 @@ use crate::ports::received_fd::ReceivedFd;
 use crate::ports::transport::{
     Connection, Incoming, Listener, Parking, ReadOutcome, ReplyFromThread, TransportError,
 };
-use crate::status::InFlight;
-pub use crate::status::ServerStats;
 use peers::{PeerConnection, Peers};
+use status::InFlight;
+pub use status::{status_line, ServerStats};
 
 /// Once the daemon is stopping, how long a blocked reply write or a pending
 /// close of a client's fds may still take before the connection is given up.
