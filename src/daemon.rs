@@ -250,7 +250,7 @@ async fn relay_lost(relay: Option<RelayWatch>) -> (u32, String) {
 
 /// The server's policy and limits from the settings.
 pub fn server_options(settings: &Settings) -> ServerOptions {
-    let defaults = ServerOptions::new(Arc::new(crate::adapters::device::Inspector));
+    let defaults = ServerOptions::new(Arc::new(crate::adapters::fd_inspector::ClientFdInspector));
     ServerOptions {
         peers: settings.peers.clone(),
         devices: settings.devices.clone(),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use crate::adapters::device::inspect;
+use crate::adapters::fd_inspector::inspect;
 use crate::domain::cdb::PrCdb;
 use crate::domain::param_list::{PrOutParameters, RegisterAndMoveParameters};
 use crate::domain::pr_in_data::{ReadFullStatus, ReadKeys, ReadReservation};
