@@ -19,8 +19,7 @@ use crate::adapters::unix_socket::{BoundSocket, ListenError};
 use crate::config::{DeviceInterface, ExecutorSettings, SeccompMode, Settings, SocketSource};
 use crate::domain::fd_budget;
 use crate::ports::executor::ScsiExecutor;
-use crate::server::{ServerOptions, ServerStats};
-use crate::status::status_line;
+use crate::server::{status_line, ServerOptions, ServerStats};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -251,11 +250,10 @@ async fn relay_lost(relay: Option<RelayWatch>) -> (u32, String) {
 
 /// The server's policy and limits from the settings.
 pub fn server_options(settings: &Settings) -> ServerOptions {
-    let defaults = ServerOptions::default();
+    let defaults = ServerOptions::new(Arc::new(crate::adapters::fd_inspector::ClientFdInspector));
     ServerOptions {
         peers: settings.peers.clone(),
         devices: settings.devices.clone(),
-        inspector: Arc::new(crate::adapters::device::Inspector),
         max_connections: settings.max_connections.unwrap_or(defaults.max_connections),
         max_connections_per_peer: settings
             .max_connections_per_peer
@@ -265,8 +263,7 @@ pub fn server_options(settings: &Settings) -> ServerOptions {
             .unwrap_or(defaults.max_commands_per_peer),
         request_timeout: settings.request_timeout.unwrap_or(defaults.request_timeout),
         audit_keys: settings.audit_keys,
-        stats: Arc::default(),
-        park_after: defaults.park_after,
+        ..defaults
     }
 }
 

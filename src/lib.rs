@@ -15,8 +15,8 @@
 //!   SG_IO, the PR ioctls and the choice between the two per device,
 //!   dm-multipath path discovery and multipathd, capabilities and
 //!   uid/gid, systemd activation, the pidfile, the in-memory emulated device.
-//! - [`server`]: the request-serving logic, written once against the ports.
-//! - [`status`]: live counts for the service manager.
+//! - [`server`]: the request-serving logic, written once against the ports,
+//!   and its live counts for the service manager.
 //! - [`cli`]: the helper's command line (clap), as the binary parses it.
 //! - [`config`]: the daemon's settings, from the command line and a TOML file.
 //! - [`logging`]: log levels, `-T` targets and where the log goes.
@@ -32,4 +32,3 @@ pub mod domain;
 pub mod logging;
 pub mod ports;
 pub mod server;
-pub mod status;

@@ -72,31 +72,19 @@ pub const SESSION_SAS_BASE: u64 = 0x5000_0002_0000_0000;
 /// `(st_dev, st_ino)`: the identity of an emulated logical unit.
 pub type UnitId = (u64, u64);
 
-/// The I_T nexus a client connection is, under [`InitiatorIdentity::Connection`].
-pub fn nexus_of(initiator: &Initiator) -> NexusId {
-    InitiatorIdentity::Connection.nexus_of(initiator)
-}
-
-/// The I_T nexus a client is under an [`InitiatorIdentity`]. Here, not in the
+/// The I_T nexus a client is under the rule `identity`. Here, not in the
 /// domain, because the session rule asks the kernel for the peer's session.
-pub trait NexusOf {
-    /// The I_T nexus `initiator` is under this rule.
-    fn nexus_of(self, initiator: &Initiator) -> NexusId;
-}
-
-impl NexusOf for InitiatorIdentity {
-    fn nexus_of(self, initiator: &Initiator) -> NexusId {
-        let session = || u64::try_from(session_of(initiator)?).ok();
-        let address = match (self, initiator.uid) {
-            (InitiatorIdentity::PeerUid, Some(uid)) => UID_SAS_BASE + u64::from(uid),
-            (InitiatorIdentity::PeerSession, _) => match session() {
-                Some(sid) => SESSION_SAS_BASE + sid,
-                None => INITIATOR_SAS_BASE.wrapping_add(initiator.connection_id),
-            },
-            _ => INITIATOR_SAS_BASE.wrapping_add(initiator.connection_id),
-        };
-        NexusId::new(TransportId::sas(address), TARGET_PORT)
-    }
+pub fn nexus_of(identity: InitiatorIdentity, initiator: &Initiator) -> NexusId {
+    let session = || u64::try_from(session_of(initiator)?).ok();
+    let address = match (identity, initiator.uid) {
+        (InitiatorIdentity::PeerUid, Some(uid)) => UID_SAS_BASE + u64::from(uid),
+        (InitiatorIdentity::PeerSession, _) => match session() {
+            Some(sid) => SESSION_SAS_BASE + sid,
+            None => INITIATOR_SAS_BASE.wrapping_add(initiator.connection_id),
+        },
+        _ => INITIATOR_SAS_BASE.wrapping_add(initiator.connection_id),
+    };
+    NexusId::new(TransportId::sas(address), TARGET_PORT)
 }
 
 /// The session id of a peer process, when it can be known.
@@ -220,7 +208,7 @@ impl ScsiExecutor for EmulatedExecutor {
         let name = device.info;
         // The fd only names the unit: close it now.
         drop(device);
-        let nexus = self.identity.nexus_of(initiator);
+        let nexus = nexus_of(self.identity, initiator);
         if let Some(fault) = self.fault_for(unit, &nexus) {
             tracing::info!(device = %name, %fault, "emulated device fault");
             if fault == DeviceFault::Timeout {

@@ -213,7 +213,7 @@ impl ScsiExecutor for InterfaceSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::device::inspect;
+    use crate::adapters::fd_inspector::inspect;
     use crate::domain::cdb::PrCdb;
     use crate::domain::sense::SenseCode;
     use crate::domain::service_action::PrInServiceAction;

@@ -4,9 +4,9 @@
 //! each block with its reason.
 
 pub mod background;
-pub mod device;
 pub mod dm_path_views;
 pub mod emulated;
+pub mod fd_inspector;
 pub mod forked_child;
 pub mod idle_connections;
 pub mod interface;

@@ -836,7 +836,7 @@ mod tests {
         );
         assert_eq!(reply.sense.code(), Some(SenseCode::IO_PROCESS_TERMINATED));
         let file = tempfile::NamedTempFile::new().unwrap();
-        let fd = crate::adapters::device::inspect(File::open(file.path()).unwrap().into());
+        let fd = crate::adapters::fd_inspector::inspect(File::open(file.path()).unwrap().into());
         let reply =
             executor(sys.path(), dev.path()).execute(fd, read_keys(), &Initiator::default());
         assert_eq!(reply.sense.code(), Some(SenseCode::IO_PROCESS_TERMINATED));

@@ -423,7 +423,7 @@ impl ScsiExecutor for PrIoctlExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::device::inspect;
+    use crate::adapters::fd_inspector::inspect;
     use crate::domain::cdb::PrCdb;
     use crate::domain::sense::ScsiStatus;
     use crate::domain::service_action::PrInServiceAction;

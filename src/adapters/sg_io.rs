@@ -214,7 +214,7 @@ impl ScsiExecutor for SgIoExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::device::inspect;
+    use crate::adapters::fd_inspector::inspect;
     use crate::domain::cdb::PrCdb;
     use crate::domain::sense::{ScsiStatus, SenseCode};
     use crate::domain::service_action::PrInServiceAction;

@@ -5,7 +5,7 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use crate::adapters::device;
+use crate::adapters::fd_inspector as device;
 use crate::adapters::sg_io;
 use crate::client::{ClientError, PrRequest, Reply};
 use crate::domain::command::PrCommand;

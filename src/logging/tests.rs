@@ -22,11 +22,13 @@ fn module_of(relative: &Path) -> Option<String> {
     )
 }
 
-/// Every target the sources log on: the module of each file with a
-/// tracing macro outside its tests, and each explicit `target: "..."`.
+/// Every target the sources log on, outside their tests: the module of each
+/// file with a tracing macro that names no target, and each target named
+/// (`target: "..."`, or `target: NAME` with `const NAME: &str = "..."`
+/// in the sources).
 fn targets_in_sources() -> BTreeSet<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut found = BTreeSet::new();
+    let mut files = Vec::new();
     let mut dirs = vec![root.clone()];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -41,23 +43,54 @@ fn targets_in_sources() -> BTreeSet<String> {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap_or("");
-            let logs = ["trace", "debug", "info", "warn", "error", "event", "span"]
-                .iter()
-                .any(|m| {
-                    code.contains(&format!("tracing::{m}!("))
-                        || code.contains(&format!("tracing::{m}_span!("))
-                });
-            if !logs {
-                continue;
-            }
-            let Some(module) = module_of(path.strip_prefix(&root).unwrap()) else {
+            let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+            files.push((path, text, code));
+        }
+    }
+    let consts: std::collections::HashMap<String, String> = files
+        .iter()
+        .flat_map(|(_, text, _)| text.split("const ").skip(1))
+        .filter_map(|decl| {
+            let (name, value) = decl.split_once(": &str = \"")?;
+            Some((name.to_string(), value.split('"').next()?.to_string()))
+        })
+        .collect();
+    let macros = ["trace", "debug", "info", "warn", "error", "event", "span"];
+    let mut found = BTreeSet::new();
+    for (path, _, code) in &files {
+        for call in code.split("tracing::").skip(1) {
+            let Some((name, args)) = call.split_once("!(") else {
                 continue;
             };
-            found.insert(module);
-            for explicit in code.split("target: \"").skip(1) {
-                found.insert(explicit.split('"').next().unwrap().to_string());
+            let name = name.strip_suffix("_span").unwrap_or(name);
+            if !macros.contains(&name) {
+                continue;
             }
+            match args
+                .trim_start()
+                .strip_prefix("target:")
+                .map(str::trim_start)
+            {
+                Some(named) => {
+                    let target = match named.strip_prefix('"') {
+                        Some(literal) => literal.split('"').next().unwrap().to_string(),
+                        None => {
+                            let name = named.split([',', ' ']).next().unwrap();
+                            consts.get(name).expect(name).clone()
+                        }
+                    };
+                    found.insert(target);
+                }
+                None => {
+                    if let Some(module) = module_of(path.strip_prefix(&root).unwrap()) {
+                        found.insert(module);
+                    }
+                }
+            }
+        }
+        // Targets named in macros of the project's own (an audit line).
+        for explicit in code.split("target: \"").skip(1) {
+            found.insert(explicit.split('"').next().unwrap().to_string());
         }
     }
     found

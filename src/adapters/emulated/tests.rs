@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use crate::adapters::device::inspect;
+use crate::adapters::fd_inspector::inspect;
 use crate::domain::cdb::PrCdb;
 use crate::domain::param_list::{PrOutParameters, RegisterAndMoveParameters};
 use crate::domain::pr_in_data::{ReadFullStatus, ReadKeys, ReadReservation};
@@ -84,7 +84,10 @@ impl<'a> Node<'a> {
     }
     fn may(&self, access: MediumAccess) -> bool {
         let unit = self.exec.unit(unit_of(self.disk)).unwrap_or_default();
-        unit.access(&nexus_of(&conn(self.conn)), access) == AccessDecision::Allowed
+        unit.access(
+            &nexus_of(InitiatorIdentity::Connection, &conn(self.conn)),
+            access,
+        ) == AccessDecision::Allowed
     }
 }
 
@@ -384,7 +387,7 @@ fn by_peer_uid_every_connection_of_one_user_is_one_nexus() {
         assert_eq!(r.status, ScsiStatus::RESERVATION_CONFLICT);
     }
     let unit = exec.unit(unit_of(disk.path())).unwrap();
-    let holder = InitiatorIdentity::PeerUid.nexus_of(&as_user(9, Some(1000)));
+    let holder = nexus_of(InitiatorIdentity::PeerUid, &as_user(9, Some(1000)));
     assert!(unit.is_holder(&holder));
     assert_eq!(holder.initiator(), &TransportId::sas(UID_SAS_BASE + 1000));
 }
@@ -470,7 +473,7 @@ fn a_conflict_with_a_key_of_the_same_session_is_explained() {
     let register = run(Out::Register, 0, 0, 0xabc);
     let registered = exec.execute(open(disk.path()), register.clone(), &from_here(1));
     good(&registered);
-    let nexus = |c| InitiatorIdentity::Connection.nexus_of(&from_here(c));
+    let nexus = |c| nexus_of(InitiatorIdentity::Connection, &from_here(c));
     assert!(!exec.conflicts_with_own_session(
         unit,
         &nexus(1),

@@ -1,6 +1,7 @@
-//! Inspecting a received fd once, on the thread that runs its command: what
-//! kind of file it is, how the client opened it and, when asked, the
-//! device's WWID. The service and executors decide on these facts.
+//! The fd inspector: a client's fd inspected once, on the thread that runs
+//! its command: what kind of file it is, how the client opened it and, when
+//! asked, the device's WWID. The server and the executors decide on these
+//! facts.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -14,11 +15,12 @@ use crate::ports::fd_inspector::FdInspector;
 /// Linux's SCSI generic (sg) character major.
 const SCSI_GENERIC_MAJOR: u32 = 21;
 
-/// The server's [`FdInspector`]: [`inspect`], then [`wwid`] when wanted.
+/// The server's [`FdInspector`] for the fds clients send: [`inspect`] with
+/// `fcntl` and `fstat`, then [`wwid`] from sysfs when wanted.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Inspector;
+pub struct ClientFdInspector;
 
-impl FdInspector for Inspector {
+impl FdInspector for ClientFdInspector {
     fn inspect(&self, fd: OwnedFd, want_wwid: bool) -> (DeviceFd, Option<String>) {
         let device = inspect(fd);
         let wwid = if want_wwid { wwid(&device.info) } else { None };
