@@ -154,7 +154,7 @@ fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
     for (cmd, man_name, section, extra) in [
         (
-            qemu_pr_helper::cli::Cli::command(),
+            qemu_pr_helper::config::cli::Cli::command(),
             HELPER_MAN,
             "8",
             HELPER_EXTRA,

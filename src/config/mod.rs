@@ -3,11 +3,13 @@
 //! value is checked and resolved here, once ([`Settings::new`]); the daemon
 //! only acts on the result.
 
+pub mod cli;
 mod error;
 mod executor;
 mod file;
 mod identity;
 mod log;
+mod pidfile;
 mod seccomp_mode;
 mod settings;
 mod socket;
@@ -18,8 +20,9 @@ pub use executor::{DeviceInterface, ExecutorSettings};
 pub use file::{ConfigFile, ExecutorKind, ExecutorTable, FaultEntry, SecurityTable};
 pub use identity::Identity;
 pub use log::{LogFormat, LogTo, DEFAULT_SYSLOG_SOCKET};
+pub use pidfile::DEFAULT_PIDFILE;
 pub use seccomp_mode::SeccompMode;
-pub use settings::{Settings, DEFAULT_PIDFILE};
+pub use settings::Settings;
 pub use socket::{SocketPermissions, SocketSource, DEFAULT_SOCKET};
 pub use trace::{glob_match, TraceOptions};
 
