@@ -8,6 +8,7 @@ mod error;
 mod executor;
 mod file;
 mod identity;
+pub mod keys;
 mod log;
 mod pidfile;
 mod seccomp_mode;
