@@ -109,7 +109,9 @@ pub enum NotifyError {
     /// The relay could not reach multipathd (its words).
     #[error("{0}")]
     Unreachable(String),
-    /// The relay refused the command: only [`MapCommand`]s are forwarded.
+    /// The relay refused the command: only
+    /// [`MapCommand`](crate::domain::multipath::events::MapCommand)s are
+    /// forwarded.
     #[error("the multipathd relay refused the command")]
     Rejected,
     /// The relay process is gone.
