@@ -3,7 +3,8 @@
 //! man page is rendered from this list, and the tests below hold it to the
 //! parser ([`ConfigFile`](super::ConfigFile)): the same keys, the listed
 //! choices and bounds exactly those the parser takes, each example and
-//! default accepted, and each default the value an absent key gets.
+//! default accepted, and each default the value an absent key gets (or, for
+//! the limits the server applies, the server's own).
 
 use super::{DEFAULT_SOCKET, DEFAULT_SYSLOG_SOCKET};
 use crate::domain::sg_io_timeout::SgIoTimeout;
@@ -356,7 +357,7 @@ pub fn keys() -> Vec<Key> {
             kind: "integer",
             choices: &[],
             bounds: Some((1, USIZE)),
-            default: Words(crate::server::MAX_CONNECTIONS_PER_PEER.to_string()),
+            default: Words("256".into()),
             example: "16",
             meaning: "Connections one peer process (SO_PEERCRED pid) may have open.",
         },
@@ -365,8 +366,8 @@ pub fn keys() -> Vec<Key> {
             name: "max_commands_per_peer",
             kind: "integer",
             choices: &[],
-            bounds: Some((1, crate::server::BLOCKING_THREADS as i128)),
-            default: Words(crate::server::MAX_COMMANDS_PER_PEER.to_string()),
+            bounds: Some((1, 512)),
+            default: Words("64".into()),
             example: "8",
             meaning: "Commands of one peer process running at once, up to the threads that \
                       run commands; more wait for a slot, they are not refused.",
