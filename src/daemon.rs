@@ -10,8 +10,9 @@ use crate::adapters::emulated::{EmulatedExecutor, FaultInjection};
 use crate::adapters::interface::InterfaceSelector;
 use crate::adapters::leftovers::{self, Remover};
 use crate::adapters::multipath::MultipathExecutor;
-use crate::adapters::multipathd::{MultipathdAddress, MultipathdNotifier};
-use crate::adapters::multipathd_relay::{self, RelayWatch};
+use crate::adapters::multipathd::connection::MultipathdAddress;
+use crate::adapters::multipathd::relay::{self, RelayWatch};
+use crate::adapters::multipathd::MultipathdNotifier;
 use crate::adapters::pidfile::{Pidfile, PidfileError};
 use crate::adapters::privileges::{self, Keep, PrivilegeError, PrivilegeOutcome};
 use crate::adapters::systemd::{self, ActivationError};
@@ -184,12 +185,12 @@ fn keep(settings: &Settings) -> Keep {
     }
 }
 
-/// Starts the multipathd relay (see [`multipathd_relay`]) and a watch on
+/// Starts the multipathd relay (see [`relay`]) and a watch on
 /// it; if it cannot be started, multipathd is talked to directly, which
 /// works only while this process stays root.
 fn multipathd_notifier(mode: SeccompMode) -> (MultipathdNotifier, Option<RelayWatch>) {
     let address = MultipathdAddress::from_env();
-    match multipathd_relay::spawn(address.clone(), mode) {
+    match relay::spawn(address.clone(), mode) {
         Ok(relay) => {
             // Debug: hosts without multipathd need not hear about it.
             tracing::debug!(
@@ -443,7 +444,7 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
     // the command and writes the reply, so there is nothing for a second
     // worker to share, and each worker would cost a thread and its memory.
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .max_blocking_threads(crate::server::BLOCKING_THREADS)
+        .max_blocking_threads(crate::config::BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;

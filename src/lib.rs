@@ -17,14 +17,13 @@
 //!   uid/gid, systemd activation, the pidfile, the in-memory emulated device.
 //! - [`server`]: the request-serving logic, written once against the ports,
 //!   and its live counts for the service manager.
-//! - [`cli`]: the helper's command line (clap), as the binary parses it.
-//! - [`config`]: the daemon's settings, from the command line and a TOML file.
+//! - [`config`]: the daemon's settings, from its command line (clap, as the
+//!   binary parses it) and a TOML file.
 //! - [`logging`]: log levels, `-T` targets and where the log goes.
 //! - [`client`]: the client side of the protocol, for `qemu-pr-client` and tests.
 #![deny(missing_docs)]
 
 pub mod adapters;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;

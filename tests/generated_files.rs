@@ -1,6 +1,8 @@
 //! Man pages and shell completions are rendered from the clap definitions
-//! the binaries parse; the copies under `dist/`, which packages install, must
-//! be what those definitions render today. After changing an option:
+//! the binaries parse, and qemu-pr-helper.toml(5) from the configuration
+//! file's key list; the copies under `dist/`, which packages install, must
+//! be what those definitions render today. After changing an option or a
+//! key:
 //!
 //! ```sh
 //! REGENERATE_DIST=1 cargo test --test generated_files
@@ -13,38 +15,18 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 use clap_complete::Shell;
 
+#[path = "generated_files/config_page.rs"]
+mod config_page;
+#[path = "generated_files/helper_page.rs"]
+mod helper_page;
+
 /// The date in the pages' title line (the last change to the options or
 /// the text around them). Without one, clap_mangen leaves the `.TH` slot
 /// empty and unquoted, and man shifts the source and manual names into it.
 const MAN_DATE: &str = "2026-12-07";
 
-/// The helper's man page: section 8, named so that it does not replace
-/// QEMU's qemu-pr-helper(8) when both are installed.
-const HELPER_MAN: &str = "qemu-pr-helper-rs.8";
-
-/// What the helper's man page adds to the options: where the package puts
-/// things, and what else to read.
-const HELPER_EXTRA: &str = r#".SH FILES
-.TP
-\fI/usr/libexec/qemu\-pr\-helper\-rs/qemu\-pr\-helper\fR
-this program, installed beside QEMU's \fI/usr/bin/qemu\-pr\-helper\fR; point libvirt's
-\fBpr_helper\fR (\fI/etc/libvirt/qemu.conf\fR) at it.
-.TP
-\fIqemu\-pr\-helper\-rs.socket\fR, \fIqemu\-pr\-helper\-rs.service\fR
-systemd units: the socket \fI/run/qemu\-pr\-helper.sock\fR, the daemon as a dynamic user
-holding CAP_SYS_RAWIO only.
-.TP
-\fI/etc/default/qemu\-pr\-helper\-rs\fR
-options for the service (QEMU_PR_HELPER_OPTS), e.g. \fB\-c /etc/qemu\-pr\-helper.toml\fR.
-.TP
-\fI/usr/share/doc/qemu\-pr\-helper\-rs/examples/\fR
-an example configuration file, the emulated device's, the drop-in for hosts with
-dm\-multipath maps (\fIqemu\-pr\-helper\-rs\-multipath.conf\fR), and the drop-in that runs
-the daemon with no capability through the block layer's PR ioctls
-(\fIqemu\-pr\-helper\-rs\-pr\-ioctl.conf\fR).
-.SH SEE ALSO
-\fBqemu\-pr\-client\fR(1), \fBqemu\-pr\-helper\fR(8), \fBsg_persist\fR(8), \fBmultipathd\fR(8)
-"#;
+/// The helper's man page.
+const HELPER_MAN: &str = helper_page::NAME;
 
 /// What the client's man page adds.
 const CLIENT_EXTRA: &str = r#".SH SEE ALSO
@@ -81,6 +63,17 @@ fn titled_after_help(page: String) -> String {
         sections.push_str(&format!(".nf\n{rest}\n.fi\n"));
     }
     format!("{}{}{}", &page[..start], sections, &page[end..])
+}
+
+/// `page` with the body of its section `heading` (up to the next heading)
+/// replaced by `body`.
+fn with_section(page: String, heading: &str, body: &str) -> String {
+    let marker = format!(".SH {heading}\n");
+    let start = page.find(&marker).expect("the section") + marker.len();
+    let end = page[start..]
+        .find("\n.SH ")
+        .map_or(page.len(), |i| start + i + 1);
+    format!("{}{body}\n{}", &page[..start], &page[end..])
 }
 
 /// roff for text set in a font: a hyphen is `\-` (else it may break or
@@ -154,16 +147,16 @@ fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
     for (cmd, man_name, section, extra) in [
         (
-            qemu_pr_helper::cli::Cli::command(),
+            qemu_pr_helper::config::cli::Cli::command(),
             HELPER_MAN,
             "8",
-            HELPER_EXTRA,
+            helper_page::sections(),
         ),
         (
             qemu_pr_helper::client::cli::Cli::command(),
             "qemu-pr-client.1",
             "1",
-            CLIENT_EXTRA,
+            CLIENT_EXTRA.to_string(),
         ),
     ] {
         let name = cmd.get_name().to_string();
@@ -185,7 +178,11 @@ fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
             })
             .render(&mut man)
             .unwrap();
-        let man = with_synopsis(String::from_utf8(man).unwrap(), &cmd);
+        let mut man = with_synopsis(String::from_utf8(man).unwrap(), &cmd);
+        if man_name == HELPER_MAN {
+            man = with_section(man, "NAME", helper_page::NAME_LINE);
+            man = with_section(man, "DESCRIPTION", helper_page::DESCRIPTION);
+        }
         let mut man = titled_after_help(man).into_bytes();
         man.extend_from_slice(extra.as_bytes());
         files.push((Path::new("man").join(man_name), man));
@@ -203,6 +200,11 @@ fn rendered() -> Vec<(PathBuf, Vec<u8>)> {
             ));
         }
     }
+    let source = format!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+    files.push((
+        Path::new("man").join(config_page::NAME),
+        config_page::render(MAN_DATE, &source).into_bytes(),
+    ));
     files
 }
 
@@ -271,4 +273,87 @@ fn man_pages_are_titled_for_their_section() {
             .unwrap();
         assert!(synopsis.contains(option), "{option} missing in: {synopsis}");
     }
+}
+
+/// whatis(1) and apropos(1) index a page under the names of its NAME line:
+/// the first must be the file's, or `man -k` lists a name `man` cannot
+/// open.
+#[test]
+fn each_page_is_indexed_under_its_file_name() {
+    let pages: Vec<(PathBuf, String)> = rendered()
+        .into_iter()
+        .filter(|(path, _)| path.starts_with("man"))
+        .map(|(path, bytes)| (path, String::from_utf8(bytes).unwrap()))
+        .collect();
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    for (path, page) in &pages {
+        let file = path.file_name().unwrap().to_str().unwrap();
+        let (stem, section) = file.rsplit_once('.').unwrap();
+        let name_line = page
+            .split(".SH NAME\n")
+            .nth(1)
+            .and_then(|s| s.lines().next())
+            .unwrap_or_else(|| panic!("{file}: no NAME"));
+        let (names, what) = name_line.split_once(" \\- ").expect("name \\- what");
+        let first = names.split(", ").next().unwrap().replace("\\-", "-");
+        assert_eq!(first, stem, "{file}: {name_line}");
+        assert!(what.len() > 20, "{file}: {name_line}");
+        let th = page.lines().find(|l| l.starts_with(".TH ")).unwrap();
+        assert!(
+            th.starts_with(&format!(".TH {} {section} ", stem.to_uppercase())),
+            "{file}: {th}"
+        );
+    }
+}
+
+/// The helper's page has the sections an operator looks for, each saying
+/// what the daemon does.
+#[test]
+fn the_helper_page_tells_environment_signals_and_exit_status() {
+    let files = rendered();
+    let (_, bytes) = files.iter().find(|(p, _)| p.ends_with(HELPER_MAN)).unwrap();
+    let page = String::from_utf8(bytes.clone()).unwrap();
+    let section = |heading: &str| -> String {
+        let start = page
+            .find(&format!(".SH {heading}\n"))
+            .unwrap_or_else(|| panic!("no {heading}"));
+        let rest = &page[start + 4..];
+        rest[..rest.find("\n.SH ").unwrap_or(rest.len())].to_string()
+    };
+    let description = section("DESCRIPTION");
+    assert!(description.contains("SCM_RIGHTS"), "{description}");
+    assert!(description.lines().count() > 10, "{description}");
+    let environment = section("ENVIRONMENT");
+    for name in [
+        "MULTIPATH_SOCKET_NAME",
+        "NOTIFY_SOCKET",
+        "LISTEN_PID",
+        "LISTEN_FDS",
+        "JOURNAL_STREAM",
+    ] {
+        assert!(environment.contains(name), "{name}: {environment}");
+    }
+    let signals = section("SIGNALS");
+    for name in ["SIGTERM", "SIGINT", "SIGHUP", "SIGPIPE"] {
+        assert!(signals.contains(name), "{name}: {signals}");
+    }
+    let exit = section("\"EXIT STATUS\"");
+    assert!(
+        exit.contains(".TP\n\\fB0\\fR\n") && exit.contains(".TP\n\\fB1\\fR\n"),
+        "{exit}"
+    );
+    assert!(section("OPTIONS").contains("\\-\\-emulate"));
+    assert!(section("FILES").contains("/var/run/qemu\\-pr\\-helper.sock"));
+}
+
+/// qemu-pr-helper.toml(5) lists every key the configuration parser reads
+/// (the library's tests hold the key list to the parser).
+#[test]
+fn the_configuration_page_lists_every_key() {
+    let files = rendered();
+    let (_, bytes) = files
+        .iter()
+        .find(|(p, _)| p.ends_with(config_page::NAME))
+        .unwrap();
+    config_page::check(&String::from_utf8(bytes.clone()).unwrap());
 }

@@ -16,10 +16,11 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe, ForkResult, Pid};
-use qemu_pr_helper::adapters::multipathd::{
-    read_message, write_message, MultipathdAddress, MultipathdNotifier, NotifyError,
+use qemu_pr_helper::adapters::multipathd::connection::{
+    read_message, write_message, MultipathdAddress, NotifyError,
 };
-use qemu_pr_helper::adapters::multipathd_relay;
+use qemu_pr_helper::adapters::multipathd::relay as multipathd_relay;
+use qemu_pr_helper::adapters::multipathd::MultipathdNotifier;
 use qemu_pr_helper::adapters::seccomp::{self, SeccompMode};
 use qemu_pr_helper::domain::multipath::dm_path_state::PATH_STATES_QUERY;
 use qemu_pr_helper::domain::multipath::events::{

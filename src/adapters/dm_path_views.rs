@@ -117,7 +117,7 @@ fn refresh(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::multipathd::{read_message, write_message, MultipathdAddress};
+    use crate::adapters::multipathd::connection::{read_message, write_message, MultipathdAddress};
     use crate::domain::multipath::path::DmState;
     use std::os::unix::net::UnixListener;
     use std::path::Path;

@@ -13,7 +13,6 @@ pub mod interface;
 pub mod leftovers;
 pub mod multipath;
 pub mod multipathd;
-pub mod multipathd_relay;
 pub mod pidfile;
 pub mod pr_ioctl;
 pub mod privileges;

@@ -486,7 +486,7 @@ impl ScsiExecutor for MultipathExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::multipathd::MultipathdAddress;
+    use crate::adapters::multipathd::connection::MultipathdAddress;
     use crate::domain::cdb::PrCdb;
     use crate::domain::device::{DeviceInfo, OpenMode};
     use crate::domain::sense::ScsiStatus;

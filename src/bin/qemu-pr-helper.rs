@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use qemu_pr_helper::cli::Cli;
+use qemu_pr_helper::config::cli::Cli;
 use qemu_pr_helper::config::Settings;
 use qemu_pr_helper::{daemon, logging};
 

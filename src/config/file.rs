@@ -248,9 +248,9 @@ where
 fn commands_per_peer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
     let value = Option::<usize>::deserialize(d)?;
     match value {
-        Some(n) if n == 0 || n > crate::server::BLOCKING_THREADS => Err(D::Error::invalid_value(
+        Some(n) if n == 0 || n > super::BLOCKING_THREADS => Err(D::Error::invalid_value(
             Unexpected::Unsigned(n as u64),
-            &format!("from 1 to {}", crate::server::BLOCKING_THREADS).as_str(),
+            &format!("from 1 to {}", super::BLOCKING_THREADS).as_str(),
         )),
         _ => Ok(value),
     }

@@ -4,17 +4,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::cli::Cli;
 use super::{
     ConfigError, ConfigFile, DeviceInterface, ExecutorKind, ExecutorSettings, Identity, LogFormat,
-    LogTo, SeccompMode, SocketPermissions, SocketSource, DEFAULT_SOCKET, DEFAULT_SYSLOG_SOCKET,
+    LogTo, SeccompMode, SocketPermissions, SocketSource, DEFAULT_PIDFILE, DEFAULT_SOCKET,
+    DEFAULT_SYSLOG_SOCKET,
 };
-use crate::cli::Cli;
 use crate::domain::allowlist::{DeviceAllowlist, PeerPolicy};
 use crate::domain::audit::KeyDisplay;
 use crate::domain::sg_io_timeout::SgIoTimeout;
-
-/// Default pidfile path, as in the C helper.
-pub const DEFAULT_PIDFILE: &str = "/var/run/qemu-pr-helper.pid";
 
 /// The merged, validated settings the daemon runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]

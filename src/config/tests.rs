@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use super::cli::Cli;
 use super::*;
-use crate::cli::Cli;
 use crate::domain::allowlist::DeviceSelector;
 use crate::domain::audit::KeyDisplay;
 use crate::domain::fault::DeviceFault;

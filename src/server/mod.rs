@@ -29,7 +29,7 @@ mod peers;
 mod status;
 mod stop;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,10 +55,6 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Commands on a busy connection never pay for parking; a VM's connection,
 /// silent for hours, costs a task only for this long.
 pub const PARK_AFTER: Duration = Duration::from_secs(1);
-
-/// Threads of the blocking pool, which runs the commands (tokio's default,
-/// stated: the per-peer bound is chosen against it).
-pub const BLOCKING_THREADS: usize = 512;
 
 /// Connections one peer process may have open: one QEMU with a
 /// pr-manager-helper object per disk, and room to reconnect, stays far

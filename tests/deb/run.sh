@@ -69,6 +69,7 @@ for path in \
     /usr/bin/qemu-pr-client \
     /usr/share/man/man8/$pkg.8.gz \
     /usr/share/man/man1/qemu-pr-client.1.gz \
+    /usr/share/man/man5/qemu-pr-helper.toml.5.gz \
     /usr/share/bash-completion/completions/qemu-pr-client \
     "$unit" \
     /usr/lib/systemd/system/$pkg.socket \
@@ -110,6 +111,10 @@ zcat /usr/share/man/man8/$pkg.8.gz | grep "^\.TH QEMU-PR-HELPER-RS 8" >/dev/null
     fail "the helper's man page is not $pkg(8)"
 # Both man pages are QEMU's and ours, side by side.
 man -w qemu-pr-helper >/dev/null 2>&1 && { man -w $pkg >/dev/null || fail "man -w $pkg"; }
+# The configuration file's page, found by its name.
+if command -v man >/dev/null; then
+    man -w 5 qemu-pr-helper.toml >/dev/null || fail "man -w 5 qemu-pr-helper.toml"
+fi
 
 # The installed unit's command line: ExecStart, with $QEMU_PR_HELPER_OPTS as
 # the installed /etc/default/qemu-pr-helper-rs sets it (or as a line of it

@@ -348,21 +348,42 @@ fn takes_reservation<R: PathRunner>(
     match command.cdb.pr_out_action()? {
         PrOutServiceAction::Reserve => Some(params.reservation_key),
         PrOutServiceAction::Preempt | PrOutServiceAction::PreemptAndAbort => {
-            let held = read_reservation(runner, live)?;
-            (held.key == params.service_action_key).then_some(params.reservation_key)
+            match held_with(runner, live, params.service_action_key) {
+                HeldWith::Yes(_) => Some(params.reservation_key),
+                HeldWith::Unknown | HeldWith::No => None,
+            }
         }
         _ => None,
     }
 }
 
-/// The reservation as READ RESERVATION on a live path shows it; `None`
-/// when there is none or it cannot be read.
-fn read_reservation<R: PathRunner>(runner: &mut R, live: &[usize]) -> Option<Reservation> {
+/// What READ RESERVATION shows about a reservation held with one key: the
+/// check a PREEMPT, a key change and a RELEASE through the map each make
+/// before acting on the reservation.
+enum HeldWith {
+    /// No live path answered READ RESERVATION: nothing is known.
+    Unknown,
+    /// No reservation, one held with another key, or an answer that does
+    /// not decode.
+    No,
+    /// Held with the key, as shown.
+    Yes(Reservation),
+}
+
+/// READ RESERVATION on the first of the `live` paths that answers it, and
+/// whether the reservation it shows is held with `key`.
+fn held_with<R: PathRunner>(runner: &mut R, live: &[usize], key: ReservationKey) -> HeldWith {
     let (check, _) = one_path(runner, live, &PrCommand::read_reservation());
-    (check.reply.status == ScsiStatus::GOOD)
-        .then(|| ReadReservation::decode(&check.reply.payload).ok())
-        .flatten()
+    if check.reply.status != ScsiStatus::GOOD {
+        return HeldWith::Unknown;
+    }
+    match ReadReservation::decode(&check.reply.payload)
+        .ok()
         .and_then(|d| d.value.reservation)
+    {
+        Some(held) if held.key == key => HeldWith::Yes(held),
+        _ => HeldWith::No,
+    }
 }
 
 /// READ FULL STATUS on the first of `paths` that answers it.
@@ -547,7 +568,7 @@ fn follow_key_change<R: PathRunner>(
     new: ReservationKey,
     own: Option<&OwnHolder>,
 ) -> Followed {
-    let Some(held) = read_reservation(runner, live).filter(|r| r.key == old) else {
+    let HeldWith::Yes(held) = held_with(runner, live, old) else {
         return Followed::Nothing;
     };
     if !held_by_own(runner, live, own) {
@@ -627,20 +648,16 @@ fn release<R: PathRunner>(
             first_bad.unwrap_or_else(|| PrReply::check_condition(PATH_FAILURE)),
         );
     }
-    let (check, _) = one_path(runner, paths, &PrCommand::read_reservation());
-    if check.reply.status != ScsiStatus::GOOD {
+    let held = match held_with(runner, paths, key) {
         // Unchecked: the RELEASE went everywhere it could.
-        return Released::answer(PrReply::good(Vec::new()));
-    }
-    let held = ReadReservation::decode(&check.reply.payload)
-        .ok()
-        .and_then(|d| d.value.reservation)
-        .filter(|r| key.0 != 0 && r.key == key);
-    let Some(held) = held else {
-        return Released {
-            holder: HolderChange::Forgotten,
-            ..Released::answer(PrReply::good(Vec::new()))
-        };
+        HeldWith::Unknown => return Released::answer(PrReply::good(Vec::new())),
+        HeldWith::Yes(held) if key.0 != 0 => held,
+        HeldWith::Yes(_) | HeldWith::No => {
+            return Released {
+                holder: HolderChange::Forgotten,
+                ..Released::answer(PrReply::good(Vec::new()))
+            }
+        }
     };
     if let Some(refusal) = first_bad {
         // A live path refused the RELEASE (not registered with the key, or

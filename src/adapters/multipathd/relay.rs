@@ -33,11 +33,11 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, sockopt, MsgFlags};
 use nix::unistd::Pid;
 
-use super::forked_child::{self, ChildError};
-use super::multipathd::{
+use super::connection::{
     socket_timeout, Answer, MultipathdAddress, MultipathdConnection, NotifyError, MAX_REPLY,
 };
-use super::seccomp::SeccompMode;
+use crate::adapters::forked_child::{self, ChildError};
+use crate::adapters::seccomp::SeccompMode;
 use crate::domain::multipath::dm_path_state::PATH_STATES_QUERY;
 use crate::domain::multipath::events::{MapCommand, MAX_COMMAND_LEN};
 
@@ -446,8 +446,10 @@ fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), String> {
     if nix::unistd::geteuid().is_root() {
         nix::unistd::setgroups(&[]).map_err(|e| format!("drop supplementary groups: {e}"))?;
     }
-    super::privileges::drop_all_capabilities().map_err(|e| format!("drop capabilities: {e}"))?;
+    crate::adapters::privileges::drop_all_capabilities()
+        .map_err(|e| format!("drop capabilities: {e}"))?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("set no_new_privs: {e}"))?;
-    super::seccomp::install_relay(mode).map_err(|e| format!("install the filter: {e}"))?;
+    crate::adapters::seccomp::install_relay(mode)
+        .map_err(|e| format!("install the filter: {e}"))?;
     Ok(())
 }

@@ -1,0 +1,5 @@
+//! The pidfile's default path, beside the socket's: both the settings and
+//! the command line's help show it.
+
+/// Default pidfile path, as in the C helper.
+pub const DEFAULT_PIDFILE: &str = "/var/run/qemu-pr-helper.pid";
