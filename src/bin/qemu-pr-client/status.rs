@@ -8,10 +8,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::render::type_name;
-use super::transport_id;
-use crate::domain::pr_in_data::{Decoded, ReadFullStatus, ReadKeys, ReadReservation};
-use crate::domain::service_action::{ReservationKey, ReservationType};
+use crate::render::type_name;
+use qemu_pr_helper::client::transport_id;
+use qemu_pr_helper::domain::pr_in_data::{Decoded, ReadFullStatus, ReadKeys, ReadReservation};
+use qemu_pr_helper::domain::service_action::{ReservationKey, ReservationType};
 
 /// Where the state came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +212,7 @@ impl Status {
                     holder: r.holder,
                     all_tg_pt: r.all_tg_pt,
                     relative_target_port: r.relative_target_port,
-                    transport_id: r.transport_id.as_deref().map(super::render::hex_string),
+                    transport_id: r.transport_id.as_deref().map(crate::render::hex_string),
                     transport_id_text: r.transport_id.as_deref().map(transport_id::to_text),
                 })
                 .collect(),
@@ -275,13 +275,13 @@ pub struct JsonRegistrant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::param_list::TransportId;
-    use crate::domain::pr_in_data::{FullStatusDescriptor, Reservation};
+    use qemu_pr_helper::domain::param_list::TransportId;
+    use qemu_pr_helper::domain::pr_in_data::{FullStatusDescriptor, Reservation};
 
     /// Shared with the client's test against a fake helper.
     mod full_status {
         use super::*;
-        include!("../../tests/common/full_status.rs");
+        include!("../../../tests/common/full_status.rs");
     }
     use full_status::{full_status_of_two, TABLE_OF_TWO};
 

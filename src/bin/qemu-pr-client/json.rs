@@ -9,12 +9,12 @@
 
 use serde::Serialize;
 
-use super::exit_status;
-use super::render::{command_name, hex_string, type_name};
-use super::request::{PrRequest, Reply};
-use super::transport_id;
-use crate::domain::pr_in_data::{Decoded, PrInData};
-use crate::domain::sense::{ScsiStatus, SenseBuffer};
+use crate::render::{command_name, hex_string, type_name};
+use qemu_pr_helper::client::exit_status;
+use qemu_pr_helper::client::request::{PrRequest, Reply};
+use qemu_pr_helper::client::transport_id;
+use qemu_pr_helper::domain::pr_in_data::{Decoded, PrInData};
+use qemu_pr_helper::domain::sense::{ScsiStatus, SenseBuffer};
 
 /// An answer from the helper.
 #[derive(Debug, Serialize)]
@@ -143,7 +143,7 @@ pub struct Registration {
 pub struct Capabilities {
     /// The bits and the type mask, as the device sent them.
     #[serde(flatten)]
-    pub bits: crate::domain::pr_in_data::Capabilities,
+    pub bits: qemu_pr_helper::domain::pr_in_data::Capabilities,
     /// The type codes the mask allows.
     pub types: Vec<u8>,
 }
@@ -303,11 +303,13 @@ pub fn line(value: &impl Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::request::PrOutOptions;
-    use crate::domain::framing::PrReply;
-    use crate::domain::pr_in_data::{ReadKeys, ReadReservation};
-    use crate::domain::sense::SenseCode;
-    use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction, ReservationKey};
+    use qemu_pr_helper::client::request::PrOutOptions;
+    use qemu_pr_helper::domain::framing::PrReply;
+    use qemu_pr_helper::domain::pr_in_data::{ReadKeys, ReadReservation};
+    use qemu_pr_helper::domain::sense::SenseCode;
+    use qemu_pr_helper::domain::service_action::{
+        PrInServiceAction, PrOutServiceAction, ReservationKey,
+    };
     use serde_json::Value;
 
     fn reply(r: PrReply) -> Reply {
@@ -363,8 +365,8 @@ mod tests {
 
     #[test]
     fn capabilities_carry_every_bit_by_its_name_and_the_types() {
-        use crate::domain::pr_in_data::Capabilities as Bits;
-        use crate::domain::service_action::ReservationType;
+        use qemu_pr_helper::domain::pr_in_data::Capabilities as Bits;
+        use qemu_pr_helper::domain::service_action::ReservationType;
         let req = PrRequest::pr_in(PrInServiceAction::ReportCapabilities, 8192).unwrap();
         let bits = Bits {
             crh: true,

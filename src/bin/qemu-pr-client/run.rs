@@ -6,15 +6,16 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::time::Duration;
 
-use super::cli::Cli;
-use super::error::Error;
-use super::request::{PrRequest, Reply};
-use super::status::Status;
-use super::{exit_status, hex, json, render, timing, HelperConnection};
-use crate::domain::pr_in_data::{ReadFullStatus, ReadKeys, ReadReservation};
-use crate::domain::sense::{ScsiStatus, SenseCode, SenseKey};
-use crate::domain::service_action::PrInServiceAction;
-use crate::domain::sg_io_timeout::SgIoTimeout;
+use crate::status::Status;
+use crate::{hex, json, render, timing};
+use qemu_pr_helper::client::cli::Cli;
+use qemu_pr_helper::client::error::Error;
+use qemu_pr_helper::client::request::{PrRequest, Reply};
+use qemu_pr_helper::client::{exit_status, HelperConnection};
+use qemu_pr_helper::domain::pr_in_data::{ReadFullStatus, ReadKeys, ReadReservation};
+use qemu_pr_helper::domain::sense::{ScsiStatus, SenseCode, SenseKey};
+use qemu_pr_helper::domain::service_action::PrInServiceAction;
+use qemu_pr_helper::domain::sg_io_timeout::SgIoTimeout;
 
 /// Where output goes.
 pub struct Output<'a> {
@@ -86,7 +87,7 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
     if let Some(clap::error::ContextValue::String(value)) =
         e.get(clap::error::ContextKind::InvalidValue)
     {
-        let cut = super::shown::shown(value);
+        let cut = qemu_pr_helper::client::shown::shown(value);
         if cut != value.as_str() {
             first = first.replace(value.as_str(), &cut);
         }
@@ -290,7 +291,7 @@ fn answer_status(request: &PrRequest, reply: &Reply) -> u8 {
     let undecodable = code == exit_status::GOOD
         && reply.header.scsi_status() == ScsiStatus::GOOD
         && request.cdb().pr_in_action().is_some_and(|a| {
-            crate::domain::pr_in_data::PrInData::decode(a, &reply.payload).is_err()
+            qemu_pr_helper::domain::pr_in_data::PrInData::decode(a, &reply.payload).is_err()
         });
     if undecodable {
         exit_status::MALFORMED

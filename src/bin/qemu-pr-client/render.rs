@@ -1,18 +1,18 @@
 //! Turning a reply into what the operator reads: sg_persist-like text.
-//! Pure functions of the request and reply; JSON is in [`super::json`], hex
-//! in [`super::hex`].
+//! Pure functions of the request and reply; JSON is in [`crate::json`], hex
+//! in [`crate::hex`].
 
 use std::fmt::Write as _;
 
-use super::request::{PrRequest, Reply};
-use crate::domain::cdb::Hex;
-use crate::domain::param_list::protocol_id;
-use crate::domain::pr_in_data::{
+use qemu_pr_helper::client::request::{PrRequest, Reply};
+use qemu_pr_helper::domain::cdb::Hex;
+use qemu_pr_helper::domain::param_list::protocol_id;
+use qemu_pr_helper::domain::pr_in_data::{
     Capabilities, Decoded, FullStatusDescriptor, PrInData, ReadFullStatus, ReadKeys,
     ReadReservation,
 };
-use crate::domain::sense::{ScsiStatus, SenseCode};
-use crate::domain::service_action::ReservationType;
+use qemu_pr_helper::domain::sense::{ScsiStatus, SenseCode};
+use qemu_pr_helper::domain::service_action::ReservationType;
 
 /// Text for standard output and standard error.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -287,11 +287,13 @@ pub fn hex_string(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::request::PrOutOptions;
-    use crate::domain::framing::PrReply;
-    use crate::domain::param_list::TransportId;
-    use crate::domain::pr_in_data::Reservation;
-    use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction, ReservationKey};
+    use qemu_pr_helper::client::request::PrOutOptions;
+    use qemu_pr_helper::domain::framing::PrReply;
+    use qemu_pr_helper::domain::param_list::TransportId;
+    use qemu_pr_helper::domain::pr_in_data::Reservation;
+    use qemu_pr_helper::domain::service_action::{
+        PrInServiceAction, PrOutServiceAction, ReservationKey,
+    };
 
     fn reply(r: PrReply) -> Reply {
         Reply::from_pr_reply(r).unwrap()
