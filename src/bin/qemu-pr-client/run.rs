@@ -43,7 +43,8 @@ pub fn run(cli: &Cli, out: Output<'_>) -> u8 {
             let code = e.exit_status();
             if cli.json {
                 let f = json::Failure {
-                    command,
+                    command: command.as_ref().map(|c| c.0.clone()),
+                    command_name: command.map(|c| c.1),
                     error: e.kind(),
                     message: e.to_string(),
                     exit_status: code,
@@ -95,6 +96,7 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
     if code != 0 && json_wanted {
         let f = json::Failure {
             command: None,
+            command_name: None,
             error: if code == exit_status::CONTRADICT {
                 "contradict"
             } else {
@@ -112,7 +114,8 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
     code
 }
 
-type Failed = (Option<String>, Error);
+/// A failure and the command it stopped (token and name), if known.
+type Failed = (Option<(String, String)>, Error);
 
 fn execute(cli: &Cli, stderr: &mut dyn Write) -> Result<Outcome, Failed> {
     let single = if cli.status {
@@ -120,7 +123,9 @@ fn execute(cli: &Cli, stderr: &mut dyn Write) -> Result<Outcome, Failed> {
     } else {
         Some(cli.request().map_err(|e| (None, e))?)
     };
-    let command = single.as_ref().map(render::command_name);
+    let command = single
+        .as_ref()
+        .map(|r| (render::command_token(r), render::command_name(r)));
     let fail = |e: Error| (command.clone(), e);
     let device = cli.open_device().map_err(fail)?;
     let timeout = (cli.timeout != 0).then(|| Duration::from_secs(cli.timeout));
@@ -266,7 +271,7 @@ fn print_outcome(cli: &Cli, outcome: &Outcome, out: Output<'_>) -> u8 {
                     let _ = write!(out.stdout, "{dump}");
                 }
                 _ => {
-                    let text = render::human(request, reply);
+                    let text = render::human(request, reply, cli.verbose);
                     let _ = write!(out.stdout, "{}", text.stdout);
                     let _ = write!(out.stderr, "{}", text.stderr);
                 }
