@@ -4,7 +4,7 @@
 //! The protocol client (options, requests, the connection) is in the
 //! library; how answers are shown is here, beside the binary:
 //!
-//! - [`run`]: one run of the client: options in, output and exit status out.
+//! - [`mod@run`]: one run of the client: options in, output and exit status out.
 //! - [`render`]: sg_persist-like text (pure).
 //! - [`hex`]: `-H` and `-v` output in sg3_utils' hex layout (pure).
 //! - [`json`]: `--json`, one line for every outcome (pure).
