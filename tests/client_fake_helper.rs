@@ -238,7 +238,9 @@ fn register_sends_the_parameter_list() {
     expected[20] = 0x01;
     assert_eq!(got.params, expected);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(text(&out.stdout), "PR out (REGISTER): command successful\n");
+    // As sg_persist: a PR OUT that succeeds prints nothing.
+    assert_eq!(out.stdout, b"");
+    assert_eq!(out.stderr, b"");
 }
 
 #[test]
@@ -252,42 +254,62 @@ fn check_condition_prints_sense_on_stderr_and_exits_with_its_category() {
     assert!(out.stdout.is_empty());
     assert_eq!(
         text(&out.stderr),
-        "PR out (RESERVE): CHECK CONDITION: ILLEGAL REQUEST (5h) asc/ascq 24h/00h \
-         INVALID FIELD IN CDB\n"
+        "PR out (Reserve): bad field in cdb or parameter list (perhaps unsupported service \
+         action)\n"
     );
 }
 
 /// The exit status a script written for sg_persist checks, for each answer.
 #[test]
-fn exit_status_follows_sg3_utils_for_each_answer() {
+fn exit_status_and_message_follow_sg_persist_for_each_answer() {
     let ua = SenseCode::REGISTRATIONS_PREEMPTED;
+    let bad_field = "bad field in cdb or parameter list (perhaps unsupported service action)";
     let cases = [
-        (PrReply::good(Vec::new()), 0),
-        (PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT), 24),
-        (PrReply::status_only(ScsiStatus::BUSY), 26),
-        (PrReply::status_only(ScsiStatus::TASK_SET_FULL), 27),
-        (PrReply::check_condition(ua), 6),
-        (PrReply::check_condition(SenseCode::LUN_NOT_READY), 2),
+        (PrReply::good(Vec::new()), 0, ""),
+        (
+            PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT),
+            24,
+            "Reservation conflict",
+        ),
+        (PrReply::status_only(ScsiStatus::BUSY), 26, "Busy"),
+        (
+            PrReply::status_only(ScsiStatus::TASK_SET_FULL),
+            27,
+            "Task set full",
+        ),
+        (PrReply::check_condition(ua), 6, "Unit attention"),
+        (
+            PrReply::check_condition(SenseCode::LUN_NOT_READY),
+            2,
+            "Device not ready",
+        ),
         (
             PrReply::check_condition(SenseCode::INTERNAL_TARGET_FAILURE),
             3,
+            "Medium or hardware error",
         ),
         (
             PrReply::check_condition(SenseCode::INVALID_FIELD_IN_PARAMETER_LIST),
             5,
+            bad_field,
         ),
         (
             PrReply::check_condition(SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION),
             5,
+            bad_field,
         ),
-        (PrReply::check_condition(SenseCode::SPACE_ALLOC_FAILED), 7),
-        (PrReply::check_condition(SenseCode::INVALID_OPCODE), 9),
         (
-            PrReply::check_condition(SenseCode::IO_PROCESS_TERMINATED),
+            PrReply::check_condition(SenseCode::SPACE_ALLOC_FAILED),
+            7,
+            "Data protect",
+        ),
+        (
+            PrReply::check_condition(SenseCode::LUN_COMM_FAILURE),
             11,
+            "Aborted command",
         ),
     ];
-    for (reply, code) in cases {
+    for (reply, code, words) in cases {
         let what = format!("{:?}", reply.status);
         let (out, _) = one_exchange(reply, &["-o", "-L", "-K", "1", "-T", "1"]);
         assert_eq!(
@@ -296,6 +318,164 @@ fn exit_status_follows_sg3_utils_for_each_answer() {
             "{what}: {}",
             text(&out.stderr)
         );
+        assert_eq!(out.stdout, b"", "{what}");
+        let expected = if words.is_empty() {
+            String::new()
+        } else {
+            format!("PR out (Release): {words}\n")
+        };
+        assert_eq!(text(&out.stderr), expected, "{what}");
+    }
+    // INVALID COMMAND OPERATION CODE: sg_persist's words, then why the
+    // helper answers it.
+    let (out, _) = one_exchange(
+        PrReply::check_condition(SenseCode::INVALID_OPCODE),
+        &["-o", "-L", "-K", "1", "-T", "1"],
+    );
+    assert_eq!(out.status.code(), Some(9));
+    assert_eq!(
+        text(&out.stderr),
+        "PR out (Release): command not supported\n  (the helper answers this to PR OUT on \
+         a device opened read-only: drop --readonly)\n"
+    );
+    // PR IN names its action the same way.
+    let (out, _) = one_exchange(
+        PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT),
+        &["-i", "-r"],
+    );
+    assert_eq!(out.status.code(), Some(24));
+    assert_eq!(out.stdout, b"");
+    assert_eq!(
+        text(&out.stderr),
+        "PR in (Read reservation): Reservation conflict\n"
+    );
+}
+
+#[test]
+fn pr_out_success_is_silent_and_with_verbose_says_so_on_stderr() {
+    let (out, _) = one_exchange(
+        PrReply::good(Vec::new()),
+        &["-o", "-R", "-K", "1", "-T", "5"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice()),
+        (&b""[..], &b""[..])
+    );
+    let (out, _) = one_exchange(
+        PrReply::good(Vec::new()),
+        &["-v", "-o", "-R", "-K", "1", "-T", "5"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"");
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("    Persistent reservation out cdb: "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("\nPR out: command (Reserve) successful\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sg_persists_underscore_spellings_are_accepted() {
+    // Each pair must send the same bytes.
+    let pairs: [(&[&str], &[&str]); 11] = [
+        (&["--read_keys"], &["--read-keys"]),
+        (&["--read_reservation"], &["--read-reservation"]),
+        (&["--report_capabilities"], &["--report-capabilities"]),
+        (&["--read_full_status"], &["--read-full-status"]),
+        (&["--read_status"], &["--read-full-status"]),
+        (
+            &["--read_keys", "--alloc_length=40", "--no_inquiry"],
+            &["--read-keys", "--alloc-length=40", "--no-inquiry"],
+        ),
+        (
+            &[
+                "-o",
+                "--register_ignore",
+                "--param_sark=5",
+                "--param_aptpl",
+                "--param_alltgpt",
+            ],
+            &[
+                "-o",
+                "--register-ignore",
+                "--param-sark=5",
+                "--param-aptpl",
+                "--param-alltgpt",
+            ],
+        ),
+        (
+            &[
+                "-o",
+                "--preempt_abort",
+                "--param_rk=1",
+                "--param_sark=2",
+                "--prout_type=5",
+            ],
+            &[
+                "-o",
+                "--preempt-abort",
+                "--param-rk=1",
+                "--param-sark=2",
+                "--prout-type=5",
+            ],
+        ),
+        (
+            &[
+                "-o",
+                "--register_move",
+                "--param_rk=1",
+                "--param_sark=2",
+                "--prout_type=1",
+                "--relative_target_port=3",
+                "--transport_id=sas,5000000000000001",
+                "--param_unreg",
+            ],
+            &[
+                "-o",
+                "--register-move",
+                "--param-rk=1",
+                "--param-sark=2",
+                "--prout-type=1",
+                "--relative-target-port=3",
+                "--transport-id=sas,5000000000000001",
+                "--unreg",
+            ],
+        ),
+        (
+            &["-o", "--replace_lost", "--param_sark=9", "--prout_type=5"],
+            &["-o", "--replace-lost", "--param-sark=9", "--prout-type=5"],
+        ),
+        (
+            &[
+                "-o",
+                "-G",
+                "--transport_id=sas,5000000000000001",
+                "--param_sark=1",
+            ],
+            &[
+                "-o",
+                "-G",
+                "--transport-id=sas,5000000000000001",
+                "--param-sark=1",
+            ],
+        ),
+    ];
+    for (underscore, hyphen) in pairs {
+        let (a, got_a) = one_exchange(PrReply::good(Vec::new()), underscore);
+        let (b, got_b) = one_exchange(PrReply::good(Vec::new()), hyphen);
+        assert_eq!(
+            a.status.code(),
+            b.status.code(),
+            "{underscore:?}: {}",
+            text(&a.stderr)
+        );
+        assert_eq!(got_a.cdb, got_b.cdb, "{underscore:?}");
+        assert_eq!(got_a.params, got_b.params, "{underscore:?}");
     }
 }
 
@@ -322,7 +502,8 @@ fn json_answer_has_decoded_fields_and_no_sense_without_sense() {
     };
     let (out, _) = one_exchange(PrReply::good(data.encode()), &["-i", "-r", "--json"]);
     let j = json_of(&out);
-    assert_eq!(j["command"], "PR in (READ RESERVATION)");
+    assert_eq!(j["command"], "read-reservation");
+    assert_eq!(j["command_name"], "PR in (Read reservation)");
     assert_eq!(j["status"], 0);
     assert!(j.get("sense").is_none(), "{j}");
     assert_eq!(j["generation"], 5);
@@ -379,7 +560,8 @@ fn json_for_failures_without_an_answer() {
     f.one();
     let j = json_of(&out);
     assert_eq!(j["error"], "helper_protocol");
-    assert_eq!(j["command"], "PR out (CLEAR)");
+    assert_eq!(j["command"], "clear");
+    assert_eq!(j["command_name"], "PR out (Clear)");
     assert_eq!(out.status.code(), Some(38));
 }
 
@@ -449,7 +631,7 @@ fn verbose_shows_the_cdb_the_parameter_list_and_the_reply_header() {
         "{err}"
     );
     assert!(
-        err.ends_with("PR out (RESERVE): RESERVATION CONFLICT\n"),
+        err.ends_with("PR out (Reserve): Reservation conflict\n  status: RESERVATION CONFLICT\n"),
         "{err}"
     );
     assert_eq!(out.status.code(), Some(24));
@@ -477,10 +659,9 @@ fn replace_lost_and_device_option_and_no_inquiry() {
     let got = f.one();
     assert_eq!(&got.cdb[..3], &[0x5f, 0x08, 0x05]);
     assert_eq!(&got.params[8..16], &0x99u64.to_be_bytes());
-    assert_eq!(
-        text(&out.stdout),
-        "PR out (REPLACE LOST RESERVATION): command successful\n"
-    );
+    assert_eq!(out.stdout, b"");
+    assert_eq!(out.stderr, b"");
+    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]
@@ -550,9 +731,9 @@ fn status_falls_back_to_read_keys_and_read_reservation() {
     let j = json_of(&out);
     assert_eq!(j["source"], "READ KEYS + READ RESERVATION");
     assert_eq!(j["generation"], 7);
-    assert_eq!(j["registrants"][0]["holder"], false);
-    assert_eq!(j["registrants"][1]["holder"], true);
-    assert!(j["registrants"][1]["transport_id"].is_null());
+    assert_eq!(j["registrations"][0]["holder"], false);
+    assert_eq!(j["registrations"][1]["holder"], true);
+    assert!(j["registrations"][1]["transport_id"].is_null());
     assert_eq!(j["reservation"]["type"], 1);
 }
 
@@ -565,7 +746,10 @@ fn status_reports_a_failure_other_than_unsupported() {
     let out = client(&f.socket, &["--status"], dev.path());
     assert_eq!(f.all().len(), 1, "no fallback for a UNIT ATTENTION");
     assert_eq!(out.status.code(), Some(6));
-    assert!(text(&out.stderr).contains("UNIT ATTENTION"));
+    assert_eq!(
+        text(&out.stderr),
+        "PR in (Read full status): Unit attention\n"
+    );
 }
 
 #[test]

@@ -11,10 +11,14 @@ use clap::{ArgAction, ArgGroup, Parser};
 use crate::client::error::Error;
 use crate::client::request::{parse_alloc_len, parse_hex_u64, parse_maxlen};
 use crate::client::shown::shown;
-use crate::client::{exit_status, timing, transport_id, PrOutOptions, PrRequest, RequestError};
+use crate::client::{exit_status, transport_id, PrOutOptions, PrRequest, RequestError};
 use crate::domain::device::DeviceKind;
 use crate::domain::param_list::TransportId;
 use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
+
+/// The most runs `--repeat` takes: every round trip is kept for the
+/// median and p99 (16 MB at most), never memory in proportion to any u32.
+pub const MAX_REPEAT: u32 = 1_000_000;
 
 /// What `--help` prints after the options.
 const AFTER_HELP: &str = "\
@@ -28,7 +32,8 @@ Examples:
 
 /// Send one PERSISTENT RESERVE IN/OUT command through a qemu-pr-helper, as QEMU does.
 ///
-/// Options are sg_persist's (sg3_utils 1.47): keys (-K, -S), the type (-T), the
+/// Options are sg_persist's (sg3_utils 1.47; its underscore spellings, such as
+/// `--read_keys` and `--param_sark`, are accepted too): keys (-K, -S), the type (-T), the
 /// relative target port (-Q) and the allocation length (-l) are hex; exit statuses are
 /// sg3_utils' values. The device is opened here and its fd handed to the helper, which
 /// runs the command with its own privileges: this checks that the helper works with this
@@ -50,16 +55,17 @@ pub struct Cli {
     pub pr_out: bool,
 
     /// PR IN: READ KEYS.
-    #[arg(short = 'k', long)]
+    #[arg(short = 'k', long, alias = "read_keys")]
     pub read_keys: bool,
     /// PR IN: READ RESERVATION.
-    #[arg(short = 'r', long)]
+    #[arg(short = 'r', long, alias = "read_reservation")]
     pub read_reservation: bool,
     /// PR IN: REPORT CAPABILITIES.
-    #[arg(short = 'c', long)]
+    #[arg(short = 'c', long, alias = "report_capabilities")]
     pub report_capabilities: bool,
     /// PR IN: READ FULL STATUS.
-    #[arg(short = 's', long, visible_alias = "read-status")]
+    #[arg(short = 's', long, visible_alias = "read-status",
+          aliases = ["read_full_status", "read_status"])]
     pub read_full_status: bool,
     /// One table of the whole state: generation, reservation type and scope, every
     /// registrant's key, port and TransportID, the holder marked. From READ FULL
@@ -71,7 +77,7 @@ pub struct Cli {
     #[arg(short = 'G', long)]
     pub register: bool,
     /// PR OUT: REGISTER AND IGNORE EXISTING KEY.
-    #[arg(short = 'I', long)]
+    #[arg(short = 'I', long, alias = "register_ignore")]
     pub register_ignore: bool,
     /// PR OUT: RESERVE.
     #[arg(short = 'R', long)]
@@ -86,47 +92,54 @@ pub struct Cli {
     #[arg(short = 'P', long)]
     pub preempt: bool,
     /// PR OUT: PREEMPT AND ABORT.
-    #[arg(short = 'A', long)]
+    #[arg(short = 'A', long, alias = "preempt_abort")]
     pub preempt_abort: bool,
     /// PR OUT: REGISTER AND MOVE.
-    #[arg(short = 'M', long)]
+    #[arg(short = 'M', long, alias = "register_move")]
     pub register_move: bool,
     /// PR OUT: REPLACE LOST RESERVATION (give -S NEW_KEY and -T TYPE).
-    #[arg(short = 'z', long)]
+    #[arg(short = 'z', long, alias = "replace_lost")]
     pub replace_lost: bool,
 
     /// RESERVATION KEY (hex, with or without 0x).
-    #[arg(short = 'K', long, value_name = "RK", value_parser = parse_hex_u64, default_value = "0")]
+    #[arg(short = 'K', long, alias = "param_rk", value_name = "RK", value_parser = parse_hex_u64, default_value = "0")]
     pub param_rk: u64,
     /// SERVICE ACTION RESERVATION KEY (hex, with or without 0x).
-    #[arg(short = 'S', long, value_name = "SARK", value_parser = parse_hex_u64, default_value = "0")]
+    #[arg(short = 'S', long, alias = "param_sark", value_name = "SARK", value_parser = parse_hex_u64, default_value = "0")]
     pub param_sark: u64,
     /// Reservation TYPE (hex): 1 WE, 3 EA, 5 WE-RO, 6 EA-RO, 7 WE-AR, 8 EA-AR.
-    #[arg(short = 'T', long, value_name = "TYPE", value_parser = parse_type, default_value = "0")]
+    #[arg(short = 'T', long, alias = "prout_type", value_name = "TYPE", value_parser = parse_type, default_value = "0")]
     pub prout_type: u8,
     /// Reservation SCOPE (hex, 0 to f), beyond sg_persist: 0 (LU_SCOPE, the
     /// only one SPC-4 defines) unless a test wants to see another refused.
     #[arg(long, value_name = "SCOPE", value_parser = parse_scope, default_value = "0")]
     pub scope: u8,
     /// Set APTPL (persist through power loss).
-    #[arg(short = 'Z', long)]
+    #[arg(short = 'Z', long, alias = "param_aptpl")]
     pub param_aptpl: bool,
     /// Set ALL_TG_PT (register through every target port).
-    #[arg(short = 'Y', long)]
+    #[arg(short = 'Y', long, alias = "param_alltgpt")]
     pub param_alltgpt: bool,
     /// TransportID: sas,ADDR | fcp,WWN | spi,ADDR,RTPI | sbp,EUI64 | srp,ID | sop,ID | iSCSI
     /// name | hex bytes | file=NAME or - (one a line, # comments). Repeat for REGISTER with
     /// SPEC_I_PT; exactly one for REGISTER AND MOVE.
-    #[arg(short = 'X', long, value_name = "TIDS")]
+    #[arg(short = 'X', long, alias = "transport_id", value_name = "TIDS")]
     pub transport_id: Vec<String>,
     /// RELATIVE TARGET PORT IDENTIFIER for REGISTER AND MOVE (hex, 0 to ffff).
-    #[arg(short = 'Q', long, value_name = "RTPI", value_parser = parse_port)]
+    #[arg(short = 'Q', long, alias = "relative_target_port", value_name = "RTPI",
+          value_parser = parse_port)]
     pub relative_target_port: Option<u16>,
     /// Set UNREG for REGISTER AND MOVE.
-    #[arg(short = 'U', long, visible_alias = "param-unreg")]
+    #[arg(
+        short = 'U',
+        long,
+        visible_alias = "param-unreg",
+        alias = "param_unreg"
+    )]
     pub unreg: bool,
     /// PR IN allocation length in hex (default 2000 = 8192 bytes, the helper's maximum).
-    #[arg(short = 'l', long, value_name = "LEN", value_parser = parse_alloc_len)]
+    #[arg(short = 'l', long, alias = "alloc_length", value_name = "LEN",
+          value_parser = parse_alloc_len)]
     pub alloc_length: Option<u16>,
     /// PR IN allocation length, decimal by default (8192, 8k, 0x2000, 2000h).
     #[arg(short = 'm', long, value_name = "LEN", value_parser = parse_maxlen)]
@@ -142,7 +155,7 @@ pub struct Cli {
     pub verbose: u8,
     /// Accepted for sg_persist's command lines; does nothing here: the helper runs only
     /// PERSISTENT RESERVE IN/OUT, so no INQUIRY is ever sent (and none is printed).
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, alias = "no_inquiry")]
     pub no_inquiry: bool,
     /// Open the device read-only (the helper refuses PR OUT on such an fd); -yy forces a
     /// read-write open despite SG_PERSIST_IN_RDONLY, which otherwise makes PR IN open
@@ -175,7 +188,7 @@ pub struct Cli {
     /// print the round trip's median, p99, lowest and highest to stderr; the
     /// answer printed is the last one.
     #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(timing::MAX_REPEAT)))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_REPEAT)))]
     pub repeat: u32,
     /// Run the command with SG_IO on the device, in this process, instead of
     /// through a helper (needs CAP_SYS_RAWIO): with --repeat, the baseline

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use super::exit_status;
 use super::shown::shown_path;
-use super::timing::DirectError;
 use super::{ClientError, Phase};
+use crate::domain::device::DeviceKind;
 
 /// Why the client could not produce an answer.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,20 @@ impl Error {
             _ => "device",
         }
     }
+}
+
+/// Why `--direct` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectError {
+    /// SG_IO is only for block and sg/bsg devices.
+    #[error("--direct needs a block, sg or bsg device, not {}", .0.described())]
+    NotADevice(DeviceKind),
+    /// The device fd could not be duplicated for inspection.
+    #[error("cannot inspect the device: {0}")]
+    Io(#[from] std::io::Error),
+    /// The reply did not decode (cannot happen for a reply built here).
+    #[error("{0}")]
+    Reply(#[from] ClientError),
 }
 
 #[cfg(test)]

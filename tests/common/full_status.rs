@@ -1,6 +1,6 @@
 // READ FULL STATUS of two SAS registrants, the first holding Write
 // Exclusive - Registrants Only, and the status table it makes: the fixture
-// of the table's unit test (src/client/status.rs) and of the client's test
+// of the table's unit test (src/bin/qemu-pr-client/status.rs) and of the client's test
 // against a fake helper (tests/client_fake_helper.rs). Both `include!` it
 // in a module that has ReadFullStatus, FullStatusDescriptor, ReservationKey
 // and TransportId in scope (the crate's paths differ between the two).

@@ -173,8 +173,9 @@ grep 'multipathd relay started' "$work/helper.log"
 echo "-- a PR command through KubeVirt's socket"
 # No SCSI device here: a loop device. SG_IO reaches the kernel, which
 # refuses it (EINVAL), and the helper answers ILLEGAL REQUEST, INVALID FIELD
-# IN CDB: the request went through the executor and back.
-answer=$("$client" --socket "$pr/pr-helper.sock" -i -k "$loop" 2>&1) && fail "READ KEYS on a loop device succeeded"
+# IN CDB: the request went through the executor and back (-v: the sense
+# follows sg_persist's one line).
+answer=$("$client" --socket "$pr/pr-helper.sock" -v -i -k "$loop" 2>&1) && fail "READ KEYS on a loop device succeeded"
 echo "$answer"
 [[ $answer == *"ILLEGAL REQUEST"*"24h/00h"* ]] || fail "unexpected answer: $answer"
 devno=$(devno "$loop")

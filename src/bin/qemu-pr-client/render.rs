@@ -1,18 +1,21 @@
 //! Turning a reply into what the operator reads: sg_persist-like text.
-//! Pure functions of the request and reply; JSON is in [`super::json`], hex
-//! in [`super::hex`].
+//! Pure functions of the request and reply; JSON is in [`crate::json`], hex
+//! in [`crate::hex`].
 
 use std::fmt::Write as _;
 
-use super::request::{PrRequest, Reply};
-use crate::domain::cdb::Hex;
-use crate::domain::param_list::protocol_id;
-use crate::domain::pr_in_data::{
+use qemu_pr_helper::client::exit_status;
+use qemu_pr_helper::client::request::{PrRequest, Reply};
+use qemu_pr_helper::domain::cdb::Hex;
+use qemu_pr_helper::domain::param_list::protocol_id;
+use qemu_pr_helper::domain::pr_in_data::{
     Capabilities, Decoded, FullStatusDescriptor, PrInData, ReadFullStatus, ReadKeys,
     ReadReservation,
 };
-use crate::domain::sense::{ScsiStatus, SenseCode};
-use crate::domain::service_action::ReservationType;
+use qemu_pr_helper::domain::sense::{ScsiStatus, SenseCode};
+use qemu_pr_helper::domain::service_action::{
+    PrInServiceAction, PrOutServiceAction, ReservationType,
+};
 
 /// Text for standard output and standard error.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,45 +26,145 @@ pub struct Rendered {
     pub stderr: String,
 }
 
-/// What the command was, for messages: "PR in (READ KEYS)".
+/// What the command was, in sg_persist's words: "PR in (Read keys)",
+/// "PR out (Reserve)", so that a script matching sg_persist's messages
+/// matches ours.
 pub fn command_name(request: &PrRequest) -> String {
     match (request.cdb().pr_in_action(), request.cdb().pr_out_action()) {
-        (Some(a), _) => format!("PR in ({a})"),
-        (_, Some(a)) => format!("PR out ({a})"),
+        (Some(a), _) => format!("PR in ({})", pr_in_name(a)),
+        (_, Some(a)) => format!("PR out ({})", pr_out_name(a)),
         _ => "command".to_string(),
     }
 }
 
-/// sg_persist-like text.
-pub fn human(request: &PrRequest, reply: &Reply) -> Rendered {
+/// The command as a token a script can match: the long option that asks
+/// for it ("read-keys", "register-ignore", ...).
+pub fn command_token(request: &PrRequest) -> String {
+    use PrInServiceAction as In;
+    use PrOutServiceAction as Out;
+    let token = match (request.cdb().pr_in_action(), request.cdb().pr_out_action()) {
+        (Some(In::ReadKeys), _) => "read-keys",
+        (Some(In::ReadReservation), _) => "read-reservation",
+        (Some(In::ReportCapabilities), _) => "report-capabilities",
+        (Some(In::ReadFullStatus), _) => "read-full-status",
+        (Some(In::Unknown(sa)), _) => return format!("pr-in-0x{sa:02x}"),
+        (_, Some(Out::Register)) => "register",
+        (_, Some(Out::Reserve)) => "reserve",
+        (_, Some(Out::Release)) => "release",
+        (_, Some(Out::Clear)) => "clear",
+        (_, Some(Out::Preempt)) => "preempt",
+        (_, Some(Out::PreemptAndAbort)) => "preempt-abort",
+        (_, Some(Out::RegisterAndIgnoreExistingKey)) => "register-ignore",
+        (_, Some(Out::RegisterAndMove)) => "register-move",
+        (_, Some(Out::ReplaceLostReservation)) => "replace-lost",
+        (_, Some(a)) => return format!("pr-out-0x{:02x}", a.code()),
+        (None, None) => "command",
+    };
+    token.to_string()
+}
+
+/// sg_persist's name for a PR IN service action.
+fn pr_in_name(a: PrInServiceAction) -> String {
+    match a {
+        PrInServiceAction::ReadKeys => "Read keys".into(),
+        PrInServiceAction::ReadReservation => "Read reservation".into(),
+        PrInServiceAction::ReportCapabilities => "Report capabilities".into(),
+        PrInServiceAction::ReadFullStatus => "Read full status".into(),
+        PrInServiceAction::Unknown(sa) => format!("service action=0x{sa:x}"),
+    }
+}
+
+/// sg_persist's name for a PR OUT service action.
+fn pr_out_name(a: PrOutServiceAction) -> String {
+    match a {
+        PrOutServiceAction::Register => "Register".into(),
+        PrOutServiceAction::Reserve => "Reserve".into(),
+        PrOutServiceAction::Release => "Release".into(),
+        PrOutServiceAction::Clear => "Clear".into(),
+        PrOutServiceAction::Preempt => "Preempt".into(),
+        PrOutServiceAction::PreemptAndAbort => "Preempt and abort".into(),
+        PrOutServiceAction::RegisterAndIgnoreExistingKey => {
+            "Register and ignore existing key".into()
+        }
+        PrOutServiceAction::RegisterAndMove => "Register and move".into(),
+        PrOutServiceAction::ReplaceLostReservation => "Replace lost reservation".into(),
+        a => format!("service action=0x{:x}", a.code()),
+    }
+}
+
+/// What sg_persist says after the command's name when it fails, from the
+/// exit status it would return (sg3_utils' category words).
+pub fn failure_words(exit_status: u8) -> &'static str {
+    match exit_status {
+        exit_status::INVALID_OPCODE => "command not supported",
+        exit_status::ILLEGAL_REQUEST => {
+            "bad field in cdb or parameter list (perhaps unsupported service action)"
+        }
+        exit_status::NOT_READY => "Device not ready",
+        exit_status::MEDIUM_HARD => "Medium or hardware error",
+        exit_status::UNIT_ATTENTION => "Unit attention",
+        exit_status::DATA_PROTECT => "Data protect",
+        exit_status::COPY_ABORTED => "Copy aborted",
+        exit_status::ABORTED_COMMAND => "Aborted command",
+        exit_status::MISCOMPARE => "Miscompare",
+        exit_status::LBA_OUT_OF_RANGE => "LBA out of range",
+        exit_status::RESERVATION_CONFLICT => "Reservation conflict",
+        exit_status::CONDITION_MET => "Condition met",
+        exit_status::BUSY => "Busy",
+        exit_status::TASK_SET_FULL => "Task set full",
+        exit_status::ACA_ACTIVE => "ACA active",
+        exit_status::TASK_ABORTED => "Task aborted",
+        exit_status::PROTECTION => "Aborted command, protection error",
+        exit_status::OTHER_SENSE => "Some other sense error",
+        _ => "Some other error",
+    }
+}
+
+/// sg_persist-like text. A failure is sg_persist's one line on stderr
+/// ("PR out (Reserve): Reservation conflict"); with `verbose`, the status
+/// and sense follow it. A PR OUT that succeeds prints nothing, or with
+/// `verbose` sg_persist's line on stderr.
+pub fn human(request: &PrRequest, reply: &Reply, verbose: u8) -> Rendered {
     let mut out = Rendered::default();
     let status = reply.header.scsi_status();
     let what = command_name(request);
     if status != ScsiStatus::GOOD {
-        let _ = write!(out.stderr, "{what}: {}", status.name());
-        if status == ScsiStatus::CHECK_CONDITION {
-            match reply.header.sense.code() {
-                Some(code) => {
-                    let _ = write!(out.stderr, ": {code}");
-                    if let Some(name) = code.name() {
-                        let _ = write!(out.stderr, " {name}");
+        let code = exit_status::for_reply(status, &reply.header.sense);
+        let _ = writeln!(out.stderr, "{what}: {}", failure_words(code));
+        if verbose > 0 {
+            let _ = write!(out.stderr, "  status: {}", status.name());
+            if status == ScsiStatus::CHECK_CONDITION {
+                match reply.header.sense.code() {
+                    Some(code) => {
+                        let _ = write!(out.stderr, ", sense: {code}");
+                        if let Some(name) = code.name() {
+                            let _ = write!(out.stderr, " {name}");
+                        }
                     }
-                    if code == SenseCode::INVALID_OPCODE && request.cdb().pr_out_action().is_some()
-                    {
-                        out.stderr.push_str(
-                            "\n  (the helper answers this to PR OUT on a device opened \
-                             read-only: drop --readonly)",
-                        );
-                    }
+                    None => out.stderr.push_str(", no recognisable sense data"),
                 }
-                None => out.stderr.push_str(": no recognisable sense data"),
             }
+            out.stderr.push('\n');
         }
-        out.stderr.push('\n');
+        if status == ScsiStatus::CHECK_CONDITION
+            && reply.header.sense.code() == Some(SenseCode::INVALID_OPCODE)
+            && request.cdb().pr_out_action().is_some()
+        {
+            out.stderr.push_str(
+                "  (the helper answers this to PR OUT on a device opened read-only: \
+                 drop --readonly)\n",
+            );
+        }
         return out;
     }
     let Some(action) = request.cdb().pr_in_action() else {
-        let _ = writeln!(out.stdout, "{what}: command successful");
+        if verbose > 0 {
+            let name = request
+                .cdb()
+                .pr_out_action()
+                .map_or_else(String::new, pr_out_name);
+            let _ = writeln!(out.stderr, "PR out: command ({name}) successful");
+        }
         return out;
     };
     match PrInData::decode(action, &reply.payload) {
@@ -287,11 +390,13 @@ pub fn hex_string(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::request::PrOutOptions;
-    use crate::domain::framing::PrReply;
-    use crate::domain::param_list::TransportId;
-    use crate::domain::pr_in_data::Reservation;
-    use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction, ReservationKey};
+    use qemu_pr_helper::client::request::PrOutOptions;
+    use qemu_pr_helper::domain::framing::PrReply;
+    use qemu_pr_helper::domain::param_list::TransportId;
+    use qemu_pr_helper::domain::pr_in_data::Reservation;
+    use qemu_pr_helper::domain::service_action::{
+        PrInServiceAction, PrOutServiceAction, ReservationKey,
+    };
 
     fn reply(r: PrReply) -> Reply {
         Reply::from_pr_reply(r).unwrap()
@@ -310,6 +415,7 @@ mod tests {
         let r = human(
             &pr_in(PrInServiceAction::ReadKeys),
             &reply(PrReply::good(data.encode())),
+            0,
         );
         assert_eq!(
             r.stdout,
@@ -319,6 +425,7 @@ mod tests {
         let none = human(
             &pr_in(PrInServiceAction::ReadKeys),
             &reply(PrReply::good(ReadKeys::default().encode())),
+            0,
         );
         assert_eq!(
             none.stdout,
@@ -333,7 +440,7 @@ mod tests {
             keys: vec![ReservationKey(1), ReservationKey(2)],
         };
         let req = PrRequest::pr_in(PrInServiceAction::ReadKeys, 16).unwrap();
-        let r = human(&req, &reply(PrReply::good(data.encode()).fit_to(16)));
+        let r = human(&req, &reply(PrReply::good(data.encode()).fit_to(16)), 0);
         assert!(r.stdout.contains("1 registered reservation key follows:"));
         assert!(
             r.stderr.contains("truncated: 16 of 24 bytes"),
@@ -354,6 +461,7 @@ mod tests {
         let r = human(
             &pr_in(PrInServiceAction::ReadReservation),
             &reply(PrReply::good(data.encode())),
+            0,
         );
         assert_eq!(
             r.stdout,
@@ -363,6 +471,7 @@ mod tests {
         let r = human(
             &pr_in(PrInServiceAction::ReadReservation),
             &reply(PrReply::good(ReadReservation::default().encode())),
+            0,
         );
         assert_eq!(
             r.stdout,
@@ -381,6 +490,7 @@ mod tests {
         let r = human(
             &pr_in(PrInServiceAction::ReportCapabilities),
             &reply(PrReply::good(c.encode())),
+            0,
         );
         assert!(r.stdout.contains("  All Target Ports Capable(ATP_C): 1\n"));
         assert!(r.stdout.contains("      Write Exclusive: 1\n"));
@@ -417,6 +527,7 @@ mod tests {
         let r = human(
             &pr_in(PrInServiceAction::ReadFullStatus),
             &reply(PrReply::good(fs.encode())),
+            0,
         );
         let expected = "  PR generation=0x2
     Key=0x11
@@ -436,47 +547,92 @@ mod tests {
     }
 
     #[test]
-    fn check_condition_goes_to_stderr_with_names() {
+    fn a_failure_is_sg_persists_line_and_the_sense_only_with_verbose() {
         let mut o = PrOutOptions::new(PrOutServiceAction::Register);
         o.service_action_key = 1;
         let req = o.build().unwrap();
         let rep = reply(PrReply::check_condition(SenseCode::INVALID_OPCODE));
-        let r = human(&req, &rep);
+        let r = human(&req, &rep, 0);
         assert_eq!(r.stdout, "");
-        assert!(r.stderr.starts_with(
-            "PR out (REGISTER): CHECK CONDITION: ILLEGAL REQUEST (5h) asc/ascq 20h/00h \
-             INVALID COMMAND OPERATION CODE\n"
-        ));
-        assert!(r.stderr.contains("read-only"));
+        assert_eq!(
+            r.stderr,
+            "PR out (Register): command not supported\n  (the helper answers this to PR OUT \
+             on a device opened read-only: drop --readonly)\n"
+        );
+        let r = human(&req, &rep, 1);
+        assert!(
+            r.stderr.starts_with(
+                "PR out (Register): command not supported\n  status: CHECK CONDITION, sense: \
+                 ILLEGAL REQUEST (5h) asc/ascq 20h/00h INVALID COMMAND OPERATION CODE\n"
+            ),
+            "{}",
+            r.stderr
+        );
         // Names come from the domain's one table, this one included.
         let rel = PrOutOptions::new(PrOutServiceAction::Release)
             .build()
             .unwrap();
-        let r = human(
-            &rel,
-            &reply(PrReply::check_condition(
-                SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
-            )),
+        let rep = reply(PrReply::check_condition(
+            SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
+        ));
+        assert_eq!(
+            human(&rel, &rep, 0).stderr,
+            "PR out (Release): bad field in cdb or parameter list (perhaps unsupported \
+             service action)\n"
         );
-        assert!(
-            r.stderr
-                .ends_with("26h/04h INVALID RELEASE OF PERSISTENT RESERVATION\n"),
-            "{}",
-            r.stderr
-        );
+        assert!(human(&rel, &rep, 1)
+            .stderr
+            .ends_with("26h/04h INVALID RELEASE OF PERSISTENT RESERVATION\n"),);
     }
 
     #[test]
     fn reservation_conflict_and_pr_out_good() {
-        let req = PrOutOptions::new(PrOutServiceAction::Release)
+        let req = PrOutOptions::new(PrOutServiceAction::Reserve)
             .build()
             .unwrap();
+        let conflict = reply(PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT));
+        let r = human(&req, &conflict, 0);
+        assert_eq!(r.stdout, "");
+        assert_eq!(r.stderr, "PR out (Reserve): Reservation conflict\n");
+        let r = human(&req, &reply(PrReply::good(Vec::new())), 0);
+        assert_eq!(r, Rendered::default(), "success is silent");
+        let r = human(&req, &reply(PrReply::good(Vec::new())), 1);
+        assert_eq!(r.stdout, "");
+        assert_eq!(r.stderr, "PR out: command (Reserve) successful\n");
+    }
+
+    #[test]
+    fn pr_in_failures_name_the_action_as_sg_persist_does() {
         let r = human(
-            &req,
-            &reply(PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT)),
+            &pr_in(PrInServiceAction::ReadKeys),
+            &reply(PrReply::check_condition(SenseCode::INVALID_FIELD_IN_CDB)),
+            0,
         );
-        assert_eq!(r.stderr, "PR out (RELEASE): RESERVATION CONFLICT\n");
-        let r = human(&req, &reply(PrReply::good(Vec::new())));
-        assert_eq!(r.stdout, "PR out (RELEASE): command successful\n");
+        assert_eq!(
+            r.stderr,
+            "PR in (Read keys): bad field in cdb or parameter list (perhaps unsupported \
+             service action)\n"
+        );
+        let r = human(
+            &pr_in(PrInServiceAction::ReadFullStatus),
+            &reply(PrReply::status_only(ScsiStatus::BUSY)),
+            0,
+        );
+        assert_eq!(r.stderr, "PR in (Read full status): Busy\n");
+    }
+
+    #[test]
+    fn every_action_has_sg_persists_name_and_an_option_token() {
+        let r = pr_in(PrInServiceAction::ReportCapabilities);
+        assert_eq!(command_name(&r), "PR in (Report capabilities)");
+        assert_eq!(command_token(&r), "report-capabilities");
+        let r = PrOutOptions::new(PrOutServiceAction::RegisterAndIgnoreExistingKey)
+            .build()
+            .unwrap();
+        assert_eq!(
+            command_name(&r),
+            "PR out (Register and ignore existing key)"
+        );
+        assert_eq!(command_token(&r), "register-ignore");
     }
 }

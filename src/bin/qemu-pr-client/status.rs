@@ -8,10 +8,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::render::type_name;
-use super::transport_id;
-use crate::domain::pr_in_data::{Decoded, ReadFullStatus, ReadKeys, ReadReservation};
-use crate::domain::service_action::{ReservationKey, ReservationType};
+use crate::json::{Held as HeldJson, Registration};
+use crate::render::type_name;
+use qemu_pr_helper::client::transport_id;
+use qemu_pr_helper::domain::pr_in_data::{Decoded, ReadFullStatus, ReadKeys, ReadReservation};
+use qemu_pr_helper::domain::sense::ScsiStatus;
+use qemu_pr_helper::domain::service_action::{ReservationKey, ReservationType};
 
 /// Where the state came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,30 +194,42 @@ impl Status {
         out
     }
 
-    /// The `--json` form.
+    /// The reservation in JSON.
+    pub fn held(&self) -> Option<HeldJson> {
+        self.reservation.as_ref().map(|r| HeldJson {
+            scope: r.scope,
+            type_code: r.type_code,
+            type_name: type_name(r.type_code),
+            all_registrants: r.all_registrants(),
+        })
+    }
+
+    /// Every registration in JSON.
+    pub fn registrations(&self) -> Vec<Registration> {
+        self.registrants
+            .iter()
+            .map(|r| Registration {
+                key: r.key.to_string(),
+                holder: r.holder,
+                all_tg_pt: r.all_tg_pt,
+                relative_target_port: r.relative_target_port,
+                transport_id: r.transport_id.as_deref().map(crate::render::hex_string),
+                transport_id_text: r.transport_id.as_deref().map(transport_id::to_text),
+            })
+            .collect()
+    }
+
+    /// The `--json` form: a GOOD answer, shaped as READ FULL STATUS's.
     pub fn json(&self, exit_status: u8) -> Json {
         Json {
             command: "status",
+            command_name: "status",
+            status: ScsiStatus::GOOD.0,
+            status_name: ScsiStatus::GOOD.name(),
             source: self.source.name(),
             generation: self.generation,
-            reservation: self.reservation.as_ref().map(|r| JsonReservation {
-                scope: r.scope,
-                type_code: r.type_code,
-                type_name: type_name(r.type_code),
-                all_registrants: r.all_registrants(),
-            }),
-            registrants: self
-                .registrants
-                .iter()
-                .map(|r| JsonRegistrant {
-                    key: r.key.to_string(),
-                    holder: r.holder,
-                    all_tg_pt: r.all_tg_pt,
-                    relative_target_port: r.relative_target_port,
-                    transport_id: r.transport_id.as_deref().map(super::render::hex_string),
-                    transport_id_text: r.transport_id.as_deref().map(transport_id::to_text),
-                })
-                .collect(),
+            reservation: self.held(),
+            registrations: self.registrations(),
             truncated: self.truncated,
             exit_status,
         }
@@ -227,61 +241,37 @@ impl Status {
 pub struct Json {
     /// Always "status".
     pub command: &'static str,
+    /// Always "status".
+    pub command_name: &'static str,
+    /// The SCSI status of the commands read: GOOD (a failure is shown as
+    /// that command's answer instead).
+    pub status: u8,
+    /// Its name.
+    pub status_name: &'static str,
     /// "READ FULL STATUS" or "READ KEYS + READ RESERVATION".
     pub source: &'static str,
     /// PRGENERATION.
     pub generation: u32,
     /// The reservation, or null.
-    pub reservation: Option<JsonReservation>,
+    pub reservation: Option<HeldJson>,
     /// Every registration, holders marked.
-    pub registrants: Vec<JsonRegistrant>,
+    pub registrations: Vec<Registration>,
     /// Some data was cut off by the allocation length.
     pub truncated: bool,
     /// The process's exit status.
     pub exit_status: u8,
 }
 
-/// The reservation in `--status --json`.
-#[derive(Debug, Serialize)]
-pub struct JsonReservation {
-    /// SCOPE.
-    pub scope: u8,
-    /// TYPE.
-    #[serde(rename = "type")]
-    pub type_code: u8,
-    /// Its name.
-    pub type_name: String,
-    /// Every registrant holds it.
-    pub all_registrants: bool,
-}
-
-/// One registrant in `--status --json`; null where READ KEYS cannot tell.
-#[derive(Debug, Serialize)]
-pub struct JsonRegistrant {
-    /// Its key.
-    pub key: String,
-    /// It holds the reservation.
-    pub holder: bool,
-    /// ALL_TG_PT.
-    pub all_tg_pt: Option<bool>,
-    /// RELATIVE TARGET PORT IDENTIFIER.
-    pub relative_target_port: Option<u16>,
-    /// The TransportID's bytes in hex.
-    pub transport_id: Option<String>,
-    /// The TransportID as `-X` reads it.
-    pub transport_id_text: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::param_list::TransportId;
-    use crate::domain::pr_in_data::{FullStatusDescriptor, Reservation};
+    use qemu_pr_helper::domain::param_list::TransportId;
+    use qemu_pr_helper::domain::pr_in_data::{FullStatusDescriptor, Reservation};
 
     /// Shared with the client's test against a fake helper.
     mod full_status {
         use super::*;
-        include!("../../tests/common/full_status.rs");
+        include!("../../../tests/common/full_status.rs");
     }
     use full_status::{full_status_of_two, TABLE_OF_TWO};
 
@@ -291,12 +281,50 @@ mod tests {
         let s = Status::from_full_status(&ReadFullStatus::decode(&fs.encode()).unwrap());
         assert_eq!(s.table(), TABLE_OF_TWO);
         let j = serde_json::to_value(s.json(0)).unwrap();
-        assert_eq!(j["registrants"][0]["holder"], true);
+        assert_eq!(j["registrations"][0]["holder"], true);
         assert_eq!(
-            j["registrants"][1]["transport_id_text"],
+            j["registrations"][1]["transport_id_text"],
             "sas,5000000200000002"
         );
         assert_eq!(j["reservation"]["type"], 5);
+    }
+
+    #[test]
+    fn status_json_and_read_full_status_json_agree_on_registrations() {
+        use qemu_pr_helper::client::request::{PrRequest, Reply};
+        use qemu_pr_helper::domain::framing::PrReply;
+        use qemu_pr_helper::domain::service_action::PrInServiceAction;
+        let data = full_status_of_two().encode();
+        let s = Status::from_full_status(&ReadFullStatus::decode(&data).unwrap());
+        let status = serde_json::to_value(s.json(0)).unwrap();
+        let request = PrRequest::pr_in(PrInServiceAction::ReadFullStatus, 8192).unwrap();
+        let reply = Reply::from_pr_reply(PrReply::good(data)).unwrap();
+        let answer = serde_json::to_value(crate::json::Answer::new(&request, &reply, 0)).unwrap();
+        assert_eq!(answer["registrations"], status["registrations"]);
+        assert_eq!(answer["reservation"], status["reservation"]);
+        assert_eq!(answer["generation"], status["generation"]);
+        for j in [&answer, &status] {
+            assert_eq!(j["status"], 0);
+            assert_eq!(j["status_name"], "GOOD");
+        }
+        assert_eq!(answer["command"], "read-full-status");
+        assert_eq!(status["command"], "status");
+        let keys: Vec<&String> = status["registrations"][0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "all_tg_pt",
+                "holder",
+                "key",
+                "relative_target_port",
+                "transport_id",
+                "transport_id_text"
+            ]
+        );
     }
 
     /// The status from READ KEYS listing keys 1 and 2 and READ RESERVATION
@@ -330,7 +358,7 @@ mod tests {
             "{t}"
         );
         let j = serde_json::to_value(s.json(0)).unwrap();
-        assert!(j["registrants"][0]["transport_id"].is_null());
+        assert!(j["registrations"][0]["transport_id"].is_null());
     }
 
     #[test]

@@ -3,24 +3,30 @@
 //! JSON numbers cannot hold 64 bits exactly.
 //!
 //! Every object has `exit_status` (the process's exit status). An answer from
-//! the helper adds `command`, `status`, `status_name`, `payload` (hex), `sense`
-//! only when there is sense, and the decoded PR IN data with GOOD; a failure
-//! without an answer has `error` (a kind) and `message` instead.
+//! the helper adds `command` (a token: the long option that asks for it,
+//! "read-keys", "reserve", ...), `command_name` (sg_persist's words, "PR in
+//! (Read keys)"), `status` (the SCSI status byte, a number) and `status_name`,
+//! `payload` (hex), `sense` only when there is sense, and the decoded PR IN
+//! data with GOOD; a failure without an answer has `error` (a kind) and
+//! `message` instead. A registration has one shape, [`Registration`],
+//! whether it comes from READ FULL STATUS or from `--status`.
 
 use serde::Serialize;
 
-use super::exit_status;
-use super::render::{command_name, hex_string, type_name};
-use super::request::{PrRequest, Reply};
-use super::transport_id;
-use crate::domain::pr_in_data::{Decoded, PrInData};
-use crate::domain::sense::{ScsiStatus, SenseBuffer};
+use crate::render::{command_name, command_token, hex_string, type_name};
+use crate::status::Status;
+use qemu_pr_helper::client::exit_status;
+use qemu_pr_helper::client::request::{PrRequest, Reply};
+use qemu_pr_helper::domain::pr_in_data::{Decoded, PrInData};
+use qemu_pr_helper::domain::sense::{ScsiStatus, SenseBuffer};
 
 /// An answer from the helper.
 #[derive(Debug, Serialize)]
 pub struct Answer {
-    /// What was sent: "PR in (READ KEYS)".
+    /// What was sent, as a token: "read-keys", "reserve", ...
     pub command: String,
+    /// What was sent, in sg_persist's words: "PR in (Read keys)".
+    pub command_name: String,
     /// The SCSI status byte.
     pub status: u8,
     /// Its name: "GOOD", "CHECK CONDITION", ...
@@ -116,26 +122,36 @@ pub struct Reservation {
     pub type_name: String,
 }
 
-/// One READ FULL STATUS descriptor.
+/// The reservation held, as READ FULL STATUS and `--status` show it.
 #[derive(Debug, Serialize)]
-pub struct Registration {
-    /// The registered key.
-    pub key: String,
-    /// ALL_TG_PT.
-    pub all_tg_pt: bool,
-    /// R_HOLDER.
-    pub r_holder: bool,
-    /// SCOPE.
+pub struct Held {
+    /// SCOPE (0: LU_SCOPE).
     pub scope: u8,
     /// TYPE.
     #[serde(rename = "type")]
     pub type_code: u8,
+    /// Its name: "Write Exclusive", ...
+    pub type_name: String,
+    /// An all-registrants type: every registrant holds it.
+    pub all_registrants: bool,
+}
+
+/// One registered I_T nexus, the same from READ FULL STATUS and from
+/// `--status`; null where READ KEYS cannot tell.
+#[derive(Debug, Serialize)]
+pub struct Registration {
+    /// The registered key.
+    pub key: String,
+    /// It holds the reservation (R_HOLDER).
+    pub holder: bool,
+    /// ALL_TG_PT.
+    pub all_tg_pt: Option<bool>,
     /// RELATIVE TARGET PORT IDENTIFIER.
-    pub relative_target_port: u16,
+    pub relative_target_port: Option<u16>,
     /// The TransportID's bytes in hex.
-    pub transport_id: String,
+    pub transport_id: Option<String>,
     /// The TransportID as `-X` reads it: "sas,5001405000000001", ...
-    pub transport_id_text: String,
+    pub transport_id_text: Option<String>,
 }
 
 /// REPORT CAPABILITIES.
@@ -143,7 +159,7 @@ pub struct Registration {
 pub struct Capabilities {
     /// The bits and the type mask, as the device sent them.
     #[serde(flatten)]
-    pub bits: crate::domain::pr_in_data::Capabilities,
+    pub bits: qemu_pr_helper::domain::pr_in_data::Capabilities,
     /// The type codes the mask allows.
     pub types: Vec<u8>,
 }
@@ -184,6 +200,8 @@ pub enum Data {
     FullStatus {
         /// PRGENERATION.
         generation: u32,
+        /// The reservation, or null.
+        reservation: Option<Held>,
         /// One entry per registered I_T nexus.
         registrations: Vec<Registration>,
         /// Whether every descriptor arrived.
@@ -231,25 +249,15 @@ impl Data {
                     completeness: (&d).into(),
                 }
             }
-            Ok(Some(PrInData::FullStatus(d))) => Data::FullStatus {
-                generation: d.value.generation,
-                registrations: d
-                    .value
-                    .descriptors
-                    .iter()
-                    .map(|r| Registration {
-                        key: r.key.to_string(),
-                        all_tg_pt: r.all_tg_pt,
-                        r_holder: r.r_holder,
-                        scope: r.scope,
-                        type_code: r.type_code,
-                        relative_target_port: r.relative_target_port,
-                        transport_id: hex_string(&r.transport_id),
-                        transport_id_text: transport_id::to_text(&r.transport_id),
-                    })
-                    .collect(),
-                completeness: (&d).into(),
-            },
+            Ok(Some(PrInData::FullStatus(d))) => {
+                let status = Status::from_full_status(&d);
+                Data::FullStatus {
+                    generation: d.value.generation,
+                    reservation: status.held(),
+                    registrations: status.registrations(),
+                    completeness: (&d).into(),
+                }
+            }
         })
     }
 }
@@ -259,7 +267,8 @@ impl Answer {
     pub fn new(request: &PrRequest, reply: &Reply, exit_status: u8) -> Answer {
         let status = reply.header.scsi_status();
         Answer {
-            command: command_name(request),
+            command: command_token(request),
+            command_name: command_name(request),
             status: status.0,
             status_name: status.name(),
             sense: (status == ScsiStatus::CHECK_CONDITION)
@@ -277,9 +286,12 @@ impl Answer {
 /// A failure with no answer to show.
 #[derive(Debug, Serialize)]
 pub struct Failure {
-    /// What was to be sent, when the options got that far.
+    /// What was to be sent, as a token, when the options got that far.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// What was to be sent, in sg_persist's words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_name: Option<String>,
     /// The kind: "syntax", "contradict", "device", "not_a_device",
     /// "helper_unreachable", "timeout", "helper_protocol".
     pub error: &'static str,
@@ -303,11 +315,13 @@ pub fn line(value: &impl Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::request::PrOutOptions;
-    use crate::domain::framing::PrReply;
-    use crate::domain::pr_in_data::{ReadKeys, ReadReservation};
-    use crate::domain::sense::SenseCode;
-    use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction, ReservationKey};
+    use qemu_pr_helper::client::request::PrOutOptions;
+    use qemu_pr_helper::domain::framing::PrReply;
+    use qemu_pr_helper::domain::pr_in_data::{ReadKeys, ReadReservation};
+    use qemu_pr_helper::domain::sense::SenseCode;
+    use qemu_pr_helper::domain::service_action::{
+        PrInServiceAction, PrOutServiceAction, ReservationKey,
+    };
     use serde_json::Value;
 
     fn reply(r: PrReply) -> Reply {
@@ -328,7 +342,8 @@ mod tests {
             keys: vec![ReservationKey(u64::MAX)],
         };
         let j = parse(&req, PrReply::good(data.encode()));
-        assert_eq!(j["command"], "PR in (READ KEYS)");
+        assert_eq!(j["command"], "read-keys");
+        assert_eq!(j["command_name"], "PR in (Read keys)");
         assert_eq!(j["status"], 0);
         assert!(j.get("sense").is_none(), "{j}");
         assert_eq!(j["generation"], 3);
@@ -363,8 +378,8 @@ mod tests {
 
     #[test]
     fn capabilities_carry_every_bit_by_its_name_and_the_types() {
-        use crate::domain::pr_in_data::Capabilities as Bits;
-        use crate::domain::service_action::ReservationType;
+        use qemu_pr_helper::domain::pr_in_data::Capabilities as Bits;
+        use qemu_pr_helper::domain::service_action::ReservationType;
         let req = PrRequest::pr_in(PrInServiceAction::ReportCapabilities, 8192).unwrap();
         let bits = Bits {
             crh: true,
@@ -420,6 +435,7 @@ mod tests {
     fn failure_is_one_line_with_kind() {
         let f = Failure {
             command: None,
+            command_name: None,
             error: "helper_unreachable",
             message: "no helper socket at \"/x\"\n".into(),
             exit_status: exit_status::HELPER_UNREACHABLE,

@@ -4,9 +4,9 @@
 
 use std::fmt::Write as _;
 
-use super::request::{PrRequest, Reply};
-use crate::domain::cdb::PrDirection;
-use crate::domain::service_action::PrInServiceAction;
+use qemu_pr_helper::client::request::{PrRequest, Reply};
+use qemu_pr_helper::domain::cdb::PrDirection;
+use qemu_pr_helper::domain::service_action::PrInServiceAction;
 
 /// How sg3_utils lays out a hex dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +125,8 @@ pub fn received(reply: &Reply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::pr_in_data::ReadKeys;
-    use crate::domain::service_action::ReservationKey;
+    use qemu_pr_helper::domain::pr_in_data::ReadKeys;
+    use qemu_pr_helper::domain::service_action::ReservationKey;
 
     #[test]
     fn layout_matches_hex2stdout() {
@@ -185,8 +185,8 @@ mod tests {
 
     #[test]
     fn verbose_shows_cdb_then_parameters() {
-        let mut o = crate::client::PrOutOptions::new(
-            crate::domain::service_action::PrOutServiceAction::Register,
+        let mut o = qemu_pr_helper::client::PrOutOptions::new(
+            qemu_pr_helper::domain::service_action::PrOutServiceAction::Register,
         );
         o.service_action_key = 0xabc;
         let r = o.build().unwrap();

@@ -1,12 +1,29 @@
 //! `qemu-pr-client`: sends one PERSISTENT RESERVE IN/OUT command through a
 //! running helper, the way QEMU does, and prints the answer like sg_persist.
+//!
+//! The protocol client (options, requests, the connection) is in the
+//! library; how answers are shown is here, beside the binary:
+//!
+//! - [`mod@run`]: one run of the client: options in, output and exit status out.
+//! - [`render`]: sg_persist-like text (pure).
+//! - [`hex`]: `-H` and `-v` output in sg3_utils' hex layout (pure).
+//! - [`json`]: `--json`, one line for every outcome (pure).
+//! - [`status`]: the `--status` table (pure).
+//! - [`timing`]: `--repeat` and `--direct`, the round-trip summary.
+
+mod hex;
+mod json;
+mod render;
+mod run;
+mod status;
+mod timing;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use qemu_pr_helper::client::cli::Cli;
-use qemu_pr_helper::client::run::{run, usage_failure, Output};
+use run::{run, usage_failure, Output};
 
 fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();

@@ -5,15 +5,13 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use crate::adapters::fd_inspector as device;
-use crate::adapters::sg_io;
-use crate::client::{ClientError, PrRequest, Reply};
-use crate::domain::command::PrCommand;
-use crate::domain::sg_io_timeout::SgIoTimeout;
-
-/// The most runs `--repeat` takes: every round trip is kept for the
-/// median and p99 (16 MB at most), never memory in proportion to any u32.
-pub const MAX_REPEAT: u32 = 1_000_000;
+use qemu_pr_helper::adapters::fd_inspector;
+use qemu_pr_helper::adapters::sg_io;
+use qemu_pr_helper::client::cli::MAX_REPEAT;
+use qemu_pr_helper::client::error::DirectError;
+use qemu_pr_helper::client::{ClientError, PrRequest, Reply};
+use qemu_pr_helper::domain::command::PrCommand;
+use qemu_pr_helper::domain::sg_io_timeout::SgIoTimeout;
 
 /// Runs `request` `n` times (at most [`MAX_REPEAT`]) with `once` and returns
 /// the last reply and the time of each run.
@@ -52,23 +50,9 @@ pub fn summary(via: &str, times: &[Duration]) -> String {
     )
 }
 
-/// Why `--direct` could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum DirectError {
-    /// SG_IO is only for block and sg/bsg devices.
-    #[error("--direct needs a block, sg or bsg device, not {}", .0.described())]
-    NotADevice(crate::domain::device::DeviceKind),
-    /// The device fd could not be duplicated for inspection.
-    #[error("cannot inspect the device: {0}")]
-    Io(#[from] std::io::Error),
-    /// The reply did not decode (cannot happen for a reply built here).
-    #[error("{0}")]
-    Reply(#[from] ClientError),
-}
-
 /// Checks that `fd` may see SG_IO, as the helper would.
 pub fn check_direct(fd: BorrowedFd<'_>) -> Result<(), DirectError> {
-    let info = device::inspect(fd.try_clone_to_owned()?).info;
+    let info = fd_inspector::inspect(fd.try_clone_to_owned()?).info;
     if info.kind.accepts_sg_io() {
         Ok(())
     } else {

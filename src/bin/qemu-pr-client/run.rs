@@ -6,15 +6,16 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::time::Duration;
 
-use super::cli::Cli;
-use super::error::Error;
-use super::request::{PrRequest, Reply};
-use super::status::Status;
-use super::{exit_status, hex, json, render, timing, HelperConnection};
-use crate::domain::pr_in_data::{ReadFullStatus, ReadKeys, ReadReservation};
-use crate::domain::sense::{ScsiStatus, SenseCode, SenseKey};
-use crate::domain::service_action::PrInServiceAction;
-use crate::domain::sg_io_timeout::SgIoTimeout;
+use crate::status::Status;
+use crate::{hex, json, render, timing};
+use qemu_pr_helper::client::cli::Cli;
+use qemu_pr_helper::client::error::Error;
+use qemu_pr_helper::client::request::{PrRequest, Reply};
+use qemu_pr_helper::client::{exit_status, HelperConnection};
+use qemu_pr_helper::domain::pr_in_data::{ReadFullStatus, ReadKeys, ReadReservation};
+use qemu_pr_helper::domain::sense::{ScsiStatus, SenseCode, SenseKey};
+use qemu_pr_helper::domain::service_action::PrInServiceAction;
+use qemu_pr_helper::domain::sg_io_timeout::SgIoTimeout;
 
 /// Where output goes.
 pub struct Output<'a> {
@@ -42,7 +43,8 @@ pub fn run(cli: &Cli, out: Output<'_>) -> u8 {
             let code = e.exit_status();
             if cli.json {
                 let f = json::Failure {
-                    command,
+                    command: command.as_ref().map(|c| c.0.clone()),
+                    command_name: command.map(|c| c.1),
                     error: e.kind(),
                     message: e.to_string(),
                     exit_status: code,
@@ -86,7 +88,7 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
     if let Some(clap::error::ContextValue::String(value)) =
         e.get(clap::error::ContextKind::InvalidValue)
     {
-        let cut = super::shown::shown(value);
+        let cut = qemu_pr_helper::client::shown::shown(value);
         if cut != value.as_str() {
             first = first.replace(value.as_str(), &cut);
         }
@@ -94,6 +96,7 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
     if code != 0 && json_wanted {
         let f = json::Failure {
             command: None,
+            command_name: None,
             error: if code == exit_status::CONTRADICT {
                 "contradict"
             } else {
@@ -111,7 +114,8 @@ pub fn usage_failure(e: &clap::Error, json_wanted: bool, out: Output<'_>) -> u8 
     code
 }
 
-type Failed = (Option<String>, Error);
+/// A failure and the command it stopped (token and name), if known.
+type Failed = (Option<(String, String)>, Error);
 
 fn execute(cli: &Cli, stderr: &mut dyn Write) -> Result<Outcome, Failed> {
     let single = if cli.status {
@@ -119,7 +123,9 @@ fn execute(cli: &Cli, stderr: &mut dyn Write) -> Result<Outcome, Failed> {
     } else {
         Some(cli.request().map_err(|e| (None, e))?)
     };
-    let command = single.as_ref().map(render::command_name);
+    let command = single
+        .as_ref()
+        .map(|r| (render::command_token(r), render::command_name(r)));
     let fail = |e: Error| (command.clone(), e);
     let device = cli.open_device().map_err(fail)?;
     let timeout = (cli.timeout != 0).then(|| Duration::from_secs(cli.timeout));
@@ -265,7 +271,7 @@ fn print_outcome(cli: &Cli, outcome: &Outcome, out: Output<'_>) -> u8 {
                     let _ = write!(out.stdout, "{dump}");
                 }
                 _ => {
-                    let text = render::human(request, reply);
+                    let text = render::human(request, reply, cli.verbose);
                     let _ = write!(out.stdout, "{}", text.stdout);
                     let _ = write!(out.stderr, "{}", text.stderr);
                 }
@@ -290,7 +296,7 @@ fn answer_status(request: &PrRequest, reply: &Reply) -> u8 {
     let undecodable = code == exit_status::GOOD
         && reply.header.scsi_status() == ScsiStatus::GOOD
         && request.cdb().pr_in_action().is_some_and(|a| {
-            crate::domain::pr_in_data::PrInData::decode(a, &reply.payload).is_err()
+            qemu_pr_helper::domain::pr_in_data::PrInData::decode(a, &reply.payload).is_err()
         });
     if undecodable {
         exit_status::MALFORMED
