@@ -254,8 +254,7 @@ fn check_condition_prints_sense_on_stderr_and_exits_with_its_category() {
     assert!(out.stdout.is_empty());
     assert_eq!(
         text(&out.stderr),
-        "PR out (Reserve): bad field in cdb or parameter list (perhaps unsupported service \
-         action)\n"
+        "PR out (Reserve): bad field in cdb (perhaps unsupported service action)\n"
     );
 }
 
@@ -263,7 +262,8 @@ fn check_condition_prints_sense_on_stderr_and_exits_with_its_category() {
 #[test]
 fn exit_status_and_message_follow_sg_persist_for_each_answer() {
     let ua = SenseCode::REGISTRATIONS_PREEMPTED;
-    let bad_field = "bad field in cdb or parameter list (perhaps unsupported service action)";
+    // sg_persist 1.48's words for a PR OUT's ILLEGAL REQUEST.
+    let bad_field = "bad field in cdb (perhaps unsupported service action)";
     let cases = [
         (PrReply::good(Vec::new()), 0, ""),
         (
@@ -290,8 +290,8 @@ fn exit_status_and_message_follow_sg_persist_for_each_answer() {
         ),
         (
             PrReply::check_condition(SenseCode::INVALID_FIELD_IN_PARAMETER_LIST),
-            5,
-            bad_field,
+            19,
+            "bad field parameter list",
         ),
         (
             PrReply::check_condition(SenseCode::INVALID_RELEASE_OF_PERSISTENT_RESERVATION),
@@ -338,6 +338,62 @@ fn exit_status_and_message_follow_sg_persist_for_each_answer() {
         "PR out (Release): command not supported\n  (the helper answers this to PR OUT on \
          a device opened read-only: drop --readonly)\n"
     );
+    // PR IN and REGISTER AND MOVE have words of their own in sg_persist.
+    let voices = [
+        (
+            SenseCode::INVALID_FIELD_IN_CDB,
+            &["-i", "-k"][..],
+            5,
+            "PR in (Read keys): bad field in cdb or parameter list (perhaps unsupported \
+             service action)\n",
+        ),
+        (
+            SenseCode::INVALID_FIELD_IN_PARAMETER_LIST,
+            &["-i", "-k"][..],
+            19,
+            "PR in (Read keys): Illegal request, Invalid field in parameter list\n",
+        ),
+        (
+            SenseCode::INVALID_FIELD_IN_PARAMETER_LIST,
+            &[
+                "-o",
+                "-M",
+                "-K",
+                "1",
+                "-S",
+                "2",
+                "-T",
+                "5",
+                "-X",
+                "sas,5000000000000001",
+            ][..],
+            19,
+            "PR out (register and move): bad field in parameter list\n",
+        ),
+        (
+            SenseCode::INVALID_FIELD_IN_CDB,
+            &[
+                "-o",
+                "-M",
+                "-K",
+                "1",
+                "-S",
+                "2",
+                "-T",
+                "5",
+                "-X",
+                "sas,5000000000000001",
+            ][..],
+            5,
+            "PR out (register and move): bad field in cdb (perhaps unsupported service \
+             action)\n",
+        ),
+    ];
+    for (sense, args, code, line) in voices {
+        let (out, _) = one_exchange(PrReply::check_condition(sense), args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        assert_eq!(text(&out.stderr), line, "{args:?}");
+    }
     // PR IN names its action the same way.
     let (out, _) = one_exchange(
         PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT),

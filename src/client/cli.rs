@@ -1,5 +1,5 @@
 //! The command line of `qemu-pr-client`: sg_persist's options (sg3_utils
-//! 1.47), turned into one request. In the library so that man pages and
+//! 1.48), turned into one request. In the library so that man pages and
 //! shell completions are generated from the same definition.
 
 use std::fs::{File, OpenOptions};
@@ -32,7 +32,7 @@ Examples:
 
 /// Send one PERSISTENT RESERVE IN/OUT command through a qemu-pr-helper, as QEMU does.
 ///
-/// Options are sg_persist's (sg3_utils 1.47; its underscore spellings, such as
+/// Options are sg_persist's (sg3_utils 1.48; its underscore spellings, such as
 /// `--read_keys` and `--param_sark`, are accepted too): keys (-K, -S), the type (-T), the
 /// relative target port (-Q) and the allocation length (-l) are hex; exit statuses are
 /// sg3_utils' values. The device is opened here and its fd handed to the helper, which

@@ -26,6 +26,10 @@ pub const DATA_PROTECT: u8 = 7;
 pub const INVALID_OPCODE: u8 = 9;
 /// COPY ABORTED.
 pub const COPY_ABORTED: u8 = 10;
+/// NOT READY, asc/ascq 04h/0Bh: the target port is in standby.
+pub const NOT_READY_STANDBY: u8 = 12;
+/// NOT READY, asc/ascq 04h/0Ch: the target port is unavailable.
+pub const NOT_READY_UNAVAILABLE: u8 = 13;
 /// ABORTED COMMAND (other than a protection error).
 pub const ABORTED_COMMAND: u8 = 11;
 /// MISCOMPARE.
@@ -34,6 +38,9 @@ pub const MISCOMPARE: u8 = 14;
 pub const FILE_ERROR: u8 = 15;
 /// ILLEGAL REQUEST / LOGICAL BLOCK ADDRESS OUT OF RANGE.
 pub const LBA_OUT_OF_RANGE: u8 = 22;
+/// ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST (26h/00h): sg3_utils
+/// 1.48 tells it apart from the other ILLEGAL REQUESTs.
+pub const INVALID_PARAMETER_LIST: u8 = 19;
 /// RESERVATION CONFLICT.
 pub const RESERVATION_CONFLICT: u8 = 24;
 /// CONDITION MET.
@@ -89,12 +96,17 @@ fn for_sense(sense: &SenseBuffer) -> u8 {
     };
     match code.key {
         SenseKey(0x0) | SenseKey(0x1) => GOOD,
-        SenseKey::NOT_READY => NOT_READY,
+        SenseKey::NOT_READY => match (code.asc, code.ascq) {
+            (0x04, 0x0b) => NOT_READY_STANDBY,
+            (0x04, 0x0c) => NOT_READY_UNAVAILABLE,
+            _ => NOT_READY,
+        },
         SenseKey::MEDIUM_ERROR | SenseKey::HARDWARE_ERROR | SenseKey(0x8) => MEDIUM_HARD,
         SenseKey::UNIT_ATTENTION => UNIT_ATTENTION,
         SenseKey::ILLEGAL_REQUEST => match (code.asc, code.ascq) {
             (0x20, 0x00) => INVALID_OPCODE,
             (0x21, 0x00) => LBA_OUT_OF_RANGE,
+            (0x26, 0x00) => INVALID_PARAMETER_LIST,
             _ => ILLEGAL_REQUEST,
         },
         SenseKey::ABORTED_COMMAND if code.asc == 0x10 => PROTECTION,
@@ -122,12 +134,15 @@ Exit status (sg3_utils' values, as sg_persist returns them):
   1   syntax error: unknown option, bad value, no device
   2   NOT READY
   3   MEDIUM ERROR or HARDWARE ERROR
-  5   ILLEGAL REQUEST (bad field in the CDB or parameter list)
+  5   ILLEGAL REQUEST (a bad field in the CDB, an unsupported service action, ...)
   6   UNIT ATTENTION (the command did not run; run it again)
   7   DATA PROTECT
   9   INVALID COMMAND OPERATION CODE (from the helper: PR OUT on a read-only open)
   11  ABORTED COMMAND
+  12  NOT READY, target port in standby
+  13  NOT READY, target port unavailable
   15  DEVICE is not a block or character device (see --emulated)
+  19  ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST
   24  RESERVATION CONFLICT
   26  BUSY
   27  TASK SET FULL
@@ -184,6 +199,17 @@ mod tests {
         let mut recovered = SenseBuffer::fixed(SenseCode::COMMAND_ABORTED);
         recovered.0[2] = 0x1;
         assert_eq!(for_reply(ScsiStatus::CHECK_CONDITION, &recovered), 0);
+        // sg3_utils 1.48 tells these apart by asc/ascq.
+        assert_eq!(cc(SenseCode::INVALID_FIELD_IN_PARAMETER_LIST), 19);
+        let not_ready = |ascq| {
+            let mut s = SenseBuffer::fixed(SenseCode::LUN_NOT_READY);
+            s.0[13] = ascq;
+            for_reply(ScsiStatus::CHECK_CONDITION, &s)
+        };
+        assert_eq!(
+            (not_ready(0x0b), not_ready(0x0c), not_ready(0x01)),
+            (12, 13, 2)
+        );
         // Descriptor format (72h) reads the same.
         let d = SenseBuffer::from_device(&[0x72, 0x06, 0x2a, 0x03, 0, 0, 0, 0]);
         assert_eq!(for_reply(ScsiStatus::CHECK_CONDITION, &d), 6);

@@ -86,36 +86,74 @@ fn pr_out_name(a: PrOutServiceAction) -> String {
         PrOutServiceAction::RegisterAndIgnoreExistingKey => {
             "Register and ignore existing key".into()
         }
-        PrOutServiceAction::RegisterAndMove => "Register and move".into(),
+        // sg_persist sends it from a routine of its own, which names it so.
+        PrOutServiceAction::RegisterAndMove => "register and move".into(),
         PrOutServiceAction::ReplaceLostReservation => "Replace lost reservation".into(),
         a => format!("service action=0x{:x}", a.code()),
     }
 }
 
-/// What sg_persist says after the command's name when it fails, from the
-/// exit status it would return (sg3_utils' category words).
-pub fn failure_words(exit_status: u8) -> &'static str {
-    match exit_status {
-        exit_status::INVALID_OPCODE => "command not supported",
-        exit_status::ILLEGAL_REQUEST => {
+/// Which of sg_persist's three failure messages a command gets: PR IN,
+/// PR OUT, and REGISTER AND MOVE (which has its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureVoice {
+    /// PERSISTENT RESERVE IN.
+    PrIn,
+    /// PERSISTENT RESERVE OUT, all but REGISTER AND MOVE.
+    PrOut,
+    /// PERSISTENT RESERVE OUT, REGISTER AND MOVE.
+    RegisterAndMove,
+}
+
+impl FailureVoice {
+    fn of(request: &PrRequest) -> FailureVoice {
+        match request.cdb().pr_out_action() {
+            None => FailureVoice::PrIn,
+            Some(PrOutServiceAction::RegisterAndMove) => FailureVoice::RegisterAndMove,
+            Some(_) => FailureVoice::PrOut,
+        }
+    }
+}
+
+/// What sg_persist 1.48 says after the command's name when it fails, from
+/// the exit status it would return: its own words for the ILLEGAL REQUEST
+/// cases (which differ between PR IN, PR OUT and REGISTER AND MOVE), and
+/// sg3_utils' category words for the rest, spelling included.
+pub fn failure_words(exit_status: u8, voice: FailureVoice) -> &'static str {
+    match (exit_status, voice) {
+        (exit_status::INVALID_OPCODE, _) => "command not supported",
+        (exit_status::ILLEGAL_REQUEST, FailureVoice::PrIn) => {
             "bad field in cdb or parameter list (perhaps unsupported service action)"
         }
-        exit_status::NOT_READY => "Device not ready",
-        exit_status::MEDIUM_HARD => "Medium or hardware error",
-        exit_status::UNIT_ATTENTION => "Unit attention",
-        exit_status::DATA_PROTECT => "Data protect",
-        exit_status::COPY_ABORTED => "Copy aborted",
-        exit_status::ABORTED_COMMAND => "Aborted command",
-        exit_status::MISCOMPARE => "Miscompare",
-        exit_status::LBA_OUT_OF_RANGE => "LBA out of range",
-        exit_status::RESERVATION_CONFLICT => "Reservation conflict",
-        exit_status::CONDITION_MET => "Condition met",
-        exit_status::BUSY => "Busy",
-        exit_status::TASK_SET_FULL => "Task set full",
-        exit_status::ACA_ACTIVE => "ACA active",
-        exit_status::TASK_ABORTED => "Task aborted",
-        exit_status::PROTECTION => "Aborted command, protection error",
-        exit_status::OTHER_SENSE => "Some other sense error",
+        (exit_status::ILLEGAL_REQUEST, _) => {
+            "bad field in cdb (perhaps unsupported service action)"
+        }
+        (exit_status::INVALID_PARAMETER_LIST, FailureVoice::PrIn) => {
+            "Illegal request, Invalid field in parameter list"
+        }
+        (exit_status::INVALID_PARAMETER_LIST, FailureVoice::PrOut) => "bad field parameter list",
+        (exit_status::INVALID_PARAMETER_LIST, FailureVoice::RegisterAndMove) => {
+            "bad field in parameter list"
+        }
+        (exit_status::NOT_READY, _) => "Device not ready",
+        (exit_status::NOT_READY_STANDBY, _) => "Device not ready, standby",
+        (exit_status::NOT_READY_UNAVAILABLE, _) => "Device not ready, unavailable",
+        (exit_status::MEDIUM_HARD, _) => "Medium or hardware error",
+        (exit_status::UNIT_ATTENTION, _) => "Unit attention",
+        (exit_status::DATA_PROTECT, _) => "Data protect",
+        (exit_status::COPY_ABORTED, _) => "Copy aborted",
+        (exit_status::ABORTED_COMMAND, _) => "Aborted command",
+        (exit_status::MISCOMPARE, _) => "Miscompare",
+        (exit_status::LBA_OUT_OF_RANGE, _) => "LBA out of range",
+        (exit_status::RESERVATION_CONFLICT, _) => "Reservation conflict",
+        (exit_status::CONDITION_MET, _) => "Condition met",
+        (exit_status::BUSY, _) => "Busy",
+        (exit_status::TASK_SET_FULL, _) => "Task set full",
+        // sg3_utils' spelling, which scripts may match.
+        (exit_status::ACA_ACTIVE, _) => "ACA aactive",
+        (exit_status::TASK_ABORTED, _) => "Task aborted",
+        (exit_status::PROTECTION, _) => "Aborted command, protection error",
+        (exit_status::OTHER_SENSE, _) => "Some other sense error",
         _ => "Some other error",
     }
 }
@@ -130,7 +168,11 @@ pub fn human(request: &PrRequest, reply: &Reply, verbose: u8) -> Rendered {
     let what = command_name(request);
     if status != ScsiStatus::GOOD {
         let code = exit_status::for_reply(status, &reply.header.sense);
-        let _ = writeln!(out.stderr, "{what}: {}", failure_words(code));
+        let _ = writeln!(
+            out.stderr,
+            "{what}: {}",
+            failure_words(code, FailureVoice::of(request))
+        );
         if verbose > 0 {
             let _ = write!(out.stderr, "  status: {}", status.name());
             if status == ScsiStatus::CHECK_CONDITION {
@@ -163,7 +205,11 @@ pub fn human(request: &PrRequest, reply: &Reply, verbose: u8) -> Rendered {
                 .cdb()
                 .pr_out_action()
                 .map_or_else(String::new, pr_out_name);
-            let _ = writeln!(out.stderr, "PR out: command ({name}) successful");
+            if FailureVoice::of(request) == FailureVoice::RegisterAndMove {
+                let _ = writeln!(out.stderr, "PR out ({name}): command successful");
+            } else {
+                let _ = writeln!(out.stderr, "PR out: command ({name}) successful");
+            }
         }
         return out;
     };
@@ -577,8 +623,7 @@ mod tests {
         ));
         assert_eq!(
             human(&rel, &rep, 0).stderr,
-            "PR out (Release): bad field in cdb or parameter list (perhaps unsupported \
-             service action)\n"
+            "PR out (Release): bad field in cdb (perhaps unsupported service action)\n"
         );
         assert!(human(&rel, &rep, 1)
             .stderr
@@ -599,6 +644,12 @@ mod tests {
         let r = human(&req, &reply(PrReply::good(Vec::new())), 1);
         assert_eq!(r.stdout, "");
         assert_eq!(r.stderr, "PR out: command (Reserve) successful\n");
+        // REGISTER AND MOVE has sg_persist's other form.
+        let mut mv = PrOutOptions::new(PrOutServiceAction::RegisterAndMove);
+        mv.transport_ids = vec![qemu_pr_helper::domain::param_list::TransportId::sas(1)];
+        let mv = mv.build().unwrap();
+        let r = human(&mv, &reply(PrReply::good(Vec::new())), 1);
+        assert_eq!(r.stderr, "PR out (register and move): command successful\n");
     }
 
     #[test]
