@@ -436,9 +436,11 @@ where
         .with_target(true)
         .with_ansi(ansi)
         .with_writer(writer);
+    // JSON names the connection once, in `span`: the daemon's only span is
+    // the connection, so the list in `spans` would only repeat it.
     match (format, time) {
-        (LogFormat::Json, true) => Box::new(layer.json()),
-        (LogFormat::Json, false) => Box::new(layer.json().without_time()),
+        (LogFormat::Json, true) => Box::new(layer.json().with_span_list(false)),
+        (LogFormat::Json, false) => Box::new(layer.json().with_span_list(false).without_time()),
         (LogFormat::Text, true) => Box::new(layer),
         (LogFormat::Text, false) => Box::new(layer.without_time()),
     }

@@ -30,7 +30,7 @@ use tracing::field::DisplayValue;
 use tracing::Instrument;
 
 use crate::domain::allowlist::{DeviceAllowlist, PeerCredentials, PeerPolicy};
-use crate::domain::audit::{sense_text, KeyDisplay, PrOutAudit};
+use crate::domain::audit::{action_name, sense_text, KeyDisplay, PrOutAudit};
 use crate::domain::cdb::{PrCdb, PrDirection, CDB_LEN};
 use crate::domain::command::PrCommand;
 use crate::domain::device::DeviceInfo;
@@ -1194,7 +1194,7 @@ fn failed_outcome() -> Outcome {
 /// every PR OUT, answered or abandoned; a field that does not apply is left
 /// out.
 macro_rules! audit_line {
-    ($level:expr, $record:expr, device = $device:expr, wwid = $wwid:expr, sense = $sense:expr, $($message:tt)+) => {
+    ($level:expr, $record:expr, device = $device:expr, wwid = $wwid:expr, $($message:tt)+) => {
         tracing::event!(
             target: "audit",
             $level,
@@ -1202,11 +1202,15 @@ macro_rules! audit_line {
             wwid = $wwid,
             action = %$record.action,
             scope = $record.scope,
+            scope_name = $record.scope_name,
             r#type = $record.type_code,
+            type_name = $record.type_name_text().as_deref(),
             key = %$record.key,
             sa_key = %$record.sa_key,
-            status = %$record.status,
-            sense = $sense,
+            status = $record.status.map(|s| s.0),
+            status_name = $record.status.map(|s| s.name()),
+            abandoned = $record.status.is_none().then_some(true),
+            sense = $record.sense.as_deref(),
             $($message)+
         )
     };
@@ -1242,7 +1246,6 @@ fn log_unfinished(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys, how: Un
             record,
             device = None::<DisplayValue<DeviceInfo>>,
             wwid = None::<&str>,
-            sense = None::<DisplayValue<&str>>,
             "{audit}"
         );
     }
@@ -1254,11 +1257,14 @@ fn log_unfinished(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys, how: Un
 fn log_outcome(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys, outcome: Outcome) -> PrReply {
     let is_out = cdb.direction() == PrDirection::Out;
     let reply = outcome.reply.fit_to(cdb.allocation_len());
+    let sense = sense_text(&reply);
     tracing::debug!(
         device = outcome.info.as_ref().map(tracing::field::display),
+        action = %action_name(cdb),
         cdb = %cdb.hex(),
-        status = %reply.status,
-        sense = %sense_text(&reply),
+        status = reply.status.0,
+        status_name = reply.status.name(),
+        sense = sense.as_deref(),
         payload_len = reply.payload.len(),
         "command done"
     );
@@ -1269,7 +1275,6 @@ fn log_outcome(options: &ServerOptions, cdb: &PrCdb, keys: PrOutKeys, outcome: O
             record,
             device = outcome.info.map(tracing::field::display),
             wwid = outcome.wwid.as_deref(),
-            sense = Some(tracing::field::display(&record.sense)),
             "{}",
             if outcome.device_refused {
                 "device refused"
