@@ -191,7 +191,11 @@ fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
         "{conflict}"
     );
     assert_eq!(conflict["fields"]["key"], "0x999", "{conflict}");
-    assert_eq!(conflict["fields"]["status"].as_u64(), Some(24), "{conflict}");
+    assert_eq!(
+        conflict["fields"]["status"].as_u64(),
+        Some(24),
+        "{conflict}"
+    );
     assert_eq!(
         conflict["fields"]["status_name"], "RESERVATION CONFLICT",
         "{conflict}"
@@ -226,7 +230,9 @@ fn v_names_the_action_of_pr_in_commands_as_of_pr_out() {
     let disk = h.disk();
     let mut c = h.connect().negotiate();
     for action in 0..4 {
-        let r = c.command(&pr_in(action, 8192), disk.as_raw_fd(), &[]).unwrap();
+        let r = c
+            .command(&pr_in(action, 8192), disk.as_raw_fd(), &[])
+            .unwrap();
         assert_eq!(r.status, 0);
     }
     drop(c);
@@ -239,7 +245,8 @@ fn v_names_the_action_of_pr_in_commands_as_of_pr_out() {
         "action=READ FULL STATUS",
     ] {
         assert!(
-            done.iter().any(|l| l.contains(name) && l.contains("status=0 status_name=\"GOOD\"")),
+            done.iter()
+                .any(|l| l.contains(name) && l.contains("status=0 status_name=\"GOOD\"")),
             "no {name}: {log}"
         );
     }
@@ -267,11 +274,17 @@ fn the_start_line_names_version_executor_and_multipathd_at_the_default_level() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("pr.sock");
     let h = Helper::spawn(dir, socket, &our_helper(), &["--executor", "sg_io"], |c| {
-        c.env("MULTIPATH_SOCKET_NAME", "@qemu-pr-helper-test-no-multipathd");
+        c.env(
+            "MULTIPATH_SOCKET_NAME",
+            "@qemu-pr-helper-test-no-multipathd",
+        );
     });
     let log = stopped_log(h);
     let line = start_line(&log);
-    assert!(line.contains("executor=sg_io executor_means=\"SG_IO\""), "{line}");
+    assert!(
+        line.contains("executor=sg_io executor_means=\"SG_IO\""),
+        "{line}"
+    );
     assert!(
         line.ends_with("multipathd=@qemu-pr-helper-test-no-multipathd"),
         "{line}"
@@ -310,7 +323,8 @@ fn unprivileged_on_the_emulated_device_no_warning_about_the_kernel() {
     let log = stopped_log(h);
     assert!(!log.contains("the kernel will refuse"), "{log}");
     assert!(
-        !log.lines().any(|l| l.contains(" WARN ") && l.contains("without privileges")),
+        !log.lines()
+            .any(|l| l.contains(" WARN ") && l.contains("without privileges")),
         "{log}"
     );
     assert!(

@@ -187,7 +187,11 @@ fn sg_io_on_a_disk_that_is_not_scsi_is_explained_once_at_info() {
         nix::sys::stat::major(rdev),
         nix::sys::stat::minor(rdev)
     );
-    let h = helper(&["--executor", "sg_io"], tempfile::tempdir().unwrap(), false);
+    let h = helper(
+        &["--executor", "sg_io"],
+        tempfile::tempdir().unwrap(),
+        false,
+    );
     let mut c = h.connect().negotiate();
     for _ in 0..2 {
         let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]).unwrap();

@@ -138,7 +138,11 @@ pub fn sense_text(reply: &PrReply) -> Option<String> {
 
 impl fmt::Display for PrOutAudit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} scope={} ({})", self.action, self.scope, self.scope_name)?;
+        write!(
+            f,
+            "{} scope={} ({})",
+            self.action, self.scope, self.scope_name
+        )?;
         match self.type_name {
             Some(t) => write!(f, " type={} ({t})", self.type_code)?,
             None => write!(f, " type={}", self.type_code)?,
@@ -164,7 +168,11 @@ mod tests {
     #[test]
     fn key_modes() {
         let k = ReservationKey(0xabc);
-        assert_eq!(KeyDisplay::Full.render(k), "0xabc", "as the client prints it");
+        assert_eq!(
+            KeyDisplay::Full.render(k),
+            "0xabc",
+            "as the client prints it"
+        );
         let h = KeyDisplay::Hashed.render(k);
         assert!(h.starts_with("sha256:") && h.len() == 7 + 16);
         assert_ne!(h, KeyDisplay::Hashed.render(ReservationKey(0xabd)));
@@ -186,7 +194,10 @@ mod tests {
             "PREEMPT scope=0 (LU_SCOPE) type=5 (Write Exclusive, registrants only) key=0x1 \
              sa_key=0x2 -> CHECK CONDITION (02h) sense=5/24/00"
         );
-        assert_eq!(a.type_name_text().as_deref(), Some("Write Exclusive, registrants only"));
+        assert_eq!(
+            a.type_name_text().as_deref(),
+            Some("Write Exclusive, registrants only")
+        );
         assert_eq!(a.scope_name, "LU_SCOPE");
         let short = PrOutKeys::from(&data[..4]);
         let short = PrOutAudit::new(&cdb, short, &PrReply::good(vec![]), KeyDisplay::Full);
