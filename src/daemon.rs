@@ -341,6 +341,7 @@ fn shutdown_sigset() -> nix::sys::signal::SigSet {
 /// before an error that ends the start).
 pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
     // 0. The settings were checked when they were made: from here on, act.
+    log_start(&settings);
     let mut options = server_options(&settings);
     let _ = shutdown_sigset().thread_block();
     fit_to_fd_limit(
@@ -376,7 +377,6 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
         None => BoundSocket::bind(&settings.socket, settings.socket_permissions)?,
     };
 
-    log_start(&settings);
     let Executor { executor, relay } = build_executor(&settings)?;
 
     // The service manager's socket, made before the system-call filter.
