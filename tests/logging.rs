@@ -265,6 +265,7 @@ fn start_line(log: &str) -> &str {
 fn the_start_line_names_version_executor_and_multipathd_at_the_default_level() {
     let log = stopped_log(spawn(&[]));
     let line = start_line(&log);
+    assert_eq!(log.lines().next(), Some(line), "the first line: {log}");
     assert!(line.contains(" INFO "), "{line}");
     let version = format!("version={} ", env!("CARGO_PKG_VERSION"));
     assert!(line.contains(&version), "{line}");
