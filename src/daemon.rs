@@ -339,6 +339,7 @@ fn shutdown_sigset() -> nix::sys::signal::SigSet {
 /// before an error that ends the start).
 pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
     // 0. The settings were checked when they were made: from here on, act.
+    log_start(&settings);
     let mut options = server_options(&settings);
     let _ = shutdown_sigset().thread_block();
     fit_to_fd_limit(
@@ -419,6 +420,11 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
             uid = nix::unistd::getuid().as_raw(),
             gid = nix::unistd::getgid().as_raw(),
             "privileges dropped: keeping no capability (the PR ioctls need none)"
+        ),
+        (PrivilegeOutcome::Unprivileged, _) if is_emulated(&settings) => tracing::info!(
+            uid = nix::unistd::getuid().as_raw(),
+            gid = nix::unistd::getgid().as_raw(),
+            "running without privileges: the emulated device needs none"
         ),
         (PrivilegeOutcome::Unprivileged, _) if uses_ioctls(&settings) => tracing::info!(
             uid = nix::unistd::getuid().as_raw(),
@@ -510,6 +516,78 @@ pub fn run(settings: Settings, announcement: &str) -> Result<(), DaemonError> {
         remover.finish();
     }
     result
+}
+
+/// Whether commands run on the emulated device, which touches no device
+/// and so needs no privilege.
+fn is_emulated(settings: &Settings) -> bool {
+    matches!(settings.executor, ExecutorSettings::Emulated { .. })
+}
+
+/// The daemon's first line, at the default level: its version, the way
+/// commands will go and the multipathd socket reservation changes will be
+/// reported to, so that an operator reading the log of a failed command
+/// knows what ran it.
+fn log_start(settings: &Settings) {
+    let holds_rawio = keep(settings) == Keep::RawIo && privileges::holds_rawio();
+    let start = StartLine::of(settings, holds_rawio, MultipathdAddress::from_env);
+    tracing::info!(
+        version = %env!("CARGO_PKG_VERSION"),
+        executor = %start.executor,
+        executor_means = start.means,
+        multipathd = %start.multipathd,
+        "starting"
+    );
+}
+
+/// What the start line says, in plain values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StartLine {
+    /// The executor as the configuration file and `--executor` spell it.
+    executor: &'static str,
+    /// What that executor does here (for `auto`, which way it takes).
+    means: &'static str,
+    /// The multipathd socket, or `off` (no multipath routing).
+    multipathd: String,
+}
+
+impl StartLine {
+    /// The start line of `settings`, `holds_rawio` telling what `auto`
+    /// means; `multipathd` is asked only when multipath routing is on.
+    fn of(
+        settings: &Settings,
+        holds_rawio: bool,
+        multipathd: impl FnOnce() -> MultipathdAddress,
+    ) -> StartLine {
+        match &settings.executor {
+            ExecutorSettings::Device {
+                interface,
+                multipath,
+                ..
+            } => StartLine {
+                executor: interface.name(),
+                means: match (interface, holds_rawio) {
+                    (DeviceInterface::SgIo, _) => "SG_IO",
+                    (DeviceInterface::PrIoctl, _) => "the block layer's PR ioctls",
+                    (DeviceInterface::Auto, true) => "SG_IO, as CAP_SYS_RAWIO is held",
+                    (DeviceInterface::Auto, false) => {
+                        "the PR ioctls where a device takes them, SG_IO elsewhere (no \
+                         CAP_SYS_RAWIO)"
+                    }
+                },
+                multipathd: if *multipath {
+                    multipathd().to_string()
+                } else {
+                    "off".to_string()
+                },
+            },
+            ExecutorSettings::Emulated { .. } => StartLine {
+                executor: "emulated",
+                means: "an in-memory SPC-4 device; no real device is touched",
+                multipathd: "off".to_string(),
+            },
+        }
+    }
 }
 
 /// Whether commands may go through the PR ioctls (which need no privilege).

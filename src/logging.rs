@@ -8,6 +8,14 @@
 //! SG_IO). `-T PATTERN` raises the modules whose target matches to TRACE
 //! whatever the level.
 //!
+//! Fields are plain values a script can match: a SCSI status is two fields,
+//! `status` (the number, `24`) and `status_name` (`RESERVATION CONFLICT`);
+//! a field that does not apply (the sense of a GOOD answer, the device of an
+//! abandoned command) is left out, never `-` or `None`; audit lines give
+//! `scope` and `type` with `scope_name` and `type_name` (as sg_persist
+//! spells them), and keys as `qemu-pr-client` prints them (`0x1111`). In
+//! JSON the connection is named once, in `span`.
+//!
 //! Lines are formatted by whoever logs and queued; one thread writes them
 //! to the destination (see [`writer`]), so a destination that stops
 //! reading loses lines, counted and reported, and never stalls serving.
@@ -436,9 +444,11 @@ where
         .with_target(true)
         .with_ansi(ansi)
         .with_writer(writer);
+    // JSON names the connection once, in `span`: the daemon's only span is
+    // the connection, so the list in `spans` would only repeat it.
     match (format, time) {
-        (LogFormat::Json, true) => Box::new(layer.json()),
-        (LogFormat::Json, false) => Box::new(layer.json().without_time()),
+        (LogFormat::Json, true) => Box::new(layer.json().with_span_list(false)),
+        (LogFormat::Json, false) => Box::new(layer.json().with_span_list(false).without_time()),
         (LogFormat::Text, true) => Box::new(layer),
         (LogFormat::Text, false) => Box::new(layer.without_time()),
     }

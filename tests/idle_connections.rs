@@ -29,13 +29,7 @@ fn wait_for_log(h: &Helper, what: &str, count: usize) {
 
 /// An emulated helper that logs parking (TRACE) and closing (DEBUG).
 fn helper(extra_toml: &str) -> Helper {
-    let cfg = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(cfg.path(), extra_toml).unwrap();
-    let path = cfg.into_temp_path().keep().unwrap();
-    Helper::start(
-        &our_helper(),
-        &["--emulate", "-c", path.to_str().unwrap(), "-vv"],
-    )
+    Helper::emulated_with_args(extra_toml, &["-vv"])
 }
 
 #[test]

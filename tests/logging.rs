@@ -126,13 +126,25 @@ fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "log_format = \"json\"\n").unwrap();
     let h = spawn_in(dir, &["-v", "-c", config.to_str().unwrap()], &[]);
-    let log = register_and_stop(h);
+    register_and_read(&h);
+    // A RESERVE (Write Exclusive, registrants only) with a key that is not
+    // registered: RESERVATION CONFLICT.
+    let disk = h.disk();
+    let mut c = h.connect().negotiate();
+    let r = c
+        .command(&pr_out(1, 0x05, 24), disk.as_raw_fd(), &params(0x999, 0))
+        .unwrap();
+    assert_eq!(r.status, 0x18);
+    drop(c);
+    let log = stopped_log(h);
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     for line in &lines {
         let fields = line["fields"].as_object().unwrap();
+        // The connection once, in `span`.
+        assert!(line.get("spans").is_none(), "connection twice: {line}");
         if let Some(span) = line.get("span").and_then(|s| s.as_object()) {
             for key in fields.keys() {
                 assert!(!span.contains_key(key), "{key} in span and event: {line}");
@@ -144,11 +156,13 @@ fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
                 !text.starts_with("Some(") && text != "None" && !text.starts_with('['),
                 "debug output in {line}"
             );
+            assert_ne!(text, "-", "a dash for a field that does not apply: {line}");
         }
     }
-    let audit = lines
+    let audits: Vec<&serde_json::Value> = lines.iter().filter(|l| l["target"] == "audit").collect();
+    let audit = audits
         .iter()
-        .find(|l| l["target"] == "audit")
+        .find(|l| l["fields"]["action"] == "REGISTER")
         .unwrap_or_else(|| panic!("no audit line: {log}"));
     assert_eq!(
         audit["span"]["peer_pid"].as_u64(),
@@ -158,15 +172,44 @@ fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
     assert!(audit["span"]["peer_uid"].is_u64(), "{audit}");
     assert!(audit["span"]["conn_id"].is_u64(), "{audit}");
     assert_eq!(audit["fields"]["scope"].as_u64(), Some(0), "{audit}");
+    assert_eq!(audit["fields"]["scope_name"], "LU_SCOPE", "{audit}");
     assert_eq!(audit["fields"]["type"].as_u64(), Some(0), "{audit}");
-    assert_eq!(audit["fields"]["action"], "REGISTER", "{audit}");
+    // REGISTER ignores TYPE: 0 names no type.
+    assert!(audit["fields"].get("type_name").is_none(), "{audit}");
+    // Keys as the client prints them.
+    assert_eq!(audit["fields"]["sa_key"], "0xabc", "{audit}");
+    assert_eq!(audit["fields"]["status"].as_u64(), Some(0), "{audit}");
+    assert_eq!(audit["fields"]["status_name"], "GOOD", "{audit}");
+    assert!(audit["fields"].get("sense").is_none(), "{audit}");
+    let conflict = audits
+        .iter()
+        .find(|l| l["fields"]["action"] == "RESERVE")
+        .unwrap_or_else(|| panic!("no RESERVE audit line: {log}"));
+    assert_eq!(conflict["fields"]["type"].as_u64(), Some(5), "{conflict}");
+    assert_eq!(
+        conflict["fields"]["type_name"], "Write Exclusive, registrants only",
+        "{conflict}"
+    );
+    assert_eq!(conflict["fields"]["key"], "0x999", "{conflict}");
+    assert_eq!(
+        conflict["fields"]["status"].as_u64(),
+        Some(24),
+        "{conflict}"
+    );
+    assert_eq!(
+        conflict["fields"]["status_name"], "RESERVATION CONFLICT",
+        "{conflict}"
+    );
     let done = lines
         .iter()
         .find(|l| l["fields"]["message"] == "command done")
         .unwrap_or_else(|| panic!("no command line: {log}"));
     assert_eq!(done["fields"]["cdb"], "5f000000000000001800", "{done}");
+    assert_eq!(done["fields"]["action"], "REGISTER", "{done}");
     assert_eq!(done["fields"]["payload_len"].as_u64(), Some(0), "{done}");
-    assert_eq!(done["fields"]["sense"], "-", "{done}");
+    assert_eq!(done["fields"]["status"].as_u64(), Some(0), "{done}");
+    assert_eq!(done["fields"]["status_name"], "GOOD", "{done}");
+    assert!(done["fields"].get("sense").is_none(), "{done}");
     let dropped = lines
         .iter()
         .find(|l| {
@@ -182,6 +225,116 @@ fn json_lines_carry_numbers_as_numbers_hex_cdbs_and_no_field_twice() {
 }
 
 #[test]
+fn v_names_the_action_of_pr_in_commands_as_of_pr_out() {
+    let h = spawn(&["-v"]);
+    let disk = h.disk();
+    let mut c = h.connect().negotiate();
+    for action in 0..4 {
+        let r = c
+            .command(&pr_in(action, 8192), disk.as_raw_fd(), &[])
+            .unwrap();
+        assert_eq!(r.status, 0);
+    }
+    drop(c);
+    let log = stopped_log(h);
+    let done: Vec<&str> = log.lines().filter(|l| l.contains("command done")).collect();
+    for name in [
+        "action=READ KEYS",
+        "action=READ RESERVATION",
+        "action=REPORT CAPABILITIES",
+        "action=READ FULL STATUS",
+    ] {
+        assert!(
+            done.iter()
+                .any(|l| l.contains(name) && l.contains("status=0 status_name=\"GOOD\"")),
+            "no {name}: {log}"
+        );
+    }
+    // A GOOD answer has no sense: the field is left out.
+    assert!(done.iter().all(|l| !l.contains("sense=")), "{log}");
+}
+
+/// The line that starts with "starting", at INFO without -v.
+fn start_line(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("qemu_pr_helper::daemon: starting "))
+        .unwrap_or_else(|| panic!("no start line: {log}"))
+}
+
+#[test]
+fn the_start_line_names_version_executor_and_multipathd_at_the_default_level() {
+    let log = stopped_log(spawn(&[]));
+    let line = start_line(&log);
+    assert_eq!(log.lines().next(), Some(line), "the first line: {log}");
+    assert!(line.contains(" INFO "), "{line}");
+    let version = format!("version={} ", env!("CARGO_PKG_VERSION"));
+    assert!(line.contains(&version), "{line}");
+    assert!(line.contains("executor=emulated "), "{line}");
+    assert!(line.ends_with("multipathd=off"), "{line}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("pr.sock");
+    let h = Helper::spawn(dir, socket, &our_helper(), &["--executor", "sg_io"], |c| {
+        c.env(
+            "MULTIPATH_SOCKET_NAME",
+            "@qemu-pr-helper-test-no-multipathd",
+        );
+    });
+    let log = stopped_log(h);
+    let line = start_line(&log);
+    assert!(
+        line.contains("executor=sg_io executor_means=\"SG_IO\""),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("multipathd=@qemu-pr-helper-test-no-multipathd"),
+        "{line}"
+    );
+    // `auto` says which way it takes here; multipath routing off.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("pr.sock");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[executor]\nkind = \"auto\"\nmultipath = false\n").unwrap();
+    let args = ["-c", config.to_str().unwrap()];
+    let log = stopped_log(Helper::spawn(dir, socket, &our_helper(), &args, |_| {}));
+    let line = start_line(&log);
+    let means = if nix::unistd::geteuid().is_root() {
+        "executor=auto executor_means=\"SG_IO, as CAP_SYS_RAWIO is held\""
+    } else {
+        "executor=auto executor_means=\"the PR ioctls where a device takes them, SG_IO \
+         elsewhere (no CAP_SYS_RAWIO)\""
+    };
+    assert!(line.contains(means), "{line}");
+    assert!(line.ends_with("multipathd=off"), "{line}");
+}
+
+#[test]
+fn unprivileged_on_the_emulated_device_no_warning_about_the_kernel() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("*** SKIPPED: needs root to start the daemon as another user ***");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("pr.sock");
+    let h = Helper::spawn(dir, socket, &our_helper(), &["--emulate"], |c| {
+        c.uid(65534).gid(65534);
+    });
+    let log = stopped_log(h);
+    assert!(!log.contains("the kernel will refuse"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(" WARN ") && l.contains("without privileges")),
+        "{log}"
+    );
+    assert!(
+        log.contains("running without privileges: the emulated device needs none"),
+        "{log}"
+    );
+}
+
+#[test]
 fn no_multipath_lines_at_the_default_level_when_no_map_is_used() {
     // The production executor (multipath routing on, relay started), on a
     // host without multipathd, given a file that is not a map.
@@ -192,7 +345,15 @@ fn no_multipath_lines_at_the_default_level_when_no_map_is_used() {
     drop(c);
     let log = stopped_log(h);
     assert!(log.contains("listening"), "{log}");
-    assert!(!log.to_lowercase().contains("multipath"), "{log}");
+    // The start line names the socket multipathd would be told on, and no
+    // other line speaks of multipath.
+    assert!(start_line(&log).contains(" multipathd="), "{log}");
+    assert!(
+        !log.lines()
+            .filter(|l| !l.contains("qemu_pr_helper::daemon: starting "))
+            .any(|l| l.to_lowercase().contains("multipath")),
+        "{log}"
+    );
 }
 
 /// Receives datagrams on `rx` until one satisfies `want` (10 s at most).
@@ -387,7 +548,10 @@ fn under_systemd_the_journal_gets_native_fields_and_priorities() {
         "{audit:?}"
     );
     assert_eq!(audit["ACTION"], "REGISTER", "{audit:?}");
-    assert_eq!(audit["SA_KEY"], "0x0000000000000abc", "{audit:?}");
+    assert_eq!(audit["SA_KEY"], "0xabc", "{audit:?}");
+    assert_eq!(audit["STATUS"], "0", "{audit:?}");
+    assert_eq!(audit["STATUS_NAME"], "GOOD", "{audit:?}");
+    assert!(!audit.contains_key("SENSE"), "{audit:?}");
     assert!(audit["DEVICE"].starts_with("inode-"), "{audit:?}");
     // `journalctl -p warning` finds the emulated device's warning.
     let warning = got

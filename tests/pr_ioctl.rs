@@ -173,3 +173,42 @@ fn auto_with_cap_sys_rawio_is_sg_io_without_a_probe() {
     );
     assert!(!log.contains("IOC_PR_READ_RESERVATION"), "{log}");
 }
+
+#[test]
+fn sg_io_on_a_disk_that_is_not_scsi_is_explained_once_at_info() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(lo) = Loop::attach() else {
+        return;
+    };
+    let disk = common::open_rw(&lo.device);
+    let rdev = disk.metadata().unwrap().rdev();
+    let device = format!(
+        "device={}:{}",
+        nix::sys::stat::major(rdev),
+        nix::sys::stat::minor(rdev)
+    );
+    let h = helper(
+        &["--executor", "sg_io"],
+        tempfile::tempdir().unwrap(),
+        false,
+    );
+    let mut c = h.connect().negotiate();
+    for _ in 0..2 {
+        let r = c.command(&pr_in(0, 64), disk.as_raw_fd(), &[]).unwrap();
+        assert_eq!(r.status, 2, "a loop device takes no SCSI command");
+    }
+    let r = c
+        .command(&pr_out(0, 0, 24), disk.as_raw_fd(), &params(0, 0x1234))
+        .unwrap();
+    assert_eq!(r.status, 2);
+    let log = h.log();
+    let explained: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("not a SCSI device"))
+        .collect();
+    assert_eq!(explained.len(), 1, "once per device: {log}");
+    let line = explained[0];
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(line.contains(&device), "{line}");
+    assert!(line.contains("--executor pr_ioctl"), "{line}");
+}

@@ -118,9 +118,10 @@ fn fds_on_a_file_system_that_never_answers_stall_only_their_own_connections() {
         log.lines()
             .any(|l| l.contains("PR OUT abandoned at shutdown")
                 && l.contains("action=REGISTER")
-                && l.contains("sa_key=0x0000000000005150")
-                && l.contains("status=abandoned")
-                // No device, WWID or sense to show: left out, not "-".
+                && l.contains("sa_key=0x5150")
+                && l.contains("abandoned=true")
+                // No device, WWID, status or sense to show: left out, not "-".
+                && !l.contains("status=")
                 && !l.contains("sense=")
                 && !l.contains("device=")),
         "{log}"

@@ -7,7 +7,7 @@
 //! Used for the client's own fd and, by the multipath executor, for each
 //! path of a map, so that both go the same way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Mutex;
 
@@ -65,6 +65,8 @@ pub struct InterfaceSelector {
     aptpl_zero: AptplZero,
     /// Per device (major, minor): the way it takes.
     known: Mutex<HashMap<(u32, u32), Via>>,
+    /// Devices already explained to be no SCSI device.
+    not_scsi: Mutex<HashSet<(u32, u32)>>,
 }
 
 impl InterfaceSelector {
@@ -92,6 +94,7 @@ impl InterfaceSelector {
             timeout,
             aptpl_zero,
             known: Mutex::default(),
+            not_scsi: Mutex::default(),
         }
     }
 
@@ -119,7 +122,14 @@ impl InterfaceSelector {
                 );
                 (not_a_device(), Origin::Device)
             }
-            Via::SgIo => sg_io::send_pr_command_with_origin(fd, command, self.timeout),
+            Via::SgIo => {
+                let (reply, origin, failure) =
+                    sg_io::send_pr_command_with_failure(fd, command, self.timeout);
+                if kind == DeviceKind::Block && failure.is_some_and(sg_io::means_not_scsi) {
+                    self.explain_not_scsi(dev, failure);
+                }
+                (reply, origin)
+            }
             Via::PrIoctl if kind != DeviceKind::Block => {
                 tracing::warn!(
                     device = %format_args!("{}:{}", dev.0, dev.1),
@@ -190,6 +200,32 @@ impl InterfaceSelector {
         via
     }
 
+    /// Says once per device, at INFO, why SG_IO fails on a disk that is
+    /// not SCSI (a loop, virtio-blk or NVMe disk) and what to do: without
+    /// it, every command only shows an ILLEGAL REQUEST or an aborted
+    /// command in the audit trail. Whether this call logged.
+    fn explain_not_scsi(&self, dev: (u32, u32), failure: Option<IoctlFailure>) -> bool {
+        let mut explained = self.not_scsi.lock().unwrap_or_else(|e| e.into_inner());
+        if explained.len() >= REMEMBERED {
+            explained.clear();
+        }
+        if !explained.insert(dev) {
+            return false;
+        }
+        let errno = match failure {
+            Some(IoctlFailure::InvalidArgument) => "EINVAL",
+            _ => "ENOTTY",
+        };
+        tracing::info!(
+            device = %format_args!("{}:{}", dev.0, dev.1),
+            errno = %errno,
+            "not a SCSI device: the disk refuses SG_IO (a loop, virtio-blk or NVMe disk takes \
+             no SCSI commands), so its PR commands fail; if its driver has PR operations, \
+             kind = \"pr_ioctl\" (--executor pr_ioctl) runs them through the block layer"
+        );
+        true
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u32, u32), Via>> {
         // A poisoned table still maps devices to ways correctly.
         self.known.lock().unwrap_or_else(|e| e.into_inner())
@@ -242,6 +278,27 @@ mod tests {
             let (_, _, went) = s.send(null.as_fd(), DeviceKind::Block, (1, 3), &read_keys());
             assert_eq!(went, via, "{interface:?}");
         }
+    }
+
+    #[test]
+    fn a_block_device_refusing_sg_io_is_explained_once() {
+        // /dev/null, taken for a block device, refuses SG_IO with ENOTTY
+        // as a virtio-blk disk does.
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let s = selector(DeviceInterface::SgIo, true);
+        for _ in 0..2 {
+            let (reply, _, _) = s.send(null.as_fd(), DeviceKind::Block, (1, 3), &read_keys());
+            assert_eq!(reply.sense.code(), Some(SenseCode::IO_PROCESS_TERMINATED));
+        }
+        let explained = s.not_scsi.lock().unwrap();
+        assert!(explained.contains(&(1, 3)));
+        drop(explained);
+        assert!(!s.explain_not_scsi((1, 3), Some(IoctlFailure::InvalidArgument)));
+        assert!(s.explain_not_scsi((7, 0), Some(IoctlFailure::InvalidArgument)));
+        assert!(sg_io::means_not_scsi(IoctlFailure::InvalidArgument));
+        assert!(sg_io::means_not_scsi(IoctlFailure::Other(libc::ENOTTY)));
+        assert!(!sg_io::means_not_scsi(IoctlFailure::Other(libc::EPERM)));
+        assert!(!sg_io::means_not_scsi(IoctlFailure::ReservationConflict));
     }
 
     #[test]

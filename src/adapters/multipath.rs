@@ -204,9 +204,11 @@ impl PathRunner for OpenPaths<'_> {
         tracing::debug!(
             map = %self.map.name,
             path = %self.map.paths.get(path).map_or("?", |p| p.name.as_str()),
+            action = %crate::domain::audit::action_name(&command.cdb),
             cdb = %command.cdb.hex(),
-            status = %reply.status,
-            sense = %crate::domain::audit::sense_text(&reply),
+            status = reply.status.0,
+            status_name = reply.status.name(),
+            sense = crate::domain::audit::sense_text(&reply).as_deref(),
             %origin,
             "path answered"
         );
@@ -419,11 +421,14 @@ impl MultipathExecutor {
             path = %path,
             action = %record.action,
             scope = record.scope,
+            scope_name = record.scope_name,
             r#type = record.type_code,
+            type_name = record.type_name_text().as_deref(),
             key = %record.key,
             sa_key = %record.sa_key,
-            status = %record.status,
-            sense = %record.sense,
+            status = record.status.map(|s| s.0),
+            status_name = record.status.map(|s| s.name()),
+            sense = record.sense.as_deref(),
             reason = %sent.reason,
             "PR OUT sent by the helper on its own"
         );

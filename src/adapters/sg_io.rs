@@ -77,6 +77,18 @@ pub fn send_pr_command_with_origin(
     command: &PrCommand,
     timeout: SgIoTimeout,
 ) -> (PrReply, Origin) {
+    let (reply, origin, _) = send_pr_command_with_failure(fd, command, timeout);
+    (reply, origin)
+}
+
+/// As [`send_pr_command_with_origin`], and also why the ioctl itself
+/// failed, if it did: EINVAL or ENOTTY on a block device says the disk
+/// takes no SCSI commands, which the caller explains once.
+pub fn send_pr_command_with_failure(
+    fd: BorrowedFd<'_>,
+    command: &PrCommand,
+    timeout: SgIoTimeout,
+) -> (PrReply, Origin, Option<IoctlFailure>) {
     let mut sense = [0u8; SENSE_LEN];
     let (mut data, direction) = match command.cdb.direction() {
         PrDirection::In => (
@@ -128,6 +140,7 @@ pub fn send_pr_command_with_origin(
             (
                 reply_for_ioctl_failure(failure),
                 origin_of_ioctl_failure(failure),
+                Some(failure),
             )
         }
         Ok(_) => {
@@ -153,9 +166,17 @@ pub fn send_pr_command_with_origin(
                 data = Vec::new();
             }
             let origin = origin_of_completion(&completion);
-            (reply_for_completion(&completion, data), origin)
+            (reply_for_completion(&completion, data), origin, None)
         }
     }
+}
+
+/// Whether SG_IO failing with `failure` on a block device means the disk is
+/// not a SCSI device: a loop device answers the unknown ioctl with EINVAL,
+/// virtio-blk and NVMe with ENOTTY, where a SCSI disk runs the command.
+pub fn means_not_scsi(failure: IoctlFailure) -> bool {
+    matches!(failure, IoctlFailure::InvalidArgument)
+        || failure == IoctlFailure::Other(Errno::ENOTTY as i32)
 }
 
 /// The errno classes `docs/protocol.md` lists; the PR ioctls' errnos outside

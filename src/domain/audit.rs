@@ -9,13 +9,15 @@ use sha2::{Digest, Sha256};
 use super::cdb::{Hex, PrCdb};
 use super::framing::PrReply;
 use super::param_list::PrOutKeys;
-use super::service_action::ReservationKey;
+use super::sense::ScsiStatus;
+use super::service_action::{ReservationKey, ReservationType};
 
 /// How reservation keys appear in audit lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyDisplay {
-    /// The key itself, in hex.
+    /// The key itself, in hex as `qemu-pr-client` and sg_persist print it
+    /// (`0x1111`), so a line can be matched against their output.
     #[default]
     Full,
     /// The first 8 bytes of SHA-256 of the key: correlates lines without
@@ -29,13 +31,23 @@ impl KeyDisplay {
     /// Renders `key` as this mode says.
     pub fn render(self, key: ReservationKey) -> String {
         match self {
-            KeyDisplay::Full => format!("0x{:016x}", key.0),
+            KeyDisplay::Full => key.to_string(),
             KeyDisplay::Hashed => {
                 let digest = Sha256::digest(key.0.to_be_bytes());
                 format!("sha256:{}", Hex(&digest[..8]))
             }
             KeyDisplay::Omitted => "-".to_string(),
         }
+    }
+}
+
+/// The name of a SCOPE code, as sg_persist and `qemu-pr-client` print it.
+/// SPC-4 defines only LU_SCOPE; 1h and 2h were element and extent scopes.
+pub fn scope_name(scope: u8) -> &'static str {
+    match scope {
+        0 => "LU_SCOPE",
+        1 | 2 => "obsolete",
+        _ => "reserved",
     }
 }
 
@@ -46,66 +58,81 @@ pub struct PrOutAudit {
     pub action: String,
     /// SCOPE nibble.
     pub scope: u8,
+    /// SCOPE by name (see [`scope_name`]).
+    pub scope_name: &'static str,
     /// TYPE nibble.
     pub type_code: u8,
+    /// TYPE by name; `None` when the code names no type (a REGISTER, for
+    /// which the field is ignored, sends 0).
+    pub type_name: Option<ReservationType>,
     /// RESERVATION KEY as displayed.
     pub key: String,
     /// SERVICE ACTION RESERVATION KEY as displayed.
     pub sa_key: String,
-    /// Status name and code.
-    pub status: String,
-    /// Sense key / ASC / ASCQ, or "-".
-    pub sense: String,
+    /// The status answered; `None` when the command never got an answer.
+    pub status: Option<ScsiStatus>,
+    /// Sense key / ASC / ASCQ of a CHECK CONDITION; `None` without one.
+    pub sense: Option<String>,
 }
 
 impl PrOutAudit {
     /// Builds the record of `cdb`, whose parameter list held `keys`,
     /// answered by `reply`.
     pub fn new(cdb: &PrCdb, keys: PrOutKeys, reply: &PrReply, shown: KeyDisplay) -> PrOutAudit {
-        PrOutAudit::ended(
-            cdb,
-            keys,
-            shown,
-            reply.status.to_string(),
-            sense_text(reply),
-        )
+        PrOutAudit::ended(cdb, keys, shown, Some(reply.status), sense_text(reply))
     }
 
     /// The record of a command that never got an answer (abandoned when the
     /// daemon stopped): whether the device ran it is unknown.
     pub fn abandoned(cdb: &PrCdb, keys: PrOutKeys, shown: KeyDisplay) -> PrOutAudit {
-        PrOutAudit::ended(cdb, keys, shown, "abandoned".to_string(), "-".to_string())
+        PrOutAudit::ended(cdb, keys, shown, None, None)
     }
 
     fn ended(
         cdb: &PrCdb,
         keys: PrOutKeys,
         shown: KeyDisplay,
-        status: String,
-        sense: String,
+        status: Option<ScsiStatus>,
+        sense: Option<String>,
     ) -> PrOutAudit {
         let render = |key: Option<ReservationKey>| key.map_or("-".to_string(), |k| shown.render(k));
         PrOutAudit {
-            action: cdb
-                .pr_out_action()
-                .map_or_else(|| "PR IN".to_string(), |a| a.to_string()),
+            action: action_name(cdb),
             scope: cdb.scope(),
+            scope_name: scope_name(cdb.scope()),
             type_code: cdb.type_code(),
+            type_name: cdb.reservation_type(),
             key: render(keys.reservation_key),
             sa_key: render(keys.service_action_key),
             status,
             sense,
         }
     }
+
+    /// The type's name for a log field, absent when the code names none.
+    pub fn type_name_text(&self) -> Option<String> {
+        self.type_name.map(|t| t.to_string())
+    }
 }
 
-/// "KEY/ASC/ASCQ" of a CHECK CONDITION, or "-".
-pub fn sense_text(reply: &PrReply) -> String {
+/// The service action of `cdb` by its SCSI name (`READ KEYS`, `REGISTER`),
+/// for the log lines of PR IN and PR OUT alike.
+pub fn action_name(cdb: &PrCdb) -> String {
+    match (cdb.pr_in_action(), cdb.pr_out_action()) {
+        (Some(a), _) => a.to_string(),
+        (_, Some(a)) => a.to_string(),
+        (None, None) => "PR".to_string(),
+    }
+}
+
+/// "KEY/ASC/ASCQ" of a CHECK CONDITION; `None` for any other answer, so
+/// that the log leaves the field out.
+pub fn sense_text(reply: &PrReply) -> Option<String> {
     match (reply.status, reply.sense.code()) {
-        (super::sense::ScsiStatus::CHECK_CONDITION, Some(c)) => {
-            format!("{:x}/{:02x}/{:02x}", c.key.0, c.asc, c.ascq)
+        (ScsiStatus::CHECK_CONDITION, Some(c)) => {
+            Some(format!("{:x}/{:02x}/{:02x}", c.key.0, c.asc, c.ascq))
         }
-        _ => "-".to_string(),
+        _ => None,
     }
 }
 
@@ -113,9 +140,22 @@ impl fmt::Display for PrOutAudit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} scope={} type={} key={} sa_key={} -> {} sense={}",
-            self.action, self.scope, self.type_code, self.key, self.sa_key, self.status, self.sense
-        )
+            "{} scope={} ({})",
+            self.action, self.scope, self.scope_name
+        )?;
+        match self.type_name {
+            Some(t) => write!(f, " type={} ({t})", self.type_code)?,
+            None => write!(f, " type={}", self.type_code)?,
+        }
+        write!(f, " key={} sa_key={} -> ", self.key, self.sa_key)?;
+        match self.status {
+            Some(status) => write!(f, "{status}")?,
+            None => f.write_str("abandoned")?,
+        }
+        if let Some(sense) = &self.sense {
+            write!(f, " sense={sense}")?;
+        }
+        Ok(())
     }
 }
 
@@ -123,12 +163,16 @@ impl fmt::Display for PrOutAudit {
 mod tests {
     use super::*;
     use crate::domain::sense::SenseCode;
-    use crate::domain::service_action::PrOutServiceAction;
+    use crate::domain::service_action::{PrInServiceAction, PrOutServiceAction};
 
     #[test]
     fn key_modes() {
         let k = ReservationKey(0xabc);
-        assert_eq!(KeyDisplay::Full.render(k), "0x0000000000000abc");
+        assert_eq!(
+            KeyDisplay::Full.render(k),
+            "0xabc",
+            "as the client prints it"
+        );
         let h = KeyDisplay::Hashed.render(k);
         assert!(h.starts_with("sha256:") && h.len() == 7 + 16);
         assert_ne!(h, KeyDisplay::Hashed.render(ReservationKey(0xabd)));
@@ -147,18 +191,52 @@ mod tests {
         let a = PrOutAudit::new(&cdb, keys, &reply, KeyDisplay::Full);
         assert_eq!(
             a.to_string(),
-            "PREEMPT scope=0 type=5 key=0x0000000000000001 sa_key=0x0000000000000002 \
-             -> CHECK CONDITION (02h) sense=5/24/00"
+            "PREEMPT scope=0 (LU_SCOPE) type=5 (Write Exclusive, registrants only) key=0x1 \
+             sa_key=0x2 -> CHECK CONDITION (02h) sense=5/24/00"
         );
+        assert_eq!(
+            a.type_name_text().as_deref(),
+            Some("Write Exclusive, registrants only")
+        );
+        assert_eq!(a.scope_name, "LU_SCOPE");
         let short = PrOutKeys::from(&data[..4]);
         let short = PrOutAudit::new(&cdb, short, &PrReply::good(vec![]), KeyDisplay::Full);
         assert_eq!(short.key, "-");
-        assert_eq!(short.sense, "-");
+        assert_eq!(short.sense, None, "no sense: no field, not a dash");
+        assert_eq!(short.status, Some(ScsiStatus::GOOD));
         let gone = PrOutAudit::abandoned(&cdb, keys, KeyDisplay::Full);
         assert_eq!(
             gone.to_string(),
-            "PREEMPT scope=0 type=5 key=0x0000000000000001 sa_key=0x0000000000000002 \
-             -> abandoned sense=-"
+            "PREEMPT scope=0 (LU_SCOPE) type=5 (Write Exclusive, registrants only) key=0x1 \
+             sa_key=0x2 -> abandoned"
         );
+        assert_eq!(gone.status, None);
+    }
+
+    #[test]
+    fn register_has_no_type_name_and_pr_in_actions_are_named() {
+        let register = PrCdb::pr_out(PrOutServiceAction::Register, 0, 24);
+        let a = PrOutAudit::new(
+            &register,
+            PrOutKeys::from(&[0u8; 24][..]),
+            &PrReply::status_only(ScsiStatus::RESERVATION_CONFLICT),
+            KeyDisplay::Full,
+        );
+        assert_eq!(a.type_name_text(), None);
+        assert_eq!(
+            a.to_string(),
+            "REGISTER scope=0 (LU_SCOPE) type=0 key=0x0 sa_key=0x0 -> RESERVATION CONFLICT (18h)"
+        );
+        assert_eq!(scope_name(2), "obsolete");
+        assert_eq!(scope_name(5), "reserved");
+        for (code, name) in [
+            (0, "READ KEYS"),
+            (1, "READ RESERVATION"),
+            (2, "REPORT CAPABILITIES"),
+            (3, "READ FULL STATUS"),
+        ] {
+            let cdb = PrCdb::pr_in(PrInServiceAction::from_code(code), 64);
+            assert_eq!(action_name(&cdb), name);
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tracing::field::DisplayValue;
 
 use super::{ConnectionError, ServerOptions, TARGET};
-use crate::domain::audit::{sense_text, PrOutAudit};
+use crate::domain::audit::{action_name, sense_text, PrOutAudit};
 use crate::domain::cdb::{PrCdb, PrDirection};
 use crate::domain::command::PrCommand;
 use crate::domain::device::DeviceInfo;
@@ -163,7 +163,7 @@ pub(super) fn failed_outcome() -> JobReport {
 /// every PR OUT, answered or abandoned; a field that does not apply is left
 /// out.
 macro_rules! audit_line {
-    ($level:expr, $record:expr, device = $device:expr, wwid = $wwid:expr, sense = $sense:expr, $($message:tt)+) => {
+    ($level:expr, $record:expr, device = $device:expr, wwid = $wwid:expr, $($message:tt)+) => {
         tracing::event!(
             target: "audit",
             $level,
@@ -171,11 +171,15 @@ macro_rules! audit_line {
             wwid = $wwid,
             action = %$record.action,
             scope = $record.scope,
+            scope_name = $record.scope_name,
             r#type = $record.type_code,
+            type_name = $record.type_name_text().as_deref(),
             key = %$record.key,
             sa_key = %$record.sa_key,
-            status = %$record.status,
-            sense = $sense,
+            status = $record.status.map(|s| s.0),
+            status_name = $record.status.map(|s| s.name()),
+            abandoned = $record.status.is_none().then_some(true),
+            sense = $record.sense.as_deref(),
             $($message)+
         )
     };
@@ -216,7 +220,6 @@ pub(super) fn log_unfinished(
             record,
             device = None::<DisplayValue<DeviceInfo>>,
             wwid = None::<&str>,
-            sense = None::<DisplayValue<&str>>,
             "{audit}"
         );
     }
@@ -233,12 +236,15 @@ pub(super) fn log_outcome(
 ) -> PrReply {
     let is_out = cdb.direction() == PrDirection::Out;
     let reply = outcome.reply.fit_to(cdb.allocation_len());
+    let sense = sense_text(&reply);
     tracing::debug!(
         target: TARGET,
         device = outcome.info.as_ref().map(tracing::field::display),
+        action = %action_name(cdb),
         cdb = %cdb.hex(),
-        status = %reply.status,
-        sense = %sense_text(&reply),
+        status = reply.status.0,
+        status_name = reply.status.name(),
+        sense = sense.as_deref(),
         payload_len = reply.payload.len(),
         "command done"
     );
@@ -249,7 +255,6 @@ pub(super) fn log_outcome(
             record,
             device = outcome.info.map(tracing::field::display),
             wwid = outcome.wwid.as_deref(),
-            sense = Some(tracing::field::display(&record.sense)),
             "{}",
             if outcome.device_refused {
                 "device refused"

@@ -164,10 +164,21 @@ impl Helper {
     /// Starts our helper on its emulated device with a config file holding
     /// `toml`.
     pub fn emulated_with(toml: &str) -> Helper {
-        let cfg = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(cfg.path(), toml).unwrap();
-        let path = cfg.into_temp_path().keep().unwrap();
-        Helper::start(&our_helper(), &["--emulate", "-c", path.to_str().unwrap()])
+        Helper::emulated_with_args(toml, &[])
+    }
+
+    /// [`Helper::emulated_with`], with `extra` arguments. The file is
+    /// DIR/helper.toml, removed with the helper's directory.
+    pub fn emulated_with_args(toml: &str, extra: &[&str]) -> Helper {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("pr.sock");
+        let config = dir.path().join("helper.toml");
+        std::fs::write(&config, toml).unwrap();
+        let args: Vec<&str> = ["--emulate", "-c", config.to_str().unwrap()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        Helper::spawn(dir, socket, &our_helper(), &args, |_| {})
     }
 
     /// A 512-byte file in the helper's directory (made anew): the emulated
