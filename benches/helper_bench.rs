@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Benchmark: our `qemu-pr-helper` against Debian's C helper
 //! (`/usr/bin/qemu-pr-helper`, when installed) and against a minimal
 //! Unix-socket server in this file (the floor), all measured in one run.

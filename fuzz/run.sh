@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Runs every fuzz target for SECONDS each (default 20) and reports, per
 # target, the executions, the time and whether it crashed. Exits non-zero
 # if any target crashed, naming the input that did it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The daemon's lifecycle, in the order that keeps it safe: lock the pidfile,
 //! listen (or adopt the systemd socket), daemonize, drop privileges, and only
 //! then start the async runtime and serve until a signal.

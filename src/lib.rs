@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A drop-in replacement for QEMU's `qemu-pr-helper`: the privileged daemon
 //! that runs SCSI PERSISTENT RESERVE IN/OUT commands on behalf of virtual
 //! machines, over QEMU's `pr-manager-helper` wire protocol.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Which log lines are written and where: the `-v`/`-q` level, `-T`
 //! patterns, the format, and the destination (stderr, a file, the journal's
 //! native protocol, or syslog).

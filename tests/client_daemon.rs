@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The client against the real daemon binary on a temporary socket.
 
 mod common;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The client against a tiny in-test helper: a std Unix listener thread that
 //! negotiates, receives the CDB with its fd and the parameter list, checks
 //! them, and answers with bytes the test chooses. No root, no device.

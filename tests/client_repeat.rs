@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `qemu-pr-client --repeat`: one connection, the command sent N times, a
 //! latency summary on stderr; `--direct`, which refuses what SG_IO may not
 //! see; and the bounds on what the command line can make the client

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The real binary on a temporary socket, driven as QEMU drives it.
 
 mod common;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Property tests over every decoder: no input makes one panic, and
 //! decode(encode(x)) == x for every encoder.
 

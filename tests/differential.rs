@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The same requests against Debian's C `qemu-pr-helper` and ours: both must
 //! answer alike, byte for byte, and close the same connections.
 //!

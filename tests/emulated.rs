@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The real binary with `--emulate`: two QEMU-like clients share a regular
 //! file as a disk and run the cluster sequences of `common::cluster` over
 //! the wire, raw bytes only.

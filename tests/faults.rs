@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Device faults on the emulated device, through the real binary: each
 //! `[[executor.fault]]` gives the status and sense `docs/protocol.md` gives for
 //! the SG_IO outcome it stands for, a device that never answers holds up only

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The real `fence_scsi` (Debian's fence-agents) with `qemu-pr-client` as its
 //! `sg_persist`, against the emulated device: unfence (register and reserve),
 //! status, fence another node (PREEMPT AND ABORT), and unfence again. This is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Man pages and shell completions are rendered from the clap definitions
 //! the binaries parse, and qemu-pr-helper.toml(5) from the configuration
 //! file's key list; the copies under `dist/`, which packages install, must

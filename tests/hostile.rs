@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Hostile and broken clients against the real binary (emulated device, so
 //! that semantic errors reach a real SPC-4 model). After each: the daemon is
 //! alive, serves a well-formed command on another connection, and holds no

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Idle connections are parked: right after negotiation, and after a second
 //! without a request, a connection is watched by the transport without a
 //! task of its own, and served again, as the same initiator, when its next

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Limits that hold against the real binary, under the production
 //! system-call filter: the connection cap fits the open-file limit, running
 //! out of fds at accept neither spins nor leaves clients waiting, one peer

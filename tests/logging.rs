@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What an operator reads: levels, -T, JSON field types, the journal's
 //! native fields, syslog under -d, and the service manager's status.
 //! Every daemon here runs under `--seccomp kill`, so each destination is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The multipathd relay is a process of its own, forked while the daemon is
 //! still root; it cannot be forked again once the daemon has dropped root.
 //! If it dies (killed, out of memory), path states and key notifications to

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! multipathd restarts while the daemon runs (a package upgrade, a crash, a
 //! boot order that starts it later): the next reservation change must reach
 //! the new multipathd, and the daemon must not die from its own seccomp filter

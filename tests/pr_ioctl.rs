@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The PR ioctl executor on a real block device: a loop device, whose driver
 //! has no PR operations, so every ioctl that reaches it fails the way a
 //! device without PR support makes it fail. That shows the whole way from

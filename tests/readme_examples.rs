@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The documentation's shell examples work when pasted: every fenced block
 //! whose info string is `sh test`, in README.md and in every `docs/*.md`, is
 //! run with bash, and what it prints (stdout and stderr, as a terminal shows

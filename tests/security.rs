@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The `[security]` settings, through the real binary: who may connect, which
 //! devices may be touched, limits, and the audit trail.
 

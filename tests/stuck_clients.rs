@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Clients that stop cooperating, against the real binary: an fd on a file
 //! system that never answers, a client that never reads its replies, a
 //! refused peer that reconnects in a loop. None may stall the other clients,

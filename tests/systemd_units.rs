@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The shipped systemd units must pass `systemd-analyze verify`, keep the
 //! hardening docs/security.md promises, and start a daemon that serves when used
 //! exactly as installed (the plain units, with the multipath drop-in, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `cargo test` leaves nothing in the temporary directory: the shared
 //! fixtures remove what they make, and no test keeps a temporary file on
 //! purpose.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Builds the KubeVirt pr-helper image (docs/kubevirt.md) and writes it as an
 # OCI archive: target/kubevirt/qemu-pr-helper-rs-VERSION.oci.tar.
 # Needs root, buildah and busybox-static (Debian: apt-get install buildah

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # KubeVirt's pr-helper contract: virt-handler bind-mounts the host's
 # multipathd socket at /var/run/kubevirt/daemons/pr/multipathd.socket; link
 # it where the helper looks ($MULTIPATH_SOCKET_NAME, else

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The 16-byte CDB of a request: `PrCdb::try_from` on any bytes.
 //!
 //! Checks: accepted CDBs are PR IN/OUT with a transfer length within the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Multipath routing of one client command: `plan` on the command, then
 //! `runner::route` over up to four fake paths. Each path is its own I_T
 //! nexus on one shared reservation model; the input also scripts path

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! PR OUT parameter lists as a client sends them: the basic list (with
 //! SPEC_I_PT TransportIDs), the REGISTER AND MOVE list and a bare
 //! TransportID, all decoded from the same input.

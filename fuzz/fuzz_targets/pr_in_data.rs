@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! PR IN parameter data as a client receives it, possibly cut anywhere:
 //! the first input byte picks the service action, the rest is the data.
 //!

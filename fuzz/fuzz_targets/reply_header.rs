@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The 104-byte reply header a client reads: `ReplyHeader::try_from`.
 //!
 //! Checks: accepted headers have a status byte and a payload length within

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The SPC-4 reservation model driven by a sequence of commands from
 //! several I_T nexuses against one logical unit.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Going to the background (`-d`) so that whoever started the daemon learns
 //! how the start ended. The parent leaves only when the child says it is
 //! serving (status 0: pidfile written, privileges dropped, filter

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! dm's view of a map's paths for a command, without making the command
 //! ask multipathd: each command asks for a view taken after it arrived
 //! ([`DmViewCache`]), which a thread of its own fetches (started when a map

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! An emulated SCSI device: persistent reservations kept in memory, with no
 //! SG_IO and no privilege, for testing clusters (fence_scsi, Windows failover
 //! clustering, QEMU itself) against the helper without shared storage.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The fd inspector: a client's fd inspected once, on the thread that runs
 //! its command: what kind of file it is, how the client opened it and, when
 //! asked, the device's WWID. The server and the executors decide on these

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What the processes the daemon forks while still root and single-threaded
 //! (the multipathd relay, the remover of the socket file and pidfile) share:
 //! the check that forking is safe, the socket pair to the child, and the

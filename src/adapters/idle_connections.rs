@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Idle connections put aside. QEMU keeps one connection per VM open for the
 //! VM's whole life and sends a command now and then; served by a task each,
 //! a silent connection costs a task and a runtime registration (about 1.4

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Which way each command reaches a real device: SG_IO or the block layer's
 //! PR ioctls, as configured, or (`auto`) SG_IO while the helper holds
 //! CAP_SYS_RAWIO and otherwise the ioctls wherever a probe shows the kernel

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Removing the socket file and the pidfile when the daemon ends, also when
 //! it runs as another user (`-u`): it can then no longer write to their
 //! directory (`/run` is root's), so the files would stay behind.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Implementations of the ports for Linux: the Unix socket, SG_IO, the PR
 //! ioctls, capabilities and identity, systemd, the pidfile; and an emulated
 //! device that keeps persistent reservations in memory. `unsafe` lives only here,

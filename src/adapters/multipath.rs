@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The dm-multipath executor: finds the paths of a map in sysfs, opens them,
 //! lets the domain's routing drive commands on them (through SG_IO or the PR
 //! ioctls, as the [`InterfaceSelector`] chooses for each path), and tells

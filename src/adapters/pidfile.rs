@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The pidfile: created and locked first, before the socket and before
 //! daemonizing, so that a second instance on the same pidfile fails at once
 //! without touching anything; written after daemonizing; removed on drop.

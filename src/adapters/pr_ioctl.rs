@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The block layer's persistent-reservation ioctls (`<linux/pr.h>`): the one
 //! home of `IOC_PR_*`.
 //!

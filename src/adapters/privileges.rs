@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Dropping privileges in one ordered sequence: bounding set, supplementary
 //! groups, gid, uid, then the capability sets, then a check that nothing more
 //! than planned is left.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The system-call allowlist installed after privileges are dropped: the
 //! daemon then can do what serving needs and nothing else, even if a bug
 //! let a client steer it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The Linux SG_IO executor: the one home of the SG_IO ioctl.
 //!
 //! The ioctl runs on the blocking thread the server gives each command, never

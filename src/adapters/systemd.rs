@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! systemd integration without libsystemd: socket activation
 //! (`LISTEN_PID`/`LISTEN_FDS`) and state notifications (`NOTIFY_SOCKET`:
 //! READY=1, STATUS=, STOPPING=1).

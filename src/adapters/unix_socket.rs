@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The Unix-socket transport: a tokio listener on a path or on a socket handed
 //! over by systemd, and connections that receive fds with SCM_RIGHTS.
 

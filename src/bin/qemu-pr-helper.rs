@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `qemu-pr-helper`: the command line of the C helper, wired to the library.
 
 use std::process::ExitCode;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The command line of `qemu-pr-client`: sg_persist's options (sg3_utils
 //! 1.48), turned into one request. In the library so that man pages and
 //! shell completions are generated from the same definition.

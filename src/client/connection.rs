@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The client side of the helper socket: connect, negotiate features, send
 //! one request with the device fd over SCM_RIGHTS, read the reply.
 //!

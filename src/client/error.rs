@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Why `qemu-pr-client` could not show an answer, and the exit status each
 //! reason gives (sg3_utils' values where it has one).
 

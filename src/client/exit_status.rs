@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Exit status values: sg3_utils' (`man sg3_utils`, EXIT STATUS), so that a
 //! script written for `sg_persist` (a fence agent, a cluster validation
 //! script) reads the client's answers the same way. The few outcomes that

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The client side of the helper protocol, as `qemu-pr-client` uses it and as
 //! integration tests and benchmarks can reuse it. How answers are shown lives
 //! beside the binary; here is what a request needs.

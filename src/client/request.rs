@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What the client sends and what it gets back, built and parsed with the
 //! domain's codecs (no second copy of the wire format).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Text from the command line as an error message quotes it: a name of
 //! 70 kB would otherwise be echoed whole into a terminal or a log.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! TransportIDs as sg_persist spells them on its command line (`-X`), in a
 //! file (`-X file=NAME`) or on standard input (`-X -`), and the same spelling
 //! back for display, so that what the status table shows can be pasted into

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The command line of `qemu-pr-helper`, option for option the C helper's.
 //! In the library so that man pages and shell completions are generated from
 //! the same definition the binary parses.

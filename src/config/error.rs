@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What can be wrong with the settings, worded for the operator who fixes
 //! them.
 

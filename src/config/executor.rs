@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The executor that runs the commands, with the parameters only it reads.
 
 use super::FaultEntry;

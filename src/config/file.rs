@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The TOML configuration file (`-c`) as written: every key optional, each
 //! value checked as it is read, so that an error names its line and key.
 

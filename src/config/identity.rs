@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Users and groups, given by name or number (`-u`, `-g`, `socket_group`),
 //! resolved to ids once, while the settings are checked.
 

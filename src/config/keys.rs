@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Every key of the configuration file, as an operator reads about it:
 //! table, type, default, accepted range and meaning. The qemu-pr-helper.toml(5)
 //! man page is rendered from this list, and the tests below hold it to the

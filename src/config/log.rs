@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Where the log goes and in which form: `--log-to`, `log_to`,
 //! `log_format`, `syslog_socket`.
 

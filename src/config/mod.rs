@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The daemon's settings: defaults as in the C helper, then a TOML file
 //! (`-c`), then command-line flags, each overriding the one before. Every
 //! value is checked and resolved here, once ([`Settings::new`]); the daemon

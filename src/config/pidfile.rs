@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The pidfile's default path, beside the socket's: both the settings and
 //! the command line's help show it.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The system-call filter's mode: `--seccomp`, `seccomp` in `[security]`.
 
 /// What the kernel does with a call outside the allowlist.

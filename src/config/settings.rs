@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The settings the daemon runs with: the file and the command line merged
 //! over the defaults, every value checked and resolved here, once.
 

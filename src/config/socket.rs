@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The listening socket: where it is, where that came from, and the
 //! permissions its file gets.
 

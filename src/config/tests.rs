@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The settings as an operator writes them: files and flags in, the
 //! settings or the error the operator reads out.
 

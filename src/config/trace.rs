@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `-T` (`trace` in the file): which log targets to trace, and where.
 
 use std::path::PathBuf;

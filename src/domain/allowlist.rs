@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Who may use the helper, and for which devices: the administrator's
 //! allowlists, decided here without I/O. Empty lists mean "no restriction",
 //! which is what the C helper offers (the socket's file mode alone).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The audit record: one line per PR OUT (and per refusal) saying who did
 //! what to which device and what came of it. Built here, emitted by the
 //! server on the `audit` tracing target.

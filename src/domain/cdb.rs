@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The 16-byte CDB that opens every request, and the rules that make it
 //! acceptable on the wire.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! One PERSISTENT RESERVE IN/OUT command: a checked CDB and its parameter
 //! list. The server builds it from a request; executors run it; multipath
 //! routing makes new ones (SPEC_I_PT dropped after the first path,

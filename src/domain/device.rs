@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What a received fd is, as learnt once from `fstat` and `fcntl`: the facts
 //! every decision about a client's device (may SG_IO run, is it allowed, may
 //! it change reservations) is made on, and how logs name it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Device faults the emulated device can be told to show, as data: each is
 //! what SG_IO would report for a real device in trouble, and its answer comes
 //! from [`super::sg_io_result`], so the emulator exercises the same mapping

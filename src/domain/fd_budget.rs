@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! How many connections the open-file limit can serve.
 //!
 //! A connection costs its socket, and while a command is on its way the fd

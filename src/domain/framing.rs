@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The helper protocol's framing: feature negotiation, request limits and the
 //! 104-byte reply header (see `docs/protocol.md`). Everything here is big-endian.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The client that sent a command: for the emulated device the I_T nexus,
 //! for real devices the peer named in logs.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Rate limiting of repetitive log lines, such as refused connections.
 //!
 //! A peer that reconnects in a loop after being refused would otherwise write

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Pure protocol and SCSI logic: no I/O, no async, no unsafe.
 //!
 //! Everything the helper decides (is this request acceptable, what does this

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! PERSISTENT RESERVE OUT parameter lists: the basic 24-byte list (with
 //! optional TransportIDs for SPEC_I_PT) and the REGISTER AND MOVE list.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! PERSISTENT RESERVE IN parameter data: READ KEYS, READ RESERVATION,
 //! REPORT CAPABILITIES and READ FULL STATUS (SPC-4 6.16).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Which commands reach a device: the administrator's device allowlist and
 //! the read-only rule, decided on the facts about the client's fd before any
 //! ioctl runs. A refused command is answered here and never reaches the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! SCSI status codes and sense data: the vocabulary every answer is written in.
 //!
 //! The helper builds fixed-format sense (response code 70h) for the errors it

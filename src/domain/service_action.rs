@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! PERSISTENT RESERVE IN/OUT service actions, reservation types and scope.
 //!
 //! These name the SPC-4 codes so that logs, the emulated device and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Turning the outcome of an SG_IO ioctl into a reply, in the order and with
 //! the codes the C helper uses (`docs/protocol.md`, "How an SG_IO outcome
 //! becomes an answer"), with one deliberate difference: host

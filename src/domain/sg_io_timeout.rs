@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! How long the kernel waits for a device to answer one command: the
 //! `timeout` of `struct sg_io_hdr`, which is in milliseconds and 32 bits
 //! wide. Kept in that form from the settings to the ioctl, so it is converted

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The journal's native protocol: each event becomes one entry of
 //! `NAME`/value fields (its message, priority, target, source line, the
 //! fields of its spans and its own), encoded by whoever logs and sent by

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The text and JSON layers' output: each formatted line is queued for the
 //! writer thread with its severity and whether it is an audit line, instead
 //! of being written by the thread that logged it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The bounded queue between the threads that log and the thread that
 //! writes to the sink: which line is dropped when the sink falls behind.
 //!

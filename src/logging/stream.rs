@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Standard error or a log file as the sink: each line written whole, by
 //! the writer thread, which alone waits if a pipe reader falls behind.
 

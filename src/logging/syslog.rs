@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The syslog socket (`/dev/log`): one datagram per line, RFC 3164 style
 //! with the daemon facility and the level as severity.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The thread that owns the log's sink. Whoever logs formats the line and
 //! queues it; only this thread waits for the sink, so a journal, syslog
 //! daemon or stderr reader that stops reading costs lines, never the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The SCSI executor port: run one PERSISTENT RESERVE IN/OUT on a device.
 //!
 //! An executor never fails in the Rust sense: every outcome, including "the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The fd inspection port: what a client's fd is, learnt with system calls on
 //! the fd and reads of sysfs. On a file of a stuck file system (FUSE) they
 //! never return, so they are made only on the blocking thread that runs the

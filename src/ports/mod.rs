@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The traits the request-serving logic is written against. Adapters implement
 //! them for real sockets and devices; tests implement them with
 //! mockall doubles.

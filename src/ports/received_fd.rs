@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A file descriptor as it arrives from a client, before anything looked at it.
 
 use std::os::fd::OwnedFd;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The transport port: accept connections, read request bytes with the fds
 //! that come with them, write replies.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Accepting connections and accounting for them: the accept loop
 //! ([`run_with`]), the checks made at accept (peer allowlist, connection
 //! caps), the count of open connections the shutdown waits on and the

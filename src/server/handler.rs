@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! One connection, served by its own task: the features exchange, then
 //! requests read whole within the request timeout, each handed to the
 //! blocking pool (see `job`) and its reply written, until the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! One command's trip to the blocking pool: inspect the client's fd, screen
 //! the command, run the executor, close the fd, and (when the transport
 //! lets a thread write) try once to write the reply; with the command's

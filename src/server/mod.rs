@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The request-serving logic, written once against the ports, in three
 //! rooms:
 //!

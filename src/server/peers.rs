@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What each peer process (SO_PEERCRED pid) holds: its open connections,
 //! under a cap, and the slots its commands take on the blocking pool.
 //!

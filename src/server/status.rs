@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What the daemon is doing, in numbers: connections served, commands in
 //! flight and answered. The server counts; the service manager's status
 //! line (`sd_notify` STATUS=) reads.

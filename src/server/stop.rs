@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! How work in flight ends when the daemon stops: cut off at once (a read
 //! waiting for a client), or given a grace first (a command finishing, a
 //! reply being taken, an fd closing).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What the server's tests share: a scripted connection, and an fd
 //! inspector that looks at nothing.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The cluster sequences on one shared disk, written once and run at two
 //! layers: on the emulated device through the executor port
 //! (src/adapters/emulated/tests.rs includes this file by path) and on the

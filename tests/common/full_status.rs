@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 // READ FULL STATUS of two SAS registrants, the first holding Write
 // Exclusive - Registrants Only, and the status table it makes: the fixture
 // of the table's unit test (src/bin/qemu-pr-client/status.rs) and of the client's test

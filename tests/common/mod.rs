@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Test support: start a helper binary on a temporary socket and speak the
 //! protocol to it with raw bytes and real fds, as QEMU does.
 #![allow(dead_code)]

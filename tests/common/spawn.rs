@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Starting a helper process: the command line and the open-file limit it
 //! starts with. Used by the tests (through `common`) and by the benchmark
 //! (which includes this file by path).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A FUSE file system served by the test process that answers its own
 //! threads and never answers anyone else: the daemon's `fstat` (GETATTR) or
 //! `close` (FLUSH) of a fd on it then blocks for good, as on a FUSE server

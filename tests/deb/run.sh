@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The Debian package, as a host would use it: build it with cargo-deb, install
 # it with dpkg -i beside qemu-system-common, start the installed helper as the
 # installed unit's ExecStart says (options from the installed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! qemu-pr-helper.toml(5), rendered from the key list the library's tests
 //! hold to the configuration parser.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What qemu-pr-helper-rs(8) says beyond the options clap renders: the
 //! name it is indexed under, what the program is, and the sections an
 //! operator looks for. Paths, names and times come from the library's

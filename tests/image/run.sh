@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The KubeVirt image, run as virt-handler's DaemonSet runs its pr-helper
 # container (docs/kubevirt.md), without a container runtime: the image's root
 # unpacked from its OCI archive, then /entrypoint.sh with the DaemonSet's

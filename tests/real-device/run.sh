@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Real-device test tier for qemu-pr-helper.
 #
 # Boots a Debian kernel under QEMU (TCG, no KVM needed) with a busybox

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The Debian sid stack of the real-device tier (`run.sh --boots sid`).
 #
 # The Debian 12 boots prove the helper against kernel 6.1, QEMU 7.2 and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The emulated device driven as clusters drive shared disks, through the
 //! executor port, with real fds on temporary files.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The connection to multipathd: where it listens, its framing (a
 //! native-endian `usize` length that counts a trailing NUL, then the text
 //! and the NUL; replies come back the same way and start with "ok" on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Telling multipathd about reservation changes made through a map, so that
 //! it registers the key on paths that are added or restored later.
 //!

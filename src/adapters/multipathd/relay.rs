@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The multipathd relay: a small process, forked at start-up while the
 //! daemon is still root and single-threaded, that carries reservation
 //! changes to multipathd for the rest of the daemon's life.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Hex output in sg3_utils' layout: `-H` prints PR IN data as `sg_persist -H`
 //! does, and `-v` prints the CDB, the parameter list and the helper's raw
 //! reply header as `sg_persist -v` prints what it sends.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `--json`: one line of JSON for every outcome, a failure included, so that a
 //! script reads one shape whatever happened. Keys are strings ("0x…") because
 //! JSON numbers cannot hold 64 bits exactly.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `qemu-pr-client`: sends one PERSISTENT RESERVE IN/OUT command through a
 //! running helper, the way QEMU does, and prints the answer like sg_persist.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Turning a reply into what the operator reads: sg_persist-like text.
 //! Pure functions of the request and reply; JSON is in [`crate::json`], hex
 //! in [`crate::hex`].

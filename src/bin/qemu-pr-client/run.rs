@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! One run of `qemu-pr-client`: options in, text or JSON out, an exit status
 //! back. The binary only parses the command line and calls [`run`].
 

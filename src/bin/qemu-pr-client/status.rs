@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `--status`: the whole persistent reservation state of a logical unit in
 //! one table (generation, reservation type and scope, every registrant's key
 //! and TransportID, the holder marked), from READ FULL STATUS, or from READ

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! `--repeat` and `--direct`: the same command run many times, over one
 //! helper connection or with SG_IO in this process, and a summary of the
 //! round trips, so that a helper's cost is measured without program start.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 use super::*;
 use crate::domain::cdb::PrDirection;
 use crate::domain::param_list::{PrOutParameters, RegisterAndMoveParameters};

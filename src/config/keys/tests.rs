@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The key list against the parser: what the man page says is what the
 //! daemon reads.
 

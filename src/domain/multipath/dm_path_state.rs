@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! dm's view of the paths, as multipathd reports it: the helper cannot ask
 //! the device mapper itself (its status ioctl needs CAP_SYS_ADMIN, which the
 //! helper never keeps), but multipathd keeps the table status of every map

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! dm's view of each map's paths, asked of multipathd for every command on
 //! a map but never by the command itself: a wedged multipathd would make
 //! every command wait for it, one after the other, while holding the map.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What multipathd is told after a command succeeded through a map, so that
 //! paths added or restored later get the key registered by multipathd.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Whose reservation is it? The evidence that a reservation held with the
 //! map's key is held by an I_T nexus of this host.
 //!

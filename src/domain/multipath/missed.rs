@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Paths that a command meant for every path could not reach, and what each
 //! was left holding, so that the operator is told what to expect when the
 //! path comes back.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Persistent reservations through a dm-multipath map, decided without I/O.
 //!
 //! A key is registered per I_T nexus, so a map with two paths is two

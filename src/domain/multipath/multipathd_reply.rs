@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What multipathd's answer to a command means, so that each kind of
 //! trouble is reported once, in words an operator can act on.
 

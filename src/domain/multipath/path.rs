@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The paths of a map as routing sees them: their state, dm's view of them,
 //! the SCSI host (initiator port) they leave from and their device number.
 

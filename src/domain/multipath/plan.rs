@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The routing policy: which paths a command goes to, how each path's copy
 //! is written, and how a failed registration is undone.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Carries out a [`plan`] over a set of paths through a
 //! [`PathRunner`], synchronously: retries, failover, rollback and the merge
 //! of the paths' answers into one reply all happen here, so all of it is

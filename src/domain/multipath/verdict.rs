@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What one path's answer means for routing: done, retry the same path, or
 //! try another path.
 

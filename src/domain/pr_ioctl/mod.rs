@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The Linux block layer's persistent-reservation ioctls (`<linux/pr.h>`)
 //! as a third way to run PERSISTENT RESERVE IN/OUT: one that needs no
 //! capability at all, only an fd open for writing (PR OUT) or reading

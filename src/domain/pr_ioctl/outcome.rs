@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! What a PR ioctl returned, as a SCSI answer: status and sense for the
 //! return code (as `sg_io_result` does for SG_IO), and PR IN data in SPC-4
 //! byte layout built from the ioctl's structures.

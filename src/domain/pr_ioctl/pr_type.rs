@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The block layer numbers reservation types 1..6 (`enum pr_type`); SCSI
 //! numbers them 1, 3, 5, 6, 7, 8. Every value crosses here, both ways.
 

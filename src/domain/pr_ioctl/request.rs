@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A checked command turned into one PR ioctl, or into the refusal a device
 //! that lacks the feature gives (ILLEGAL REQUEST, pointing at the field):
 //! whatever the ioctl cannot carry is refused, never dropped.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! One PERSISTENT RESERVE IN/OUT command, from CDB and parameter list to the
 //! reply, as a target's device server runs it.
 

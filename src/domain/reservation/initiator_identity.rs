@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Which identity of a client makes it one I_T nexus of the emulated device:
 //! a setting (`initiator` in `[executor]`) read by the device itself, so it
 //! lives here once rather than as a twin on each side.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The persistent-reservation state of one logical unit: registrations,
 //! the reservation, PRGENERATION, APTPL and the pending unit attentions.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Which nexus may read or write the medium under which reservation
 //! (SPC-4 5.13.1, table 64 for READ and WRITE class commands).
 

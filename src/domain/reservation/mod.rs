@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! An in-memory SPC-4 persistent reservation model of one logical unit.
 //!
 //! It behaves like the device server of a Linux LIO target

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The I_T nexus: the pair (initiator port, target port) that registrations
 //! and unit attentions belong to.
 

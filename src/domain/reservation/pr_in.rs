@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! PERSISTENT RESERVE IN reports of a [`LogicalUnit`] (SPC-4 6.16).
 //!
 //! The payload formats are those of [`crate::domain::pr_in_data`]: this file

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! PERSISTENT RESERVE OUT service actions (SPC-4 5.13 and 6.17) on a
 //! [`LogicalUnit`].
 //!

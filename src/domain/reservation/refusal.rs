@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Why a persistent-reservation command was not carried out.
 
 use crate::domain::framing::PrReply;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Rule-by-rule tests of the reservation model, driven through
 //! [`LogicalUnit::execute`] with real CDBs and parameter lists.
 

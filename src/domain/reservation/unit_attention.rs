@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Unit attention conditions queued per I_T nexus.
 //!
 //! A PR OUT that takes something away from other nexuses (their registration,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # shellcheck shell=dash disable=SC3043,SC2034
 # End to end through QEMU (--with-qemu-boot), sourced by /init after the
 # scenarios. QEMU boots a nested guest (TCG inside TCG) whose scsi-block disk

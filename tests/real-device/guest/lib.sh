@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # shellcheck shell=dash disable=SC3043
 # Variables set through eval (DIRTYn, SGn, HELPER_PID_x) look unused/unassigned:
 # shellcheck disable=SC2034,SC2154

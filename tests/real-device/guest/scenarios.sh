@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # shellcheck shell=dash disable=SC3043
 # shellcheck disable=SC2154,SC2034
 # Scenarios, run once per backend (see lib.sh). Keys: this host 0x1111 (or
