@@ -632,7 +632,7 @@ fn remover_for(
             }
             tracing::debug!(
                 pid = remover.pid(),
-                "the socket file and pidfile are removed at exit by a process of root's uid                  without capabilities"
+                "the socket file and pidfile are removed at exit by a process of root's uid without capabilities"
             );
             Some(remover)
         }
