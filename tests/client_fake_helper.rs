@@ -340,6 +340,7 @@ fn exit_status_and_message_follow_sg_persist_for_each_answer() {
          a device opened read-only: drop --readonly)\n"
     );
     // PR IN and REGISTER AND MOVE have words of their own in sg_persist.
+    let move_args: &[&str] = &["-o", "-M", "-K", "1", "-S", "2", "-T", "5", "-X", "sas,5"];
     let voices = [
         (
             SenseCode::INVALID_FIELD_IN_CDB,
@@ -356,35 +357,13 @@ fn exit_status_and_message_follow_sg_persist_for_each_answer() {
         ),
         (
             SenseCode::INVALID_FIELD_IN_PARAMETER_LIST,
-            &[
-                "-o",
-                "-M",
-                "-K",
-                "1",
-                "-S",
-                "2",
-                "-T",
-                "5",
-                "-X",
-                "sas,5000000000000001",
-            ][..],
+            move_args,
             19,
             "PR out (register and move): bad field in parameter list\n",
         ),
         (
             SenseCode::INVALID_FIELD_IN_CDB,
-            &[
-                "-o",
-                "-M",
-                "-K",
-                "1",
-                "-S",
-                "2",
-                "-T",
-                "5",
-                "-X",
-                "sas,5000000000000001",
-            ][..],
+            move_args,
             5,
             "PR out (register and move): bad field in cdb (perhaps unsupported service \
              action)\n",
