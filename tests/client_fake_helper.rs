@@ -127,7 +127,23 @@ fn fake(
     let listener = UnixListener::bind(&socket).unwrap();
     let thread = std::thread::spawn(move || {
         let mut all = Vec::new();
-        let (mut stream, _) = listener.accept().unwrap();
+        // A client that exits before connecting (a usage error) must fail
+        // the test, not hang it.
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (mut stream, _) = loop {
+            match listener.accept() {
+                Ok(accepted) => break accepted,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("the client never connected: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
         stream.write_all(&server_features.to_be_bytes()).unwrap();
         let mut client_features = [0u8; 4];
         stream.read_exact(&mut client_features).unwrap();
@@ -340,7 +356,18 @@ fn exit_status_and_message_follow_sg_persist_for_each_answer() {
          a device opened read-only: drop --readonly)\n"
     );
     // PR IN and REGISTER AND MOVE have words of their own in sg_persist.
-    let move_args: &[&str] = &["-o", "-M", "-K", "1", "-S", "2", "-T", "5", "-X", "sas,5"];
+    let move_args: &[&str] = &[
+        "-o",
+        "-M",
+        "-K",
+        "1",
+        "-S",
+        "2",
+        "-T",
+        "5",
+        "-X",
+        "sas,5000000000000001",
+    ];
     let voices = [
         (
             SenseCode::INVALID_FIELD_IN_CDB,
