@@ -178,7 +178,7 @@ rc=0
 client --emulated "$disk" >"$work/out" 2>&1 || rc=$?
 # ...and a helper serving real devices answers ABORTED COMMAND for one (11).
 [ "$rc" = 11 ] || fail "READ KEYS on a file with --emulated: exit $rc, $(cat "$work/out")"
-grep -q "ABORTED COMMAND" "$work/out" || fail "$(cat "$work/out")"
+grep -q "PR in (Read keys): Aborted command" "$work/out" || fail "$(cat "$work/out")"
 grep -q "privileges dropped" "$work/helper.log" || fail "$(cat "$work/helper.log")"
 stop
 

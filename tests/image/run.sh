@@ -180,7 +180,7 @@ answer=$("$client" --socket "$pr/pr-helper.sock" -v -i -k "$loop" 2>&1) && fail 
 echo "$answer"
 [[ $answer == *"ILLEGAL REQUEST"*"24h/00h"* ]] || fail "unexpected answer: $answer"
 devno=$(devno "$loop")
-grep -q "\"command done\",\"device\":\"$devno\",\"cdb\":\"5e00" "$work/helper.log" ||
+grep '"command done"' "$work/helper.log" | grep "\"device\":\"$devno\"" | grep -q '"action":"READ KEYS","cdb":"5e00' ||
     { cat "$work/helper.log" >&2; fail "the helper did not log the command on $devno"; }
 
 echo "-- through a multipath map: the relay asks multipathd, through the link"
