@@ -485,6 +485,21 @@ mod tests {
             .await
     }
 
+    /// Serves `conn` to its end while the daemon keeps running, with every
+    /// fd a disk opened `open_mode`.
+    async fn serve_while_running<C>(
+        conn: &mut C,
+        exec: MockScsiExecutor,
+        open_mode: OpenMode,
+    ) -> ConnectionEnd
+    where
+        C: Connection + ?Sized,
+    {
+        serve_connection(conn, Arc::new(exec), running(), options(open_mode))
+            .await
+            .unwrap()
+    }
+
     fn running() -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(false);
         std::mem::forget(tx);
@@ -504,14 +519,7 @@ mod tests {
             .withf(move |_, command, _| command.cdb == cdb && command.data_out.is_empty())
             .times(1)
             .returning(|_, _, _| PrReply::good((0..16).collect()));
-        let end = serve_connection(
-            &mut conn,
-            Arc::new(exec),
-            running(),
-            options(OpenMode::ReadOnly),
-        )
-        .await
-        .unwrap();
+        let end = serve_while_running(&mut conn, exec, OpenMode::ReadOnly).await;
         assert_eq!(end, ConnectionEnd::ClientClosed);
         let w = written.lock().unwrap();
         assert_eq!(&w[..4], &[0, 0, 0, 0], "features word first");
@@ -537,14 +545,7 @@ mod tests {
             .withf(move |_, command, _| command.data_out == expected)
             .times(1)
             .returning(|_, _, _| PrReply::good(vec![1, 2, 3]));
-        serve_connection(
-            &mut conn,
-            Arc::new(exec),
-            running(),
-            options(OpenMode::ReadWrite),
-        )
-        .await
-        .unwrap();
+        serve_while_running(&mut conn, exec, OpenMode::ReadWrite).await;
         let w = written.lock().unwrap();
         assert_eq!(w.len(), 4 + REPLY_HEADER_LEN);
         assert_eq!(&w[4..12], &[0, 0, 0, 0, 0, 0, 0, 0]);
@@ -561,14 +562,7 @@ mod tests {
         ]);
         let mut exec = MockScsiExecutor::new();
         exec.expect_execute().times(0);
-        serve_connection(
-            &mut conn,
-            Arc::new(exec),
-            running(),
-            options(OpenMode::ReadOnly),
-        )
-        .await
-        .unwrap();
+        serve_while_running(&mut conn, exec, OpenMode::ReadOnly).await;
         let w = written.lock().unwrap();
         let expected = PrReply::check_condition(SenseCode::INVALID_OPCODE).encode_header();
         assert_eq!(&w[4..], &expected[..]);
