@@ -3,8 +3,6 @@
 //! what to which device and what came of it. Built here, emitted by the
 //! server on the `audit` tracing target.
 
-use std::fmt;
-
 use sha2::{Digest, Sha256};
 
 use super::cdb::{Hex, PrCdb};
@@ -29,15 +27,16 @@ pub enum KeyDisplay {
 }
 
 impl KeyDisplay {
-    /// Renders `key` as this mode says.
-    pub fn render(self, key: ReservationKey) -> String {
+    /// Renders `key` as this mode says; `None` when keys are not shown, so
+    /// that the field is left out rather than written as a placeholder.
+    pub fn render(self, key: ReservationKey) -> Option<String> {
         match self {
-            KeyDisplay::Full => key.to_string(),
+            KeyDisplay::Full => Some(key.to_string()),
             KeyDisplay::Hashed => {
                 let digest = Sha256::digest(key.0.to_be_bytes());
-                format!("sha256:{}", Hex(&digest[..8]))
+                Some(format!("sha256:{}", Hex(&digest[..8])))
             }
-            KeyDisplay::Omitted => "-".to_string(),
+            KeyDisplay::Omitted => None,
         }
     }
 }
@@ -66,10 +65,11 @@ pub struct PrOutAudit {
     /// TYPE by name; `None` when the code names no type (a REGISTER, for
     /// which the field is ignored, sends 0).
     pub type_name: Option<ReservationType>,
-    /// RESERVATION KEY as displayed.
-    pub key: String,
-    /// SERVICE ACTION RESERVATION KEY as displayed.
-    pub sa_key: String,
+    /// RESERVATION KEY as displayed; `None` when the parameter list was too
+    /// short to hold it or keys are not shown.
+    pub key: Option<String>,
+    /// SERVICE ACTION RESERVATION KEY, likewise.
+    pub sa_key: Option<String>,
     /// The status answered; `None` when the command never got an answer.
     pub status: Option<ScsiStatus>,
     /// Sense key / ASC / ASCQ of a CHECK CONDITION; `None` without one.
@@ -96,7 +96,7 @@ impl PrOutAudit {
         status: Option<ScsiStatus>,
         sense: Option<String>,
     ) -> PrOutAudit {
-        let render = |key: Option<ReservationKey>| key.map_or("-".to_string(), |k| shown.render(k));
+        let render = |key: Option<ReservationKey>| key.and_then(|k| shown.render(k));
         PrOutAudit {
             action: action_name(cdb),
             scope: cdb.scope(),
@@ -137,29 +137,6 @@ pub fn sense_text(reply: &PrReply) -> Option<String> {
     }
 }
 
-impl fmt::Display for PrOutAudit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} scope={} ({})",
-            self.action, self.scope, self.scope_name
-        )?;
-        match self.type_name {
-            Some(t) => write!(f, " type={} ({t})", self.type_code)?,
-            None => write!(f, " type={}", self.type_code)?,
-        }
-        write!(f, " key={} sa_key={} -> ", self.key, self.sa_key)?;
-        match self.status {
-            Some(status) => write!(f, "{status}")?,
-            None => f.write_str("abandoned")?,
-        }
-        if let Some(sense) = &self.sense {
-            write!(f, " sense={sense}")?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,14 +148,17 @@ mod tests {
         let k = ReservationKey(0xabc);
         assert_eq!(
             KeyDisplay::Full.render(k),
-            "0xabc",
+            Some("0xabc".to_string()),
             "as the client prints it"
         );
-        let h = KeyDisplay::Hashed.render(k);
+        let h = KeyDisplay::Hashed.render(k).unwrap();
         assert!(h.starts_with("sha256:") && h.len() == 7 + 16);
-        assert_ne!(h, KeyDisplay::Hashed.render(ReservationKey(0xabd)));
-        assert_eq!(h, KeyDisplay::Hashed.render(k), "stable across calls");
-        assert_eq!(KeyDisplay::Omitted.render(k), "-");
+        assert_ne!(
+            Some(&h),
+            KeyDisplay::Hashed.render(ReservationKey(0xabd)).as_ref()
+        );
+        assert_eq!(Some(h), KeyDisplay::Hashed.render(k), "stable across calls");
+        assert_eq!(KeyDisplay::Omitted.render(k), None, "left out, not a dash");
     }
 
     #[test]
@@ -190,11 +170,13 @@ mod tests {
         let reply = PrReply::check_condition(SenseCode::INVALID_FIELD_IN_CDB);
         let keys = PrOutKeys::from(&data[..]);
         let a = PrOutAudit::new(&cdb, keys, &reply, KeyDisplay::Full);
+        assert_eq!((a.action.as_str(), a.scope, a.type_code), ("PREEMPT", 0, 5));
         assert_eq!(
-            a.to_string(),
-            "PREEMPT scope=0 (LU_SCOPE) type=5 (Write Exclusive, registrants only) key=0x1 \
-             sa_key=0x2 -> CHECK CONDITION (02h) sense=5/24/00"
+            (a.key.as_deref(), a.sa_key.as_deref()),
+            (Some("0x1"), Some("0x2"))
         );
+        assert_eq!(a.status, Some(ScsiStatus::CHECK_CONDITION));
+        assert_eq!(a.sense.as_deref(), Some("5/24/00"));
         assert_eq!(
             a.type_name_text().as_deref(),
             Some("Write Exclusive, registrants only")
@@ -202,16 +184,12 @@ mod tests {
         assert_eq!(a.scope_name, "LU_SCOPE");
         let short = PrOutKeys::from(&data[..4]);
         let short = PrOutAudit::new(&cdb, short, &PrReply::good(vec![]), KeyDisplay::Full);
-        assert_eq!(short.key, "-");
+        assert_eq!(short.key, None, "no key: no field, not a dash");
         assert_eq!(short.sense, None, "no sense: no field, not a dash");
         assert_eq!(short.status, Some(ScsiStatus::GOOD));
         let gone = PrOutAudit::abandoned(&cdb, keys, KeyDisplay::Full);
-        assert_eq!(
-            gone.to_string(),
-            "PREEMPT scope=0 (LU_SCOPE) type=5 (Write Exclusive, registrants only) key=0x1 \
-             sa_key=0x2 -> abandoned"
-        );
-        assert_eq!(gone.status, None);
+        assert_eq!(gone.key.as_deref(), Some("0x1"));
+        assert_eq!((gone.status, gone.sense), (None, None));
     }
 
     #[test]
@@ -224,10 +202,7 @@ mod tests {
             KeyDisplay::Full,
         );
         assert_eq!(a.type_name_text(), None);
-        assert_eq!(
-            a.to_string(),
-            "REGISTER scope=0 (LU_SCOPE) type=0 key=0x0 sa_key=0x0 -> RESERVATION CONFLICT (18h)"
-        );
+        assert_eq!(a.status, Some(ScsiStatus::RESERVATION_CONFLICT));
         assert_eq!(scope_name(2), "obsolete");
         assert_eq!(scope_name(5), "reserved");
         for (code, name) in [
