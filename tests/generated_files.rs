@@ -358,3 +358,32 @@ fn the_configuration_page_lists_every_key() {
         .unwrap();
     config_page::check(&String::from_utf8(bytes.clone()).unwrap());
 }
+
+/// The configuration page states the server's limits in words; they must be
+/// the limits a server built with no settings applies.
+#[test]
+fn the_configuration_pages_limits_are_the_servers() {
+    use qemu_pr_helper::config::keys::{keys, KeyDefault};
+    use qemu_pr_helper::server::ServerOptions;
+    let server = ServerOptions::new(std::sync::Arc::new(
+        qemu_pr_helper::adapters::fd_inspector::ClientFdInspector,
+    ));
+    let words = |name: &str| match keys().into_iter().find(|k| k.name == name).unwrap().default {
+        KeyDefault::Words(w) => w,
+        KeyDefault::Value(v) => panic!("{name} = {v}"),
+    };
+    assert!(words("max_connections").starts_with(&format!("{},", server.max_connections)));
+    assert_eq!(
+        words("max_connections_per_peer"),
+        server.max_connections_per_peer.to_string()
+    );
+    assert_eq!(
+        words("max_commands_per_peer"),
+        server.max_commands_per_peer.to_string()
+    );
+    assert_eq!(
+        words("request_timeout_ms"),
+        server.request_timeout.as_millis().to_string()
+    );
+    assert!(words("seccomp").starts_with(qemu_pr_helper::config::SeccompMode::Kill.name()));
+}

@@ -30,7 +30,7 @@ mod peers;
 mod status;
 mod stop;
 #[cfg(test)]
-pub(crate) mod testing;
+mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,13 +55,13 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long a connection stays a task of its own after its last command.
 /// Commands on a busy connection never pay for parking; a VM's connection,
 /// silent for hours, costs a task only for this long.
-pub const PARK_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Connections one peer process may have open: one QEMU with a
 /// pr-manager-helper object per disk, and room to reconnect, stays far
 /// below; a peer that opens connections in a loop leaves the other
 /// 16,128 of the default cap to the others.
-pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
+pub(crate) const MAX_CONNECTIONS_PER_PEER: usize = 256;
 
 /// Commands one peer process may have on the blocking pool at once. QEMU
 /// sends one command at a time per pr-manager-helper object, so one QEMU
@@ -70,7 +70,7 @@ pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
 /// takes 8 peers with every slot stuck on a stalled file system to fill the
 /// pool's 512 threads. A command past the bound waits for a slot; it is
 /// not refused.
-pub const MAX_COMMANDS_PER_PEER: usize = 64;
+pub(crate) const MAX_COMMANDS_PER_PEER: usize = 64;
 
 /// The policy and limits the server enforces.
 #[derive(Clone, Debug)]
@@ -127,7 +127,7 @@ impl ServerOptions {
 
 /// How a connection ended, when it ended without a transport error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionEnd {
+pub(crate) enum ConnectionEnd {
     /// The client closed the connection between commands.
     ClientClosed,
     /// The daemon is shutting down and the connection was idle.
@@ -149,7 +149,7 @@ impl std::fmt::Display for ConnectionEnd {
 
 /// Why a connection was dropped.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
+pub(crate) enum ConnectionError {
     /// The client broke the wire contract.
     #[error("protocol violation: {0}")]
     Protocol(#[from] ProtocolViolation),

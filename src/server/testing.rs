@@ -39,7 +39,7 @@ impl FdInspector for StubInspector {
 }
 
 /// The default policy and limits, with every fd a disk opened `open_mode`.
-pub(crate) fn options(open_mode: OpenMode) -> Arc<ServerOptions> {
+pub(super) fn options(open_mode: OpenMode) -> Arc<ServerOptions> {
     Arc::new(ServerOptions::new(Arc::new(StubInspector(open_mode))))
 }
 

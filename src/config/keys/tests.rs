@@ -223,26 +223,3 @@ fn a_default_is_what_an_absent_key_gets() {
     }
     assert!(checked >= 14, "{checked}");
 }
-
-#[test]
-fn limits_in_words_are_the_servers() {
-    let server = crate::server::testing::options(crate::domain::device::OpenMode::ReadWrite);
-    let words = |name: &str| match keys().into_iter().find(|k| k.name == name).unwrap().default {
-        KeyDefault::Words(w) => w,
-        KeyDefault::Value(v) => panic!("{name} = {v}"),
-    };
-    assert!(words("max_connections").starts_with(&format!("{},", server.max_connections)));
-    assert_eq!(
-        words("max_connections_per_peer"),
-        server.max_connections_per_peer.to_string()
-    );
-    assert_eq!(
-        words("max_commands_per_peer"),
-        server.max_commands_per_peer.to_string()
-    );
-    assert_eq!(
-        words("request_timeout_ms"),
-        server.request_timeout.as_millis().to_string()
-    );
-    assert!(words("seccomp").starts_with(SeccompMode::Kill.name()));
-}
