@@ -128,7 +128,7 @@ pub fn for_errno(errno: Option<i32>) -> u8 {
     }
 }
 
-/// The table `--help` and the README print.
+/// The table `--help` prints, as `docs/client.md` does.
 pub const HELP: &str = "\
 Exit status (sg3_utils' values, as sg_persist returns them):
   0   GOOD (also RECOVERED ERROR)

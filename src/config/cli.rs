@@ -89,7 +89,7 @@ pub struct Cli {
     /// kernel (6.19 or later) and driver take them. pr_ioctl uses the PR
     /// ioctls only and drops CAP_SYS_RAWIO too, even when started as root:
     /// the daemon then holds no capability at all. sg_io is the C helper's
-    /// way. The README lists which service actions each one carries.
+    /// way. docs/executors.md lists which service actions each one carries.
     #[arg(long, value_name = "KIND")]
     pub executor: Option<ExecutorKind>,
     /// SG_IO timeout in milliseconds (the help shows the default).

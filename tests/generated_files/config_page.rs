@@ -104,7 +104,7 @@ pub fn render(date: &str, source: &str) -> String {
          an example, commented.\n\
          .TP\n\
          \\fI/usr/share/doc/qemu\\-pr\\-helper\\-rs/examples/emulated.toml\\fR\n\
-         the emulated device's, with faults.\n\
+         the emulated device's, with fault examples commented out.\n\
          .SH SEE ALSO\n\
          \\fBqemu\\-pr\\-helper\\-rs\\fR(8), \\fBqemu\\-pr\\-client\\fR(1), \\fBmultipathd\\fR(8)\n",
     );

@@ -34,8 +34,9 @@ sends a persistent reservation command to a disk, QEMU sends the command's CDB a
 list, with its own open file descriptor of the disk passed over the socket (SCM_RIGHTS). The
 helper checks the peer and the device against the configured lists, runs the command on that
 fd (with SG_IO, or with the block layer's PR ioctls when it holds no CAP_SYS_RAWIO), answers
-with the SCSI status, sense data and data, and closes the fd: it never opens a device by name
-and never keeps one open. A command it cannot carry out is answered with CHECK CONDITION and
+with the SCSI status, sense data and data, and closes the fd: it never opens the disk QEMU names
+itself and keeps no fd after a command (on a dm-multipath map it opens the map's path devices
+for the command). A command it cannot carry out is answered with CHECK CONDITION and
 sense data; a request that breaks the protocol closes that connection only.
 .PP
 On a dm\-multipath map the command goes down the map's paths (REGISTER on every path, a
