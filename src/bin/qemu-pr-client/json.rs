@@ -20,6 +20,7 @@ use qemu_pr_helper::client::exit_status;
 use qemu_pr_helper::client::request::{PrRequest, Reply};
 use qemu_pr_helper::domain::pr_in_data::{Decoded, PrInData};
 use qemu_pr_helper::domain::sense::{ScsiStatus, SenseBuffer};
+use qemu_pr_helper::domain::service_action::{ReservationKey, ReservationType};
 
 /// An answer from the helper.
 #[derive(Debug, Serialize)]
@@ -109,23 +110,13 @@ impl<T> From<&Decoded<T>> for Completeness {
     }
 }
 
-/// A reservation: its holder's key, type and scope.
+/// A reservation, one shape from READ RESERVATION, READ FULL STATUS and
+/// `--status`: a script reads `.reservation.key` the same from each.
 #[derive(Debug, Serialize)]
 pub struct Reservation {
-    /// The holder's RESERVATION KEY.
+    /// The holder's RESERVATION KEY, as READ RESERVATION reports it: 0x0
+    /// for an all-registrants type, which every registrant holds.
     pub key: String,
-    /// SCOPE (0: LU_SCOPE).
-    pub scope: u8,
-    /// TYPE.
-    #[serde(rename = "type")]
-    pub type_code: u8,
-    /// Its name: "Write Exclusive", ...
-    pub type_name: String,
-}
-
-/// The reservation held, as READ FULL STATUS and `--status` show it.
-#[derive(Debug, Serialize)]
-pub struct Held {
     /// SCOPE (0: LU_SCOPE).
     pub scope: u8,
     /// TYPE.
@@ -135,6 +126,31 @@ pub struct Held {
     pub type_name: String,
     /// An all-registrants type: every registrant holds it.
     pub all_registrants: bool,
+}
+
+impl Reservation {
+    /// The reservation of TYPE `type_code` and SCOPE `scope` held with
+    /// `key`.
+    pub fn new(key: ReservationKey, scope: u8, type_code: u8) -> Reservation {
+        Reservation {
+            key: key.to_string(),
+            scope,
+            type_code,
+            type_name: type_name(type_code),
+            all_registrants: is_all_registrants(type_code),
+        }
+    }
+}
+
+/// Whether TYPE `type_code` is held by every registrant.
+pub fn is_all_registrants(type_code: u8) -> bool {
+    matches!(
+        ReservationType::from_code(type_code),
+        Some(
+            ReservationType::WriteExclusiveAllRegistrants
+                | ReservationType::ExclusiveAccessAllRegistrants
+        )
+    )
 }
 
 /// One registered I_T nexus, the same from READ FULL STATUS and from
@@ -202,7 +218,7 @@ pub enum Data {
         /// PRGENERATION.
         generation: u32,
         /// The reservation, or null.
-        reservation: Option<Held>,
+        reservation: Option<Reservation>,
         /// One entry per registered I_T nexus.
         registrations: Vec<Registration>,
         /// Whether every descriptor arrived.
@@ -232,12 +248,11 @@ impl Data {
             },
             Ok(Some(PrInData::Reservation(d))) => Data::Reservation {
                 generation: d.value.generation,
-                reservation: d.value.reservation.as_ref().map(|r| Reservation {
-                    key: r.key.to_string(),
-                    scope: r.scope,
-                    type_code: r.type_code,
-                    type_name: type_name(r.type_code),
-                }),
+                reservation: d
+                    .value
+                    .reservation
+                    .as_ref()
+                    .map(|r| Reservation::new(r.key, r.scope, r.type_code)),
                 completeness: (&d).into(),
             },
             Ok(Some(PrInData::Capabilities(d))) => {

@@ -9,12 +9,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::json::{Held as HeldJson, Registration};
+use crate::json::{is_all_registrants, Registration, Reservation};
 use crate::render::type_name;
 use qemu_pr_helper::client::transport_id;
 use qemu_pr_helper::domain::pr_in_data::{Decoded, ReadFullStatus, ReadKeys, ReadReservation};
 use qemu_pr_helper::domain::sense::ScsiStatus;
-use qemu_pr_helper::domain::service_action::{ReservationKey, ReservationType};
+use qemu_pr_helper::domain::service_action::ReservationKey;
 
 /// Where the state came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,18 +41,15 @@ pub struct Held {
     pub type_code: u8,
     /// SCOPE (0: LU_SCOPE).
     pub scope: u8,
+    /// The holder's key (0 for an all-registrants type, as READ
+    /// RESERVATION reports it).
+    pub key: ReservationKey,
 }
 
 impl Held {
     /// An all-registrants type: every registrant holds the reservation.
     fn all_registrants(&self) -> bool {
-        matches!(
-            ReservationType::from_code(self.type_code),
-            Some(
-                ReservationType::WriteExclusiveAllRegistrants
-                    | ReservationType::ExclusiveAccessAllRegistrants
-            )
-        )
+        is_all_registrants(self.type_code)
     }
 }
 
@@ -96,6 +93,11 @@ impl Status {
             reservation: v.descriptors.iter().find(|r| r.r_holder).map(|r| Held {
                 type_code: r.type_code,
                 scope: r.scope,
+                key: if is_all_registrants(r.type_code) {
+                    ReservationKey(0)
+                } else {
+                    r.key
+                },
             }),
             registrants: v
                 .descriptors
@@ -122,6 +124,7 @@ impl Status {
         let held = reservation.value.reservation.as_ref().map(|r| Held {
             type_code: r.type_code,
             scope: r.scope,
+            key: r.key,
         });
         let holder_key = reservation.value.reservation.as_ref().map(|r| r.key);
         let all = held.as_ref().is_some_and(Held::all_registrants);
@@ -196,13 +199,10 @@ impl Status {
     }
 
     /// The reservation in JSON.
-    pub fn held(&self) -> Option<HeldJson> {
-        self.reservation.as_ref().map(|r| HeldJson {
-            scope: r.scope,
-            type_code: r.type_code,
-            type_name: type_name(r.type_code),
-            all_registrants: r.all_registrants(),
-        })
+    pub fn held(&self) -> Option<Reservation> {
+        self.reservation
+            .as_ref()
+            .map(|r| Reservation::new(r.key, r.scope, r.type_code))
     }
 
     /// Every registration in JSON.
@@ -254,7 +254,7 @@ pub struct Json {
     /// PRGENERATION.
     pub generation: u32,
     /// The reservation, or null.
-    pub reservation: Option<HeldJson>,
+    pub reservation: Option<Reservation>,
     /// Every registration, holders marked.
     pub registrations: Vec<Registration>,
     /// Some data was cut off by the allocation length.
@@ -268,6 +268,7 @@ mod tests {
     use super::*;
     use qemu_pr_helper::domain::param_list::TransportId;
     use qemu_pr_helper::domain::pr_in_data::{FullStatusDescriptor, Reservation};
+    use qemu_pr_helper::domain::service_action::ReservationType;
 
     /// Shared with the client's test against a fake helper.
     mod full_status {
@@ -310,6 +311,20 @@ mod tests {
         }
         assert_eq!(answer["command"], "read-full-status");
         assert_eq!(status["command"], "status");
+        // The reservation has READ RESERVATION's shape, holder's key included.
+        let rr = ReadReservation {
+            generation: 4,
+            reservation: Some(Reservation {
+                key: ReservationKey(0xabc),
+                scope: 0,
+                type_code: 5,
+            }),
+        };
+        let request = PrRequest::pr_in(PrInServiceAction::ReadReservation, 8192).unwrap();
+        let reply = Reply::from_pr_reply(PrReply::good(rr.encode())).unwrap();
+        let read = serde_json::to_value(crate::json::Answer::new(&request, &reply, 0)).unwrap();
+        assert_eq!(read["reservation"], status["reservation"]);
+        assert_eq!(status["reservation"]["key"], "0xabc");
         let keys: Vec<&String> = status["registrations"][0]
             .as_object()
             .unwrap()
