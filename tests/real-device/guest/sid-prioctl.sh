@@ -213,12 +213,12 @@ pe_sc_aptpl0() {
 
 # APTPL=0 with aptpl_zero = "refuse" (helper pe-ior).
 pe_sc_aptpl0_refuse() {
-    pe_step register 0 5 -o -G -S 0xe1 "$PATHE1"
-    pe_design register "rc=5 status=2 sense=$PE_BAD_APTPL0 payload="
+    pe_step register 0 19 -o -G -S 0xe1 "$PATHE1"
+    pe_design register "rc=19 status=2 sense=$PE_BAD_APTPL0 payload="
     pe_state register
     pe_design state-register "-"
-    pe_step ignore 0 5 -o -I -S 0xe1 "$PATHE2"
-    pe_design ignore "rc=5 status=2 sense=$PE_BAD_APTPL0 payload="
+    pe_step ignore 0 19 -o -I -S 0xe1 "$PATHE2"
+    pe_design ignore "rc=19 status=2 sense=$PE_BAD_APTPL0 payload="
     pe_state ignore
     pe_design state-ignore "-"
     pe_step register-aptpl 0 0 -o -G -Z -S 0xe3 "$PATHE3"
@@ -328,12 +328,12 @@ pe_sc_refusals() {
     pe_design report-capabilities "rc=0 status=0 sense= payload=$PE_CAPS"
     pe_step read-full-status 0 5 -i -s "$PATHE1"
     pe_design read-full-status "rc=5 status=2 sense=$PE_BAD_CDB_SA payload="
-    pe_step spec-i-pt x 5 -o -G -Z -S 0xe2 -X "sas,$(echo "$INITE2" | sed 's/^naa\.//')" "$PATHE1"
-    pe_design spec-i-pt "rc=5 status=2 sense=$PE_BAD_SPEC_I_PT payload="
+    pe_step spec-i-pt x 19 -o -G -Z -S 0xe2 -X "sas,$(echo "$INITE2" | sed 's/^naa\.//')" "$PATHE1"
+    pe_design spec-i-pt "rc=19 status=2 sense=$PE_BAD_SPEC_I_PT payload="
     pe_state spec-i-pt
     pe_design state-spec-i-pt "1:0xe1:R5"
-    pe_step all-tg-pt x 5 -o -G -Y -Z -S 0xe3 "$PATHE3"
-    pe_design all-tg-pt "rc=5 status=2 sense=$PE_BAD_ALL_TG_PT payload="
+    pe_step all-tg-pt x 19 -o -G -Y -Z -S 0xe3 "$PATHE3"
+    pe_design all-tg-pt "rc=19 status=2 sense=$PE_BAD_ALL_TG_PT payload="
     pe_state all-tg-pt
     pe_design state-all-tg-pt "1:0xe1:R5"
     pe_step replace-lost x 5 -o -z -S 0xe1 -T 5 "$PATHE1"
