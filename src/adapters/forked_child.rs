@@ -2,9 +2,9 @@
 //! What the processes the daemon forks while still root and single-threaded
 //! (the multipathd relay, the remover of the socket file and pidfile) share:
 //! the check that forking is safe, the socket pair to the child, and the
-//! closing of every fd the child must not keep.
+//! child's confinement before it serves.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
@@ -22,6 +22,37 @@ pub enum ChildError {
         /// Why.
         source: Errno,
     },
+}
+
+/// Confines a forked child before it serves: stdio pointed at /dev/null (an
+/// inherited pipe would keep a caller of `-d` waiting), every inherited fd
+/// but `keep` closed (the daemon's listening socket and pidfile lock must
+/// not outlive it there), the supplementary groups and every capability
+/// dropped (root's uid stays), `no_new_privs`, and last `install_filter`,
+/// the child's own system-call filter. The error says which step failed,
+/// for the daemon's log.
+pub fn confine<E: std::fmt::Display>(
+    keep: BorrowedFd<'_>,
+    install_filter: impl FnOnce() -> Result<(), E>,
+) -> Result<(), String> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("open /dev/null: {e}"))?;
+    for stdio in 0..3 {
+        nix::unistd::dup2(null.as_raw_fd(), stdio)
+            .map_err(|e| format!("point stdio at /dev/null: {e}"))?;
+    }
+    drop(null);
+    close_inherited_fds(keep.as_raw_fd()).map_err(|e| format!("close inherited fds: {e}"))?;
+    // No supplementary groups (needs CAP_SETGID: before the capabilities go).
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::setgroups(&[]).map_err(|e| format!("drop supplementary groups: {e}"))?;
+    }
+    super::privileges::drop_all_capabilities().map_err(|e| format!("drop capabilities: {e}"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("set no_new_privs: {e}"))?;
+    install_filter().map_err(|e| format!("install the filter: {e}"))
 }
 
 /// The daemon's and the child's ends of a close-on-exec SEQPACKET pair, both

@@ -12,7 +12,7 @@
 //! made: a file a newer daemon put there since is left alone.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -156,7 +156,9 @@ impl Remover {
 
 /// The remover's life: confine, say so, wait for the daemon's end, remove.
 fn remover_main(socket: OwnedFd, files: &[(PathBuf, FileIdentity)], mode: SeccompMode) -> i32 {
-    if let Err(why) = confine(&socket, mode) {
+    if let Err(why) =
+        forked_child::confine(socket.as_fd(), || super::seccomp::install_remover(mode))
+    {
         let mut message = vec![FAILED];
         message.extend_from_slice(why.as_bytes());
         let _ = socket::send(socket.as_raw_fd(), &message, MsgFlags::MSG_NOSIGNAL);
@@ -181,30 +183,4 @@ fn remover_main(socket: OwnedFd, files: &[(PathBuf, FileIdentity)], mode: Seccom
         }
     }
     failed
-}
-
-/// Closes every inherited fd but the socket (the daemon's listening socket
-/// and pidfile lock must not outlive it here), points stdio at /dev/null
-/// (an inherited pipe would keep a caller of `-d` waiting), drops the
-/// supplementary groups and every capability, and installs the filter.
-fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), String> {
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| format!("open /dev/null: {e}"))?;
-    for stdio in 0..3 {
-        nix::unistd::dup2(null.as_raw_fd(), stdio)
-            .map_err(|e| format!("point stdio at /dev/null: {e}"))?;
-    }
-    drop(null);
-    forked_child::close_inherited_fds(socket.as_raw_fd())
-        .map_err(|e| format!("close inherited fds: {e}"))?;
-    if nix::unistd::geteuid().is_root() {
-        nix::unistd::setgroups(&[]).map_err(|e| format!("drop supplementary groups: {e}"))?;
-    }
-    super::privileges::drop_all_capabilities().map_err(|e| format!("drop capabilities: {e}"))?;
-    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("set no_new_privs: {e}"))?;
-    super::seccomp::install_remover(mode).map_err(|e| format!("install the filter: {e}"))?;
-    Ok(())
 }

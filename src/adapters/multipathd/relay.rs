@@ -346,7 +346,9 @@ impl RelayWatch {
 /// The relay process's life: shed everything, then serve until the daemon
 /// closes its end. Returns the exit status.
 fn relay_main(socket: OwnedFd, address: MultipathdAddress, mode: SeccompMode) -> i32 {
-    if let Err(why) = confine(&socket, mode) {
+    if let Err(why) = forked_child::confine(socket.as_fd(), || {
+        crate::adapters::seccomp::install_relay(mode)
+    }) {
         let mut message = vec![FAILED];
         message.extend_from_slice(why.as_bytes());
         let _ = socket::send(socket.as_raw_fd(), &message, MsgFlags::MSG_NOSIGNAL);
@@ -423,34 +425,4 @@ fn send_reply(socket: &OwnedFd, header: &Header, text: &[u8]) -> Result<(), Errn
             return Ok(());
         }
     }
-}
-
-/// Closes every inherited fd but the relay socket, points stdio at
-/// /dev/null (an inherited pipe would keep a caller of `-d` waiting), drops
-/// the supplementary groups and every capability (root's uid stays:
-/// multipathd wants it), and installs the relay's system-call filter. The
-/// error says which step failed, for the daemon's log.
-fn confine(socket: &OwnedFd, mode: SeccompMode) -> Result<(), String> {
-    let keep = socket.as_fd().as_raw_fd();
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| format!("open /dev/null: {e}"))?;
-    for stdio in 0..3 {
-        nix::unistd::dup2(null.as_raw_fd(), stdio)
-            .map_err(|e| format!("point stdio at /dev/null: {e}"))?;
-    }
-    drop(null);
-    forked_child::close_inherited_fds(keep).map_err(|e| format!("close inherited fds: {e}"))?;
-    // No supplementary groups (needs CAP_SETGID: before the capabilities go).
-    if nix::unistd::geteuid().is_root() {
-        nix::unistd::setgroups(&[]).map_err(|e| format!("drop supplementary groups: {e}"))?;
-    }
-    crate::adapters::privileges::drop_all_capabilities()
-        .map_err(|e| format!("drop capabilities: {e}"))?;
-    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("set no_new_privs: {e}"))?;
-    crate::adapters::seccomp::install_relay(mode)
-        .map_err(|e| format!("install the filter: {e}"))?;
-    Ok(())
 }
