@@ -403,3 +403,28 @@ seccomp_log_check() {
     note "actions_logged: $al; $n event(s)"
     end
 }
+
+# expect_disk_nodes NODE...: each NODE is a block or character device,
+# root:disk 0660, as udev makes them.
+expect_disk_nodes() {
+    local d m disk
+    disk=$(awk -F: '$1 == "disk" {print $3}' /etc/group)
+    for d in "$@"; do
+        # shellcheck disable=SC2012
+        m=$(ls -ln "$d" 2>/dev/null | awk '{print $1, $3, $4}')
+        case "$m" in
+        [bc]"rw-rw----"*" 0 $disk") ;;
+        *) fail "$d is [$m] (mode, uid, gid), want rw-rw---- root:disk (0 $disk)" ;;
+        esac
+    done
+}
+
+# expect_pid_alive PID LOG WHEN: the helper PID still runs after WHEN;
+# otherwise fail with the end of its LOG.
+expect_pid_alive() {
+    local pstate
+    pstate=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)
+    case "$pstate" in
+    "" | Z | X) fail "after $3 our helper (pid $1) is gone; its log: $(tail -c 400 "$2" | tr '\n' ' ')" ;;
+    esac
+}

@@ -116,10 +116,7 @@ stop_mpd_helper() {
 }
 # expect_helper_alive WHEN
 expect_helper_alive() {
-    pstate=$(awk '/^State:/ {print $2}' "/proc/$HELPER_PID_mpd/status" 2>/dev/null)
-    case "$pstate" in
-    "" | Z | X) fail "after $1 our helper (pid $HELPER_PID_mpd) is gone; its log: $(tail -c 400 /tmp/helper-mpd.log | tr '\n' ' ')" ;;
-    esac
+    expect_pid_alive "$HELPER_PID_mpd" /tmp/helper-mpd.log "$1"
 }
 
 # ---------------------------------------------------------------- multipathd
@@ -666,14 +663,7 @@ mpd_main() {
     chgrp root /dev/sd? /dev/sg? && chmod 0600 /dev/sd? /dev/sg?
     begin mpd.udev-multipathd
     start_udev_mpd || fail "udev and multipathd did not set the map up: $(tail -c 600 /tmp/multipathd.log | tr '\n' ';')"
-    for d in "$PATH2" "$PATH3" "$SG2" "$SG3" "$MAP"; do
-        # shellcheck disable=SC2012
-        m=$(ls -ln "$d" 2>/dev/null | awk '{print $1, $3, $4}')
-        case "$m" in
-        [bc]"rw-rw----"*" 0 6") ;;
-        *) fail "$d is [$m] (mode, uid, gid), want rw-rw---- 0 6 (root:disk 0660)" ;;
-        esac
-    done
+    expect_disk_nodes "$PATH2" "$PATH3" "$SG2" "$SG3" "$MAP"
     end
     if [ -n "$MAPNAME" ]; then
         for P in root user; do

@@ -136,17 +136,8 @@ CONF
 # sid.mpd.udev-multipathd: udev, not this script, made the nodes root:disk
 # 0660 (the helper as nobody:disk opens the paths itself).
 sid_mpd_nodes() {
-    local d m disk
     begin mpd.udev-multipathd || return 0
-    disk=$(awk -F: '$1 == "disk" {print $3}' /etc/group)
-    for d in "$PATH1" "$PATH2" "$SG1" "$SG2" "$SID_MAP"; do
-        # shellcheck disable=SC2012
-        m=$(ls -ln "$d" 2>/dev/null | awk '{print $1, $3, $4}')
-        case "$m" in
-        [bc]"rw-rw----"*" 0 $disk") ;;
-        *) fail "$d is [$m] (mode, uid, gid), want rw-rw---- root:disk" ;;
-        esac
-    done
+    expect_disk_nodes "$PATH1" "$PATH2" "$SG1" "$SG2" "$SID_MAP"
     sid_mpd_ready || fail "multipathd does not show both paths of $SID_MAPNAME active and ready"
     end
 }
@@ -258,12 +249,17 @@ sid_mpd_readd() {
 
 # expect_helper_alive WHEN: our helper still runs.
 expect_helper_alive() {
-    local pid pstate
-    pid=$(sid_pid "mpd-$P")
-    pstate=$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
-    case "$pstate" in
-    "" | Z | X) fail "after $1 our helper (pid $pid) is gone; its log: $(tail -c 400 "/tmp/helper-mpd-$P.log" | tr '\n' ' ')" ;;
-    esac
+    expect_pid_alive "$(sid_pid "mpd-$P")" "/tmp/helper-mpd-$P.log" "$1"
+}
+
+# sid_mpd_register_after STEP KEY WHEN: after WHEN, a REGISTER of KEY
+# through the map reaches both paths, the helper lives on, and multipathd
+# knows the key.
+sid_mpd_register_after() {
+    mpd_pr "$1" 0 -o -G -S "$2"
+    sid_expect 0 "register after $3" "1:$2 2:$2"
+    expect_helper_alive "$3"
+    mpd_expect "register after $3" getprkey "$2"
 }
 
 # sid.mpd.restart.P and sid.mpd.start-after-helper.P: multipathd restarts
@@ -275,10 +271,7 @@ sid_mpd_restart() {
         sid_mpd_reset
         sid_mpd_kill
         { sid_mpd_run && sid_mpd_ready; } || fail "multipathd did not come back with the map ready"
-        mpd_pr register-after-restart 0 -o -G -S 0x4444
-        sid_expect 0 "register after multipathd restarted" "1:0x4444 2:0x4444"
-        expect_helper_alive "multipathd restarted"
-        mpd_expect "register after multipathd restarted" getprkey 0x4444
+        sid_mpd_register_after register-after-restart 0x4444 "multipathd restarted"
         end
     fi
     if begin "mpd.start-after-helper.$P"; then
@@ -289,10 +282,7 @@ sid_mpd_restart() {
         cp "/tmp/helper-mpd-$P.log" "/tmp/helper-mpd-$P.1.log"
         sid_start "mpd-$P" /usr/local/bin/rs-pr-helper "$P" || fail "helper did not start"
         { sid_mpd_run && sid_mpd_ready; } || fail "multipathd did not come back with the map ready"
-        mpd_pr register-after-start 0 -o -G -S 0x5555
-        sid_expect 0 "register with multipathd started after the helper" "1:0x5555 2:0x5555"
-        expect_helper_alive "multipathd started after the helper"
-        mpd_expect "register with multipathd started after the helper" getprkey 0x5555
+        sid_mpd_register_after register-after-start 0x5555 "multipathd started after the helper"
         end
     fi
 }
